@@ -1,0 +1,148 @@
+// Tokenizers: text <-> token ids, identical to the reference libraries.
+//
+// Two backends sit behind one interface:
+//   - Hugging Face `tokenizer.json` with a BPE model (byte-level BPE of the GPT-2, Llama-3 and Qwen2/2.5/3
+//     families, and character BPE with byte fallback), added tokens, normalizers, pre-tokenizers,
+//     post-processors and decoders as the `tokenizers` library defines them;
+//   - SentencePiece `tokenizer.model` files (Llama-2, Mistral, Gemma style) through libsentencepiece.
+// Both read the optional `tokenizer_config.json` beside them for bos/eos/pad tokens, `add_bos_token`,
+// `add_eos_token` and the chat template.
+//
+// Input text is UTF-8. Bytes that are not valid UTF-8 are replaced by U+FFFD before encoding, one per maximal
+// invalid subsequence (the rule of Python's `bytes.decode(errors="replace")`), so any byte string encodes and
+// the result equals what the reference gives for the same text as Python decodes it.
+//
+// Tokenizers are immutable after load() and safe to use from several threads at once.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coenc/types.h"
+
+namespace coenc {
+
+struct EncodeOptions {
+  // Apply the model's post-processor: BOS (and EOS) or the TemplateProcessing of tokenizer.json; for
+  // SentencePiece, `add_bos_token` / `add_eos_token` of tokenizer_config.json (BOS by default).
+  bool add_special = false;
+  // Text in the input that spells a special added token (e.g. "<|im_end|>") becomes that token. When false,
+  // such text is encoded as ordinary text (HF `split_special_tokens=True`): use it for untrusted user input.
+  // Non-special added tokens are always matched.
+  bool parse_special = true;
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Loads a tokenizer from `path`: a model directory holding tokenizer.json (preferred) or tokenizer.model and
+  // optionally tokenizer_config.json, or a bare tokenizer.json / tokenizer.model file (then a
+  // tokenizer_config.json in the same folder is still read). Throws coenc::Error naming the file and field for
+  // missing files, malformed JSON and unsupported components.
+  static std::unique_ptr<Tokenizer> load(const std::string& path);
+
+  // Encodes `text` (any bytes; see the file comment) into token ids.
+  virtual TokenIds encode(std::string_view text, const EncodeOptions& options = {}) const = 0;
+
+  // Decodes ids into UTF-8 text, as the reference decoder does; byte sequences that do not form valid UTF-8
+  // become U+FFFD. With skip_special, special tokens are left out. Throws InvalidInput for an id outside
+  // [0, vocab_size()).
+  std::string decode(const TokenIds& ids, bool skip_special = false) const;
+
+  // The bytes `ids` stand for, before the UTF-8 check decode() makes: a run of byte tokens may end inside a
+  // multi-byte character. StreamDecoder is built on this.
+  virtual std::string decode_bytes(const TokenIds& ids, bool skip_special) const = 0;
+
+  // The vocabulary entry of `id` as stored in the file (e.g. "Ġhello" for byte-level BPE, "▁hello" for
+  // SentencePiece, "<|im_end|>" for an added token). Throws InvalidInput for an id out of range.
+  virtual std::string id_to_piece(TokenId id) const = 0;
+
+  // The id of a vocabulary entry or added token spelled exactly `piece`, if there is one.
+  virtual std::optional<TokenId> token_to_id(std::string_view piece) const = 0;
+
+  // One past the largest valid id (model vocabulary plus added tokens).
+  virtual int vocab_size() const = 0;
+
+  // True for special tokens: added tokens flagged "special" and SentencePiece control pieces.
+  virtual bool is_special(TokenId id) const = 0;
+
+  // Special token ids from tokenizer_config.json (or, failing that, the usual added tokens); nullopt if the
+  // tokenizer has none.
+  std::optional<TokenId> bos_id() const { return bos_id_; }
+  std::optional<TokenId> eos_id() const { return eos_id_; }
+  std::optional<TokenId> pad_id() const { return pad_id_; }
+
+  // The Jinja chat template of tokenizer_config.json ("" if none). See ChatFormat for how it is used.
+  const std::string& chat_template() const { return chat_template_; }
+
+ protected:
+  std::optional<TokenId> bos_id_, eos_id_, pad_id_;
+  std::string chat_template_;
+};
+
+// Incremental decoding for streaming generation: feed ids one at a time and get back only text that is
+// complete UTF-8. Bytes of a character split over several tokens are held back until the character is
+// complete; bytes that can never become valid UTF-8 come out as U+FFFD. The concatenation of everything
+// push() and finish() return equals tokenizer.decode(all ids, skip_special).
+class StreamDecoder {
+ public:
+  // `tokenizer` must outlive the decoder.
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = true);
+
+  // Adds one id and returns the text that became complete ("" while a character is incomplete).
+  std::string push(TokenId id);
+  // Returns whatever is still held back (an incomplete character becomes U+FFFD) and resets the decoder.
+  std::string finish();
+
+ private:
+  const Tokenizer& tokenizer_;
+  bool skip_special_;
+  TokenIds ids_;          // the decoding window: ids_[0, read_) are already emitted
+  size_t read_ = 0;
+};
+
+// ---- chat templates ------------------------------------------------------------------------------------------
+// Chat templates are Jinja programs; rather than run Jinja, Co-Encoder recognises the common families from the
+// template text and renders them natively. The formats follow the families' reference templates for plain
+// system/user/assistant turns (no tools, no default system prompt, no date preamble).
+enum class ChatFormat {
+  ChatML,   // Qwen, many others: <|im_start|>role\ncontent<|im_end|>\n
+  Llama3,   // <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+  Llama2,   // <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s>
+  Mistral,  // <s>[INST] user [/INST] assistant</s> (system text prefixed to the first user turn)
+  Gemma,    // <start_of_turn>user\ncontent<end_of_turn>\n, the assistant role is "model"
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+struct ChatRenderOptions {
+  bool add_generation_prompt = true;  // end with the header that starts the assistant's turn
+  std::string bos_token;              // text of the BOS token, for the formats that spell it (Llama3/2, Gemma)
+  std::string eos_token;              // text of the EOS token, for Llama2/Mistral turn ends
+};
+
+// The family of a chat template's text, or nullopt if it is none of the known ones.
+std::optional<ChatFormat> detect_chat_format(std::string_view chat_template);
+
+// Parses a format name as users type it ("chatml", "llama3", "llama2", "mistral", "gemma"; case-insensitive).
+// Throws InvalidInput listing the known names.
+ChatFormat parse_chat_format(std::string_view name);
+const char* chat_format_name(ChatFormat format);
+
+// The tokenizer's chat format: `explicit_name` if given (see parse_chat_format), else detected from its
+// chat template. Throws Unsupported, saying how to name a format, when the template is missing or unknown.
+ChatFormat resolve_chat_format(const Tokenizer& tokenizer, std::string_view explicit_name = {});
+
+// Renders `messages` as the prompt text of `format`. Throws InvalidInput for an unknown role or (Llama2,
+// Mistral, Gemma) roles out of their required order.
+std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat format,
+                        const ChatRenderOptions& options);
+
+}  // namespace coenc
