@@ -1,0 +1,184 @@
+// Streaming decode, SentencePiece through the common interface, and chat formats.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "coenc/tokenizer.h"
+#include "test_util.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer_test_json.h"
+
+namespace coenc::test {
+namespace {
+
+std::filesystem::path tiny_spm() { return test_dir() / "golden" / "tokenizer" / "tiny_spm.model"; }
+
+TEST(StreamDecoder, HoldsBackPartialCharacters) {
+  TempDir dir;
+  auto t = load_tokenizer_json(dir, tiny_tokenizer_json());
+  // é is two byte tokens, 😀 four: nothing comes out until the character is whole.
+  StreamDecoder s(*t);
+  EXPECT_EQ(s.push('a'), "a");
+  EXPECT_EQ(s.push(0xC3), "");
+  EXPECT_EQ(s.push(0xA9), "\xC3\xA9");
+  EXPECT_EQ(s.push(0xF0), "");
+  EXPECT_EQ(s.push(0x9F), "");
+  EXPECT_EQ(s.push(0x98), "");
+  EXPECT_EQ(s.push(0x80), "\xF0\x9F\x98\x80");
+  // A byte that can never complete a character comes out as U+FFFD with what follows it.
+  EXPECT_EQ(s.push(0xE3), "");
+  EXPECT_EQ(s.push('b'), "\xEF\xBF\xBD" "b");
+  EXPECT_EQ(s.push(0xE3), "");
+  EXPECT_EQ(s.finish(), "\xEF\xBF\xBD");
+}
+
+TEST(StreamDecoder, SkipsSpecialTokensWhenAsked) {
+  TempDir dir;
+  auto t = load_tokenizer_json(dir, tiny_tokenizer_json());
+  TokenId eos = *t->token_to_id("<|eos|>");
+  StreamDecoder skip(*t, true), keep(*t, false);
+  EXPECT_EQ(skip.push(eos), "");
+  EXPECT_EQ(keep.push(eos), "<|eos|>");
+}
+
+// Feeding ids one by one gives decode() of all of them, for byte-level BPE and SentencePiece alike.
+void expect_stream_equals_decode(const Tokenizer& t, const std::string& text) {
+  TokenIds ids = t.encode(text);
+  StreamDecoder s(t, false);
+  std::string streamed;
+  for (TokenId id : ids) {
+    std::string part = s.push(id);
+    EXPECT_EQ(tok::incomplete_utf8_tail(part), 0u);
+    EXPECT_TRUE(tok::is_valid_utf8(part));
+    streamed += part;
+  }
+  streamed += s.finish();
+  EXPECT_EQ(streamed, t.decode(ids, false)) << text;
+}
+
+TEST(StreamDecoder, ConcatenationEqualsDecode) {
+  TempDir dir;
+  auto bpe = load_tokenizer_json(dir, tiny_tokenizer_json());
+  auto spm = Tokenizer::load(tiny_spm().string());
+  for (const char* text : {"Hello world, the hello!", " leading space", "日本語のテキスト😀 and émoji 👍🏽",
+                           "multi\n\nline\ttext  ", "\xE3\x81"}) {
+    expect_stream_equals_decode(*bpe, text);
+    expect_stream_equals_decode(*spm, text);
+  }
+}
+
+TEST(SentencePiece, EncodesAsTheLibraryDoesAndAddsBos) {
+  auto t = Tokenizer::load(tiny_spm().string());
+  auto* sp = dynamic_cast<const tok::SentencePieceTokenizer*>(t.get());
+  ASSERT_NE(sp, nullptr);
+  const std::string text = "Hello world. 東京 12";
+  EXPECT_EQ(t->encode(text), sp->encode_plain(text));
+  EncodeOptions with;
+  with.add_special = true;
+  TokenIds ids = t->encode(text, with);
+  ASSERT_TRUE(t->bos_id().has_value());
+  EXPECT_EQ(ids.front(), *t->bos_id());
+  EXPECT_EQ(t->decode(ids, true), text);
+  EXPECT_TRUE(t->is_special(*t->bos_id()));
+  EXPECT_EQ(t->id_to_piece(*t->bos_id()), "<s>");
+  EXPECT_EQ(t->token_to_id("<s>"), t->bos_id());
+  EXPECT_FALSE(t->token_to_id("no such piece").has_value());
+}
+
+TEST(SentencePiece, ControlPieceTextIsParsedOnlyWhenAsked) {
+  auto t = Tokenizer::load(tiny_spm().string());
+  TokenId eos = *t->eos_id();
+  TokenIds parsed = t->encode("a</s>b");
+  EXPECT_EQ(std::count(parsed.begin(), parsed.end(), eos), 1);
+  EncodeOptions plain;
+  plain.parse_special = false;
+  TokenIds text = t->encode("a</s>b", plain);
+  EXPECT_EQ(std::count(text.begin(), text.end(), eos), 0);
+  EXPECT_EQ(t->decode(text), "a</s>b");
+}
+
+TEST(SentencePiece, ConfigTurnsBosOffAndEosOn) {
+  TempDir dir;
+  std::filesystem::copy_file(tiny_spm(), dir / "tokenizer.model");
+  write_file(dir / "tokenizer_config.json", R"({"add_bos_token": false, "add_eos_token": true})");
+  auto t = Tokenizer::load(dir.path().string());
+  EncodeOptions with;
+  with.add_special = true;
+  TokenIds ids = t->encode("hi", with);
+  EXPECT_NE(ids.front(), *t->bos_id());
+  EXPECT_EQ(ids.back(), *t->eos_id());
+}
+
+TEST(SentencePiece, RandomBytesDoNotCrash) {
+  auto t = Tokenizer::load(tiny_spm().string());
+  std::mt19937 rng(5);
+  for (int iter = 0; iter < 1000; ++iter) {
+    std::string raw(rng() % 48, '\0');
+    for (auto& c : raw) c = static_cast<char>(rng() % 256);
+    TokenIds ids = t->encode(raw);
+    std::string back = t->decode(ids);
+    ASSERT_TRUE(tok::is_valid_utf8(back));
+  }
+}
+
+TEST(ChatFormat, DetectsTheFamilies) {
+  EXPECT_EQ(detect_chat_format("{{'<|im_start|>' + message['role']}}"), ChatFormat::ChatML);
+  EXPECT_EQ(detect_chat_format("{{ '<|start_header_id|>' }}"), ChatFormat::Llama3);
+  EXPECT_EQ(detect_chat_format("[INST] <<SYS>>"), ChatFormat::Llama2);
+  EXPECT_EQ(detect_chat_format("{{ '[INST] ' + message['content'] }}"), ChatFormat::Mistral);
+  EXPECT_EQ(detect_chat_format("<start_of_turn>"), ChatFormat::Gemma);
+  EXPECT_FALSE(detect_chat_format("{{ message['content'] }}").has_value());
+  EXPECT_EQ(parse_chat_format("ChatML"), ChatFormat::ChatML);
+  EXPECT_COENC_ERROR(parse_chat_format("vicuna"), "unknown chat format \"vicuna\" (known: chatml, llama3");
+}
+
+TEST(ChatFormat, UnknownOrMissingTemplateSaysHowToNameOne) {
+  TempDir a, b;
+  auto none = load_tokenizer_json(a, tiny_tokenizer_json());
+  EXPECT_COENC_ERROR(resolve_chat_format(*none), "no chat_template in tokenizer_config.json; name the format");
+  auto odd = load_tokenizer_json(b, tiny_tokenizer_json(), {{"chat_template", "{{ messages }}"}});
+  EXPECT_COENC_ERROR(resolve_chat_format(*odd), "field chat_template is not one of the known families");
+  EXPECT_EQ(resolve_chat_format(*odd, "gemma"), ChatFormat::Gemma);
+}
+
+const std::vector<ChatMessage> kChat = {{"system", "Be brief."}, {"user", "Hi!"}, {"assistant", "Hello."},
+                                        {"user", "2+2?"}};
+
+TEST(ChatFormat, RendersChatML) {
+  EXPECT_EQ(render_chat(kChat, ChatFormat::ChatML, {}),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
+            "Hello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(ChatFormat, RendersLlama3) {
+  ChatRenderOptions o;
+  o.bos_token = "<|begin_of_text|>";
+  o.add_generation_prompt = false;
+  EXPECT_EQ(render_chat({{"user", " Hi! "}}, ChatFormat::Llama3, o),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>");
+}
+
+TEST(ChatFormat, RendersLlama2MistralAndGemma) {
+  ChatRenderOptions o;
+  o.bos_token = "<s>";
+  o.eos_token = "</s>";
+  EXPECT_EQ(render_chat(kChat, ChatFormat::Llama2, o),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi! [/INST] Hello. </s><s>[INST] 2+2? [/INST]");
+  EXPECT_EQ(render_chat(kChat, ChatFormat::Mistral, o),
+            "<s>[INST] Be brief.\n\nHi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
+  o.eos_token.clear();
+  EXPECT_EQ(render_chat(kChat, ChatFormat::Gemma, o),
+            "<s><start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+            "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
+}
+
+TEST(ChatFormat, RejectsBadRolesAndOrder) {
+  EXPECT_COENC_ERROR(render_chat({{"robot", "x"}}, ChatFormat::ChatML, {}),
+                     "chat message 0: unknown role \"robot\"");
+  EXPECT_COENC_ERROR(render_chat({{"assistant", "x"}}, ChatFormat::Llama2, {}),
+                     "needs alternating user/assistant turns starting with user");
+}
+
+}  // namespace
+}  // namespace coenc::test
