@@ -39,10 +39,10 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // Loads a tokenizer from `path`: a model directory holding tokenizer.json (preferred) or tokenizer.model and
-  // optionally tokenizer_config.json, or a bare tokenizer.json / tokenizer.model file (then a
-  // tokenizer_config.json in the same folder is still read). Throws coenc::Error naming the file and field for
-  // missing files, malformed JSON and unsupported components.
+  // Loads a tokenizer from `path`: a model directory holding tokenizer.json (preferred) or tokenizer.model
+  // and optionally tokenizer_config.json, or a bare tokenizer.json / tokenizer.model file (then a
+  // tokenizer_config.json in the same folder is still read). Throws coenc::Error naming the file and field
+  // for missing files, malformed JSON and unsupported components.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
 
   // Encodes `text` (any bytes; see the file comment) into token ids.
@@ -101,13 +101,14 @@ class StreamDecoder {
  private:
   const Tokenizer& tokenizer_;
   bool skip_special_;
-  TokenIds ids_;          // the decoding window: ids_[0, read_) are already emitted
+  TokenIds ids_;  // the decoding window: ids_[0, read_) are already emitted
   size_t read_ = 0;
 };
 
-// ---- chat templates ------------------------------------------------------------------------------------------
-// Chat templates are Jinja programs; rather than run Jinja, Co-Encoder recognises the common families from the
-// template text and renders them natively. The formats follow the families' reference templates for plain
+// ---- chat templates
+// ------------------------------------------------------------------------------------------ Chat templates
+// are Jinja programs; rather than run Jinja, Co-Encoder recognises the common families from the template text
+// and renders them natively. The formats follow the families' reference templates for plain
 // system/user/assistant turns (no tools, no default system prompt, no date preamble).
 enum class ChatFormat {
   ChatML,   // Qwen, many others: <|im_start|>role\ncontent<|im_end|>\n
@@ -124,8 +125,8 @@ struct ChatMessage {
 
 struct ChatRenderOptions {
   bool add_generation_prompt = true;  // end with the header that starts the assistant's turn
-  std::string bos_token;              // text of the BOS token, for the formats that spell it (Llama3/2, Gemma)
-  std::string eos_token;              // text of the EOS token, for Llama2/Mistral turn ends
+  std::string bos_token;  // text of the BOS token, for the formats that spell it (Llama3/2, Gemma)
+  std::string eos_token;  // text of the EOS token, for Llama2/Mistral turn ends
 };
 
 // The family of a chat template's text, or nullopt if it is none of the known ones.

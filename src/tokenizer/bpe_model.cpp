@@ -128,8 +128,8 @@ BpeModel::BpeModel(const std::vector<std::pair<std::string, TokenId>>& vocab,
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   std::vector<bool> seen(id_to_token_.size(), false);
   for (const auto& [tok, id] : vocab) {
-    COENC_CHECK(!seen[id], "{}: id {} is given to two tokens (\"{}\" and \"{}\")", (where / "vocab").str(), id,
-                id_to_token_[id], tok);
+    COENC_CHECK(!seen[id], "{}: id {} is given to two tokens (\"{}\" and \"{}\")", (where / "vocab").str(),
+                id, id_to_token_[id], tok);
     seen[id] = true;
     id_to_token_[id] = tok;
   }
@@ -151,7 +151,8 @@ BpeModel::BpeModel(const std::vector<std::pair<std::string, TokenId>>& vocab,
     COENC_CHECK(ib != token_to_id_.end(), "{}: token \"{}\" is not in the vocabulary", at.str(), b);
     std::string joined = a + b;
     auto ij = token_to_id_.find(joined);
-    COENC_CHECK(ij != token_to_id_.end(), "{}: merged token \"{}\" is not in the vocabulary", at.str(), joined);
+    COENC_CHECK(ij != token_to_id_.end(), "{}: merged token \"{}\" is not in the vocabulary", at.str(),
+                joined);
     merges_.insert(ia->second, ib->second, {static_cast<uint32_t>(rank), ij->second});
   }
 
@@ -162,7 +163,8 @@ BpeModel::BpeModel(const std::vector<std::pair<std::string, TokenId>>& vocab,
   if (options_.byte_level && options_.ignore_merges) {
     std::string raw;
     for (size_t id = 0; id < id_to_token_.size(); ++id) {
-      if (seen[id] && byte_level_to_bytes(id_to_token_[id], raw)) raw_to_id_.emplace(raw, static_cast<TokenId>(id));
+      if (seen[id] && byte_level_to_bytes(id_to_token_[id], raw))
+        raw_to_id_.emplace(raw, static_cast<TokenId>(id));
     }
   }
 }
@@ -309,7 +311,8 @@ void BpeModel::merge_long(std::vector<TokenId>& s) const {
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> queue;
   auto push = [&](int left) {
     if (left < 0 || nodes[left].next < 0) return;
-    if (const Merge* m = merges_.find(nodes[left].id, nodes[nodes[left].next].id)) queue.push({m->rank, left});
+    if (const Merge* m = merges_.find(nodes[left].id, nodes[nodes[left].next].id))
+      queue.push({m->rank, left});
   };
   for (int i = 0; i + 1 < static_cast<int>(nodes.size()); ++i) push(i);
   while (!queue.empty()) {

@@ -38,7 +38,8 @@ class BpeModel {
  public:
   // Parses the "model" object of tokenizer.json (type BPE) at `where`. `byte_level` says whether the
   // pre-tokenizer maps bytes to the byte-level alphabet. Throws InvalidInput / Unsupported naming the field.
-  static std::unique_ptr<BpeModel> from_json(const nlohmann::json& model, const JsonPath& where, bool byte_level);
+  static std::unique_ptr<BpeModel> from_json(const nlohmann::json& model, const JsonPath& where,
+                                             bool byte_level);
 
   // A model from a vocabulary (token -> id) and merges in rank order; throws as from_json does.
   BpeModel(const std::vector<std::pair<std::string, TokenId>>& vocab,
@@ -82,7 +83,8 @@ class BpeModel {
     size_t count_ = 0;
   };
 
-  void add_unit(std::string_view unit, std::vector<TokenId>& symbols, std::pair<TokenId, bool>& pending_unk) const;
+  void add_unit(std::string_view unit, std::vector<TokenId>& symbols,
+                std::pair<TokenId, bool>& pending_unk) const;
   void merge(std::vector<TokenId>& symbols) const;
   void merge_long(std::vector<TokenId>& symbols) const;
 

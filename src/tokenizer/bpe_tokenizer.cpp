@@ -22,7 +22,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_json(const nlohmann::json& j, c
 
   const auto& model = json_object(j, "model", root);
   auto pre = j.find("pre_tokenizer");
-  t->pre_tokenizer_ = PreTokenizer::from_json(pre == j.end() ? nlohmann::json() : *pre, root / "pre_tokenizer");
+  t->pre_tokenizer_ =
+      PreTokenizer::from_json(pre == j.end() ? nlohmann::json() : *pre, root / "pre_tokenizer");
   t->model_ = BpeModel::from_json(model, root / "model", t->pre_tokenizer_.byte_level());
   auto norm = j.find("normalizer");
   t->normalizer_ = Normalizer::from_json(norm == j.end() ? nlohmann::json() : *norm, root / "normalizer");
@@ -80,12 +81,9 @@ TokenIds BpeTokenizer::encode(std::string_view text, const EncodeOptions& option
     text = sanitized;
   }
   ids.reserve(text.size() / 3 + 4);
-  thread_local std::vector<Segment> segments;
-  segments.clear();
+  std::vector<Segment> segments;
   raw_added_.split(text, options.parse_special, segments);
-  // Copy: encode_plain may run the matcher again (normalized tokens), which reuses the thread-local buffer.
-  std::vector<Segment> local(segments);
-  for (const Segment& seg : local) {
+  for (const Segment& seg : segments) {
     if (seg.id >= 0) {
       ids.push_back(seg.id);
     } else {
@@ -121,7 +119,7 @@ void BpeTokenizer::encode_plain(std::string_view text, bool parse_special, Token
 
 void BpeTokenizer::encode_pieces(std::string_view normalized, TokenIds& out) const {
   thread_local std::vector<std::string_view> pieces;
-  std::deque<std::string> storage;
+  std::list<std::string> storage;  // std::list: no allocation unless used
   pieces.clear();
   pre_tokenizer_.split(normalized, pieces, storage);
   for (std::string_view piece : pieces) model_->encode(piece, out);
@@ -129,7 +127,8 @@ void BpeTokenizer::encode_pieces(std::string_view normalized, TokenIds& out) con
 
 std::string BpeTokenizer::decode_bytes(const TokenIds& ids, bool skip_special) const {
   for (TokenId id : ids) {
-    COENC_CHECK(id >= 0 && id < vocab_size_, "token id {} is out of range (vocabulary size {})", id, vocab_size_);
+    COENC_CHECK(id >= 0 && id < vocab_size_, "token id {} is out of range (vocabulary size {})", id,
+                vocab_size_);
   }
   if (!byte_level_bytes_.empty()) {
     std::string out;
@@ -147,7 +146,8 @@ std::string BpeTokenizer::decode_bytes(const TokenIds& ids, bool skip_special) c
 }
 
 std::string BpeTokenizer::id_to_piece(TokenId id) const {
-  COENC_CHECK(id >= 0 && id < vocab_size_, "token id {} is out of range (vocabulary size {})", id, vocab_size_);
+  COENC_CHECK(id >= 0 && id < vocab_size_, "token id {} is out of range (vocabulary size {})", id,
+              vocab_size_);
   auto it = added_by_id_.find(id);
   if (it != added_by_id_.end()) return it->second.content;
   return id < model_->size() ? model_->token(id) : std::string();

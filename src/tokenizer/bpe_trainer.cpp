@@ -37,7 +37,8 @@ class Progress {
       double f = std::min(1.0, static_cast<double>(done) / static_cast<double>(total));
       int filled = static_cast<int>(f * 30);
       std::snprintf(line, sizeof(line), "\r%s [%.*s%*s] %5.1f%%  %.1f / %.1f %s", label_.c_str(), filled,
-                    "##############################", 30 - filled, "", f * 100, done / scale, total / scale, unit);
+                    "##############################", 30 - filled, "", f * 100, done / scale, total / scale,
+                    unit);
     } else {
       std::snprintf(line, sizeof(line), "\r%s %.1f %s", label_.c_str(), done / scale, unit);
     }
@@ -51,17 +52,21 @@ class Progress {
   std::chrono::steady_clock::time_point last_;
 };
 
-uint64_t pair_key(int a, int b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
+uint64_t pair_key(int a, int b) {
+  return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b);
+}
 
 // The Jinja ChatML template written into tokenizer_config.json (what detect_chat_format recognises).
 constexpr const char* kChatMlTemplate =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% "
+    "endif %}";
 
 }  // namespace
 
 BpeTrainer::BpeTrainer(BpeTrainerOptions options) : options_(std::move(options)) {
-  COENC_CHECK(options_.max_words >= 1000, "BPE trainer: max_words must be at least 1000, got {}", options_.max_words);
+  COENC_CHECK(options_.max_words >= 1000, "BPE trainer: max_words must be at least 1000, got {}",
+              options_.max_words);
 }
 
 void BpeTrainer::count_word(std::string_view word) {
@@ -139,9 +144,10 @@ void BpeTrainer::add_file(const std::string& path) {
 
 void BpeTrainer::train() {
   const int n_special = static_cast<int>(options_.special_tokens.size());
-  COENC_CHECK(options_.vocab_size >= n_special + 256,
-              "BPE trainer: vocab_size {} is too small: it must hold the {} special tokens and 256 byte symbols",
-              options_.vocab_size, n_special);
+  COENC_CHECK(
+      options_.vocab_size >= n_special + 256,
+      "BPE trainer: vocab_size {} is too small: it must hold the {} special tokens and 256 byte symbols",
+      options_.vocab_size, n_special);
   vocab_ = options_.special_tokens;
   for (int b = 0; b < 256; ++b) vocab_.push_back(byte_to_unicode(static_cast<uint8_t>(b)));
   merges_.clear();
@@ -179,7 +185,9 @@ void BpeTrainer::train() {
   // Max-heap on (count, then the smaller pair key first) with lazy deletion: an entry whose count is stale
   // is pushed again with the current count when it surfaces.
   using Entry = std::pair<int64_t, uint64_t>;
-  auto cmp = [](const Entry& a, const Entry& b) { return a.first != b.first ? a.first < b.first : a.second > b.second; };
+  auto cmp = [](const Entry& a, const Entry& b) {
+    return a.first != b.first ? a.first < b.first : a.second > b.second;
+  };
   std::priority_queue<Entry, std::vector<Entry>, decltype(cmp)> heap(cmp);
   for (const auto& [k, c] : pair_count) heap.push({c, k});
 
@@ -273,21 +281,31 @@ void BpeTrainer::save(const std::string& dir) const {
   const std::string& first = options_.special_tokens.empty() ? std::string() : options_.special_tokens[0];
   ojson added = ojson::array();
   for (size_t i = 0; i < options_.special_tokens.size(); ++i) {
-    added.push_back({{"id", i}, {"content", options_.special_tokens[i]}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", i},
+                     {"content", options_.special_tokens[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   }
   ojson vocab = ojson::object();
   for (size_t i = 0; i < vocab_.size(); ++i) vocab[vocab_[i]] = i;
   ojson merges = ojson::array();
   for (const auto& [a, b] : merges_) merges.push_back({a, b});
 
-  ojson post = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  ojson post = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
   if (!first.empty()) {
     // add_special puts the first special token (BOS) before the text.
     ojson bos = {{"SpecialToken", {{"id", first}, {"type_id", 0}}}};
     post = {{"type", "TemplateProcessing"},
             {"single", {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"pair", {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, bos, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+            {"pair",
+             {bos,
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+              bos,
+              {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
             {"special_tokens", {{first, {{"id", first}, {"ids", {0}}, {"tokens", {first}}}}}}};
   }
   ojson tok = {
@@ -299,15 +317,28 @@ void BpeTrainer::save(const std::string& dir) const {
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
-         {{{"type", "Split"}, {"pattern", {{"Regex", split_pattern_regex(options_.pattern)}}}, {"behavior", "Isolated"},
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", split_pattern_regex(options_.pattern)}}},
+           {"behavior", "Isolated"},
            {"invert", false}},
-          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
+          {{"type", "ByteLevel"},
+           {"add_prefix_space", false},
+           {"trim_offsets", true},
+           {"use_regex", false}}}}}},
       {"post_processor", post},
-      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"decoder",
+       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
       {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab}, {"merges", merges}}}};
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", merges}}}};
 
   ojson config = {{"tokenizer_class", "PreTrainedTokenizerFast"},
                   {"model_max_length", 1 << 20},
@@ -318,7 +349,7 @@ void BpeTrainer::save(const std::string& dir) const {
     config["pad_token"] = first;
   }
   for (const auto& [name, j] : {std::pair<const char*, const ojson*>{"tokenizer.json", &tok},
-                                 std::pair<const char*, const ojson*>{"tokenizer_config.json", &config}}) {
+                                std::pair<const char*, const ojson*>{"tokenizer_config.json", &config}}) {
     fs::path path = fs::path(dir) / name;
     std::ofstream out(path, std::ios::binary);
     COENC_CHECK_CODE(out.good(), InvalidInput, "{}: cannot write the file", path.string());

@@ -22,18 +22,18 @@ struct BpeTrainerOptions {
   int vocab_size = 8192;  // total: special tokens + 256 byte symbols + merges
   // Added as special tokens with the first ids; the first is also BOS/EOS/PAD in tokenizer_config.json.
   std::vector<std::string> special_tokens = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
-  int64_t min_frequency = 2;        // a pair seen fewer times is never merged
-  size_t max_words = 2'000'000;     // distinct words held while counting
+  int64_t min_frequency = 2;                    // a pair seen fewer times is never merged
+  size_t max_words = 2'000'000;                 // distinct words held while counting
   SplitPattern pattern = SplitPattern::Llama3;  // pre-tokenizer of the trained tokenizer
-  bool progress = false;            // draw progress bars on stderr
+  bool progress = false;                        // draw progress bars on stderr
 };
 
 struct BpeTrainerStats {
-  uint64_t bytes = 0;        // bytes of text counted
-  uint64_t words = 0;        // pre-tokenized words counted
-  size_t distinct_words = 0; // distinct words kept for the merge phase
-  uint64_t pruned_words = 0; // distinct words dropped by pruning
-  int merges = 0;            // merges learned
+  uint64_t bytes = 0;         // bytes of text counted
+  uint64_t words = 0;         // pre-tokenized words counted
+  size_t distinct_words = 0;  // distinct words kept for the merge phase
+  uint64_t pruned_words = 0;  // distinct words dropped by pruning
+  int merges = 0;             // merges learned
 };
 
 class BpeTrainer {
@@ -42,7 +42,8 @@ class BpeTrainer {
 
   // Counts the words of `text` (any bytes; invalid UTF-8 is replaced as in encoding).
   void add_text(std::string_view text);
-  // Counts a whole file, or standard input for "-", reading it in blocks. Throws NotFound if it cannot be read.
+  // Counts a whole file, or standard input for "-", reading it in blocks. Throws NotFound if it cannot be
+  // read.
   void add_file(const std::string& path);
 
   // Learns the merges. Throws InvalidInput if vocab_size is too small for the specials and byte symbols.

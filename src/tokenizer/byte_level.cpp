@@ -33,9 +33,13 @@ const ByteTables& tables() {
 
 }  // namespace
 
-uint32_t byte_to_code_point(uint8_t b) { return tables().code_point[b]; }
+uint32_t byte_to_code_point(uint8_t b) {
+  return tables().code_point[b];
+}
 
-const std::string& byte_to_unicode(uint8_t b) { return tables().text[b]; }
+const std::string& byte_to_unicode(uint8_t b) {
+  return tables().text[b];
+}
 
 std::string bytes_to_byte_level(std::string_view bytes) {
   const auto& t = tables();

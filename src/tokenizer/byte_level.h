@@ -18,8 +18,8 @@ const std::string& byte_to_unicode(uint8_t b);
 // Maps raw bytes to their byte-level characters ("a b" -> "aĠb").
 std::string bytes_to_byte_level(std::string_view bytes);
 
-// Maps a byte-level string back to the bytes it stands for. Returns false, leaving `out` unspecified, if `text`
-// holds a character outside the byte-level alphabet.
+// Maps a byte-level string back to the bytes it stands for. Returns false, leaving `out` unspecified, if
+// `text` holds a character outside the byte-level alphabet.
 bool byte_level_to_bytes(std::string_view text, std::string& out);
 
 }  // namespace coenc::tok

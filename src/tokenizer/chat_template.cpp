@@ -8,7 +8,9 @@ namespace coenc {
 
 namespace {
 
-bool contains(std::string_view s, std::string_view needle) { return s.find(needle) != std::string_view::npos; }
+bool contains(std::string_view s, std::string_view needle) {
+  return s.find(needle) != std::string_view::npos;
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -39,7 +41,8 @@ void check_alternation(const std::vector<ChatMessage>& messages, size_t first, C
   }
 }
 
-std::string render_inst(const std::vector<ChatMessage>& messages, ChatFormat format, const ChatRenderOptions& o) {
+std::string render_inst(const std::vector<ChatMessage>& messages, ChatFormat format,
+                        const ChatRenderOptions& o) {
   size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
   check_alternation(messages, first, format);
   std::string system = first ? messages[0].content : "";
@@ -72,22 +75,28 @@ std::optional<ChatFormat> detect_chat_format(std::string_view t) {
 
 const char* chat_format_name(ChatFormat format) {
   switch (format) {
-    case ChatFormat::ChatML: return "chatml";
-    case ChatFormat::Llama3: return "llama3";
-    case ChatFormat::Llama2: return "llama2";
-    case ChatFormat::Mistral: return "mistral";
-    case ChatFormat::Gemma: return "gemma";
+    case ChatFormat::ChatML:
+      return "chatml";
+    case ChatFormat::Llama3:
+      return "llama3";
+    case ChatFormat::Llama2:
+      return "llama2";
+    case ChatFormat::Mistral:
+      return "mistral";
+    case ChatFormat::Gemma:
+      return "gemma";
   }
   return "chatml";
 }
 
 ChatFormat parse_chat_format(std::string_view name) {
   std::string n = lower(name);
-  for (ChatFormat f : {ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::Llama2, ChatFormat::Mistral,
-                       ChatFormat::Gemma}) {
+  for (ChatFormat f :
+       {ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::Llama2, ChatFormat::Mistral, ChatFormat::Gemma}) {
     if (n == chat_format_name(f)) return f;
   }
-  fail(ErrorCode::InvalidInput, "unknown chat format \"{}\" (known: chatml, llama3, llama2, mistral, gemma)", name);
+  fail(ErrorCode::InvalidInput, "unknown chat format \"{}\" (known: chatml, llama3, llama2, mistral, gemma)",
+       name);
 }
 
 ChatFormat resolve_chat_format(const Tokenizer& tokenizer, std::string_view explicit_name) {
@@ -96,9 +105,10 @@ ChatFormat resolve_chat_format(const Tokenizer& tokenizer, std::string_view expl
                    "the tokenizer has no chat_template in tokenizer_config.json; name the format explicitly "
                    "(chatml, llama3, llama2, mistral or gemma)");
   auto format = detect_chat_format(tokenizer.chat_template());
-  COENC_CHECK_CODE(format.has_value(), Unsupported,
-                   "tokenizer_config.json: field chat_template is not one of the known families (ChatML, Llama-3, "
-                   "Llama-2, Mistral, Gemma); name the format explicitly (chatml, llama3, llama2, mistral or gemma)");
+  COENC_CHECK_CODE(
+      format.has_value(), Unsupported,
+      "tokenizer_config.json: field chat_template is not one of the known families (ChatML, Llama-3, "
+      "Llama-2, Mistral, Gemma); name the format explicitly (chatml, llama3, llama2, mistral or gemma)");
   return *format;
 }
 
@@ -121,8 +131,9 @@ std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat for
     case ChatFormat::Llama2:
     case ChatFormat::Mistral:
       if (format == ChatFormat::Mistral) out = o.bos_token;
-      return format == ChatFormat::Mistral ? out + render_inst(messages, format, {o.add_generation_prompt, "", o.eos_token})
-                                           : render_inst(messages, format, o);
+      return format == ChatFormat::Mistral
+                 ? out + render_inst(messages, format, {o.add_generation_prompt, "", o.eos_token})
+                 : render_inst(messages, format, o);
     case ChatFormat::Gemma: {
       size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
       check_alternation(messages, first, format);

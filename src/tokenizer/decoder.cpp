@@ -68,7 +68,8 @@ void Decoder::parse_into(const nlohmann::json& j, const JsonPath& where, Decoder
     step.stop = json_index(j.value("stop", nlohmann::json(0)), where / "stop");
   } else {
     fail(ErrorCode::Unsupported,
-         "{} \"{}\" is not supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, Sequence, null)",
+         "{} \"{}\" is not supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, Sequence, "
+         "null)",
          (where / "type").str(), type);
   }
   out.steps_.push_back(step);
@@ -106,7 +107,8 @@ std::string Decoder::decode(std::vector<std::string> tokens) const {
       }
       case Kind::Strip:
         for (auto& t : tokens) {
-          for (int k = 0; k < step.start && t.compare(0, step.content.size(), step.content) == 0 && !t.empty(); ++k) {
+          for (int k = 0;
+               k < step.start && t.compare(0, step.content.size(), step.content) == 0 && !t.empty(); ++k) {
             t.erase(0, step.content.size());
           }
           for (int k = 0; k < step.stop && t.size() >= step.content.size() &&

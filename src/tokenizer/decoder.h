@@ -1,6 +1,6 @@
 // Decoders of tokenizer.json: turn the vocabulary entries of a list of ids back into bytes.
-// Supported: ByteLevel; and the chain of character BPE models with byte fallback (Replace, ByteFallback, Fuse,
-// Strip), each in a Sequence or alone; null (entries joined with spaces, as Hugging Face does).
+// Supported: ByteLevel; and the chain of character BPE models with byte fallback (Replace, ByteFallback,
+// Fuse, Strip), each in a Sequence or alone; null (entries joined with spaces, as Hugging Face does).
 #pragma once
 
 #include <string>

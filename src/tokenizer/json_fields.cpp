@@ -6,7 +6,9 @@
 
 namespace coenc::tok {
 
-std::string json_type_name(const nlohmann::json& j) { return j.type_name(); }
+std::string json_type_name(const nlohmann::json& j) {
+  return j.type_name();
+}
 
 std::string json_string(const nlohmann::json& j, const std::string& key, const JsonPath& where) {
   auto it = j.find(key);
@@ -37,10 +39,11 @@ const nlohmann::json& json_array(const nlohmann::json& j, const std::string& key
 }
 
 int json_index(const nlohmann::json& j, const JsonPath& where) {
-  COENC_CHECK(j.is_number_integer(), "{} must be a non-negative integer, got {}", where.str(), json_type_name(j));
+  COENC_CHECK(j.is_number_integer(), "{} must be a non-negative integer, got {}", where.str(),
+              json_type_name(j));
   auto v = j.get<int64_t>();
-  COENC_CHECK(v >= 0 && v <= std::numeric_limits<int32_t>::max(), "{} must be a non-negative 32-bit integer, got {}",
-              where.str(), v);
+  COENC_CHECK(v >= 0 && v <= std::numeric_limits<int32_t>::max(),
+              "{} must be a non-negative 32-bit integer, got {}", where.str(), v);
   return static_cast<int>(v);
 }
 

@@ -49,6 +49,8 @@ void Normalizer::parse_into(const nlohmann::json& j, const JsonPath& where, Norm
   }
 }
 
-std::string Normalizer::apply(std::string_view text) const { return nfc_ ? nfc(text) : std::string(text); }
+std::string Normalizer::apply(std::string_view text) const {
+  return nfc_ ? nfc(text) : std::string(text);
+}
 
 }  // namespace coenc::tok

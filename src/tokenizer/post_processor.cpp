@@ -4,8 +4,9 @@
 
 namespace coenc::tok {
 
-PostProcessor PostProcessor::from_json(const nlohmann::json& j, const JsonPath& where,
-                                       const std::function<std::optional<TokenId>(const std::string&)>& lookup) {
+PostProcessor PostProcessor::from_json(
+    const nlohmann::json& j, const JsonPath& where,
+    const std::function<std::optional<TokenId>(const std::string&)>& lookup) {
   PostProcessor out;
   if (!j.is_null()) parse_into(j, where, lookup, out);
   return out;
@@ -49,8 +50,9 @@ void PostProcessor::parse_into(const nlohmann::json& j, const JsonPath& where,
       for (size_t i = 0; i < list.size(); ++i) ids.push_back(json_index(list[i], (sp / "ids").at(i)));
     } else {
       auto id = lookup(name);
-      COENC_CHECK(id.has_value(), "{}: special token \"{}\" is neither in special_tokens nor in the vocabulary",
-                  at.str(), name);
+      COENC_CHECK(id.has_value(),
+                  "{}: special token \"{}\" is neither in special_tokens nor in the vocabulary", at.str(),
+                  name);
       ids.push_back(*id);
     }
     TokenIds& dst = seen_sequence ? out.suffix_ : out.prefix_;

@@ -1,5 +1,6 @@
 // Post-processors of tokenizer.json: what encode(add_special=true) wraps around the ids of one text.
-// Supported: TemplateProcessing (its "single" template), ByteLevel (changes offsets only, so no ids), Sequence.
+// Supported: TemplateProcessing (its "single" template), ByteLevel (changes offsets only, so no ids),
+// Sequence.
 #pragma once
 
 #include <functional>

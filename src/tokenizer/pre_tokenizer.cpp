@@ -11,7 +11,8 @@ namespace coenc::tok {
 
 namespace {
 
-constexpr const char* kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt2Regex =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr const char* kLlama3Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kQwen2Regex =
@@ -28,14 +29,18 @@ uint8_t classify(uint32_t cp) {
     case UTF8PROC_CATEGORY_LL:
     case UTF8PROC_CATEGORY_LT:
     case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: return kLetter;
+    case UTF8PROC_CATEGORY_LO:
+      return kLetter;
     case UTF8PROC_CATEGORY_ND:
     case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_NO: return kNumber;
+    case UTF8PROC_CATEGORY_NO:
+      return kNumber;
     case UTF8PROC_CATEGORY_ZS:
     case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP: return kSpace;
-    default: return kOther;
+    case UTF8PROC_CATEGORY_ZP:
+      return kSpace;
+    default:
+      return kOther;
   }
 }
 
@@ -92,7 +97,8 @@ class Matcher {
   size_t llama3(size_t i, size_t max_digits) const {
     if (size_t e = contraction(i, true)) return e;
     // [^\r\n\p{L}\p{N}]?\p{L}+
-    if ((c_[i].cls & (kLetter | kNumber)) == 0 && !newline(i) && has(i + 1, kLetter)) return run(i + 1, kLetter);
+    if ((c_[i].cls & (kLetter | kNumber)) == 0 && !newline(i) && has(i + 1, kLetter))
+      return run(i + 1, kLetter);
     if (has(i, kLetter)) return run(i, kLetter);
     // \p{N}{1,max}
     if (has(i, kNumber)) {
@@ -168,9 +174,12 @@ bool find_split_pattern(const std::string& regex, SplitPattern& pattern) {
 
 const char* split_pattern_regex(SplitPattern pattern) {
   switch (pattern) {
-    case SplitPattern::Gpt2: return kGpt2Regex;
-    case SplitPattern::Llama3: return kLlama3Regex;
-    case SplitPattern::Qwen2: return kQwen2Regex;
+    case SplitPattern::Gpt2:
+      return kGpt2Regex;
+    case SplitPattern::Llama3:
+      return kLlama3Regex;
+    case SplitPattern::Qwen2:
+      return kQwen2Regex;
   }
   return kGpt2Regex;
 }
@@ -181,7 +190,7 @@ void split_by_pattern(std::string_view text, SplitPattern pattern, std::vector<s
   Matcher m(chars);
   size_t i = 0, n = chars.size();
   while (i < n) {
-    size_t e = pattern == SplitPattern::Gpt2   ? m.gpt2(i)
+    size_t e = pattern == SplitPattern::Gpt2     ? m.gpt2(i)
                : pattern == SplitPattern::Llama3 ? m.llama3(i, 3)
                                                  : m.llama3(i, 1);
     size_t begin = chars[i].offset;
@@ -217,12 +226,14 @@ void PreTokenizer::parse_into(const nlohmann::json& j, const JsonPath& where, Pr
     COENC_CHECK_CODE(re != pat.end() && re->is_string(), Unsupported,
                      "{}: only {\"Regex\": ...} patterns are supported", (where / "pattern").str());
     Step s;
-    COENC_CHECK_CODE(find_split_pattern(re->get<std::string>(), s.pattern), Unsupported,
-                     "{} is not a supported split regex (supported: the GPT-2, Llama-3 and Qwen2 patterns), got {}",
-                     (where / "pattern.Regex").str(), re->get<std::string>());
+    COENC_CHECK_CODE(
+        find_split_pattern(re->get<std::string>(), s.pattern), Unsupported,
+        "{} is not a supported split regex (supported: the GPT-2, Llama-3 and Qwen2 patterns), got {}",
+        (where / "pattern.Regex").str(), re->get<std::string>());
     std::string behavior = json_string(j, "behavior", where);
-    COENC_CHECK_CODE(behavior == "Isolated", Unsupported, "{} \"{}\" is not supported (expected \"Isolated\")",
-                     (where / "behavior").str(), behavior);
+    COENC_CHECK_CODE(behavior == "Isolated", Unsupported,
+                     "{} \"{}\" is not supported (expected \"Isolated\")", (where / "behavior").str(),
+                     behavior);
     COENC_CHECK_CODE(!json_bool(j, "invert", false, where), Unsupported, "{}: invert=true is not supported",
                      (where / "invert").str());
     out.steps_.push_back(s);
@@ -233,7 +244,7 @@ void PreTokenizer::parse_into(const nlohmann::json& j, const JsonPath& where, Pr
 }
 
 void PreTokenizer::split(std::string_view text, std::vector<std::string_view>& pieces,
-                         std::deque<std::string>& storage) const {
+                         std::list<std::string>& storage) const {
   if (steps_.empty()) {
     pieces.push_back(text);
     return;

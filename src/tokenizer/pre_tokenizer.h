@@ -6,7 +6,7 @@
 // categories from utf8proc.
 #pragma once
 
-#include <deque>
+#include <list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,15 +45,16 @@ class PreTokenizer {
 
   // Splits `text` (valid UTF-8) into pieces, appended to `pieces`. A piece views `text`, or a string in
   // `storage` when ByteLevel's add_prefix_space had to prepend a space.
-  void split(std::string_view text, std::vector<std::string_view>& pieces, std::deque<std::string>& storage) const;
+  void split(std::string_view text, std::vector<std::string_view>& pieces,
+             std::list<std::string>& storage) const;
 
   // True if a ByteLevel step is present: the model then sees bytes mapped to the byte-level alphabet.
   bool byte_level() const { return byte_level_; }
 
  private:
   struct Step {
-    bool is_split = true;        // a Split step (else ByteLevel)
-    bool use_regex = true;       // Split always; ByteLevel when its own GPT-2 regex is on
+    bool is_split = true;   // a Split step (else ByteLevel)
+    bool use_regex = true;  // Split always; ByteLevel when its own GPT-2 regex is on
     bool add_prefix_space = false;
     SplitPattern pattern = SplitPattern::Gpt2;
   };

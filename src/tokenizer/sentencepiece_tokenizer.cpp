@@ -72,7 +72,8 @@ std::string SentencePieceTokenizer::decode_bytes(const TokenIds& ids, bool skip_
   std::string out;
   bool first = true;
   for (TokenId id : ids) {
-    COENC_CHECK(id >= 0 && id < vocab_size(), "token id {} is out of range (vocabulary size {})", id, vocab_size());
+    COENC_CHECK(id >= 0 && id < vocab_size(), "token id {} is out of range (vocabulary size {})", id,
+                vocab_size());
     if (processor_.IsControl(id) || (skip_special && is_special(id))) continue;
     std::string piece;
     if (processor_.IsUnknown(id)) {
@@ -82,7 +83,8 @@ std::string SentencePieceTokenizer::decode_bytes(const TokenIds& ids, bool skip_
       piece.assign(1, static_cast<char>(std::stoi(p.substr(3, 2), nullptr, 16)));
     } else {
       piece = processor_.IdToPiece(id);
-      for (size_t pos = piece.find(kSpaceMark); pos != std::string::npos; pos = piece.find(kSpaceMark, pos + 1)) {
+      for (size_t pos = piece.find(kSpaceMark); pos != std::string::npos;
+           pos = piece.find(kSpaceMark, pos + 1)) {
         piece.replace(pos, 3, " ");
       }
       if (first && dummy_prefix_ && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
@@ -94,7 +96,8 @@ std::string SentencePieceTokenizer::decode_bytes(const TokenIds& ids, bool skip_
 }
 
 std::string SentencePieceTokenizer::id_to_piece(TokenId id) const {
-  COENC_CHECK(id >= 0 && id < vocab_size(), "token id {} is out of range (vocabulary size {})", id, vocab_size());
+  COENC_CHECK(id >= 0 && id < vocab_size(), "token id {} is out of range (vocabulary size {})", id,
+              vocab_size());
   return processor_.IdToPiece(id);
 }
 

@@ -37,8 +37,10 @@ std::optional<TokenId> resolve_token(const Tokenizer& t, const std::optional<std
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path_text) {
   fs::path path(path_text);
-  COENC_CHECK_CODE(fs::exists(path), NotFound, "{}: no such file or directory (expected a model directory, "
-                   "tokenizer.json or tokenizer.model)", path_text);
+  COENC_CHECK_CODE(fs::exists(path), NotFound,
+                   "{}: no such file or directory (expected a model directory, "
+                   "tokenizer.json or tokenizer.model)",
+                   path_text);
   fs::path dir = fs::is_directory(path) ? path : path.parent_path();
   fs::path file;
   if (fs::is_directory(path)) {
@@ -54,7 +56,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path_text) {
   }
 
   tok::TokenizerConfig config;
-  if (fs::exists(dir / "tokenizer_config.json")) config = tok::read_tokenizer_config((dir / "tokenizer_config.json").string());
+  if (fs::exists(dir / "tokenizer_config.json"))
+    config = tok::read_tokenizer_config((dir / "tokenizer_config.json").string());
 
   std::unique_ptr<Tokenizer> t;
   std::string text = read_whole_file(file);
@@ -83,11 +86,12 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
     : tokenizer_(tokenizer), skip_special_(skip_special) {}
 
 // The window ids_ starts at a token boundary whose text is already out. Decoding the window with and without
-// the new id and taking the difference keeps context-dependent decoders (SentencePiece's leading space) right;
-// once the difference is complete UTF-8 it is emitted and the window moves up.
+// the new id and taking the difference keeps context-dependent decoders (SentencePiece's leading space)
+// right; once the difference is complete UTF-8 it is emitted and the window moves up.
 std::string StreamDecoder::push(TokenId id) {
   if (id < 0 || id >= tokenizer_.vocab_size()) {
-    fail(ErrorCode::InvalidInput, "token id {} is out of range (vocabulary size {})", id, tokenizer_.vocab_size());
+    fail(ErrorCode::InvalidInput, "token id {} is out of range (vocabulary size {})", id,
+         tokenizer_.vocab_size());
   }
   if (skip_special_ && tokenizer_.is_special(id)) return "";
   ids_.push_back(id);

@@ -58,7 +58,8 @@ TokenizerConfig read_tokenizer_config(const std::string& path) {
       for (size_t k = 0; k < tmpl->size(); ++k) {
         JsonPath at = (root / "chat_template").at(k);
         std::string name = json_string((*tmpl)[k], "name", at);
-        if (name == "default" || c.chat_template.empty()) c.chat_template = json_string((*tmpl)[k], "template", at);
+        if (name == "default" || c.chat_template.empty())
+          c.chat_template = json_string((*tmpl)[k], "template", at);
       }
     }
   }

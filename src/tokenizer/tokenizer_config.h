@@ -1,5 +1,5 @@
-// tokenizer_config.json: the special tokens, BOS/EOS switches and chat template that transformers keeps beside
-// tokenizer.json / tokenizer.model.
+// tokenizer_config.json: the special tokens, BOS/EOS switches and chat template that transformers keeps
+// beside tokenizer.json / tokenizer.model.
 #pragma once
 
 #include <optional>

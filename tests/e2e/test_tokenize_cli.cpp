@@ -8,8 +8,12 @@
 namespace coenc::test {
 namespace {
 
-std::string spm_model() { return (test_dir() / "golden" / "tokenizer" / "tiny_spm.model").string(); }
-std::string trained_dir() { return (test_dir() / "golden" / "tokenizer" / "trained").string(); }
+std::string spm_model() {
+  return (test_dir() / "golden" / "tokenizer" / "tiny_spm.model").string();
+}
+std::string trained_dir() {
+  return (test_dir() / "golden" / "tokenizer" / "trained").string();
+}
 
 TEST(TokenizeCli, PrintsIdsAndPieces) {
   RunResult r = run_coenc("tokenize --model '" + trained_dir() + "'", "the end\n");
@@ -30,7 +34,8 @@ TEST(TokenizeCli, JsonIsOneObjectForAllInput) {
 }
 
 TEST(TokenizeCli, JsonlEncodesEachLine) {
-  RunResult r = run_coenc("tokenize --model '" + spm_model() + "' --jsonl", "\"first text\"\n\"second\\nline\"\n");
+  RunResult r =
+      run_coenc("tokenize --model '" + spm_model() + "' --jsonl", "\"first text\"\n\"second\\nline\"\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::istringstream lines(r.out);
   std::string a, b, extra;
@@ -43,7 +48,8 @@ TEST(TokenizeCli, JsonlEncodesEachLine) {
 
 TEST(TokenizeCli, SpecialTokenTextCanBeKeptAsText) {
   RunResult parsed = run_coenc("tokenize --model '" + trained_dir() + "' --json", "a<|im_end|>");
-  RunResult plain = run_coenc("tokenize --model '" + trained_dir() + "' --json --no-parse-special", "a<|im_end|>");
+  RunResult plain =
+      run_coenc("tokenize --model '" + trained_dir() + "' --json --no-parse-special", "a<|im_end|>");
   ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
   auto p = nlohmann::json::parse(parsed.out), q = nlohmann::json::parse(plain.out);
@@ -59,7 +65,8 @@ TEST(TokenizeCli, BadInputFailsWithOneLine) {
   EXPECT_NE(r.err.find("stdin line 1: expected a JSON string, got array"), std::string::npos) << r.err;
   r = run_coenc("tokenize --model /nonexistent/model", "x");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("coenc: error: /nonexistent/model: no such file or directory"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("coenc: error: /nonexistent/model: no such file or directory"), std::string::npos)
+      << r.err;
   r = run_coenc("tokenize", "x");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--model is required"), std::string::npos) << r.err;
@@ -80,7 +87,8 @@ TEST(TokenizeCli, BenchReportsThroughput) {
   std::string text;
   for (int i = 0; i < 200; ++i) text += "the quick brown fox jumps over the lazy dog\n";
   write_file(dir / "text.txt", text);
-  RunResult r = run_coenc("tokenize --model '" + trained_dir() + "' --repeat 1 --bench '" + (dir / "text.txt").string() + "'");
+  RunResult r = run_coenc("tokenize --model '" + trained_dir() + "' --repeat 1 --bench '" +
+                          (dir / "text.txt").string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["lines"], 200);
@@ -90,23 +98,26 @@ TEST(TokenizeCli, BenchReportsThroughput) {
 TEST(TokenizerTrainCli, TrainsAndTheResultTokenizes) {
   TempDir dir;
   std::string text;
-  for (int i = 0; i < 300; ++i) text += "Co-Encoder compresses long documents into a few vectors. " + std::to_string(i) + "\n";
+  for (int i = 0; i < 300; ++i)
+    text += "Co-Encoder compresses long documents into a few vectors. " + std::to_string(i) + "\n";
   write_file(dir / "a.txt", text);
-  RunResult r = run_coenc("tokenizer train --vocab-size 300 --input '" + (dir / "a.txt").string() + "' - --out '" +
-                              (dir / "tok").string() + "'",
+  RunResult r = run_coenc("tokenizer train --vocab-size 300 --input '" + (dir / "a.txt").string() +
+                              "' - --out '" + (dir / "tok").string() + "'",
                           "more text from standard input\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto report = nlohmann::json::parse(r.out);
   EXPECT_EQ(report["vocab_size"], 300);
   EXPECT_NE(r.err.find("merging"), std::string::npos);  // the progress bar
-  RunResult t = run_coenc("tokenize --model '" + (dir / "tok").string() + "' --json", "Co-Encoder compresses");
+  RunResult t =
+      run_coenc("tokenize --model '" + (dir / "tok").string() + "' --json", "Co-Encoder compresses");
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_LT(nlohmann::json::parse(t.out)["ids"].size(), 10u);
 }
 
 TEST(TokenizerTrainCli, ErrorsNameTheProblem) {
   TempDir dir;
-  RunResult r = run_coenc("tokenizer train --vocab-size 300 --input /nonexistent.txt --out '" + (dir / "o").string() + "'");
+  RunResult r = run_coenc("tokenizer train --vocab-size 300 --input /nonexistent.txt --out '" +
+                          (dir / "o").string() + "'");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("/nonexistent.txt: cannot open the training text"), std::string::npos) << r.err;
   write_file(dir / "a.txt", "hello");

@@ -1,9 +1,10 @@
 // Parity with the reference libraries: ids from Hugging Face `tokenizers` (real Qwen3 and Llama-3
-// vocabularies, and a vocabulary trained by `coenc tokenizer train`) and from Python `sentencepiece`, over the
-// committed test inputs. Made by scripts/make_tokenizer_fixtures.py; library versions in meta.json.
+// vocabularies, and a vocabulary trained by `coenc tokenizer train`) and from Python `sentencepiece`, over
+// the committed test inputs. Made by scripts/make_tokenizer_fixtures.py; library versions in meta.json.
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <random>
 #include <sstream>
 
 #include "coenc/tokenizer.h"
@@ -16,8 +17,8 @@ namespace {
 
 // Compares every entry; reports the first few mismatches in full and the total.
 void expect_matches(const Tokenizer& tok, const std::vector<std::string>& cases,
-                    const std::vector<ReferenceIds>& reference, const EncodeOptions& opts, bool check_round_trip,
-                    const std::string& what) {
+                    const std::vector<ReferenceIds>& reference, const EncodeOptions& opts,
+                    bool check_round_trip, const std::string& what) {
   size_t mismatches = 0, round_trip_failures = 0, round_trips_checked = 0;
   std::ostringstream report;
   for (const auto& ref : reference) {
@@ -36,8 +37,8 @@ void expect_matches(const Tokenizer& tok, const std::vector<std::string>& cases,
       std::string text = tok::sanitize_utf8(input);
       std::string back = tok.decode(got);
       if (back != text && ++round_trip_failures <= 5) {
-        report << "\n  round trip of case " << ref.case_index << ": \"" << escape_bytes(text) << "\" came back as \""
-               << escape_bytes(back) << "\"";
+        report << "\n  round trip of case " << ref.case_index << ": \"" << escape_bytes(text)
+               << "\" came back as \"" << escape_bytes(back) << "\"";
       }
     }
   }
@@ -111,6 +112,41 @@ TEST_F(TokenizerGolden, TrainedTokenizerMatchesHuggingFace) {
   auto ref = read_reference_ids("trained");
   ASSERT_GT(ref.entries.size(), 900u);
   expect_matches(*tok, *cases_, ref.entries, {}, true, "trained");
+}
+
+TEST_F(TokenizerGolden, RealConfigsGiveSpecialIdsAndChatFormats) {
+  auto qwen = Tokenizer::load(npm_vocab_dir("qwen3").string());
+  EXPECT_EQ(qwen->eos_id(), 151645);  // <|im_end|>
+  EXPECT_EQ(qwen->pad_id(), 151643);  // <|endoftext|>
+  EXPECT_FALSE(qwen->bos_id().has_value());
+  EXPECT_EQ(resolve_chat_format(*qwen), ChatFormat::ChatML);
+  EXPECT_EQ(qwen->vocab_size(), 151669);
+  auto llama = Tokenizer::load(npm_vocab_dir("llama3").string());
+  EXPECT_EQ(llama->bos_id(), 128000);
+  EXPECT_EQ(llama->eos_id(), 128001);
+  EXPECT_EQ(resolve_chat_format(*llama), ChatFormat::Llama3);
+  // The rendered prompt encodes with the header tokens as single special ids.
+  ChatRenderOptions o;
+  o.bos_token = "<|begin_of_text|>";
+  TokenIds ids = llama->encode(render_chat({{"user", "Hi"}}, ChatFormat::Llama3, o));
+  EXPECT_EQ(ids, (TokenIds{128000, 128006, 882, 128007, 271, 13347, 128009, 128006, 78191, 128007, 271}));
+}
+
+TEST_F(TokenizerGolden, AnyBytesEncodeWithRealVocabularies) {
+  auto qwen = Tokenizer::load(npm_vocab_dir("qwen3").string());
+  auto llama = Tokenizer::load(npm_vocab_dir("llama3").string());
+  std::mt19937 rng(17);
+  EncodeOptions plain;
+  plain.parse_special = false;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string raw(rng() % 80, '\0');
+    for (auto& c : raw) c = static_cast<char>(rng() % 256);
+    TokenIds q = qwen->encode(raw);
+    for (TokenId id : q) ASSERT_TRUE(id >= 0 && id < qwen->vocab_size());
+    EXPECT_TRUE(tok::is_valid_utf8(qwen->decode(q)));
+    // Llama-3 has no normalizer: what comes back is the text the reference sees.
+    ASSERT_EQ(llama->decode(llama->encode(raw, plain)), tok::sanitize_utf8(raw));
+  }
 }
 
 }  // namespace

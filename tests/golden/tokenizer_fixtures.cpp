@@ -37,7 +37,9 @@ class Reader {
   size_t pos_ = 0;
 };
 
-std::filesystem::path fixture_dir() { return test_dir() / "golden" / "tokenizer"; }
+std::filesystem::path fixture_dir() {
+  return test_dir() / "golden" / "tokenizer";
+}
 
 }  // namespace
 

@@ -19,8 +19,8 @@ struct ReferenceIds {
 };
 
 struct ReferenceFile {
-  std::vector<ReferenceIds> entries;    // special tokens parsed
-  std::vector<ReferenceIds> unparsed;   // special-token text encoded as text (round_trips unused)
+  std::vector<ReferenceIds> entries;   // special tokens parsed
+  std::vector<ReferenceIds> unparsed;  // special-token text encoded as text (round_trips unused)
 };
 
 // The test inputs: raw bytes, not necessarily UTF-8.

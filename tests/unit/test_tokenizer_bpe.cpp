@@ -43,7 +43,8 @@ TEST(BpeTokenizer, BothMergeEncodingsGiveTheSameModel) {
     pairs["model"]["merges"].push_back({s.substr(0, s.find(' ')), s.substr(s.find(' ') + 1)});
   }
   auto ts = load_tokenizer_json(a, j), tp = load_tokenizer_json(b, pairs);
-  for (const char* text : {"the hello world", " the  thethe\n", "llollo"}) EXPECT_EQ(ts->encode(text), tp->encode(text));
+  for (const char* text : {"the hello world", " the  thethe\n", "llollo"})
+    EXPECT_EQ(ts->encode(text), tp->encode(text));
 }
 
 TEST(BpeTokenizer, AddedTokensAndParseSpecial) {
@@ -77,7 +78,8 @@ TEST(BpeTokenizer, AddedTokenLongestMatchWins) {
 TEST(BpeTokenizer, AddedTokenStripAndSingleWord) {
   TempDir dir;
   auto j = tiny_tokenizer_json();
-  j["added_tokens"].push_back({{"id", 300}, {"content", "<mask>"}, {"special", true}, {"lstrip", true}, {"rstrip", true}});
+  j["added_tokens"].push_back(
+      {{"id", 300}, {"content", "<mask>"}, {"special", true}, {"lstrip", true}, {"rstrip", true}});
   j["added_tokens"].push_back({{"id", 301}, {"content", "cat"}, {"special", false}, {"single_word", true}});
   auto t = load_tokenizer_json(dir, j);
   // lstrip/rstrip swallow the spaces around the token.
@@ -127,14 +129,15 @@ TEST(BpeTokenizer, IgnoreMergesTakesWholeWordsFromTheVocabulary) {
 // A character-level BPE (no ByteLevel pre-tokenizer), as Llama-2-style tokenizer.json files have.
 nlohmann::json char_bpe_json(bool byte_fallback, bool fuse_unk) {
   nlohmann::json vocab = {{"<unk>", 0}, {"a", 1}, {"b", 2}, {"ab", 3}, {"<0xC3>", 4}, {"<0xA9>", 5}};
-  return {{"model",
-           {{"type", "BPE"},
-            {"vocab", vocab},
-            {"merges", {"a b"}},
-            {"unk_token", "<unk>"},
-            {"byte_fallback", byte_fallback},
-            {"fuse_unk", fuse_unk}}},
-          {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}}}};
+  return {
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges", {"a b"}},
+        {"unk_token", "<unk>"},
+        {"byte_fallback", byte_fallback},
+        {"fuse_unk", fuse_unk}}},
+      {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}}}};
 }
 
 TEST(BpeTokenizer, CharacterModelUnknownsAndByteFallback) {
@@ -149,7 +152,8 @@ TEST(BpeTokenizer, CharacterModelUnknownsAndByteFallback) {
 }
 
 // The reference BPE: repeatedly merge the lowest-ranked adjacent pair, leftmost first.
-TokenIds naive_bpe(std::vector<std::string> symbols, const std::vector<std::pair<std::string, std::string>>& merges,
+TokenIds naive_bpe(std::vector<std::string> symbols,
+                   const std::vector<std::pair<std::string, std::string>>& merges,
                    const std::map<std::string, TokenId>& vocab) {
   while (symbols.size() > 1) {
     size_t best_rank = merges.size(), best = 0;

@@ -21,7 +21,8 @@ std::string load_error(const nlohmann::json& j) {
 TEST(TokenizerErrors, MissingPathsAreNotFound) {
   TempDir dir;
   EXPECT_COENC_ERROR(Tokenizer::load((dir / "nope").string()), "no such file or directory");
-  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "holds neither tokenizer.json nor tokenizer.model");
+  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()),
+                     "holds neither tokenizer.json nor tokenizer.model");
   try {
     Tokenizer::load(dir.path().string());
   } catch (const Error& e) {
@@ -32,7 +33,8 @@ TEST(TokenizerErrors, MissingPathsAreNotFound) {
 TEST(TokenizerErrors, MalformedAndTruncatedJson) {
   TempDir dir;
   write_file(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0");
-  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "tokenizer.json: malformed JSON (truncated or corrupt file?)");
+  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()),
+                     "tokenizer.json: malformed JSON (truncated or corrupt file?)");
   std::string full = tiny_tokenizer_json().dump();
   write_file(dir / "tokenizer.json", full.substr(0, full.size() / 2));
   EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "malformed JSON");
@@ -45,17 +47,20 @@ TEST(TokenizerErrors, MalformedAndTruncatedJson) {
 TEST(TokenizerErrors, UnknownComponentTypesNameTheField) {
   auto j = tiny_tokenizer_json();
   j["model"]["type"] = "WordPiece";
-  EXPECT_NE(load_error(j).find("field model.type \"WordPiece\" is not supported (expected \"BPE\")"), std::string::npos)
+  EXPECT_NE(load_error(j).find("field model.type \"WordPiece\" is not supported (expected \"BPE\")"),
+            std::string::npos)
       << load_error(j);
   j = tiny_tokenizer_json();
   j["pre_tokenizer"] = {{"type", "Metaspace"}};
   EXPECT_NE(load_error(j).find("field pre_tokenizer.type \"Metaspace\" is not supported"), std::string::npos)
       << load_error(j);
   j = tiny_tokenizer_json();
-  j["pre_tokenizer"] = {{"type", "Sequence"},
-                        {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}}}}};
-  EXPECT_NE(load_error(j).find("field pre_tokenizer.pretokenizers[0].pattern.Regex is not a supported split regex"),
-            std::string::npos)
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}}}}};
+  EXPECT_NE(
+      load_error(j).find("field pre_tokenizer.pretokenizers[0].pattern.Regex is not a supported split regex"),
+      std::string::npos)
       << load_error(j);
   j = tiny_tokenizer_json();
   j["normalizer"] = {{"type", "Lowercase"}};
@@ -65,13 +70,15 @@ TEST(TokenizerErrors, UnknownComponentTypesNameTheField) {
   EXPECT_NE(load_error(j).find("field decoder.type \"WordPiece\" is not supported"), std::string::npos);
   j = tiny_tokenizer_json();
   j["post_processor"] = {{"type", "BertProcessing"}};
-  EXPECT_NE(load_error(j).find("field post_processor.type \"BertProcessing\" is not supported"), std::string::npos);
+  EXPECT_NE(load_error(j).find("field post_processor.type \"BertProcessing\" is not supported"),
+            std::string::npos);
 }
 
 TEST(TokenizerErrors, BadModelFields) {
   auto j = tiny_tokenizer_json();
   j["model"].erase("vocab");
-  EXPECT_NE(load_error(j).find("field model.vocab is missing (expected an object)"), std::string::npos) << load_error(j);
+  EXPECT_NE(load_error(j).find("field model.vocab is missing (expected an object)"), std::string::npos)
+      << load_error(j);
   j = tiny_tokenizer_json();
   j["model"]["merges"] = "a b";
   EXPECT_NE(load_error(j).find("field model.merges must be an array, got string"), std::string::npos);
@@ -84,30 +91,36 @@ TEST(TokenizerErrors, BadModelFields) {
   EXPECT_NE(load_error(j).find("must be \"a b\" or [\"a\", \"b\"]"), std::string::npos) << load_error(j);
   j = tiny_tokenizer_json();
   j["model"]["merges"].push_back("zz q");
-  EXPECT_NE(load_error(j).find("field model.merges[6]: token \"zz\" is not in the vocabulary"), std::string::npos)
+  EXPECT_NE(load_error(j).find("field model.merges[6]: token \"zz\" is not in the vocabulary"),
+            std::string::npos)
       << load_error(j);
   j = tiny_tokenizer_json();
   j["model"]["merges"].push_back("a b");
-  EXPECT_NE(load_error(j).find("merged token \"ab\" is not in the vocabulary"), std::string::npos) << load_error(j);
+  EXPECT_NE(load_error(j).find("merged token \"ab\" is not in the vocabulary"), std::string::npos)
+      << load_error(j);
   j = tiny_tokenizer_json();
   j["model"]["vocab"]["a"] = -4;
-  EXPECT_NE(load_error(j).find("field model.vocab.a must be a non-negative 32-bit integer"), std::string::npos)
+  EXPECT_NE(load_error(j).find("field model.vocab.a must be a non-negative 32-bit integer"),
+            std::string::npos)
       << load_error(j);
   j = tiny_tokenizer_json();
   j["model"]["vocab"]["a"] = "x";
-  EXPECT_NE(load_error(j).find("field model.vocab.a must be a non-negative integer, got string"), std::string::npos);
+  EXPECT_NE(load_error(j).find("field model.vocab.a must be a non-negative integer, got string"),
+            std::string::npos);
   j = tiny_tokenizer_json();
   j["model"]["vocab"]["zzz"] = 5;
   EXPECT_NE(load_error(j).find("id 5 is given to two tokens"), std::string::npos) << load_error(j);
   j = tiny_tokenizer_json();
   j["model"]["unk_token"] = "<unk>";
-  EXPECT_NE(load_error(j).find("field model.unk_token \"<unk>\" is not in the vocabulary"), std::string::npos);
+  EXPECT_NE(load_error(j).find("field model.unk_token \"<unk>\" is not in the vocabulary"),
+            std::string::npos);
   j = tiny_tokenizer_json();
   j["model"]["dropout"] = 0.1;
   EXPECT_NE(load_error(j).find("BPE dropout is not supported"), std::string::npos);
   j = tiny_tokenizer_json();
   j["model"]["ignore_merges"] = "yes";
-  EXPECT_NE(load_error(j).find("field model.ignore_merges must be true or false, got string"), std::string::npos);
+  EXPECT_NE(load_error(j).find("field model.ignore_merges must be true or false, got string"),
+            std::string::npos);
 }
 
 TEST(TokenizerErrors, BadAddedTokensAndTemplates) {
@@ -119,8 +132,9 @@ TEST(TokenizerErrors, BadAddedTokensAndTemplates) {
   EXPECT_NE(load_error(j).find("field added_tokens[3].content must not be empty"), std::string::npos);
   j = tiny_tokenizer_json();
   j["post_processor"]["single"][0]["SpecialToken"]["id"] = "<|nope|>";
-  EXPECT_NE(load_error(j).find("special token \"<|nope|>\" is neither in special_tokens nor in the vocabulary"),
-            std::string::npos)
+  EXPECT_NE(
+      load_error(j).find("special token \"<|nope|>\" is neither in special_tokens nor in the vocabulary"),
+      std::string::npos)
       << load_error(j);
 }
 
@@ -140,7 +154,8 @@ TEST(TokenizerErrors, BadTokenizerConfig) {
 TEST(TokenizerErrors, NotASentencePieceModel) {
   TempDir dir;
   write_file(dir / "tokenizer.model", "this is not a protobuf");
-  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "tokenizer.model: not a readable SentencePiece model");
+  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()),
+                     "tokenizer.model: not a readable SentencePiece model");
 }
 
 TEST(TokenizerErrors, IdsOutOfRange) {

@@ -12,7 +12,9 @@
 namespace coenc::test {
 namespace {
 
-std::filesystem::path tiny_spm() { return test_dir() / "golden" / "tokenizer" / "tiny_spm.model"; }
+std::filesystem::path tiny_spm() {
+  return test_dir() / "golden" / "tokenizer" / "tiny_spm.model";
+}
 
 TEST(StreamDecoder, HoldsBackPartialCharacters) {
   TempDir dir;
@@ -28,7 +30,9 @@ TEST(StreamDecoder, HoldsBackPartialCharacters) {
   EXPECT_EQ(s.push(0x80), "\xF0\x9F\x98\x80");
   // A byte that can never complete a character comes out as U+FFFD with what follows it.
   EXPECT_EQ(s.push(0xE3), "");
-  EXPECT_EQ(s.push('b'), "\xEF\xBF\xBD" "b");
+  EXPECT_EQ(s.push('b'),
+            "\xEF\xBF\xBD"
+            "b");
   EXPECT_EQ(s.push(0xE3), "");
   EXPECT_EQ(s.finish(), "\xEF\xBF\xBD");
 }
@@ -61,8 +65,9 @@ TEST(StreamDecoder, ConcatenationEqualsDecode) {
   TempDir dir;
   auto bpe = load_tokenizer_json(dir, tiny_tokenizer_json());
   auto spm = Tokenizer::load(tiny_spm().string());
-  for (const char* text : {"Hello world, the hello!", " leading space", "日本語のテキスト😀 and émoji 👍🏽",
-                           "multi\n\nline\ttext  ", "\xE3\x81"}) {
+  for (const char* text :
+       {"Hello world, the hello!", " leading space", "日本語のテキスト😀 and émoji 👍🏽",
+        "multi\n\nline\ttext  ", "\xE3\x81"}) {
     expect_stream_equals_decode(*bpe, text);
     expect_stream_equals_decode(*spm, text);
   }
@@ -136,19 +141,21 @@ TEST(ChatFormat, DetectsTheFamilies) {
 TEST(ChatFormat, UnknownOrMissingTemplateSaysHowToNameOne) {
   TempDir a, b;
   auto none = load_tokenizer_json(a, tiny_tokenizer_json());
-  EXPECT_COENC_ERROR(resolve_chat_format(*none), "no chat_template in tokenizer_config.json; name the format");
+  EXPECT_COENC_ERROR(resolve_chat_format(*none),
+                     "no chat_template in tokenizer_config.json; name the format");
   auto odd = load_tokenizer_json(b, tiny_tokenizer_json(), {{"chat_template", "{{ messages }}"}});
   EXPECT_COENC_ERROR(resolve_chat_format(*odd), "field chat_template is not one of the known families");
   EXPECT_EQ(resolve_chat_format(*odd, "gemma"), ChatFormat::Gemma);
 }
 
-const std::vector<ChatMessage> kChat = {{"system", "Be brief."}, {"user", "Hi!"}, {"assistant", "Hello."},
-                                        {"user", "2+2?"}};
+const std::vector<ChatMessage> kChat = {
+    {"system", "Be brief."}, {"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}};
 
 TEST(ChatFormat, RendersChatML) {
-  EXPECT_EQ(render_chat(kChat, ChatFormat::ChatML, {}),
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
-            "Hello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(
+      render_chat(kChat, ChatFormat::ChatML, {}),
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
+      "Hello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
 }
 
 TEST(ChatFormat, RendersLlama3) {
@@ -168,9 +175,10 @@ TEST(ChatFormat, RendersLlama2MistralAndGemma) {
   EXPECT_EQ(render_chat(kChat, ChatFormat::Mistral, o),
             "<s>[INST] Be brief.\n\nHi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
   o.eos_token.clear();
-  EXPECT_EQ(render_chat(kChat, ChatFormat::Gemma, o),
-            "<s><start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
-            "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(
+      render_chat(kChat, ChatFormat::Gemma, o),
+      "<s><start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+      "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
 }
 
 TEST(ChatFormat, RejectsBadRolesAndOrder) {

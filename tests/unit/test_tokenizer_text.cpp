@@ -20,7 +20,7 @@ TEST(Utf8, SanitizeReplacesMaximalInvalidSubpartsLikePython) {
   // A truncated 3-byte sequence is one replacement; a surrogate's bytes are three (ED A0 is no valid prefix).
   EXPECT_EQ(sanitize_utf8("\xE3\x81"), kFffd);
   EXPECT_EQ(sanitize_utf8("\xED\xA0\x80"), kFffd + kFffd + kFffd);
-  EXPECT_EQ(sanitize_utf8("\xC0\x80"), kFffd + kFffd);  // overlong
+  EXPECT_EQ(sanitize_utf8("\xC0\x80"), kFffd + kFffd);                          // overlong
   EXPECT_EQ(sanitize_utf8("\xF4\x90\x80\x80"), kFffd + kFffd + kFffd + kFffd);  // above U+10FFFF
   EXPECT_EQ(sanitize_utf8("\xF0\x9F\x98"), kFffd);
   EXPECT_EQ(sanitize_utf8("\xC2\x41"), kFffd + "A");
@@ -86,14 +86,16 @@ TEST(PreTokenizer, Llama3Pattern) {
 
 TEST(PreTokenizer, Qwen2PatternSplitsEveryDigit) {
   EXPECT_EQ(split("abc 1234", SplitPattern::Qwen2), (V{"abc", " ", "1", "2", "3", "4"}));
-  EXPECT_EQ(split("\xEF\xBC\x91\xEF\xBC\x92", SplitPattern::Qwen2), (V{"\xEF\xBC\x91", "\xEF\xBC\x92"}));  // １２
+  EXPECT_EQ(split("\xEF\xBC\x91\xEF\xBC\x92", SplitPattern::Qwen2),
+            (V{"\xEF\xBC\x91", "\xEF\xBC\x92"}));  // １２
 }
 
 TEST(PreTokenizer, PiecesCoverEveryByteOfAnyText) {
   std::mt19937 rng(7);
   for (int iter = 0; iter < 2000; ++iter) {
     std::string raw(rng() % 40, '\0');
-    for (auto& c : raw) c = static_cast<char>(rng() % 4 == 0 ? rng() % 256 : " \n\tab1'.\xE3\x81\x82"[rng() % 12]);
+    for (auto& c : raw)
+      c = static_cast<char>(rng() % 4 == 0 ? rng() % 256 : " \n\tab1'.\xE3\x81\x82"[rng() % 12]);
     std::string text = sanitize_utf8(raw);
     for (SplitPattern p : {SplitPattern::Gpt2, SplitPattern::Llama3, SplitPattern::Qwen2}) {
       std::string joined;

@@ -57,7 +57,10 @@ TEST(BpeTrainer, PruningKeepsTheWordTableBounded) {
   EXPECT_LE(trainer.stats().distinct_words, 1000u);
   EXPECT_GT(trainer.stats().pruned_words, 0u);
   // The frequent word survives pruning and is learned.
-  EXPECT_NE(std::find(trainer.vocab().begin(), trainer.vocab().end(), "\xC4\xA0" "common"), trainer.vocab().end());
+  EXPECT_NE(std::find(trainer.vocab().begin(), trainer.vocab().end(),
+                      "\xC4\xA0"
+                      "common"),
+            trainer.vocab().end());
 }
 
 TEST(BpeTrainer, StopsWhenPairsBecomeRare) {
@@ -76,7 +79,8 @@ TEST(BpeTrainer, RejectsImpossibleSettings) {
   o.vocab_size = 100;
   tok::BpeTrainer trainer(o);
   trainer.add_text("hello");
-  EXPECT_COENC_ERROR(trainer.train(), "vocab_size 100 is too small: it must hold the 3 special tokens and 256 byte");
+  EXPECT_COENC_ERROR(trainer.train(),
+                     "vocab_size 100 is too small: it must hold the 3 special tokens and 256 byte");
   o.vocab_size = 1000;
   o.max_words = 10;
   EXPECT_COENC_ERROR(tok::BpeTrainer{o}, "max_words must be at least 1000");

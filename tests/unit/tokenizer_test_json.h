@@ -11,8 +11,8 @@
 
 namespace coenc::test {
 
-// Vocabulary: the 256 byte symbols (id = byte value), then the merges "Ġ"+"t", "h"+"e", "Ġt"+"he", "l"+"l", "ll"+"o", "Ġ"+"w". Added: <|bos|> (special), <|eos|>
-// (special), [tool] (not special).
+// Vocabulary: the 256 byte symbols (id = byte value), then the merges "Ġ"+"t", "h"+"e", "Ġt"+"he", "l"+"l",
+// "ll"+"o", "Ġ"+"w". Added: <|bos|> (special), <|eos|> (special), [tool] (not special).
 inline nlohmann::json tiny_tokenizer_json() {
   nlohmann::json vocab = nlohmann::json::object();
   std::string specials[] = {"<|bos|>", "<|eos|>"};
@@ -33,8 +33,13 @@ inline nlohmann::json tiny_tokenizer_json() {
   nlohmann::json added = nlohmann::json::array();
   for (const auto& s : specials) {
     vocab[s] = id;
-    added.push_back({{"id", id++}, {"content", s}, {"special", true}, {"normalized", false}, {"lstrip", false},
-                     {"rstrip", false}, {"single_word", false}});
+    added.push_back({{"id", id++},
+                     {"content", s},
+                     {"special", true},
+                     {"normalized", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"single_word", false}});
   }
   added.push_back({{"id", id}, {"content", "[tool]"}, {"special", false}, {"normalized", false}});
   vocab["[tool]"] = id++;
@@ -44,8 +49,11 @@ inline nlohmann::json tiny_tokenizer_json() {
           {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
           {"post_processor",
            {{"type", "TemplateProcessing"},
-            {"single", {{{"SpecialToken", {{"id", "<|bos|>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"special_tokens", {{"<|bos|>", {{"id", "<|bos|>"}, {"ids", {vocab["<|bos|>"]}}, {"tokens", {"<|bos|>"}}}}}}}},
+            {"single",
+             {{{"SpecialToken", {{"id", "<|bos|>"}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"special_tokens",
+             {{"<|bos|>", {{"id", "<|bos|>"}, {"ids", {vocab["<|bos|>"]}}, {"tokens", {"<|bos|>"}}}}}}}},
           {"decoder", {{"type", "ByteLevel"}}},
           {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
 }

@@ -17,13 +17,13 @@ namespace coenc::cli {
 namespace {
 
 struct TokenizeArgs {
-  std::string model;           // model directory, tokenizer.json or tokenizer.model
-  bool add_special = false;    // BOS / post-processor template
+  std::string model;         // model directory, tokenizer.json or tokenizer.model
+  bool add_special = false;  // BOS / post-processor template
   bool no_parse_special = false;
-  bool json = false;           // one {"ids", "pieces"} object for all of stdin
-  bool jsonl = false;          // each stdin line is a JSON string; one object per line
-  std::string bench;           // benchmark: encode this file's lines
-  int repeat = 3;              // benchmark repetitions, each with a freshly loaded tokenizer
+  bool json = false;   // one {"ids", "pieces"} object for all of stdin
+  bool jsonl = false;  // each stdin line is a JSON string; one object per line
+  std::string bench;   // benchmark: encode this file's lines
+  int repeat = 3;      // benchmark repetitions, each with a freshly loaded tokenizer
 };
 
 nlohmann::json encode_object(const Tokenizer& tok, const std::string& text, const EncodeOptions& opts) {
@@ -33,7 +33,9 @@ nlohmann::json encode_object(const Tokenizer& tok, const std::string& text, cons
   return {{"ids", ids}, {"pieces", pieces}};
 }
 
-std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 // A piece for a terminal: control characters escaped, the rest as stored in the vocabulary.
 std::string printable(const std::string& piece) {
@@ -78,9 +80,9 @@ int run_bench(const TokenizeArgs& a, const EncodeOptions& opts) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::min(best, s);
   }
-  nlohmann::json report = {{"file", a.bench},   {"lines", lines.size()}, {"bytes", bytes},
-                           {"tokens", tokens},  {"seconds", best},       {"mb_per_s", bytes / best / 1e6},
-                           {"threads", 1},      {"repeat", a.repeat}};
+  nlohmann::json report = {{"file", a.bench},  {"lines", lines.size()}, {"bytes", bytes},
+                           {"tokens", tokens}, {"seconds", best},       {"mb_per_s", bytes / best / 1e6},
+                           {"threads", 1},     {"repeat", a.repeat}};
   std::cout << report.dump() << "\n";
   return 0;
 }
@@ -101,9 +103,11 @@ int run_tokenize(const TokenizeArgs& a) {
       try {
         text = nlohmann::json::parse(line);
       } catch (const nlohmann::json::parse_error& e) {
-        fail(ErrorCode::InvalidInput, "stdin line {}: not valid JSON (expected a JSON string): {}", line_no, e.what());
+        fail(ErrorCode::InvalidInput, "stdin line {}: not valid JSON (expected a JSON string): {}", line_no,
+             e.what());
       }
-      COENC_CHECK(text.is_string(), "stdin line {}: expected a JSON string, got {}", line_no, text.type_name());
+      COENC_CHECK(text.is_string(), "stdin line {}: expected a JSON string, got {}", line_no,
+                  text.type_name());
       std::cout << dump(encode_object(*tok, text.get<std::string>(), opts)) << "\n";
     }
     return 0;
@@ -113,7 +117,8 @@ int run_tokenize(const TokenizeArgs& a) {
     std::cout << dump(encode_object(*tok, text, opts)) << "\n";
     return 0;
   }
-  for (TokenId id : tok->encode(text, opts)) std::cout << id << "\t" << printable(tok->id_to_piece(id)) << "\n";
+  for (TokenId id : tok->encode(text, opts))
+    std::cout << id << "\t" << printable(tok->id_to_piece(id)) << "\n";
   return 0;
 }
 
@@ -124,28 +129,35 @@ CommandFn setup_tokenize(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "tokenize",
       "Encode text with a model's tokenizer and print the token ids and pieces.\n"
-      "All of standard input is one text; the output is one line per token: ID<TAB>PIECE, where PIECE is the\n"
+      "All of standard input is one text; the output is one line per token: ID<TAB>PIECE, where PIECE is "
+      "the\n"
       "vocabulary entry (byte-level vocabularies show a space as 'Ġ' and a newline as 'Ċ').\n"
       "Examples:\n"
       "  echo -n 'Hello world' | coenc tokenize --model path/to/Qwen3-0.6B\n"
-      "  coenc tokenize --model tokenizer.json --json < doc.txt          # {\"ids\": [...], \"pieces\": [...]}\n"
-      "  printf '\"first\"\\n\"second\\\\n\"\\n' | coenc tokenize --model DIR --jsonl   # one object per line\n"
+      "  coenc tokenize --model tokenizer.json --json < doc.txt          # {\"ids\": [...], \"pieces\": "
+      "[...]}\n"
+      "  printf '\"first\"\\n\"second\\\\n\"\\n' | coenc tokenize --model DIR --jsonl   # one object per "
+      "line\n"
       "  coenc tokenize --model DIR --bench corpus.txt                   # single-thread encode speed");
-  cmd->add_option("--model", args->model,
-                  "model directory (tokenizer.json or tokenizer.model, plus tokenizer_config.json), or a bare "
-                  "tokenizer.json / tokenizer.model")
+  cmd->add_option(
+         "--model", args->model,
+         "model directory (tokenizer.json or tokenizer.model, plus tokenizer_config.json), or a bare "
+         "tokenizer.json / tokenizer.model")
       ->required();
   cmd->add_flag("--add-special", args->add_special,
                 "add the model's special tokens around the text (BOS, or the tokenizer.json post-processor)");
-  cmd->add_flag("--no-parse-special", args->no_parse_special,
-                "encode special-token text in the input (e.g. '<|im_end|>') as plain text, not as the special token");
-  cmd->add_flag("--json", args->json, "print one JSON object {\"ids\": [...], \"pieces\": [...]} for all of stdin");
+  cmd->add_flag(
+      "--no-parse-special", args->no_parse_special,
+      "encode special-token text in the input (e.g. '<|im_end|>') as plain text, not as the special token");
+  cmd->add_flag("--json", args->json,
+                "print one JSON object {\"ids\": [...], \"pieces\": [...]} for all of stdin");
   cmd->add_flag("--jsonl", args->jsonl,
                 "read one JSON string per stdin line and print one {\"ids\", \"pieces\"} object per line");
   cmd->add_option("--bench", args->bench,
                   "instead of reading stdin, time encoding every line of this file on one thread and print "
                   "{\"mb_per_s\", ...} as JSON");
-  cmd->add_option("--repeat", args->repeat, "benchmark repetitions (each loads the tokenizer afresh; the best is kept)")
+  cmd->add_option("--repeat", args->repeat,
+                  "benchmark repetitions (each loads the tokenizer afresh; the best is kept)")
       ->capture_default_str();
   return [args] { return run_tokenize(*args); };
 }

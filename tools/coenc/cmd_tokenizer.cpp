@@ -54,20 +54,27 @@ CommandFn setup_tokenizer(CLI::App& app) {
       "Example:\n"
       "  coenc tokenizer train --vocab-size 16384 --input a.txt b.txt --out models/tok\n"
       "  xz -dc corpus.txt.xz | coenc tokenizer train --vocab-size 32000 --input - --out tok");
-  train->add_option("--vocab-size", args->options.vocab_size,
-                    "total vocabulary size: special tokens + 256 byte symbols + learned merges")
+  train
+      ->add_option("--vocab-size", args->options.vocab_size,
+                   "total vocabulary size: special tokens + 256 byte symbols + learned merges")
       ->required()
       ->check(CLI::Range(1, 1 << 24));
-  train->add_option("--input", args->inputs, "plain-text (UTF-8) files to learn from; '-' reads standard input")
+  train
+      ->add_option("--input", args->inputs,
+                   "plain-text (UTF-8) files to learn from; '-' reads standard input")
       ->required();
   train->add_option("--out", args->out, "output directory (created if missing)")->required();
-  train->add_option("--special", args->options.special_tokens,
-                    "special tokens, given the first ids; the first one is BOS/EOS/PAD")
+  train
+      ->add_option("--special", args->options.special_tokens,
+                   "special tokens, given the first ids; the first one is BOS/EOS/PAD")
       ->capture_default_str();
-  train->add_option("--min-frequency", args->options.min_frequency, "stop merging when the best pair is rarer")
+  train
+      ->add_option("--min-frequency", args->options.min_frequency, "stop merging when the best pair is rarer")
       ->capture_default_str();
-  train->add_option("--max-words", args->options.max_words,
-                    "distinct words kept while counting (about 100 bytes of memory each); rarer ones are pruned")
+  train
+      ->add_option(
+          "--max-words", args->options.max_words,
+          "distinct words kept while counting (about 100 bytes of memory each); rarer ones are pruned")
       ->capture_default_str();
   train->add_flag("--quiet", args->quiet, "no progress bars");
   return [args, train] { return train->parsed() ? run_train(*args) : 1; };
