@@ -130,3 +130,22 @@ TEST(TokenizerTrainCli, ErrorsNameTheProblem) {
 
 }  // namespace
 }  // namespace coenc::test
+
+namespace coenc::test {
+namespace {
+
+TEST(TokenizeCli, MissingSentencePieceModuleIsAClearError) {
+  TempDir dir;
+  std::string cmd = "COENC_SENTENCEPIECE_MODULE=/nonexistent/libcoenc_sentencepiece.so '" +
+                    std::string(COENC_BINARY) + "' tokenize --model '" + spm_model() + "' </dev/null 2>'" +
+                    (dir / "err").string() + "'";
+  int status = std::system(cmd.c_str());
+  EXPECT_NE(status, 0);
+  EXPECT_NE(read_file(dir / "err")
+                .find("cannot load the SentencePiece module /nonexistent/libcoenc_sentencepiece.so"),
+            std::string::npos)
+      << read_file(dir / "err");
+}
+
+}  // namespace
+}  // namespace coenc::test
