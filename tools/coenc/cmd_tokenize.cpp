@@ -127,11 +127,11 @@ int run_tokenize(const TokenizeArgs& a) {
 CommandFn setup_tokenize(CLI::App& app) {
   auto args = std::make_shared<TokenizeArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "tokenize",
-      "Encode text with a model's tokenizer and print the token ids and pieces.\n"
-      "All of standard input is one text; the output is one line per token: ID<TAB>PIECE, where PIECE is "
+      "tokenize", "Encode text with a model's tokenizer and print the token ids and pieces.");
+  cmd->footer(
+      "All of standard input is one text; the output is one line per token, ID<TAB>PIECE, where PIECE is "
       "the\n"
-      "vocabulary entry (byte-level vocabularies show a space as 'Ġ' and a newline as 'Ċ').\n"
+      "vocabulary entry (byte-level vocabularies show a space as 'Ġ' and a newline as 'Ċ').\n\n"
       "Examples:\n"
       "  echo -n 'Hello world' | coenc tokenize --model path/to/Qwen3-0.6B\n"
       "  coenc tokenize --model tokenizer.json --json < doc.txt          # {\"ids\": [...], \"pieces\": "
