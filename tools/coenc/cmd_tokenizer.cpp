@@ -48,15 +48,22 @@ CommandFn setup_tokenizer(CLI::App& app) {
   cmd->require_subcommand(1);
   CLI::App* train = cmd->add_subcommand("train", "Learn a byte-level BPE tokenizer from plain-text files.");
   train->footer(
-      "Writes DIR/tokenizer.json and DIR/tokenizer_config.json, which coenc and Hugging Face tokenizers "
-      "load\n"
-      "alike (Llama-3 style pre-tokenizer, ByteLevel decoder, the first special token as BOS/EOS/PAD, a "
-      "ChatML\n"
-      "chat template). Memory stays bounded by --max-words however large the input; progress goes to "
-      "stderr.\n\n"
+      "Writes DIR/tokenizer.json and DIR/tokenizer_config.json, which coenc and Hugging Face\n"
+      "tokenizers load alike (Llama-3 style pre-tokenizer, ByteLevel decoder, the first special token\n"
+      "as BOS/EOS/PAD, a ChatML chat template). Memory stays bounded by --max-words however large the\n"
+      "input; progress goes to stderr.\n\n"
       "Examples:\n"
       "  coenc tokenizer train --vocab-size 16384 --input a.txt b.txt --out models/tok\n"
       "  xz -dc corpus.txt.xz | coenc tokenizer train --vocab-size 32000 --input - --out tok");
+  train
+      ->add_option("--vocab-size", args->options.vocab_size,
+                   "total vocabulary size: special tokens + 256 byte symbols + learned merges")
+      ->required()
+      ->check(CLI::Range(1, 1 << 24));
+  train
+      ->add_option("--input", args->inputs,
+                   "plain-text (UTF-8) files to learn from; '-' reads standard input")
+      ->required();
   train->add_option("--out", args->out, "output directory (created if missing)")->required();
   train
       ->add_option("--special", args->options.special_tokens,
