@@ -23,7 +23,8 @@ File formats (all integers are unsigned LEB128 varints):
 
 Usage:
   python3 scripts/make_tokenizer_fixtures.py inputs --corpus ../shared/corpus
-  python3 scripts/make_tokenizer_fixtures.py reference --vocab qwen3=DIR --vocab llama3=DIR --spm tiny=FILE
+  python3 scripts/make_tokenizer_fixtures.py reference --vocab qwen3=DIR --vocab llama3=DIR \\
+      --subset-vocab llama2=DIR --spm tiny_spm=FILE --trained trained=DIR/tokenizer.json
 """
 import argparse
 import glob
@@ -271,9 +272,13 @@ def cmd_reference(args):
 
     cases = read_cases(os.path.join(OUT_DIR, "cases.bin"))
     texts = [c.decode("utf-8", "replace") for c in cases]
-    meta = {"tokenizers_version": tokenizers.__version__, "cases": len(texts), "vocabularies": {}}
+    # Vocabularies not named in this run keep their entries.
+    meta_path = os.path.join(OUT_DIR, "meta.json")
+    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {"vocabularies": {}}
+    meta.update({"tokenizers_version": tokenizers.__version__, "cases": len(texts)})
     stride = max(1, len(texts) // args.subset_cases)
-    for spec in args.vocab:
+    vocabs = [(spec, 1) for spec in args.vocab] + [(spec, stride) for spec in args.subset_vocab or []]
+    for spec, vocab_stride in vocabs:
         name, path = spec.split("=", 1)
         if os.path.isdir(path):
             path = os.path.join(path, "tokenizer.json")
@@ -283,8 +288,8 @@ def cmd_reference(args):
         size = write_ids(os.path.join(OUT_DIR, name + ".ids"),
                          lambda t: tok.encode(t, add_special_tokens=False).ids,
                          lambda ids: tok.decode(ids, skip_special_tokens=False),
-                         lambda t: unparsed.encode(t, add_special_tokens=False).ids, texts)
-        meta["vocabularies"][name] = {"library": "tokenizers", "bytes": size}
+                         lambda t: unparsed.encode(t, add_special_tokens=False).ids, texts, vocab_stride)
+        meta["vocabularies"][name] = {"library": "tokenizers", "bytes": size, "stride": vocab_stride}
         print(f"{name}: {size} bytes")
     for spec in args.spm or []:
         import sentencepiece
@@ -315,9 +320,10 @@ def main():
     a.add_argument("--corpus", required=True, help="the shared corpus folder (holds pretrain/ and ja/)")
     r = sub.add_parser("reference")
     r.add_argument("--vocab", action="append", default=[], help="NAME=DIR or NAME=tokenizer.json")
+    r.add_argument("--subset-vocab", action="append", help="as --vocab, on every k-th case only (--subset-cases)")
     r.add_argument("--spm", action="append", help="NAME=tokenizer.model")
     r.add_argument("--subset-cases", type=int, default=1000,
-                   help="about how many cases (every k-th) to encode with --spm and --trained vocabularies")
+                   help="about how many cases (every k-th) to encode with --subset-vocab, --spm and --trained")
     r.add_argument("--trained", action="append", help="NAME=tokenizer.json written by `coenc tokenizer train`")
     args = p.parse_args()
     cmd_inputs(args) if args.cmd == "inputs" else cmd_reference(args)

@@ -89,6 +89,23 @@ TEST_F(TokenizerGolden, Llama3MatchesHuggingFace) {
   expect_matches(*tok, *cases_, ref.unparsed, unparsed, false, "llama3, special tokens not parsed");
 }
 
+// A Llama-2-style tokenizer.json: character BPE with byte fallback and fused unknowns, Prepend/Replace
+// normalizers instead of a pre-tokenizer, and the Replace/ByteFallback/Fuse/Strip decoder chain.
+TEST_F(TokenizerGolden, Llama2StyleMatchesHuggingFace) {
+  auto dir = npm_vocab_dir("llama2");
+  auto tok = Tokenizer::load(dir.string());
+  auto ref = read_reference_ids("llama2");
+  ASSERT_GT(ref.entries.size(), 900u);
+  expect_matches(*tok, *cases_, ref.entries, {}, true, "llama2");
+  ASSERT_GT(ref.unparsed.size(), 20u);
+  EncodeOptions unparsed;
+  unparsed.parse_special = false;
+  expect_matches(*tok, *cases_, ref.unparsed, unparsed, false, "llama2, special tokens not parsed");
+  EncodeOptions with;
+  with.add_special = true;
+  EXPECT_EQ(tok->encode("Hello", with).front(), 1);  // <s> from the TemplateProcessing post-processor
+}
+
 TEST_F(TokenizerGolden, BareTokenizerJsonLoadsLikeTheDirectory) {
   auto dir = npm_vocab_dir("llama3");
   auto from_dir = Tokenizer::load(dir.string());

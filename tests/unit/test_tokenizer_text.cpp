@@ -4,6 +4,7 @@
 #include <random>
 #include <set>
 
+#include "coenc/error.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
@@ -120,6 +121,40 @@ TEST(Normalizer, NfcComposesAndLeavesAsciiAlone) {
   EXPECT_EQ(nfc("\xE1\x84\x80\xE1\x85\xA1"), "\xEA\xB0\x80");  // Hangul jamo -> 가
   EXPECT_EQ(nfc(std::string("plain\0text", 10)), std::string("plain\0text", 10));
   EXPECT_EQ(nfc(std::string("e\xCC\x81\0x", 5)), std::string("\xC3\xA9\0x", 4));  // NUL does not end the text
+}
+
+}  // namespace
+}  // namespace coenc::tok
+
+namespace coenc::tok {
+namespace {
+
+TEST(Normalizer, PrependAndReplaceRunInOrder) {
+  nlohmann::json j = {{"type", "Sequence"},
+                      {"normalizers",
+                       {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}},
+                        {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}}}};
+  Normalizer n = Normalizer::from_json(j, {"tokenizer.json", "normalizer"});
+  EXPECT_EQ(n.apply("a b  c"),
+            "\xE2\x96\x81"
+            "a\xE2\x96\x81"
+            "b\xE2\x96\x81\xE2\x96\x81"
+            "c");
+  EXPECT_EQ(n.apply(""), "");  // nothing is prepended to empty text
+  EXPECT_TRUE(Normalizer::from_json(nullptr, {"tokenizer.json", "normalizer"}).is_identity());
+}
+
+TEST(Normalizer, RegexReplaceIsRejected) {
+  nlohmann::json j = {{"type", "Replace"}, {"pattern", {{"Regex", " +"}}}, {"content", " "}};
+  try {
+    Normalizer::from_json(j, {"tokenizer.json", "normalizer"});
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "tokenizer.json: field normalizer.pattern: only {\"String\": ...} patterns"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
