@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds Co-Encoder against the CUDA libtorch of the local PyTorch installation, on a machine without apt or
+# network: the Debian packages in .deps/ (scripts/offline_deps.sh download) are unpacked beside the tree.
+#   scripts/gpu_build.sh [BUILD_DIR] [extra cmake args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+shift || true
+scripts/offline_deps.sh unpack >/dev/null
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOENC_DEPS_PREFIX="$PWD/.deps/root/usr" \
+  -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90 "$@"
+ninja -C "$build"

@@ -1,0 +1,84 @@
+// The one place where the two libtorch generations we build against differ:
+//   - Debian 12's libtorch-dev 1.13 (CPU only, the CI and developer build);
+//   - the libtorch bundled with PyTorch >= 2.x (CUDA, the GPU build).
+// Everything else in Co-Encoder calls these wrappers instead of version-specific APIs.
+#pragma once
+
+#include <optional>
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#if defined(COENC_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+#define COENC_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace coenc::compat {
+
+// Scaled dot-product attention over q [B, H, Tq, hd], k/v [B, Hkv, Tk, hd] with H a multiple of Hkv (grouped
+// query attention). `mask` (optional) is boolean [Tq, Tk], true where attention is allowed; `is_causal` asks
+// for the usual lower-triangular mask instead (only valid when Tq == Tk and no mask is given).
+// libtorch >= 2.0 dispatches to fused kernels (flash / memory-efficient / cuDNN); 1.13 computes it explicitly
+// in the input dtype, with the softmax in float32 as Hugging Face's eager attention does.
+inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const std::optional<torch::Tensor>& mask, bool is_causal, double scale) {
+  const int64_t n_rep = q.size(1) / k.size(1);
+#if COENC_TORCH_AT_LEAST(2, 5)
+  // CPU: the fused CPU kernels accumulate in a different order than the eager reference; the math path is what
+  // the golden tests compare against. CUDA: flash / efficient kernels, GQA handled natively.
+  if (q.is_cuda()) {
+    c10::optional<torch::Tensor> m;
+    if (mask) m = *mask;
+    return at::scaled_dot_product_attention(q, k, v, m, 0.0, is_causal && !mask, scale, /*enable_gqa=*/n_rep > 1);
+  }
+#endif
+  torch::Tensor kk = k, vv = v;
+  if (n_rep > 1) {
+    auto s = k.sizes();
+    kk = k.unsqueeze(2).expand({s[0], s[1], n_rep, s[2], s[3]}).reshape({s[0], s[1] * n_rep, s[2], s[3]});
+    vv = v.unsqueeze(2).expand({s[0], s[1], n_rep, s[2], s[3]}).reshape({s[0], s[1] * n_rep, s[2], s[3]});
+  }
+  torch::Tensor scores = torch::matmul(q, kk.transpose(-2, -1)) * scale;  // [B, H, Tq, Tk]
+  if (mask) {
+    scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<float>::infinity());
+  } else if (is_causal) {
+    const int64_t tq = q.size(2), tk = k.size(2);
+    auto causal = torch::ones({tq, tk}, torch::dtype(torch::kBool).device(q.device())).tril(tk - tq);
+    scores = scores.masked_fill(causal.logical_not(), -std::numeric_limits<float>::infinity());
+  }
+  torch::Tensor probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
+  return torch::matmul(probs, vv);  // [B, H, Tq, hd]
+}
+
+inline bool cuda_available() { return torch::cuda::is_available(); }
+
+// Waits for all queued work on the current device (for timing).
+inline void synchronize(const torch::Device& device) {
+#if defined(COENC_WITH_CUDA)
+  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
+#endif
+}
+
+// Peak bytes allocated on `device` since the last reset (0 on CPU, where we do not track it).
+inline int64_t peak_memory_bytes(const torch::Device& device) {
+#if defined(COENC_WITH_CUDA)
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[0].peak;  // aggregate over small and large pools
+  }
+#endif
+  return 0;
+}
+
+inline void reset_peak_memory(const torch::Device& device) {
+#if defined(COENC_WITH_CUDA)
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+}
+
+}  // namespace coenc::compat
