@@ -1,0 +1,21 @@
+// Files are never written in place: a reader (or a crash mid-write) sees the old file or the new one, whole.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <ostream>
+#include <string>
+
+namespace coenc {
+
+// Calls `write` with a stream on a temporary file beside `path`, flushes it to disk, and renames it over `path`.
+// On any error the temporary file is removed and `path` is left untouched; throws coenc::Error naming `path`.
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
+
+// Convenience: the whole file is `bytes`.
+void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
+
+// Reads a whole file; throws NotFound / InvalidInput naming `path` (and `what`, e.g. "model config").
+std::string read_file_bytes(const std::filesystem::path& path, const char* what = "file");
+
+}  // namespace coenc
