@@ -1,0 +1,143 @@
+// A decoder-only transformer (Llama / Mistral / Qwen2 / Qwen3) as a libtorch module tree that mirrors Hugging
+// Face's, so that `named_parameters()` yields `model.layers.3.self_attn.q_proj.weight` and loading a checkpoint
+// is a name lookup. The module holds weights only; per-request state (the KV cache) is passed in.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+
+#include <torch/torch.h>
+
+#include "coenc/kv_cache.h"
+#include "coenc/model_config.h"
+
+namespace coenc {
+
+// Where a model lives and the dtype it computes in (f32 on CPU; bf16 or f16 on GPU).
+struct DeviceOptions {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;
+};
+
+// Parses "cpu" / "cuda" / "cuda:1" and "f32" / "bf16" / "f16" (also "float32", "bfloat16", "float16", "auto":
+// f32 on CPU, bf16 on CUDA). Throws InvalidInput / Unsupported (e.g. CUDA in a CPU-only build).
+DeviceOptions parse_device_options(const std::string& device, const std::string& dtype);
+
+// How one forward pass attends.
+struct ForwardArgs {
+  KvCache* cache = nullptr;  // append this pass's keys/values and attend over everything stored (may be null)
+  int64_t start_pos = 0;     // position of x[:, 0]; must equal cache->length() when a cache is given
+  bool causal = true;        // false: bidirectional attention (a context tower may use it)
+  int64_t n_layers = -1;     // run only the first n layers and return their raw output; -1: all + final norm
+  torch::Tensor key_mask;    // optional [B, Tk] bool, true at real (non-padding) keys
+  // Static-shape decoding (CUDA graphs): one token at the device-side position `static_pos` ([1] int64),
+  // attending over the first `static_len` cache slots. The cache's host-side length is not advanced.
+  torch::Tensor static_pos;
+  int64_t static_len = 0;
+};
+
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t dim, double eps, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., dim] -> [..., dim]
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RmsNorm);
+
+// y = x W^T + b with W [out, in]; parameters are allocated uninitialised (they are loaded or initialised later).
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+// Token embeddings: weight [vocab, d_model].
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& ids);  // [B, T] int64 -> [B, T, dim]
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& c, const torch::TensorOptions& options);
+  // x [B, T, d_model], cos/sin [B or 1, T, head_dim], mask as in compat::attention.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const std::optional<torch::Tensor>& mask, bool is_causal, const ForwardArgs& args,
+                        int64_t layer);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RmsNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
+  int64_t n_heads, n_kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(const ModelConfig& c, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelConfig& c, const torch::TensorOptions& options);
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// Hugging Face's `XxxModel`: embeddings, layers, final norm (registered as "model").
+class TransformerImpl : public torch::nn::Module {
+ public:
+  TransformerImpl(const ModelConfig& c, const torch::TensorOptions& options);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+};
+TORCH_MODULE(Transformer);
+
+// Hugging Face's `XxxForCausalLM`.
+class DecoderLmImpl : public torch::nn::Module {
+ public:
+  DecoderLmImpl(const ModelConfig& c, const DeviceOptions& options);
+
+  // ids [B, T] (int64) -> embeddings [B, T, d_model].
+  torch::Tensor embed(const torch::Tensor& ids);
+  // x [B, T, d_model] -> hidden states [B, T, d_model] (after the final norm unless args.n_layers limits it).
+  torch::Tensor forward_hidden(const torch::Tensor& x, const ForwardArgs& args);
+  // hidden [..., d_model] -> logits [..., vocab] in float32.
+  torch::Tensor logits(const torch::Tensor& hidden);
+
+  // RoPE tables for `positions` [T] (int64, on the model's device): cos, sin [1, T, head_dim] in the compute dtype.
+  std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positions);
+
+  const ModelConfig& config() const { return config_; }
+  const DeviceOptions& device_options() const { return options_; }
+
+  Transformer model{nullptr};
+  Linear lm_head{nullptr};  // absent (nullptr) when tie_word_embeddings
+
+ private:
+  torch::Tensor forward_static(const torch::Tensor& x, const ForwardArgs& args);
+  ModelConfig config_;
+  DeviceOptions options_;
+  torch::Tensor inv_freq_;      // [head_dim / 2] float32, RoPE frequencies after scaling
+};
+TORCH_MODULE(DecoderLm);
+
+// Loads a Hugging Face model directory (config.json + model.safetensors or shards). Strict: every missing,
+// unexpected or mis-shaped tensor is reported by name. Weights are converted to `options.dtype` on
+// `options.device`, and frozen (requires_grad = false).
+DecoderLm load_decoder(const std::filesystem::path& dir, const DeviceOptions& options);
+
+// A model of `config` with random weights (normal(0, std), norms at 1), for tests and benchmarks.
+DecoderLm random_decoder(const ModelConfig& config, const DeviceOptions& options, uint64_t seed, double std = 0.02);
+
+}  // namespace coenc

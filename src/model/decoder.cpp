@@ -1,0 +1,267 @@
+#include "coenc/decoder.h"
+
+#include <cmath>
+
+#include "coenc/error.h"
+#include "core/torch_compat.h"
+
+namespace coenc {
+
+namespace {
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// x [B, H, T, hd], cos/sin [1 or B, T, hd]
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);
+  return x * c + rotate_half(x) * s;
+}
+
+// RoPE inverse frequencies, following transformers' rope initialisation functions for each type.
+torch::Tensor rope_inv_freq(const ModelConfig& c) {
+  const int64_t dim = c.head_dim;
+  auto exponents = torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(dim);
+  torch::Tensor inv_freq = 1.0 / torch::pow(torch::tensor(c.rope.theta, torch::kFloat32), exponents);
+  if (c.rope.type == "linear") return inv_freq / c.rope.factor;
+  if (c.rope.type == "llama3") {
+    const double factor = c.rope.factor, low = c.rope.low_freq_factor, high = c.rope.high_freq_factor;
+    const double old_len = static_cast<double>(c.rope.original_max_position);
+    const double low_freq_wavelen = old_len / low, high_freq_wavelen = old_len / high;
+    auto wavelen = 2 * M_PI / inv_freq;
+    auto scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+    auto smooth = (old_len / wavelen - low) / (high - low);
+    auto smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    auto is_medium = (wavelen < high_freq_wavelen).logical_not() & (wavelen > low_freq_wavelen).logical_not();
+    return torch::where(is_medium, smoothed, scaled);
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+DeviceOptions parse_device_options(const std::string& device, const std::string& dtype) {
+  DeviceOptions o;
+  if (device == "cpu") {
+    o.device = torch::kCPU;
+  } else if (device.rfind("cuda", 0) == 0) {
+    COENC_CHECK_CODE(compat::cuda_available(), Unsupported,
+                     "--device {}: this build or machine has no CUDA (rebuild against a CUDA libtorch)", device);
+    try {
+      o.device = torch::Device(device);
+    } catch (const c10::Error&) {
+      fail(ErrorCode::InvalidInput, "--device \"{}\": expected cpu, cuda or cuda:N", device);
+    }
+  } else {
+    fail(ErrorCode::InvalidInput, "--device \"{}\": expected cpu, cuda or cuda:N", device);
+  }
+  if (dtype == "auto") {
+    o.dtype = o.device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  } else if (dtype == "f32" || dtype == "float32") {
+    o.dtype = torch::kFloat32;
+  } else if (dtype == "bf16" || dtype == "bfloat16") {
+    o.dtype = torch::kBFloat16;
+  } else if (dtype == "f16" || dtype == "float16") {
+    o.dtype = torch::kFloat16;
+  } else {
+    fail(ErrorCode::InvalidInput, "--dtype \"{}\": expected f32, bf16, f16 or auto", dtype);
+  }
+  return o;
+}
+
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps_, const torch::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, options));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // In float32, then back to the input dtype before the weight, exactly as Hugging Face's LlamaRMSNorm.
+  auto xf = x.to(torch::kFloat32);
+  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({out, in}, options));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::nn::functional::linear(x, weight, bias); }
+
+EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({vocab, dim}, options));
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
+
+AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& options)
+    : n_heads(c.n_heads), n_kv_heads(c.n_kv_heads), head_dim(c.head_dim) {
+  q_proj = register_module("q_proj", Linear(c.hidden_size, c.n_heads * c.head_dim, c.attention_bias, options));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, c.n_kv_heads * c.head_dim, c.attention_bias, options));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, c.n_kv_heads * c.head_dim, c.attention_bias, options));
+  o_proj = register_module("o_proj", Linear(c.n_heads * c.head_dim, c.hidden_size, false, options));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RmsNorm(c.head_dim, c.rms_norm_eps, options));
+    k_norm = register_module("k_norm", RmsNorm(c.head_dim, c.rms_norm_eps, options));
+  }
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const std::optional<torch::Tensor>& mask, bool is_causal,
+                                     const ForwardArgs& args, int64_t layer) {
+  const int64_t b = x.size(0), t = x.size(1);
+  auto q = q_proj(x).view({b, t, n_heads, head_dim});     // [B, T, H, hd]
+  auto k = k_proj(x).view({b, t, n_kv_heads, head_dim});  // [B, T, Hkv, hd]
+  auto v = v_proj(x).view({b, t, n_kv_heads, head_dim}).transpose(1, 2);
+  if (q_norm) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = apply_rope(q.transpose(1, 2), cos, sin);  // [B, H, T, hd]
+  k = apply_rope(k.transpose(1, 2), cos, sin);  // [B, Hkv, T, hd]
+  if (args.static_pos.defined()) {
+    std::tie(k, v) = args.cache->write_at(layer, k, v, args.static_pos, args.static_len);
+  } else if (args.cache) {
+    std::tie(k, v) = args.cache->write(layer, k, v);
+  }
+  auto out = compat::attention(q, k, v, mask, is_causal, 1.0 / std::sqrt(static_cast<double>(head_dim)));
+  return o_proj(out.transpose(1, 2).reshape({b, t, n_heads * head_dim}));
+}
+
+MlpImpl::MlpImpl(const ModelConfig& c, const torch::TensorOptions& options) {
+  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
+  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, options));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, const torch::TensorOptions& options) {
+  self_attn = register_module("self_attn", Attention(c, options));
+  mlp = register_module("mlp", Mlp(c, options));
+  input_layernorm = register_module("input_layernorm", RmsNorm(c.hidden_size, c.rms_norm_eps, options));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RmsNorm(c.hidden_size, c.rms_norm_eps, options));
+}
+
+TransformerImpl::TransformerImpl(const ModelConfig& c, const torch::TensorOptions& options) {
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, options));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layers; ++i) layers->push_back(DecoderLayer(c, options));
+  norm = register_module("norm", RmsNorm(c.hidden_size, c.rms_norm_eps, options));
+}
+
+DecoderLmImpl::DecoderLmImpl(const ModelConfig& c, const DeviceOptions& options) : config_(c), options_(options) {
+  auto topts = torch::TensorOptions().device(options.device).dtype(options.dtype);
+  model = register_module("model", Transformer(c, topts));
+  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, topts));
+  inv_freq_ = rope_inv_freq(c).to(options.device);
+}
+
+torch::Tensor DecoderLmImpl::embed(const torch::Tensor& ids) { return model->embed_tokens(ids); }
+
+std::pair<torch::Tensor, torch::Tensor> DecoderLmImpl::rope_tables(const torch::Tensor& positions) {
+  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_.unsqueeze(0);  // [T, hd/2]
+  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(0);                              // [1, T, hd]
+  return {emb.cos().to(options_.dtype), emb.sin().to(options_.dtype)};
+}
+
+torch::Tensor DecoderLmImpl::forward_hidden(const torch::Tensor& x, const ForwardArgs& args) {
+  COENC_CHECK(x.dim() == 3 && x.size(2) == config_.hidden_size, "decoder input must be [B, T, {}], got {}",
+              config_.hidden_size, x.sizes());
+  const int64_t t = x.size(1);
+  if (args.static_pos.defined()) return forward_static(x, args);
+  const int64_t past = args.cache ? args.cache->length() : 0;
+  COENC_CHECK_CODE(!args.cache || args.start_pos == past, Internal,
+                   "forward at position {} but the KV cache holds {}", args.start_pos, past);
+  if (args.cache) args.cache->reserve(t);
+  const int64_t total = past + t;
+  auto dev = options_.device;
+
+  auto positions = torch::arange(args.start_pos, args.start_pos + t, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  auto [cos, sin] = rope_tables(positions);
+
+  // The attention pattern: build an explicit mask only when the plain causal one does not describe it.
+  std::optional<torch::Tensor> mask;
+  bool is_causal = false;
+  const bool window_bites = config_.sliding_window && total > *config_.sliding_window;
+  if (args.causal && past == 0 && !window_bites && !args.key_mask.defined()) {
+    is_causal = t > 1;
+  } else {
+    auto opts = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+    auto qpos = torch::arange(past, total, opts).unsqueeze(1);  // [T, 1]
+    auto kpos = torch::arange(0, total, opts).unsqueeze(0);     // [1, K]
+    torch::Tensor m = torch::ones({t, total}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+    if (args.causal) m = kpos <= qpos;
+    if (window_bites) m = m & (kpos > qpos - *config_.sliding_window);
+    if (args.key_mask.defined()) {
+      COENC_CHECK(args.key_mask.dim() == 2 && args.key_mask.size(1) == total,
+                  "key mask must be [B, {}], got {}", total, args.key_mask.sizes());
+      m = m.unsqueeze(0) & args.key_mask.to(dev, torch::kBool).unsqueeze(1);  // [B, T, K]
+      m = m.unsqueeze(1);                                                    // [B, 1, T, K]
+    }
+    mask = m;
+  }
+
+  const int64_t n_run = args.n_layers < 0 ? config_.n_layers : std::min(args.n_layers, config_.n_layers);
+  torch::Tensor h = x;
+  for (int64_t i = 0; i < n_run; ++i) {
+    auto layer = model->layers[i]->as<DecoderLayerImpl>();
+    h = h + layer->self_attn->forward(layer->input_layernorm(h), cos, sin, mask, is_causal, args, i);
+    h = h + layer->mlp(layer->post_attention_layernorm(h));
+  }
+  if (args.cache) {
+    // Layers that did not run still need their cache slots consistent: a truncated run cannot be continued.
+    COENC_CHECK_CODE(n_run == config_.n_layers, Internal, "a KV-cached forward must run every layer");
+    args.cache->advance(t);
+  }
+  return args.n_layers < 0 ? model->norm(h) : h;
+}
+
+torch::Tensor DecoderLmImpl::forward_static(const torch::Tensor& x, const ForwardArgs& args) {
+  // Every tensor here has a shape fixed by static_len, and every position lives on the device: the whole pass
+  // can be captured once as a CUDA graph and replayed for each new token.
+  COENC_CHECK_CODE(args.cache && x.size(1) == 1 && args.static_len > 0, Internal,
+                   "static decoding takes one token, a cache and a positive length");
+  auto [cos, sin] = rope_tables(args.static_pos);
+  auto kpos = torch::arange(args.static_len, args.static_pos.options());
+  torch::Tensor mask = (kpos <= args.static_pos).unsqueeze(0);  // [1, static_len]
+  if (config_.sliding_window) mask = mask & (kpos > args.static_pos - *config_.sliding_window).unsqueeze(0);
+  torch::Tensor h = x;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    auto layer = model->layers[i]->as<DecoderLayerImpl>();
+    h = h + layer->self_attn->forward(layer->input_layernorm(h), cos, sin, mask, false, args, i);
+    h = h + layer->mlp(layer->post_attention_layernorm(h));
+  }
+  return model->norm(h);
+}
+
+torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
+  const torch::Tensor& w = lm_head ? lm_head->weight : model->embed_tokens->weight;
+  return torch::nn::functional::linear(hidden, w).to(torch::kFloat32);
+}
+
+DecoderLm random_decoder(const ModelConfig& config, const DeviceOptions& options, uint64_t seed, double std) {
+  DecoderLm lm(config, options);
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& p : lm->named_parameters()) {
+    torch::Tensor& t = p.value();
+    const std::string& name = p.key();
+    if (name.size() >= 11 && name.rfind("norm.weight") == name.size() - 11) {
+      t.fill_(1.0);
+    } else if (t.device().is_cpu()) {
+      t.copy_(torch::randn(t.sizes(), gen, torch::kFloat32) * std);
+    } else {
+      // Generate on the device: a model of billions of parameters would take minutes through the CPU.
+      t.normal_(0.0, std);
+    }
+    t.set_requires_grad(false);
+  }
+  return lm;
+}
+
+}  // namespace coenc
