@@ -1,0 +1,155 @@
+// coenc bench: prefill and decode throughput of a decoder, from a model directory or a named shape with random
+// weights.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "coenc/decoder.h"
+#include "coenc/error.h"
+#include "coenc/session.h"
+#include "coenc/shapes.h"
+#include "commands.h"
+#include "core/torch_compat.h"
+
+namespace coenc::cli {
+
+namespace {
+
+struct BenchArgs {
+  std::string model;                     // model directory, or
+  std::string shape;                     // a named shape with random weights
+  std::vector<int64_t> prompt = {512};   // prefill lengths to time
+  int n_gen = 128;                       // decode steps to time
+  int64_t decode_ctx = 128;              // tokens in the session before decode timing starts
+  int reps = 3;                          // repetitions; the median is reported
+  double bandwidth_gbs = 0;              // memory bandwidth for the decode bound (default: 3350 on CUDA)
+  bool no_graphs = false;                // decode without CUDA graphs
+  bool json = false;
+  DeviceArgs device;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+TokenIds random_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  auto t = torch::randint(vocab, {n}, at::detail::createCPUGenerator(seed), torch::kInt64);
+  TokenIds ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<TokenId>(t[i].item<int64_t>());
+  return ids;
+}
+
+int run_bench(const BenchArgs& a) {
+  using clock = std::chrono::steady_clock;
+  COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
+  COENC_CHECK(a.reps > 0 && a.n_gen > 0 && a.decode_ctx > 0, "--reps, --gen and --decode-ctx must be positive");
+  DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
+  DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
+  const ModelConfig& cfg = lm->config();
+  const double weight_bytes = static_cast<double>(cfg.n_params()) * torch::elementSize(dev.dtype);
+
+  nlohmann::json report = {{"model", a.model.empty() ? a.shape : a.model},
+                           {"device", dev.device.str()},
+                           {"dtype", c10::toString(dev.dtype)},
+                           {"params", cfg.n_params()},
+                           {"threads", torch::get_num_threads()},
+                           {"prefill", nlohmann::json::array()}};
+  for (int64_t n : a.prompt) {
+    COENC_CHECK(n > 0, "--prompt lengths must be positive");
+    TokenIds ids = random_ids(n, cfg.vocab_size, 7);
+    std::vector<double> times;
+    for (int r = 0; r < a.reps + 1; ++r) {  // the first run warms up kernels and allocator
+      SessionOptions so;
+      so.n_ctx = n;
+      so.n_batch = n;
+      Session session(lm, so);
+      compat::synchronize(dev.device);
+      compat::reset_peak_memory(dev.device);
+      auto t0 = clock::now();
+      session.prefill({Segment::tokens(ids)});
+      compat::synchronize(dev.device);
+      if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    const double s = median(times);
+    // Matmul FLOPs (2 per weight per token) plus causal attention (QK^T and PV over half the square).
+    const double flops = 2.0 * cfg.n_params() * n + 2.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * double(n) * n;
+    report["prefill"].push_back({{"tokens", n}, {"seconds", s}, {"tokens_per_s", n / s},
+                                 {"tflops", flops / s / 1e12}, {"peak_bytes", compat::peak_memory_bytes(dev.device)}});
+  }
+
+  std::vector<double> per_token;
+  for (int r = 0; r < a.reps; ++r) {
+    SessionOptions so;
+    so.n_ctx = a.decode_ctx + a.n_gen + 8;
+    so.cuda_graphs = !a.no_graphs;
+    Session session(lm, so);
+    session.prefill({Segment::tokens(random_ids(a.decode_ctx, cfg.vocab_size, 11))});
+    TokenId tok = 1;
+    for (int i = 0; i < 4; ++i) session.decode(tok);  // warm-up (graph capture)
+    compat::synchronize(dev.device);
+    auto t0 = clock::now();
+    for (int i = 0; i < a.n_gen; ++i) {
+      torch::Tensor logits = session.decode(tok);  // logits come back to the host each step, as in generation
+      tok = static_cast<TokenId>(logits.argmax().item<int64_t>());
+    }
+    compat::synchronize(dev.device);
+    per_token.push_back(std::chrono::duration<double>(clock::now() - t0).count() / a.n_gen);
+  }
+  const double s_tok = median(per_token);
+  const double bw = a.bandwidth_gbs > 0 ? a.bandwidth_gbs : (dev.device.is_cuda() ? 3350.0 : 0.0);
+  nlohmann::json decode = {{"context", a.decode_ctx}, {"tokens", a.n_gen}, {"seconds_per_token", s_tok},
+                           {"tokens_per_s", 1.0 / s_tok}, {"cuda_graphs", dev.device.is_cuda() && !a.no_graphs}};
+  if (bw > 0) {
+    const double bound = weight_bytes / (bw * 1e9);
+    decode["bandwidth_bound_tokens_per_s"] = 1.0 / bound;
+    decode["fraction_of_bound"] = bound / s_tok;
+  }
+  report["decode"] = decode;
+
+  if (a.json) {
+    std::cout << report.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("model %s | %s %s | %.3g B params | %d threads\n", report["model"].get<std::string>().c_str(),
+              dev.device.str().c_str(), c10::toString(dev.dtype), cfg.n_params() / 1e9, torch::get_num_threads());
+  std::printf("%-10s %10s %12s %10s\n", "prefill", "seconds", "tokens/s", "TFLOP/s");
+  for (const auto& p : report["prefill"])
+    std::printf("%-10lld %10.4f %12.1f %10.2f\n", static_cast<long long>(p["tokens"].get<int64_t>()),
+                p["seconds"].get<double>(), p["tokens_per_s"].get<double>(), p["tflops"].get<double>());
+  std::printf("decode at context %lld: %.2f ms/token, %.1f tokens/s", static_cast<long long>(a.decode_ctx),
+              s_tok * 1e3, 1.0 / s_tok);
+  if (decode.contains("fraction_of_bound"))
+    std::printf(" (%.0f%% of the %.0f GB/s bandwidth bound, %.1f tokens/s)", 100 * decode["fraction_of_bound"].get<double>(),
+                bw, decode["bandwidth_bound_tokens_per_s"].get<double>());
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace
+
+CommandFn setup_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Measure prefill and decode throughput of a decoder.");
+  cmd->footer(
+      "Examples:\n"
+      "  coenc bench --shape tiny --prompt 128,512\n"
+      "  coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 4096,32768 --json\n"
+      "Shapes (random weights): " + named_shape_list());
+  cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
+  cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
+  cmd->add_option("--prompt", a->prompt, "prefill lengths to time, e.g. 512,4096")->delimiter(',')->capture_default_str();
+  cmd->add_option("--gen", a->n_gen, "decode steps to time")->capture_default_str();
+  cmd->add_option("--decode-ctx", a->decode_ctx, "tokens in the context before decode timing")->capture_default_str();
+  cmd->add_option("--reps", a->reps, "repetitions (median reported)")->capture_default_str();
+  cmd->add_option("--bandwidth", a->bandwidth_gbs, "memory bandwidth in GB/s for the decode bound (CUDA default 3350)");
+  cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
+  cmd->add_flag("--json", a->json, "print the report as JSON");
+  add_device_options(*cmd, a->device);
+  return [a] { return run_bench(*a); };
+}
+
+}  // namespace coenc::cli
