@@ -57,10 +57,17 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, c
 
 inline bool cuda_available() { return torch::cuda::is_available(); }
 
+#if defined(COENC_WITH_CUDA)
+// "cuda" without an index means the current device; the allocator's statistics need the number.
+inline c10::DeviceIndex cuda_index(const torch::Device& device) {
+  return device.has_index() ? device.index() : c10::cuda::current_device();
+}
+#endif
+
 // Waits for all queued work on the current device (for timing).
 inline void synchronize(const torch::Device& device) {
 #if defined(COENC_WITH_CUDA)
-  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
+  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
 #endif
 }
 
@@ -68,7 +75,7 @@ inline void synchronize(const torch::Device& device) {
 inline int64_t peak_memory_bytes(const torch::Device& device) {
 #if defined(COENC_WITH_CUDA)
   if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
     return stats.allocated_bytes[0].peak;  // aggregate over small and large pools
   }
 #endif
@@ -77,7 +84,7 @@ inline int64_t peak_memory_bytes(const torch::Device& device) {
 
 inline void reset_peak_memory(const torch::Device& device) {
 #if defined(COENC_WITH_CUDA)
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));
 #endif
 }
 

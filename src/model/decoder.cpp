@@ -54,6 +54,9 @@ DeviceOptions parse_device_options(const std::string& device, const std::string&
     } catch (const c10::Error&) {
       fail(ErrorCode::InvalidInput, "--device \"{}\": expected cpu, cuda or cuda:N", device);
     }
+    if (!o.device.has_index()) o.device = torch::Device(torch::kCUDA, 0);
+    COENC_CHECK(o.device.index() < static_cast<int>(torch::cuda::device_count()),
+                "--device {}: this machine has {} CUDA device(s)", device, torch::cuda::device_count());
   } else {
     fail(ErrorCode::InvalidInput, "--device \"{}\": expected cpu, cuda or cuda:N", device);
   }
