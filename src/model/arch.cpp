@@ -12,7 +12,7 @@ const ArchTraits kArchTable[] = {
   {Arch::Llama,   "LlamaForCausalLM",   "llama",    false,   false,  false, false,  10000.0,  1e-6},
   {Arch::Mistral, "MistralForCausalLM", "mistral",  false,   false,  false, true,   10000.0,  1e-6},
   {Arch::Qwen2,   "Qwen2ForCausalLM",   "qwen2",    true,    false,  false, false,  10000.0,  1e-6},
-  {Arch::Qwen3,   "Qwen3ForCausalLM",   "qwen3",    false,   true,   true,  false,  10000.0,  1e-6},
+  {Arch::Qwen3,   "Qwen3ForCausalLM",   "qwen3",    false,   true,   false, false,  10000.0,  1e-6},
 };
 // clang-format on
 
