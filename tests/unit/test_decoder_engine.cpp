@@ -1,0 +1,432 @@
+// Model config parsing, weight loading, KV cache, sessions and sampling on tiny random decoders (CPU, fp32).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "coenc/atomic_file.h"
+#include "coenc/checkpoint.h"
+#include "coenc/decoder.h"
+#include "coenc/generate.h"
+#include "coenc/safetensors.h"
+#include "coenc/sampler.h"
+#include "coenc/session.h"
+#include "coenc/shapes.h"
+#include "test_util.h"
+
+namespace coenc {
+namespace {
+
+using nlohmann::json;
+using test::TempDir;
+
+json tiny_json(const std::string& arch) {
+  json j = {{"architectures", {arch}}, {"vocab_size", 97},      {"hidden_size", 32},
+            {"intermediate_size", 48},  {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}, {"head_dim", 8},          {"max_position_embeddings", 128},
+            {"rms_norm_eps", 1e-5},     {"rope_theta", 10000.0},  {"eos_token_id", 2}};
+  return j;
+}
+
+DecoderLm tiny_model(const std::string& arch, uint64_t seed = 1, json extra = json::object()) {
+  json j = tiny_json(arch);
+  j.update(extra);
+  return random_decoder(ModelConfig::from_json(j, "test"), DeviceOptions{}, seed, 0.2);
+}
+
+// ---- config.json --------------------------------------------------------------------------------------------
+
+TEST(ModelConfig, ClassicAndRopeParametersLayoutsAgree) {
+  json classic = tiny_json("LlamaForCausalLM");
+  classic["rope_theta"] = 500000.0;
+  classic["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  json modern = tiny_json("LlamaForCausalLM");
+  modern.erase("rope_theta");
+  modern["rope_parameters"] = classic["rope_scaling"];
+  modern["rope_parameters"]["rope_theta"] = 500000.0;
+  for (const json& j : {classic, modern}) {
+    ModelConfig c = ModelConfig::from_json(j, "config.json");
+    EXPECT_EQ(c.rope.type, "llama3");
+    EXPECT_DOUBLE_EQ(c.rope.theta, 500000.0);
+    EXPECT_DOUBLE_EQ(c.rope.factor, 8.0);
+    EXPECT_EQ(c.rope.original_max_position, 64);
+  }
+  // The old "type" key and a null rope_scaling.
+  json old = tiny_json("LlamaForCausalLM");
+  old["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  EXPECT_EQ(ModelConfig::from_json(old, "c").rope.type, "linear");
+  old["rope_scaling"] = nullptr;
+  EXPECT_EQ(ModelConfig::from_json(old, "c").rope.type, "default");
+}
+
+TEST(ModelConfig, ArchitectureTableTraits) {
+  EXPECT_TRUE(ModelConfig::from_json(tiny_json("Qwen2ForCausalLM"), "c").attention_bias);
+  EXPECT_TRUE(ModelConfig::from_json(tiny_json("Qwen3ForCausalLM"), "c").qk_norm);
+  json m = tiny_json("MistralForCausalLM");
+  m["sliding_window"] = 16;
+  EXPECT_EQ(ModelConfig::from_json(m, "c").sliding_window.value_or(0), 16);
+  json t = tiny_json("LlamaForCausalLM");
+  t.erase("head_dim");
+  EXPECT_EQ(ModelConfig::from_json(t, "c").head_dim, 8);  // hidden_size / num_attention_heads
+  t["eos_token_id"] = {2, 5};
+  EXPECT_EQ(ModelConfig::from_json(t, "c").eos_token_ids, (TokenIds{2, 5}));
+}
+
+TEST(ModelConfig, BadFieldsAreNamed) {
+  auto expect_error = [](json j, const std::string& needle) {
+    EXPECT_COENC_ERROR(ModelConfig::from_json(j, "dir/config.json"), needle);
+  };
+  json j = tiny_json("GPTNeoXForCausalLM");
+  expect_error(j, "architecture \"GPTNeoXForCausalLM\"");
+  j = tiny_json("LlamaForCausalLM");
+  j.erase("vocab_size");
+  expect_error(j, "missing field \"vocab_size\"");
+  j = tiny_json("LlamaForCausalLM");
+  j["hidden_size"] = "big";
+  expect_error(j, "field \"hidden_size\" must be an integer");
+  j = tiny_json("LlamaForCausalLM");
+  j["num_key_value_heads"] = 3;
+  expect_error(j, "must be a multiple of num_key_value_heads (3)");
+  j = tiny_json("LlamaForCausalLM");
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  expect_error(j, "rope type \"yarn\" is not supported");
+  j = tiny_json("LlamaForCausalLM");
+  j["eos_token_id"] = 500;
+  expect_error(j, "eos_token_id 500 outside the vocabulary");
+  expect_error(json::array(), "expected a JSON object");
+}
+
+TEST(ModelConfig, GenerationConfigSuppliesEos) {
+  TempDir dir;
+  test::write_file(dir / "config.json", tiny_json("LlamaForCausalLM").dump());
+  test::write_file(dir / "generation_config.json", R"({"eos_token_id": [2, 7]})");
+  EXPECT_EQ(ModelConfig::load(dir.path()).eos_token_ids, (TokenIds{2, 7}));
+  test::write_file(dir / "config.json", "{\"vocab_size\": ");
+  EXPECT_COENC_ERROR(ModelConfig::load(dir.path()), "config.json: malformed JSON");
+  EXPECT_COENC_ERROR(ModelConfig::load(dir / "absent"), "model directory not found");
+}
+
+// ---- loading weights ------------------------------------------------------------------------------------------
+
+TEST(LoadDecoder, SaveLoadRoundTripIsExact) {
+  for (const char* arch : {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) {
+    SCOPED_TRACE(arch);
+    TempDir dir;
+    DecoderLm lm = tiny_model(arch);
+    save_decoder(lm, dir.path());
+    DecoderLm back = load_decoder(dir.path(), DeviceOptions{});
+    auto ids = torch::tensor({{5, 9, 13, 40}}, torch::kInt64);
+    auto a = lm->logits(lm->forward_hidden(lm->embed(ids), {}));
+    auto b = back->logits(back->forward_hidden(back->embed(ids), {}));
+    EXPECT_TRUE(torch::equal(a, b));
+  }
+}
+
+TEST(LoadDecoder, TiedEmbeddingsHaveNoHead) {
+  TempDir dir;
+  DecoderLm lm = tiny_model("Qwen3ForCausalLM", 3, {{"tie_word_embeddings", true}});
+  EXPECT_TRUE(lm->lm_head.is_empty());
+  save_decoder(lm, dir.path());
+  auto file = SafetensorsFile::open(dir / "model.safetensors");
+  EXPECT_FALSE(file->contains("lm_head.weight"));
+  EXPECT_NO_THROW(load_decoder(dir.path(), DeviceOptions{}));
+}
+
+TEST(LoadDecoder, StrictLoadingNamesEveryBadTensor) {
+  TempDir dir;
+  DecoderLm lm = tiny_model("LlamaForCausalLM");
+  save_decoder(lm, dir.path());
+  auto file = SafetensorsFile::open(dir / "model.safetensors");
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& e : file->entries()) {
+    if (e.name == "model.layers.1.mlp.up_proj.weight") continue;                      // missing
+    auto t = file->tensor(e.name).clone();
+    if (e.name == "model.norm.weight") t = torch::ones({31});                         // mis-shaped
+    tensors.emplace_back(e.name, t);
+  }
+  tensors.emplace_back("model.layers.0.self_attn.extra.weight", torch::ones({2}));  // unexpected
+  file.reset();
+  write_safetensors(dir / "model.safetensors", tensors);
+  try {
+    load_decoder(dir.path(), DeviceOptions{});
+    ADD_FAILURE() << "loaded a broken checkpoint";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.norm.weight [31] (expected [32])"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.layers.0.self_attn.extra.weight"), std::string::npos) << msg;
+  }
+}
+
+TEST(LoadDecoder, ShardedCheckpointsAndTheirIndex) {
+  TempDir dir;
+  DecoderLm lm = tiny_model("Qwen2ForCausalLM");
+  save_decoder(lm, dir.path());
+  // Re-split model.safetensors into two shards with an index, as save_pretrained does for big models.
+  auto file = SafetensorsFile::open(dir / "model.safetensors");
+  std::vector<std::pair<std::string, torch::Tensor>> a, b;
+  json map;
+  size_t i = 0;
+  for (const auto& e : file->entries()) {
+    const bool first = i++ % 2 == 0;
+    (first ? a : b).emplace_back(e.name, file->tensor(e.name).clone());
+    map[e.name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  file.reset();
+  std::filesystem::remove(dir / "model.safetensors");
+  write_safetensors(dir / "model-00001-of-00002.safetensors", a);
+  write_safetensors(dir / "model-00002-of-00002.safetensors", b);
+  test::write_file(dir / "model.safetensors.index.json", json{{"metadata", json::object()}, {"weight_map", map}}.dump());
+  DecoderLm back = load_decoder(dir.path(), DeviceOptions{});
+  auto ids = torch::tensor({{1, 2, 3}}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(lm->logits(lm->forward_hidden(lm->embed(ids), {})),
+                           back->logits(back->forward_hidden(back->embed(ids), {}))));
+  // An index that points at a file that is not there, or one that escapes the folder.
+  map[a[0].first] = "model-00009-of-00002.safetensors";
+  test::write_file(dir / "model.safetensors.index.json", json{{"weight_map", map}}.dump());
+  EXPECT_COENC_ERROR(load_decoder(dir.path(), DeviceOptions{}), "model-00009-of-00002.safetensors");
+  map[a[0].first] = "../x.safetensors";
+  test::write_file(dir / "model.safetensors.index.json", json{{"weight_map", map}}.dump());
+  EXPECT_COENC_ERROR(load_decoder(dir.path(), DeviceOptions{}), "../x.safetensors");
+}
+
+TEST(LoadDecoder, NoWeightsIsNotFound) {
+  TempDir dir;
+  test::write_file(dir / "config.json", tiny_json("LlamaForCausalLM").dump());
+  EXPECT_COENC_ERROR(load_decoder(dir.path(), DeviceOptions{}), "model.safetensors");
+}
+
+TEST(LoadDecoder, StorageDtypesConvertToComputeDtype) {
+  for (auto storage : {torch::kFloat16, torch::kBFloat16}) {
+    TempDir dir;
+    DecoderLm lm = tiny_model("LlamaForCausalLM");
+    save_decoder(lm, dir.path(), storage);
+    DecoderLm back = load_decoder(dir.path(), DeviceOptions{});
+    EXPECT_EQ(back->model->norm->weight.scalar_type(), torch::kFloat32);
+    const auto& w = back->model->embed_tokens->weight;
+    EXPECT_TRUE(torch::equal(w, lm->model->embed_tokens->weight.to(storage).to(torch::kFloat32)));
+  }
+}
+
+// ---- sessions -------------------------------------------------------------------------------------------------
+
+TEST(Session, KvCachedDecodeEqualsFullRecompute) {
+  for (const char* arch : {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) {
+    SCOPED_TRACE(arch);
+    DecoderLm lm = tiny_model(arch, 7, {{"sliding_window", 6}});  // only Mistral reads sliding_window
+    TokenIds seq = {3, 17, 42, 8, 66, 1, 90, 23, 5, 11, 70, 4, 33};
+    Session s(lm, SessionOptions{0, 4});  // n_batch 4: the 5-token prompt is prefilled in two passes
+    TokenIds prompt(seq.begin(), seq.begin() + 5);
+    std::vector<torch::Tensor> incremental = {s.prefill({Segment::tokens(prompt)})};
+    for (size_t i = 5; i < seq.size(); ++i) incremental.push_back(s.decode(seq[i]));
+    Session full(lm);
+    torch::Tensor all = full.prefill_all_logits({Segment::tokens(seq)});
+    for (size_t i = 0; i < incremental.size(); ++i)
+      EXPECT_TRUE(torch::allclose(incremental[i], all[4 + i], 1e-4, 1e-4)) << "position " << 4 + i;
+  }
+}
+
+TEST(Session, EmbeddingRowsEqualTheirTokens) {
+  DecoderLm lm = tiny_model("Qwen2ForCausalLM", 5);
+  TokenIds a = {4, 8, 15}, b = {16, 23, 42, 7};
+  torch::Tensor rows = lm->embed(torch::tensor(std::vector<int64_t>(b.begin(), b.end())).unsqueeze(0))[0];
+  Session by_tokens(lm), by_rows(lm);
+  TokenIds ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  ab.push_back(9);
+  auto x = by_tokens.prefill_all_logits({Segment::tokens(ab)});
+  auto y = by_rows.prefill_all_logits({Segment::tokens(a), Segment::embeddings(rows), Segment::tokens({9})});
+  EXPECT_TRUE(torch::allclose(x, y, 1e-5, 1e-5));
+  // Rows are not tokens: the history (for repetition penalties) lists only real tokens.
+  EXPECT_EQ(by_rows.history(), (TokenIds{4, 8, 15, 9}));
+  EXPECT_EQ(by_rows.n_past(), 8);
+}
+
+TEST(Session, SessionsOfOneModelAreIndependent) {
+  DecoderLm lm = tiny_model("LlamaForCausalLM", 9);
+  Session s1(lm), s2(lm), ref(lm);
+  s1.prefill({Segment::tokens({1, 2, 3})});
+  s2.prefill({Segment::tokens({50, 60})});
+  auto l1 = s1.decode(4);
+  ref.prefill({Segment::tokens({1, 2, 3})});
+  EXPECT_TRUE(torch::allclose(l1, ref.decode(4), 1e-5, 1e-5));
+  EXPECT_EQ(s2.n_past(), 2);
+}
+
+TEST(Session, TruncateRewinds) {
+  DecoderLm lm = tiny_model("LlamaForCausalLM", 11);
+  Session s(lm);
+  auto first = s.prefill({Segment::tokens({5, 6, 7})});
+  s.decode(8);
+  s.decode(9);
+  s.truncate(2);
+  EXPECT_EQ(s.n_past(), 2);
+  EXPECT_EQ(s.history(), (TokenIds{5, 6}));
+  EXPECT_TRUE(torch::allclose(s.decode(7), first, 1e-5, 1e-5));
+}
+
+TEST(Session, BadInputIsRefused) {
+  DecoderLm lm = tiny_model("LlamaForCausalLM");
+  Session s(lm, SessionOptions{16});
+  TokenIds long_prompt(17, 3);
+  try {
+    s.prefill({Segment::tokens(long_prompt)});
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ExceedsContext);
+    EXPECT_NE(std::string(e.what()).find("exceeds the context of 16 positions"), std::string::npos);
+  }
+  EXPECT_EQ(s.n_past(), 0);  // nothing half-done
+  EXPECT_COENC_ERROR(s.prefill({Segment::tokens({3, 97})}), "token id 97 outside the vocabulary [0, 97)");
+  EXPECT_COENC_ERROR(s.prefill({Segment::tokens({-1})}), "token id -1");
+  EXPECT_COENC_ERROR(s.prefill({Segment::embeddings(torch::zeros({2, 31}))}), "rows of width 31, the decoder expects 32");
+  EXPECT_COENC_ERROR(s.prefill({Segment::embeddings(torch::full({1, 32}, NAN))}), "NaN");
+  EXPECT_COENC_ERROR(s.prefill({}), "input is empty");
+  s.prefill({Segment::tokens(TokenIds(16, 3))});
+  EXPECT_COENC_ERROR(s.decode(3), "decoding past the context of 16 positions");
+}
+
+TEST(KvCache, GrowsKeepsContentsAndStopsAtMax) {
+  ModelConfig c = ModelConfig::from_json(tiny_json("LlamaForCausalLM"), "c");
+  KvCache cache(c, 1, 2, 8, torch::kCPU, torch::kFloat32);
+  auto k = torch::randn({1, 2, 3, 8}), v = torch::randn({1, 2, 3, 8});
+  cache.reserve(3);
+  for (int64_t l = 0; l < c.n_layers; ++l) cache.write(l, k, v);
+  cache.advance(3);
+  EXPECT_GE(cache.capacity(), 3);
+  auto k2 = torch::randn({1, 2, 4, 8});
+  std::pair<torch::Tensor, torch::Tensor> kv;
+  cache.reserve(4);
+  for (int64_t l = 0; l < c.n_layers; ++l) kv = cache.write(l, k2, k2);
+  cache.advance(4);
+  EXPECT_EQ(kv.first.size(2), 7);
+  EXPECT_TRUE(torch::equal(kv.first.narrow(2, 0, 3), k));
+  EXPECT_TRUE(torch::equal(kv.first.narrow(2, 3, 4), k2));
+  EXPECT_COENC_ERROR(cache.reserve(2), "");
+  cache.truncate(1);
+  EXPECT_EQ(cache.length(), 1);
+}
+
+// ---- sampling and generation ----------------------------------------------------------------------------------
+
+TEST(Sampler, GreedyAndFilters) {
+  torch::Tensor logits = torch::tensor({1.0f, 3.0f, 2.0f, -1.0f});
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  EXPECT_EQ(Sampler(greedy).sample(logits, {}), 1);
+  // Repetition penalty pushes a repeated best token below the runner-up.
+  greedy.repetition_penalty = 2.0f;
+  EXPECT_EQ(Sampler(greedy).sample(logits, {1}), 2);
+  // top_k = 1 is greedy whatever the temperature.
+  SamplingOptions k1;
+  k1.top_k = 1;
+  k1.temperature = 5;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    k1.seed = seed;
+    EXPECT_EQ(Sampler(k1).sample(logits, {}), 1);
+  }
+  // min_p removes unlikely tokens: p = (0.09, 0.66, 0.24, 0.01); min_p = 0.1 drops token 3 only.
+  SamplingOptions mp;
+  mp.temperature = 1;
+  mp.top_k = 0;
+  mp.top_p = 1;
+  mp.min_p = 0.1f;
+  Sampler s(mp);
+  std::vector<int> counts(4);
+  for (int i = 0; i < 2000; ++i) counts[s.sample(logits, {})]++;
+  EXPECT_EQ(counts[3], 0);
+  EXPECT_GT(counts[0], 0);
+  EXPECT_GT(counts[1], counts[2]);
+  // top_p = 0.5 keeps only the most likely token here (p(1) ~ 0.66).
+  mp.min_p = 0;
+  mp.top_p = 0.5f;
+  Sampler tp(mp);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(tp.sample(logits, {}), 1);
+}
+
+TEST(Sampler, SeedMakesDrawsRepeatable) {
+  torch::Tensor logits = torch::randn({500});
+  SamplingOptions o;
+  o.temperature = 1.5f;
+  o.top_k = 0;
+  o.top_p = 1;
+  o.min_p = 0;
+  o.seed = 42;
+  Sampler a(o), b(o);
+  TokenIds da, db;
+  for (int i = 0; i < 50; ++i) {
+    da.push_back(a.sample(logits, {}));
+    db.push_back(b.sample(logits, {}));
+  }
+  EXPECT_EQ(da, db);
+  EXPECT_GT(std::set<TokenId>(da.begin(), da.end()).size(), 5u);
+}
+
+TEST(Generate, StopsAtTokensStringsAndLength) {
+  DecoderLm lm = tiny_model("LlamaForCausalLM", 13);
+  GenerationOptions go;
+  go.max_new_tokens = 12;
+  go.sampling.temperature = 0;
+  Session s0(lm);
+  GenerationResult free_run = generate(s0, {Segment::tokens({1, 2, 3})}, go);
+  ASSERT_EQ(free_run.ids.size(), 12u);
+  EXPECT_EQ(free_run.stop_reason, "length");
+  // Greedy generation equals argmax over a full recompute at every step.
+  TokenIds seq = {1, 2, 3};
+  for (TokenId id : free_run.ids) {
+    Session full(lm);
+    EXPECT_EQ(full.prefill({Segment::tokens(seq)}).argmax().item<int64_t>(), id);
+    seq.push_back(id);
+  }
+  // Stop token: generation ends before it.
+  go.stop_tokens = {free_run.ids[4]};
+  Session s1(lm);
+  GenerationResult stopped = generate(s1, {Segment::tokens({1, 2, 3})}, go);
+  EXPECT_EQ(stopped.stop_reason, "stop_token");
+  size_t first = std::find(free_run.ids.begin(), free_run.ids.end(), free_run.ids[4]) - free_run.ids.begin();
+  EXPECT_EQ(stopped.ids, TokenIds(free_run.ids.begin(), free_run.ids.begin() + first));
+  // Stop strings work on text: ids spelled as "<id>" so the text is known.
+  go.stop_tokens.clear();
+  go.detokenize = [](const TokenIds& ids) {
+    std::string s;
+    for (TokenId id : ids) s += "<" + std::to_string(id) + ">";
+    return s;
+  };
+  go.stop_strings = {"<" + std::to_string(free_run.ids[2]) + ">"};
+  Session s2(lm);
+  std::string streamed;
+  GenerationResult by_string = generate(s2, {Segment::tokens({1, 2, 3})}, go, [&](TokenId, const std::string& d) {
+    streamed += d;
+    return true;
+  });
+  EXPECT_EQ(by_string.stop_reason, "stop_string");
+  EXPECT_EQ(by_string.text.find(go.stop_strings[0]), std::string::npos);
+  EXPECT_EQ(streamed, by_string.text);
+  // The callback can cancel.
+  go.stop_strings.clear();
+  Session s3(lm);
+  int calls = 0;
+  GenerationResult cancelled = generate(s3, {Segment::tokens({1, 2, 3})}, go, [&](TokenId, const std::string&) {
+    return ++calls < 3;
+  });
+  EXPECT_EQ(cancelled.stop_reason, "cancelled");
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(Generate, Utf8Holdback) {
+  EXPECT_EQ(incomplete_utf8_suffix("abc"), 0u);
+  EXPECT_EQ(incomplete_utf8_suffix("ab\xE3\x81"), 2u);
+  EXPECT_EQ(incomplete_utf8_suffix("ab\xE3\x81\x82"), 0u);
+  EXPECT_EQ(incomplete_utf8_suffix("\xF0\x9F\x98"), 3u);
+  EXPECT_EQ(incomplete_utf8_suffix("\xF0\x9F\x98\x80"), 0u);
+}
+
+TEST(Shapes, NamedShapesAreConsistent) {
+  ModelConfig c = named_shape("llama3-8b");
+  EXPECT_EQ(c.n_layers, 32);
+  EXPECT_NEAR(static_cast<double>(c.n_params()), 8.03e9, 0.01e9);
+  EXPECT_NEAR(static_cast<double>(named_shape("qwen2-0.5b").n_params()), 0.494e9, 0.01e9);
+  EXPECT_COENC_ERROR(named_shape("gpt5"), "llama3-8b");
+}
+
+}  // namespace
+}  // namespace coenc
