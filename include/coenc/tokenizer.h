@@ -146,4 +146,13 @@ ChatFormat resolve_chat_format(const Tokenizer& tokenizer, std::string_view expl
 std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat format,
                         const ChatRenderOptions& options);
 
+// Renders `messages` with the tokenizer's own BOS/EOS text and encodes the result the way Hugging Face's
+// apply_chat_template(tokenize=True) does: special-token text is parsed, no post-processor tokens are added.
+TokenIds encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages, ChatFormat format,
+                     bool add_generation_prompt = true);
+
+// The ids that end an assistant turn in `format` (e.g. <|im_end|>, <|eot_id|>, <end_of_turn>, and the
+// tokenizer's EOS), for use as stop tokens.
+TokenIds chat_stop_ids(const Tokenizer& tokenizer, ChatFormat format);
+
 }  // namespace coenc

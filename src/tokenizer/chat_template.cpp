@@ -1,4 +1,5 @@
 // Chat formats: recognised from the Jinja template text, rendered natively.
+#include <algorithm>
 #include <cctype>
 
 #include "coenc/error.h"
@@ -150,6 +151,35 @@ std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat for
     }
   }
   return out;
+}
+
+TokenIds encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages, ChatFormat format,
+                     bool add_generation_prompt) {
+  ChatRenderOptions o;
+  o.add_generation_prompt = add_generation_prompt;
+  if (auto bos = tokenizer.bos_id()) o.bos_token = tokenizer.id_to_piece(*bos);
+  if (auto eos = tokenizer.eos_id()) o.eos_token = tokenizer.id_to_piece(*eos);
+  EncodeOptions e;
+  e.add_special = false;
+  e.parse_special = true;
+  return tokenizer.encode(render_chat(messages, format, o), e);
+}
+
+TokenIds chat_stop_ids(const Tokenizer& tokenizer, ChatFormat format) {
+  TokenIds ids;
+  if (auto eos = tokenizer.eos_id()) ids.push_back(*eos);
+  const char* turn_end = nullptr;
+  switch (format) {
+    case ChatFormat::ChatML: turn_end = "<|im_end|>"; break;
+    case ChatFormat::Llama3: turn_end = "<|eot_id|>"; break;
+    case ChatFormat::Gemma: turn_end = "<end_of_turn>"; break;
+    case ChatFormat::Llama2:
+    case ChatFormat::Mistral: break;  // turns end with EOS
+  }
+  if (turn_end)
+    if (auto id = tokenizer.token_to_id(turn_end))
+      if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+  return ids;
 }
 
 }  // namespace coenc

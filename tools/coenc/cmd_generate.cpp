@@ -1,13 +1,18 @@
-// coenc generate: continue a prompt with a decoder model, streaming the text as it is produced.
+// coenc generate: continue a prompt (text, chat messages or token ids) with a decoder model, streaming the text
+// as it is produced.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "coenc/atomic_file.h"
 #include "coenc/decoder.h"
 #include "coenc/error.h"
 #include "coenc/generate.h"
+#include "coenc/tokenizer.h"
 #include "commands.h"
 
 namespace coenc::cli {
@@ -15,45 +20,117 @@ namespace coenc::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model;            // Hugging Face model directory
-  std::string prompt;           // text prompt (needs the model's tokenizer)
-  std::string prompt_ids;       // "1,2,3": token ids, no tokenizer needed
-  int n_predict = 128;          // tokens to generate at most
+  std::string model;              // Hugging Face model directory
+  std::string prompt;             // text prompt
+  std::string prompt_file;        // prompt text from a file ("-": standard input)
+  std::string prompt_ids;         // "1,2,3": token ids, no tokenizer needed
+  std::string tokenizer;          // tokenizer path; default: the model directory
+  bool chat = false;              // wrap the prompt as a user turn in the model's chat template
+  std::string system;             // system message (implies --chat)
+  std::string messages;           // JSON file of [{"role", "content"}, ...] (implies --chat)
+  std::string chat_format;        // chatml, llama3, llama2, mistral, gemma; default: from the template
+  bool no_special = false;        // do not add BOS/EOS around a plain text prompt
+  int n_predict = 128;            // tokens to generate at most
   std::vector<std::string> stop;  // extra stop strings
-  bool ignore_eos = false;      // keep going past end-of-sequence tokens
-  bool json = false;            // print one JSON object at the end instead of streaming
+  bool ignore_eos = false;        // keep going past end-of-sequence tokens
+  bool json = false;              // print one JSON object at the end instead of streaming
   DeviceArgs device;
   SamplingOptions sampling;
   int64_t n_ctx = 0;
 };
 
+bool has_tokenizer_files(const std::filesystem::path& dir) {
+  return std::filesystem::exists(dir / "tokenizer.json") || std::filesystem::exists(dir / "tokenizer.model");
+}
+
+std::vector<ChatMessage> read_messages(const std::string& path) {
+  const std::string text = path == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
+                                       : read_file_bytes(path, "messages file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path, e.what());
+  }
+  if (j.is_object() && j.contains("messages")) j = j["messages"];  // an OpenAI request body works too
+  COENC_CHECK(j.is_array() && !j.empty(), "{}: expected a non-empty array of {{\"role\", \"content\"}} objects", path);
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const auto& m = j[i];
+    COENC_CHECK(m.is_object() && m.contains("role") && m["role"].is_string() && m.contains("content") &&
+                    m["content"].is_string(),
+                "{}: message {} must be an object with string fields \"role\" and \"content\"", path, i);
+    out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  return out;
+}
+
 int run_generate(const GenerateArgs& a) {
-  COENC_CHECK(a.prompt.empty() != a.prompt_ids.empty(), "give exactly one of --prompt and --prompt-ids");
-  DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
-  DecoderLm lm = load_decoder(a.model, dev);
-  const ModelConfig& cfg = lm->config();
+  const int sources = !a.prompt.empty() + !a.prompt_file.empty() + !a.prompt_ids.empty() + !a.messages.empty();
+  COENC_CHECK(sources == 1, "give exactly one of --prompt, --file, --prompt-ids and --messages");
+  COENC_CHECK(a.n_predict >= 0, "-n must be non-negative, got {}", a.n_predict);
+  const bool chat = a.chat || !a.system.empty() || !a.messages.empty() || !a.chat_format.empty();
+  COENC_CHECK(!(chat && !a.prompt_ids.empty()), "--prompt-ids cannot be combined with chat options");
+
+  // Everything that can fail on user input is checked before the (slow) model load.
+  ModelConfig cfg = ModelConfig::load(a.model);
+  std::unique_ptr<Tokenizer> tok;
+  const std::string tok_path = a.tokenizer.empty() ? a.model : a.tokenizer;
+  if (!a.tokenizer.empty() || a.prompt_ids.empty() || has_tokenizer_files(a.model)) tok = Tokenizer::load(tok_path);
+  if (tok)
+    COENC_CHECK(tok->vocab_size() <= cfg.vocab_size,
+                "{}: the tokenizer has {} tokens but the model's vocab_size is {}: they do not belong together",
+                tok_path, tok->vocab_size(), cfg.vocab_size);
 
   TokenIds prompt;
+  TokenIds stop_tokens = a.ignore_eos ? TokenIds{} : cfg.eos_token_ids;
   if (!a.prompt_ids.empty()) {
     prompt = parse_id_list(a.prompt_ids, "--prompt-ids");
+  } else if (chat) {
+    std::vector<ChatMessage> messages;
+    if (!a.messages.empty()) messages = read_messages(a.messages);
+    else {
+      if (!a.system.empty()) messages.push_back({"system", a.system});
+      messages.push_back({"user", a.prompt.empty() ? read_file_bytes(a.prompt_file, "prompt file") : a.prompt});
+    }
+    ChatFormat format = resolve_chat_format(*tok, a.chat_format);
+    prompt = encode_chat(*tok, messages, format);
+    if (!a.ignore_eos)
+      for (TokenId id : chat_stop_ids(*tok, format))
+        if (std::find(stop_tokens.begin(), stop_tokens.end(), id) == stop_tokens.end()) stop_tokens.push_back(id);
   } else {
-    fail(ErrorCode::Unsupported, "--prompt needs a tokenizer, which this build does not have yet; use --prompt-ids");
+    std::string text = a.prompt;
+    if (!a.prompt_file.empty())
+      text = a.prompt_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
+                                  : read_file_bytes(a.prompt_file, "prompt file");
+    EncodeOptions eo;
+    eo.add_special = !a.no_special;
+    prompt = tok->encode(text, eo);
+    COENC_CHECK(!prompt.empty(), "the prompt is empty");
   }
 
+  DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
+  DecoderLm lm = load_decoder(a.model, dev);
   SessionOptions so;
   so.n_ctx = a.n_ctx;
   Session session(lm, so);
+  if (static_cast<int64_t>(prompt.size()) > session.n_ctx())
+    fail(ErrorCode::ExceedsContext, "the prompt has {} tokens but the context holds {} (--ctx-size)", prompt.size(),
+         session.n_ctx());
+
   GenerationOptions go;
   go.max_new_tokens = a.n_predict;
   go.sampling = a.sampling;
-  if (!a.ignore_eos) go.stop_tokens = cfg.eos_token_ids;
+  go.stop_tokens = stop_tokens;
   go.stop_strings = a.stop;
+  if (tok) go.detokenize = [&](const TokenIds& ids) { return tok->decode(ids, /*skip_special=*/true); };
+  COENC_CHECK(a.stop.empty() || tok, "--stop needs a tokenizer (none found in {})", a.model);
 
   TokenCallback stream;
   if (!a.json) {
     stream = [&](TokenId id, const std::string& delta) {
-      if (go.detokenize) std::cout << delta;
-      else std::cout << (id >= 0 ? std::to_string(id) + " " : "");
+      if (tok) std::cout << delta;
+      else std::cout << id << " ";
       std::cout.flush();
       return true;
     };
@@ -61,13 +138,15 @@ int run_generate(const GenerateArgs& a) {
   GenerationResult r = generate(session, {Segment::tokens(prompt)}, go, stream);
   if (a.json) {
     nlohmann::json j = {{"ids", r.ids}, {"stop_reason", r.stop_reason}, {"n_prompt", r.n_prompt}};
-    if (go.detokenize) j["text"] = r.text;
+    if (tok) j["text"] = r.text;
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "\n";
     const double tps = r.decode_seconds > 0 && r.ids.size() > 1 ? (r.ids.size() - 1) / r.decode_seconds : 0;
-    std::cerr << format("coenc: {} prompt tokens in {} s, {} tokens generated ({} tok/s), stop: {}\n", r.n_prompt,
-                        r.prefill_seconds, r.ids.size(), tps, r.stop_reason);
+    char line[256];
+    std::snprintf(line, sizeof line, "coenc: %lld prompt tokens in %.3f s, %zu tokens generated (%.1f tok/s), stop: %s\n",
+                  static_cast<long long>(r.n_prompt), r.prefill_seconds, r.ids.size(), tps, r.stop_reason.c_str());
+    std::cerr << line;
   }
   return 0;
 }
@@ -78,17 +157,31 @@ CommandFn setup_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a decoder model, streaming tokens as they come.");
   cmd->footer(
+      "The prompt is text (--prompt, --file), chat turns (--chat, --system, --messages) rendered with the model's\n"
+      "chat template, or raw token ids (--prompt-ids). The tokenizer is read from the model directory\n"
+      "(tokenizer.json or tokenizer.model) unless --tokenizer names one.\n\n"
       "Examples:\n"
-      "  coenc generate --model models/default --prompt \"Once upon a time\" -n 64\n"
-      "  coenc generate --model DIR --prompt-ids 1,450,4996 --temp 0 --json\n"
-      "--temp 0 is greedy (deterministic); otherwise --seed fixes the draw.");
+      "  coenc generate -m models/default -p \"Once upon a time\" -n 64\n"
+      "  coenc generate -m DIR --chat --system \"Answer briefly.\" -p \"What is RoPE?\"\n"
+      "  coenc generate -m DIR --messages chat.json --json     # [{\"role\": \"user\", \"content\": \"...\"}]\n"
+      "  coenc generate -m DIR --prompt-ids 1,450,4996 --temp 0 --json\n"
+      "--temp 0 is greedy (deterministic); otherwise --seed fixes the draw. --json prints\n"
+      "{\"ids\": [...], \"text\": ..., \"stop_reason\": ..., \"n_prompt\": N} at the end.");
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory (config.json + *.safetensors)")->required();
   cmd->add_option("--prompt,-p", a->prompt, "prompt text");
+  cmd->add_option("--file,-f", a->prompt_file, "read the prompt text from a file (- for standard input)");
   cmd->add_option("--prompt-ids", a->prompt_ids, "prompt as comma-separated token ids, e.g. 1,2,3");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model or a folder (default: --model)");
+  cmd->add_flag("--chat", a->chat, "send the prompt as a user turn through the chat template");
+  cmd->add_option("--system", a->system, "system message (implies --chat)");
+  cmd->add_option("--messages", a->messages, "JSON file of chat messages [{\"role\", \"content\"}] (implies --chat)");
+  cmd->add_option("--chat-format", a->chat_format,
+                  "chatml, llama3, llama2, mistral or gemma (default: recognised from the chat template)");
+  cmd->add_flag("--no-special", a->no_special, "do not add BOS/EOS tokens around a plain text prompt");
   cmd->add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")->capture_default_str();
   cmd->add_option("--stop", a->stop, "stop when this text appears (repeatable)");
-  cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at end-of-sequence tokens");
-  cmd->add_flag("--json", a->json, "print {\"ids\": [...], \"text\": ...} at the end instead of streaming");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at end-of-sequence / end-of-turn tokens");
+  cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
   cmd->add_option("--ctx-size,-c", a->n_ctx, "context size in tokens (default: the model's)");
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);

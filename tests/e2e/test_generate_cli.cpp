@@ -1,0 +1,199 @@
+// `coenc generate` run as a user runs it: text, chat and id prompts, streaming and --json, and every kind of bad
+// input ending in one clear line and a non-zero exit.
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "coenc/decoder.h"
+#include "coenc/safetensors.h"
+#include "coenc/session.h"
+#include "coenc/tokenizer.h"
+#include "test_util.h"
+
+namespace coenc::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const fs::path kTokenizerDir = test_dir() / "golden/tokenizer/trained";  // byte-level BPE, 1200 ids, ChatML
+
+// A random tiny Qwen2 model with the trained tokenizer beside it (created once for the whole suite).
+class GenerateCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    ModelConfig c = ModelConfig::from_json(
+        json{{"architectures", {"Qwen2ForCausalLM"}}, {"vocab_size", 1200}, {"hidden_size", 64},
+             {"intermediate_size", 96}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+             {"num_key_value_heads", 2}, {"max_position_embeddings", 64}, {"eos_token_id", 0}},
+        "test");
+    save_decoder(random_decoder(c, DeviceOptions{}, 5, 0.3), model());
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(kTokenizerDir / f, model() / f);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static fs::path model() { return dir_->path() / "model"; }
+  static std::string m() { return "generate -m '" + model().string() + "' "; }
+
+  // Greedy continuation computed in this process, to check what the binary printed.
+  static TokenIds greedy(const TokenIds& prompt, int n) {
+    Session s(load_decoder(model(), DeviceOptions{}));
+    TokenIds out;
+    torch::Tensor logits = s.prefill({Segment::tokens(prompt)});
+    for (int i = 0; i < n; ++i) {
+      out.push_back(static_cast<TokenId>(logits.argmax().item<int64_t>()));
+      if (out.back() == 0) {  // eos
+        out.pop_back();
+        break;
+      }
+      logits = s.decode(out.back());
+    }
+    return out;
+  }
+
+  static TempDir* dir_;
+};
+TempDir* GenerateCli::dir_ = nullptr;
+
+void expect_one_line_error(const RunResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("coenc: error: ", 0), 0u) << r.err;
+}
+
+TEST_F(GenerateCli, TextPromptJsonMatchesInProcessGreedy) {
+  RunResult r = run_coenc(m() + "-p 'Once upon a time' --temp 0 -n 10 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  auto tok = Tokenizer::load(model().string());
+  EncodeOptions eo;
+  eo.add_special = true;
+  const TokenIds prompt = tok->encode("Once upon a time", eo);
+  EXPECT_EQ(j["n_prompt"], prompt.size());
+  const TokenIds expected = greedy(prompt, 10);
+  EXPECT_EQ(j["ids"].get<TokenIds>(), expected);
+  EXPECT_EQ(j["text"], tok->decode(expected, true));
+  EXPECT_EQ(j["stop_reason"], expected.size() == 10 ? "length" : "stop_token");
+}
+
+TEST_F(GenerateCli, StreamedTextEqualsJsonText) {
+  RunResult streamed = run_coenc(m() + "-p 'The end' --temp 0 -n 12 --ignore-eos");
+  RunResult js = run_coenc(m() + "-p 'The end' --temp 0 -n 12 --ignore-eos --json");
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  EXPECT_EQ(streamed.out, json::parse(js.out)["text"].get<std::string>() + "\n");
+  EXPECT_NE(streamed.err.find("12 tokens generated"), std::string::npos) << streamed.err;
+}
+
+TEST_F(GenerateCli, SeededSamplingIsRepeatable) {
+  const std::string args = m() + "-p 'abc' --temp 1.2 --seed 7 -n 16 --ignore-eos --json";
+  RunResult a = run_coenc(args), b = run_coenc(args);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(json::parse(a.out)["ids"], json::parse(b.out)["ids"]);
+}
+
+TEST_F(GenerateCli, ChatUsesTheTemplate) {
+  auto tok = Tokenizer::load(model().string());
+  const TokenIds prompt = encode_chat(*tok, {{"system", "Be brief."}, {"user", "Hi!"}}, ChatFormat::ChatML);
+  RunResult r = run_coenc(m() + "--system 'Be brief.' -p 'Hi!' --temp 0 -n 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["n_prompt"], prompt.size());
+  // The same turns from a messages file (an OpenAI request body).
+  TempDir d;
+  write_file(d / "chat.json",
+             R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]})");
+  RunResult f = run_coenc(m() + "--messages '" + (d / "chat.json").string() + "' --temp 0 -n 4 --json");
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  EXPECT_EQ(json::parse(f.out)["ids"], json::parse(r.out)["ids"]);
+  // <|im_end|> ends the assistant's turn.
+  const TokenId im_end = *tok->token_to_id("<|im_end|>");
+  for (TokenId id : json::parse(r.out)["ids"].get<TokenIds>()) EXPECT_NE(id, im_end);
+}
+
+TEST_F(GenerateCli, StopStringCutsTheText) {
+  RunResult full = run_coenc(m() + "-p 'x' --temp 0 -n 12 --ignore-eos --json");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const std::string text = json::parse(full.out)["text"];
+  ASSERT_GE(text.size(), 4u);
+  const std::string stop = text.substr(text.size() / 2, 2);
+  RunResult cut = run_coenc(m() + "-p 'x' --temp 0 -n 12 --ignore-eos --json --stop '" + stop + "'");
+  ASSERT_EQ(cut.exit_code, 0) << cut.err;
+  json j = json::parse(cut.out);
+  EXPECT_EQ(j["stop_reason"], "stop_string");
+  EXPECT_EQ(j["text"], text.substr(0, text.find(stop)));
+}
+
+TEST_F(GenerateCli, PromptIdsWithoutTokenizer) {
+  // The llama golden fixture has no tokenizer: ids in, ids out, no "text".
+  const fs::path fx = test_dir() / "golden/decoders/llama";
+  auto ref = SafetensorsFile::open(fx / "reference.safetensors");
+  auto in = ref->tensor("input_ids"), greedy_ref = ref->tensor("greedy");
+  std::string ids;
+  for (int64_t i = 0; i < in.numel(); ++i) ids += (i ? "," : "") + std::to_string(in[i].item<int64_t>());
+  RunResult r = run_coenc("generate -m '" + fx.string() + "' --prompt-ids " + ids + " --temp 0 -n 32 --ignore-eos --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_FALSE(j.contains("text"));
+  ASSERT_EQ(j["ids"].size(), 32u);
+  for (int64_t i = 0; i < 32; ++i) EXPECT_EQ(j["ids"][i], greedy_ref[i].item<int64_t>());
+}
+
+// ---- bad input --------------------------------------------------------------------------------------------------
+
+TEST_F(GenerateCli, MissingModel) {
+  expect_one_line_error(run_coenc("generate -m /nonexistent/model -p hi"), "/nonexistent/model: model directory not found");
+}
+
+TEST_F(GenerateCli, MalformedConfig) {
+  TempDir d;
+  write_file(d / "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], ");
+  expect_one_line_error(run_coenc("generate -m '" + d.path().string() + "' --prompt-ids 1"),
+                        "config.json: malformed JSON");
+}
+
+TEST_F(GenerateCli, UnknownArchitecture) {
+  TempDir d;
+  write_file(d / "config.json", R"({"architectures": ["FalconForCausalLM"], "vocab_size": 10})");
+  expect_one_line_error(run_coenc("generate -m '" + d.path().string() + "' --prompt-ids 1"),
+                        "architecture \"FalconForCausalLM\"");
+}
+
+TEST_F(GenerateCli, TruncatedWeights) {
+  TempDir d;
+  fs::copy(model(), d / "m");
+  const auto st = d / "m" / "model.safetensors";
+  fs::resize_file(st, fs::file_size(st) - 100);
+  expect_one_line_error(run_coenc("generate -m '" + (d / "m").string() + "' -p hi"), "model.safetensors");
+}
+
+TEST_F(GenerateCli, ShapeMismatch) {
+  TempDir d;
+  fs::copy(model(), d / "m");
+  json c = json::parse(read_file(d / "m" / "config.json"));
+  c["intermediate_size"] = 100;
+  write_file(d / "m" / "config.json", c.dump());
+  expect_one_line_error(run_coenc("generate -m '" + (d / "m").string() + "' -p hi"),
+                        "model.layers.0.mlp.gate_proj.weight [96, 64] (expected [100, 64])");
+}
+
+TEST_F(GenerateCli, PromptLongerThanContext) {
+  std::string long_text;
+  for (int i = 0; i < 200; ++i) long_text += "word" + std::to_string(i) + " ";
+  expect_one_line_error(run_coenc(m() + "-p '" + long_text + "'"), "but the context holds 64");
+}
+
+TEST_F(GenerateCli, BadIdsAndOptions) {
+  expect_one_line_error(run_coenc(m() + "--prompt-ids 1,x,3"), "--prompt-ids: expected comma-separated");
+  expect_one_line_error(run_coenc(m() + "--prompt-ids 5000"), "token id 5000 outside the vocabulary [0, 1200)");
+  expect_one_line_error(run_coenc(m()), "give exactly one of --prompt");
+  expect_one_line_error(run_coenc(m() + "-p hi --chat-format vicuna"), "unknown chat format \"vicuna\"");
+  expect_one_line_error(run_coenc(m() + "-p hi --dtype f8"), "--dtype \"f8\"");
+  TempDir d;
+  write_file(d / "chat.json", R"([{"role": "user", "content": "hi"}, {"role": "user"}])");
+  expect_one_line_error(run_coenc(m() + "--messages '" + (d / "chat.json").string() + "'"), "chat.json: message 1");
+}
+
+}  // namespace
+}  // namespace coenc::test
