@@ -70,8 +70,11 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const std::optional<torch::Tensor>& mask, bool is_causal, const ForwardArgs& args,
                         int64_t layer);
+  // Concatenates q/k/v into one matrix; the three weights become views of it (same memory, same names).
+  void fuse_projections();
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RmsNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
+  torch::Tensor qkv_weight, qkv_bias;         // [(H + 2 Hkv) hd, d_model] after fuse_projections()
   int64_t n_heads, n_kv_heads, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -80,7 +83,9 @@ class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(const ModelConfig& c, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  void fuse_projections();                         // gate and up become views of one [2 I, d_model] matrix
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  torch::Tensor gate_up_weight;
 };
 TORCH_MODULE(Mlp);
 
@@ -117,6 +122,11 @@ class DecoderLmImpl : public torch::nn::Module {
 
   // RoPE tables for `positions` [T] (int64, on the model's device): cos, sin [1, T, head_dim] in the compute dtype.
   std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positions);
+
+  // Fuses the projections that read the same input (q/k/v, gate/up) into single matrix products for inference
+  // (with gradients off); parameters keep their names and become views of the fused matrices. load_decoder and
+  // random_decoder do this.
+  void fuse_projections();
 
   const ModelConfig& config() const { return config_; }
   const DeviceOptions& device_options() const { return options_; }

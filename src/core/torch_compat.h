@@ -21,7 +21,8 @@
 namespace coenc::compat {
 
 // Scaled dot-product attention over q [B, H, Tq, hd], k/v [B, Hkv, Tk, hd] with H a multiple of Hkv (grouped
-// query attention). `mask` (optional) is boolean [Tq, Tk], true where attention is allowed; `is_causal` asks
+// query attention). `mask` (optional) is boolean [Tq, Tk], true where attention is allowed, or additive in q's
+// dtype (0 allowed, -inf not: converted once and shared by every layer); `is_causal` asks
 // for the usual lower-triangular mask instead (only valid when Tq == Tk and no mask is given).
 // libtorch >= 2.0 dispatches to fused kernels (flash / memory-efficient / cuDNN); 1.13 computes it explicitly
 // in the input dtype, with the softmax in float32 as Hugging Face's eager attention does.
@@ -44,7 +45,9 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, c
     vv = v.unsqueeze(2).expand({s[0], s[1], n_rep, s[2], s[3]}).reshape({s[0], s[1] * n_rep, s[2], s[3]});
   }
   torch::Tensor scores = torch::matmul(q, kk.transpose(-2, -1)) * scale;  // [B, H, Tq, Tk]
-  if (mask) {
+  if (mask && mask->scalar_type() != torch::kBool) {
+    scores = scores + *mask;  // an additive mask: 0 where allowed, -inf where not
+  } else if (mask) {
     scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<float>::infinity());
   } else if (is_causal) {
     const int64_t tq = q.size(2), tk = k.size(2);
@@ -55,7 +58,21 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, c
   return torch::matmul(probs, vv);  // [B, H, Tq, hd]
 }
 
+// RMSNorm as one fused operation where libtorch has it (2.4+), rounding once at the end; `exact` below is the
+// Hugging Face formula (round to the input dtype, then multiply by the weight).
+inline torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+#if COENC_TORCH_AT_LEAST(2, 4)
+  return at::rms_norm(x, {x.size(-1)}, weight, eps);
+#else
+  auto xf = x.to(torch::kFloat32);
+  return weight * (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
+#endif
+}
+
 inline bool cuda_available() { return torch::cuda::is_available(); }
+
+// float32 matrix products through TF32 tensor cores (training on CUDA); "high" exists in 1.13 and 2.x.
+inline void allow_tf32(bool on) { at::globalContext().setFloat32MatmulPrecision(on ? "high" : "highest"); }
 
 #if defined(COENC_WITH_CUDA)
 // "cuda" without an index means the current device; the allocator's statistics need the number.

@@ -1,6 +1,7 @@
 #include "coenc/decoder.h"
 
 #include <cmath>
+#include <limits>
 
 #include "coenc/error.h"
 #include "core/torch_compat.h"
@@ -110,19 +111,50 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& o
   }
 }
 
+void AttentionImpl::fuse_projections() {
+  torch::NoGradGuard no_grad;
+  const int64_t nq = q_proj->weight.size(0), nk = k_proj->weight.size(0), nv = v_proj->weight.size(0);
+  qkv_weight = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
+  q_proj->weight.set_data(qkv_weight.narrow(0, 0, nq));
+  k_proj->weight.set_data(qkv_weight.narrow(0, nq, nk));
+  v_proj->weight.set_data(qkv_weight.narrow(0, nq + nk, nv));
+  if (q_proj->bias.defined()) {
+    qkv_bias = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0);
+    q_proj->bias.set_data(qkv_bias.narrow(0, 0, nq));
+    k_proj->bias.set_data(qkv_bias.narrow(0, nq, nk));
+    v_proj->bias.set_data(qkv_bias.narrow(0, nq + nk, nv));
+  }
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const std::optional<torch::Tensor>& mask, bool is_causal,
                                      const ForwardArgs& args, int64_t layer) {
   const int64_t b = x.size(0), t = x.size(1);
-  auto q = q_proj(x).view({b, t, n_heads, head_dim});     // [B, T, H, hd]
-  auto k = k_proj(x).view({b, t, n_kv_heads, head_dim});  // [B, T, Hkv, hd]
-  auto v = v_proj(x).view({b, t, n_kv_heads, head_dim}).transpose(1, 2);
-  if (q_norm) {
-    q = q_norm(q);
-    k = k_norm(k);
+  torch::Tensor q, k, v;
+  // Inference uses the fused projection (one matrix product, and RoPE applied to q and k in one pass); training
+  // goes through the separate weights so that gradients reach them.
+  if (qkv_weight.defined() && !torch::GradMode::is_enabled()) {
+    auto qkv = torch::nn::functional::linear(x, qkv_weight, qkv_bias).view({b, t, n_heads + 2 * n_kv_heads, head_dim});
+    v = qkv.narrow(2, n_heads + n_kv_heads, n_kv_heads).transpose(1, 2);  // [B, Hkv, T, hd]
+    if (q_norm) {
+      q = apply_rope(q_norm(qkv.narrow(2, 0, n_heads)).transpose(1, 2), cos, sin);
+      k = apply_rope(k_norm(qkv.narrow(2, n_heads, n_kv_heads)).transpose(1, 2), cos, sin);
+    } else {
+      auto qk = apply_rope(qkv.narrow(2, 0, n_heads + n_kv_heads).transpose(1, 2), cos, sin);  // [B, H+Hkv, T, hd]
+      q = qk.narrow(1, 0, n_heads);
+      k = qk.narrow(1, n_heads, n_kv_heads);
+    }
+  } else {
+    q = q_proj(x).view({b, t, n_heads, head_dim});     // [B, T, H, hd]
+    k = k_proj(x).view({b, t, n_kv_heads, head_dim});  // [B, T, Hkv, hd]
+    v = v_proj(x).view({b, t, n_kv_heads, head_dim}).transpose(1, 2);
+    if (q_norm) {
+      q = q_norm(q);
+      k = k_norm(k);
+    }
+    q = apply_rope(q.transpose(1, 2), cos, sin);  // [B, H, T, hd]
+    k = apply_rope(k.transpose(1, 2), cos, sin);  // [B, Hkv, T, hd]
   }
-  q = apply_rope(q.transpose(1, 2), cos, sin);  // [B, H, T, hd]
-  k = apply_rope(k.transpose(1, 2), cos, sin);  // [B, Hkv, T, hd]
   if (args.static_pos.defined()) {
     std::tie(k, v) = args.cache->write_at(layer, k, v, args.static_pos, args.static_len);
   } else if (args.cache) {
@@ -138,7 +170,19 @@ MlpImpl::MlpImpl(const ModelConfig& c, const torch::TensorOptions& options) {
   down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, options));
 }
 
+void MlpImpl::fuse_projections() {
+  torch::NoGradGuard no_grad;
+  const int64_t n = gate_proj->weight.size(0);
+  gate_up_weight = torch::cat({gate_proj->weight, up_proj->weight}, 0);
+  gate_proj->weight.set_data(gate_up_weight.narrow(0, 0, n));
+  up_proj->weight.set_data(gate_up_weight.narrow(0, n, n));
+}
+
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (gate_up_weight.defined() && !torch::GradMode::is_enabled()) {
+    auto gate_up = torch::nn::functional::linear(x, gate_up_weight).chunk(2, -1);
+    return down_proj(torch::silu(gate_up[0]) * gate_up[1]);
+  }
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
@@ -226,20 +270,35 @@ torch::Tensor DecoderLmImpl::forward_hidden(const torch::Tensor& x, const Forwar
 
 torch::Tensor DecoderLmImpl::forward_static(const torch::Tensor& x, const ForwardArgs& args) {
   // Every tensor here has a shape fixed by static_len, and every position lives on the device: the whole pass
-  // can be captured once as a CUDA graph and replayed for each new token.
+  // can be captured once as a CUDA graph and replayed for each new token. Decoding one token is bound by kernel
+  // count as much as by weight bytes, so this path takes the fused RMSNorm (one rounding instead of Hugging
+  // Face's two: within one bf16 ulp) and one additive mask shared by all layers.
   COENC_CHECK_CODE(args.cache && x.size(1) == 1 && args.static_len > 0, Internal,
                    "static decoding takes one token, a cache and a positive length");
   auto [cos, sin] = rope_tables(args.static_pos);
   auto kpos = torch::arange(args.static_len, args.static_pos.options());
-  torch::Tensor mask = (kpos <= args.static_pos).unsqueeze(0);  // [1, static_len]
-  if (config_.sliding_window) mask = mask & (kpos > args.static_pos - *config_.sliding_window).unsqueeze(0);
+  torch::Tensor allowed = kpos <= args.static_pos;  // [static_len]
+  if (config_.sliding_window) allowed = allowed & (kpos > args.static_pos - *config_.sliding_window);
+  torch::Tensor mask = torch::zeros({1, args.static_len}, x.options())
+                           .masked_fill(allowed.logical_not().unsqueeze(0), -std::numeric_limits<float>::infinity());
   torch::Tensor h = x;
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     auto layer = model->layers[i]->as<DecoderLayerImpl>();
-    h = h + layer->self_attn->forward(layer->input_layernorm(h), cos, sin, mask, false, args, i);
-    h = h + layer->mlp(layer->post_attention_layernorm(h));
+    auto& in_norm = *layer->input_layernorm;
+    auto& post_norm = *layer->post_attention_layernorm;
+    h = h + layer->self_attn->forward(compat::rms_norm_fused(h, in_norm.weight, in_norm.eps), cos, sin, mask, false,
+                                      args, i);
+    h = h + layer->mlp(compat::rms_norm_fused(h, post_norm.weight, post_norm.eps));
   }
-  return model->norm(h);
+  return compat::rms_norm_fused(h, model->norm->weight, model->norm->eps);
+}
+
+void DecoderLmImpl::fuse_projections() {
+  for (const auto& layer : *model->layers) {
+    auto* l = layer->as<DecoderLayerImpl>();
+    l->self_attn->fuse_projections();
+    l->mlp->fuse_projections();
+  }
 }
 
 torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
@@ -264,6 +323,7 @@ DecoderLm random_decoder(const ModelConfig& config, const DeviceOptions& options
     }
     t.set_requires_grad(false);
   }
+  lm->fuse_projections();
   return lm;
 }
 

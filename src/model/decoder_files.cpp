@@ -16,6 +16,7 @@ DecoderLm load_decoder(const std::filesystem::path& dir, const DeviceOptions& op
   if (config.tie_word_embeddings) rules.tolerated.insert("lm_head.weight");
   load_module_weights(*lm, weights, rules, dir.string());
   for (auto& p : lm->parameters()) p.set_requires_grad(false);
+  lm->fuse_projections();
   return lm;
 }
 
