@@ -16,5 +16,6 @@ CommandFn setup_bench(CLI::App& app);
 CommandFn setup_inspect(CLI::App& app);
 CommandFn setup_tokenize(CLI::App& app);
 CommandFn setup_tokenizer(CLI::App& app);
+CommandFn setup_train(CLI::App& app);
 
 }  // namespace coenc::cli

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add(coenc::cli::setup_inspect);
   add(coenc::cli::setup_tokenize);
   add(coenc::cli::setup_tokenizer);
+  add(coenc::cli::setup_train);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,94 @@
+// The training loop on CPU: a tiny decoder learns a small text, the result loads as a model, configs are checked.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "coenc/decoder.h"
+#include "coenc/train.h"
+#include "test_util.h"
+
+namespace coenc {
+namespace {
+
+using nlohmann::json;
+using test::TempDir;
+
+json tiny_train_config(const TempDir& dir) {
+  std::string text;
+  for (int i = 0; i < 300; ++i)
+    text += "The quick brown fox jumps over the lazy dog number " + std::to_string(i % 7) + ".\n\n<|doc|>\n";
+  test::write_file(dir / "train.txt", text);
+  return json{{"tokenizer", (test::test_dir() / "golden/tokenizer/trained").string()},
+              {"model_config",
+               {{"architectures", {"LlamaForCausalLM"}}, {"vocab_size", 1200}, {"hidden_size", 32},
+                {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+                {"max_position_embeddings", 64}, {"tie_word_embeddings", true}, {"eos_token_id", 0}}},
+              {"train_files", {(dir / "train.txt").string()}},
+              {"out", (dir / "out").string()},
+              {"seq_len", 32},
+              {"batch_size", 8},
+              {"grad_accum", 2},
+              {"steps", 60},
+              {"lr", 1e-2},
+              {"warmup_steps", 5},
+              {"eval_every", 30},
+              {"eval_batches", 2},
+              {"eval_fraction", 0.1},
+              {"progress", false}};
+}
+
+TEST(Train, TinyDecoderLearnsRepeatedText) {
+  TempDir dir;
+  TrainResult r = train(TrainConfig::from_json(tiny_train_config(dir), "test"));
+  EXPECT_GT(r.initial_eval_loss, 6.0);  // about ln(1200) before training
+  EXPECT_LT(r.final_eval_loss, 2.0);    // the text is almost entirely predictable
+  EXPECT_EQ(r.tokens_seen, 60 * 8 * 32);
+  // The output is a model directory with the tokenizer beside it, and metrics every 30 steps.
+  DecoderLm lm = load_decoder(dir / "out", DeviceOptions{});
+  EXPECT_EQ(lm->config().vocab_size, 1200);
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "tokenizer.json"));
+  const std::string metrics = test::read_file(dir / "out" / "metrics.jsonl");
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2);
+}
+
+TEST(Train, SameSeedSameLoss) {
+  TempDir a, b;
+  json ca = tiny_train_config(a), cb = tiny_train_config(b);
+  ca["steps"] = cb["steps"] = 6;
+  TrainResult ra = train(TrainConfig::from_json(ca, "a")), rb = train(TrainConfig::from_json(cb, "b"));
+  EXPECT_DOUBLE_EQ(ra.final_train_loss, rb.final_train_loss);
+}
+
+TEST(Train, ConfigErrorsNameTheField) {
+  TempDir dir;
+  json c = tiny_train_config(dir);
+  auto expect_error = [](json j, const std::string& needle) {
+    EXPECT_COENC_ERROR(TrainConfig::from_json(j, "run.json"), needle);
+  };
+  json bad = c;
+  bad["learning_rate"] = 1;
+  expect_error(bad, "run.json: unknown field \"learning_rate\"");
+  bad = c;
+  bad["steps"] = "many";
+  expect_error(bad, "field \"steps\" has the wrong type");
+  bad = c;
+  bad["grad_accum"] = 3;
+  expect_error(bad, "batch_size (8) must be a positive multiple of grad_accum (3)");
+  bad = c;
+  bad["init_from"] = "somewhere";
+  expect_error(bad, "exactly one of \"init_from\"");
+  bad = c;
+  bad["objective"] = "qa";
+  expect_error(bad, "objective \"qa\" is not supported");
+  bad = c;
+  bad["seq_len"] = 100;  // the model holds 64 positions
+  EXPECT_COENC_ERROR(train(TrainConfig::from_json(bad, "run.json")), "seq_len 100 exceeds");
+  bad = c;
+  test::write_file(dir / "short.txt", "tiny");
+  bad["train_files"] = {(dir / "short.txt").string()};
+  EXPECT_COENC_ERROR(train(TrainConfig::from_json(bad, "run.json")), "training text too short");
+  bad["train_files"] = {(dir / "absent.txt").string()};
+  EXPECT_COENC_ERROR(train(TrainConfig::from_json(bad, "run.json")), "absent.txt");
+}
+
+}  // namespace
+}  // namespace coenc
