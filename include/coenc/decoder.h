@@ -136,6 +136,9 @@ class DecoderLmImpl : public torch::nn::Module {
 
  private:
   torch::Tensor forward_static(const torch::Tensor& x, const ForwardArgs& args);
+  torch::Tensor run_layers(const torch::Tensor& x, int64_t n_run, const torch::Tensor& cos, const torch::Tensor& sin,
+                           const std::optional<torch::Tensor>& mask, bool is_causal, const ForwardArgs& args,
+                           bool final_norm);
   ModelConfig config_;
   DeviceOptions options_;
   torch::Tensor inv_freq_;      // [head_dim / 2] float32, RoPE frequencies after scaling

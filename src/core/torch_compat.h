@@ -58,17 +58,6 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, c
   return torch::matmul(probs, vv);  // [B, H, Tq, hd]
 }
 
-// RMSNorm as one fused operation where libtorch has it (2.4+), rounding once at the end; `exact` below is the
-// Hugging Face formula (round to the input dtype, then multiply by the weight).
-inline torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-#if COENC_TORCH_AT_LEAST(2, 4)
-  return at::rms_norm(x, {x.size(-1)}, weight, eps);
-#else
-  auto xf = x.to(torch::kFloat32);
-  return weight * (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
-#endif
-}
-
 inline bool cuda_available() { return torch::cuda::is_available(); }
 
 // float32 matrix products through TF32 tensor cores (training on CUDA); "high" exists in 1.13 and 2.x.

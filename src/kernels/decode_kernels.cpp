@@ -1,0 +1,97 @@
+#include "kernels/decode_kernels.h"
+
+#include "coenc/error.h"
+
+#if defined(COENC_WITH_CUDA_KERNELS)
+#include <c10/cuda/CUDAStream.h>
+
+#include "kernels/decode_kernels_launch.h"
+#endif
+
+namespace coenc::kernels {
+
+#if defined(COENC_WITH_CUDA_KERNELS)
+
+namespace {
+
+int dtype_code(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat32: return 0;
+    case torch::kFloat16: return 1;
+    case torch::kBFloat16: return 2;
+    default: fail(ErrorCode::Unsupported, "decode kernels: dtype {} is not supported", t.scalar_type());
+  }
+}
+
+void* stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+void check_tensor(const torch::Tensor& t, const torch::Tensor& like, const char* name) {
+  COENC_CHECK_CODE(t.is_cuda() && t.is_contiguous() && t.scalar_type() == like.scalar_type(), Internal,
+                   "decode kernels: {} must be a contiguous CUDA tensor of dtype {}", name, like.scalar_type());
+}
+
+}  // namespace
+
+bool available() { return true; }
+
+void add_rms_norm(const torch::Tensor& h, const torch::Tensor& delta, const torch::Tensor& weight, double eps,
+                  torch::Tensor& h_out, torch::Tensor& norm_out) {
+  const int64_t d = h.size(-1), rows = h.numel() / d;
+  check_tensor(h, h, "h");
+  check_tensor(weight, h, "weight");
+  if (delta.defined()) {
+    check_tensor(delta, h, "delta");
+    if (!h_out.defined()) h_out = torch::empty_like(h);
+  }
+  if (!norm_out.defined()) norm_out = torch::empty_like(h);
+  launch::add_rms_norm(dtype_code(h), h.data_ptr(), delta.defined() ? delta.data_ptr() : nullptr, weight.data_ptr(),
+                       static_cast<float>(eps), delta.defined() ? h_out.data_ptr() : nullptr, norm_out.data_ptr(),
+                       rows, d, stream());
+}
+
+void rope_to_cache(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
+                   const torch::Tensor& pos, int64_t n_heads, int64_t n_kv, torch::Tensor& q_out,
+                   torch::Tensor& k_cache, torch::Tensor& v_cache) {
+  const int64_t hd = qkv.size(-1);
+  check_tensor(qkv, qkv, "qkv");
+  check_tensor(cos, qkv, "cos");
+  check_tensor(sin, qkv, "sin");
+  check_tensor(k_cache, qkv, "k_cache");
+  check_tensor(v_cache, qkv, "v_cache");
+  COENC_CHECK_CODE(qkv.numel() == (n_heads + 2 * n_kv) * hd && cos.numel() == hd && pos.scalar_type() == torch::kInt64,
+                   Internal, "rope_to_cache: unexpected shapes");
+  if (!q_out.defined()) q_out = torch::empty({n_heads, hd}, qkv.options());
+  launch::rope_to_cache(dtype_code(qkv), qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), pos.data_ptr<int64_t>(),
+                        n_heads, n_kv, hd, k_cache.size(-2), q_out.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(),
+                        stream());
+}
+
+torch::Tensor silu_mul(const torch::Tensor& gate_up) {
+  check_tensor(gate_up, gate_up, "gate_up");
+  const int64_t inner = gate_up.size(-1) / 2, rows = gate_up.numel() / (2 * inner);
+  auto sizes = gate_up.sizes().vec();
+  sizes.back() = inner;
+  torch::Tensor out = torch::empty(sizes, gate_up.options());
+  launch::silu_mul(dtype_code(gate_up), gate_up.data_ptr(), out.data_ptr(), rows, inner, stream());
+  return out;
+}
+
+#else
+
+bool available() { return false; }
+
+void add_rms_norm(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, double, torch::Tensor&,
+                  torch::Tensor&) {
+  fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build");
+}
+
+void rope_to_cache(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, int64_t,
+                   int64_t, torch::Tensor&, torch::Tensor&, torch::Tensor&) {
+  fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build");
+}
+
+torch::Tensor silu_mul(const torch::Tensor&) { fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build"); }
+
+#endif
+
+}  // namespace coenc::kernels

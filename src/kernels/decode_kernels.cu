@@ -1,0 +1,152 @@
+// CUDA kernels behind decode_kernels.h. Arithmetic is float32; values are rounded to the storage type exactly
+// where Hugging Face's PyTorch code rounds them (after each element-wise op), so the fused path tracks it.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/decode_kernels_launch.h"
+
+namespace coenc::kernels::launch {
+
+namespace {
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+// Rounds a float to T and back: the value PyTorch would hold after an op in dtype T.
+template <typename T> __device__ __forceinline__ float round_to(float x) { return to_f(from_f<T>(x)); }
+
+constexpr int kThreads = 256;
+
+// One block per row.
+template <typename T>
+__global__ void add_rms_norm_kernel(const T* h, const T* delta, const T* weight, float eps, T* h_out, T* norm_out,
+                                    int64_t d) {
+  const int64_t row = blockIdx.x;
+  h += row * d;
+  norm_out += row * d;
+  if (delta) {
+    delta += row * d;
+    h_out += row * d;
+  }
+  __shared__ float partial[kThreads / 32];
+  float sum = 0;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    float x = to_f(h[i]);
+    if (delta) {
+      x = round_to<T>(x + to_f(delta[i]));
+      h_out[i] = from_f<T>(x);
+    }
+    sum += x * x;
+  }
+  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    sum = threadIdx.x < blockDim.x / 32 ? partial[threadIdx.x] : 0.f;
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (threadIdx.x == 0) partial[0] = sum;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / static_cast<float>(d) + eps);
+  const T* src = delta ? h_out : h;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    // LlamaRMSNorm: (x * inv) rounded to the dtype, then times the weight, rounded again.
+    norm_out[i] = from_f<T>(to_f(weight[i]) * round_to<T>(to_f(src[i]) * inv));
+  }
+}
+
+// One block per head (q heads, then k heads, then v heads); threads over hd.
+template <typename T>
+__global__ void rope_to_cache_kernel(const T* qkv, const T* cos, const T* sin, const int64_t* pos, int64_t n_heads,
+                                     int64_t n_kv, int64_t hd, int64_t capacity, T* q_out, T* k_cache,
+                                     T* v_cache) {
+  const int64_t head = blockIdx.x;
+  const int64_t half = hd / 2;
+  const T* x = qkv + head * hd;
+  const int64_t p = *pos;
+  for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {
+    if (head >= n_heads + n_kv) {  // v: copied into the cache as it is
+      v_cache[((head - n_heads - n_kv) * capacity + p) * hd + i] = x[i];
+      continue;
+    }
+    // x * cos + rotate_half(x) * sin, each product rounded as PyTorch rounds it.
+    const float rot = i < half ? -to_f(x[i + half]) : to_f(x[i - half]);
+    const float y = round_to<T>(round_to<T>(to_f(x[i]) * to_f(cos[i])) + round_to<T>(rot * to_f(sin[i])));
+    if (head < n_heads) q_out[head * hd + i] = from_f<T>(y);
+    else k_cache[((head - n_heads) * capacity + p) * hd + i] = from_f<T>(y);
+  }
+}
+
+template <typename T>
+__global__ void silu_mul_kernel(const T* gate_up, T* out, int64_t rows, int64_t inner) {
+  const int64_t n = rows * inner;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / inner, i = idx % inner;
+    const float g = to_f(gate_up[r * 2 * inner + i]), u = to_f(gate_up[r * 2 * inner + inner + i]);
+    const float s = round_to<T>(g / (1.f + expf(-g)));
+    out[idx] = from_f<T>(s * u);
+  }
+}
+
+void check(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+template <typename F>
+void dispatch(int dtype, F&& f) {
+  switch (dtype) {
+    case 0: f(float{}); break;
+    case 1: f(__half{}); break;
+    case 2: f(__nv_bfloat16{}); break;
+    default: throw std::runtime_error("decode kernels: unsupported dtype");
+  }
+}
+
+}  // namespace
+
+void add_rms_norm(int dtype, const void* h, const void* delta, const void* weight, float eps, void* h_out,
+                  void* norm_out, int64_t rows, int64_t d, void* stream) {
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    add_rms_norm_kernel<T><<<rows, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const T*>(h), static_cast<const T*>(delta), static_cast<const T*>(weight), eps,
+        static_cast<T*>(h_out), static_cast<T*>(norm_out), d);
+  });
+  check("add_rms_norm");
+}
+
+void rope_to_cache(int dtype, const void* qkv, const void* cos, const void* sin, const int64_t* pos,
+                   int64_t n_heads, int64_t n_kv, int64_t hd, int64_t capacity, void* q_out, void* k_cache,
+                   void* v_cache, void* stream) {
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const int threads = hd < 1024 ? static_cast<int>(hd) : 1024;
+    rope_to_cache_kernel<T><<<n_heads + 2 * n_kv, threads, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const T*>(qkv), static_cast<const T*>(cos), static_cast<const T*>(sin), pos, n_heads, n_kv, hd,
+        capacity, static_cast<T*>(q_out), static_cast<T*>(k_cache), static_cast<T*>(v_cache));
+  });
+  check("rope_to_cache");
+}
+
+void silu_mul(int dtype, const void* gate_up, void* out, int64_t rows, int64_t inner, void* stream) {
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t n = rows * inner;
+    const int blocks = static_cast<int>((n + kThreads - 1) / kThreads < 1024 ? (n + kThreads - 1) / kThreads : 1024);
+    silu_mul_kernel<T><<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<const T*>(gate_up),
+                                                                                   static_cast<T*>(out), rows, inner);
+  });
+  check("silu_mul");
+}
+
+}  // namespace coenc::kernels::launch
