@@ -1,6 +1,7 @@
 // Parity with the reference libraries: ids from Hugging Face `tokenizers` (real Qwen3 and Llama-3
 // vocabularies, and a vocabulary trained by `coenc tokenizer train`) and from Python `sentencepiece`, over
-// the committed test inputs. Made by scripts/make_tokenizer_fixtures.py; library versions in meta.json.
+// the committed test inputs. Made by scripts/make_tokenizer_fixtures.py; the ids of Mistral's released
+// SentencePiece model by scripts/make_spm_fixture.py (libsentencepiece). Library versions in meta.json.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -122,6 +123,27 @@ TEST_F(TokenizerGolden, SentencePieceMatchesPythonSentencePiece) {
   EncodeOptions opts;
   opts.parse_special = false;
   expect_matches(*tok, *cases_, ref.entries, opts, true, "tiny_spm");
+}
+
+// A released model: Mistral-7B v0.1's tokenizer.model (BPE, 32,000 pieces, byte fallback, digits split),
+// against ids from libsentencepiece itself (scripts/make_spm_fixture.py), on every case.
+TEST_F(TokenizerGolden, MistralSentencePieceMatchesLibSentencePiece) {
+  auto tok = Tokenizer::load(npm_spm_model("mistral").string());
+  EXPECT_EQ(tok->vocab_size(), 32000);
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_id(), 2);
+  auto ref = read_reference_ids("mistral");
+  ASSERT_EQ(ref.entries.size(), cases_->size());
+  // spm_encode treats "<s>" in the text as text: compare with special tokens not parsed.
+  EncodeOptions opts;
+  opts.parse_special = false;
+  expect_matches(*tok, *cases_, ref.entries, opts, true, "mistral");
+  // The model's default (Mistral's tokenizer_config.json says the same): BOS in front, no EOS. The fixture
+  // script checked that SentencePiece's "bos" option does exactly this.
+  std::vector<ReferenceIds> with_bos = ref.entries;
+  for (auto& e : with_bos) e.ids.insert(e.ids.begin(), 1);
+  opts.add_special = true;
+  expect_matches(*tok, *cases_, with_bos, opts, true, "mistral with BOS");
 }
 
 TEST_F(TokenizerGolden, TrainedTokenizerMatchesHuggingFace) {

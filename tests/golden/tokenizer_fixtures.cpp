@@ -84,6 +84,14 @@ std::filesystem::path npm_vocab_dir(const std::string& name) {
   return dir;
 }
 
+std::filesystem::path npm_spm_model(const std::string& name) {
+  auto file = test_dir() / "data" / "npm" / name / "tokenizer.model";
+  if (!std::filesystem::exists(file)) {
+    ADD_FAILURE() << file.string() << " is missing: run scripts/fetch_test_vocabs.sh first";
+  }
+  return file;
+}
+
 std::string escape_bytes(const std::string& s) {
   std::string out;
   for (char c : s) {

