@@ -13,8 +13,12 @@ cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 # Sanitizers: the unit tests only (the golden and e2e suites run the same code through the Release build).
 # libtorch itself is not instrumented; ASan's leak checker would report its one-time allocations, so it is off.
+# The tests that load the SentencePiece module are left out here (they ran above): the sanitizer runtimes refuse
+# RTLD_DEEPBIND, without which Debian's libsentencepiece meets libtorch's newer protobuf and aborts
+# (docs/tokenizer.md).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOENC_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs" --target coenc_unit_tests
 ASAN_OPTIONS=detect_leaks=0:detect_odr_violation=0 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs"
+  ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs" \
+  -E 'SentencePiece\.|NotASentencePieceModel|StreamDecoder\.ConcatenationEqualsDecode'
 echo "all tests passed"
