@@ -11,5 +11,5 @@ scripts/offline_deps.sh unpack >/dev/null
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOENC_DEPS_PREFIX="$PWD/.deps/root/usr" \
-  -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90 "$@"
+  -DCMAKE_PREFIX_PATH="$torch_prefix" -DCOENC_CUDA_ARCHITECTURES=90 "$@"
 ninja -C "$build" ${COENC_TARGETS:-}  # e.g. COENC_TARGETS="coenc coenc_golden_tests"

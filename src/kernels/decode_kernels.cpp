@@ -66,6 +66,27 @@ void rope_to_cache(const torch::Tensor& qkv, const torch::Tensor& cos, const tor
                         stream());
 }
 
+bool gemv_applies(const torch::Tensor& x, const torch::Tensor& w) {
+  const int64_t k = x.size(-1);
+  const auto align = [](const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; };
+  return x.is_cuda() && x.numel() == k && w.dim() == 2 && w.size(1) == k && w.is_contiguous() &&
+         x.scalar_type() == w.scalar_type() && (k * w.element_size()) % 16 == 0 && align(w) &&
+         !torch::GradMode::is_enabled();
+}
+
+torch::Tensor gemv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
+  torch::Tensor xc = x.contiguous();
+  COENC_CHECK_CODE(gemv_applies(xc, w) && reinterpret_cast<uintptr_t>(xc.data_ptr()) % 16 == 0, Internal,
+                   "gemv: operands do not fit the kernel");
+  if (bias.defined()) check_tensor(bias, w, "bias");
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(0);
+  torch::Tensor y = torch::empty(sizes, x.options());
+  launch::gemv(dtype_code(w), xc.data_ptr(), w.data_ptr(), bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
+               w.size(0), w.size(1), stream());
+  return y;
+}
+
 torch::Tensor silu_mul(const torch::Tensor& gate_up) {
   check_tensor(gate_up, gate_up, "gate_up");
   const int64_t inner = gate_up.size(-1) / 2, rows = gate_up.numel() / (2 * inner);
@@ -87,6 +108,12 @@ void add_rms_norm(const torch::Tensor&, const torch::Tensor&, const torch::Tenso
 
 void rope_to_cache(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, int64_t,
                    int64_t, torch::Tensor&, torch::Tensor&, torch::Tensor&) {
+  fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build");
+}
+
+bool gemv_applies(const torch::Tensor&, const torch::Tensor&) { return false; }
+
+torch::Tensor gemv(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
   fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build");
 }
 

@@ -26,6 +26,12 @@ void rope_to_cache(const torch::Tensor& qkv, const torch::Tensor& cos, const tor
                    const torch::Tensor& pos, int64_t n_heads, int64_t n_kv, torch::Tensor& q_out,
                    torch::Tensor& k_cache, torch::Tensor& v_cache);
 
+// One row times a weight matrix, as nn.functional.linear: x [..., k] with a single row, w [n, k] (rows
+// contiguous), bias [n] or undefined -> [..., n]. x and w 16-byte aligned.
+torch::Tensor gemv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias);
+// True when gemv() takes these operands (CUDA, one row, same dtype, contiguous aligned rows).
+bool gemv_applies(const torch::Tensor& x, const torch::Tensor& w);
+
 // gate_up [rows, 2 I] -> silu(gate) * up, [rows, I].
 torch::Tensor silu_mul(const torch::Tensor& gate_up);
 

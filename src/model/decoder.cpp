@@ -11,6 +11,12 @@ namespace coenc {
 
 namespace {
 
+// nn.functional.linear, through the single-row kernel when decoding one token on CUDA.
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  if (kernels::gemv_applies(x, w)) return kernels::gemv(x, w, b);
+  return torch::nn::functional::linear(x, w, b);
+}
+
 torch::Tensor rotate_half(const torch::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -92,7 +98,7 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::Ten
   if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::nn::functional::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return project(x, weight, bias); }
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& options) {
   weight = register_parameter("weight", torch::empty({vocab, dim}, options));
@@ -137,7 +143,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   if (qkv_weight.defined() && !torch::GradMode::is_enabled() && args.static_pos.defined() && !q_norm && b == 1 &&
       t == 1 && x.is_cuda() && kernels::available()) {
     // One token (CUDA graph decoding): RoPE on q and k and the cache writes are one kernel.
-    auto qkv = torch::nn::functional::linear(x, qkv_weight, qkv_bias).view({n_heads + 2 * n_kv_heads, head_dim});
+    auto qkv = project(x, qkv_weight, qkv_bias).view({n_heads + 2 * n_kv_heads, head_dim});
     torch::Tensor kc = args.cache->keys(layer), vc = args.cache->values(layer);
     kernels::rope_to_cache(qkv, cos, sin, args.static_pos, n_heads, n_kv_heads, q, kc, vc);
     q = q.view({1, n_heads, 1, head_dim});
@@ -147,7 +153,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     return o_proj(out.reshape({b, t, n_heads * head_dim}));
   }
   if (qkv_weight.defined() && !torch::GradMode::is_enabled()) {
-    auto qkv = torch::nn::functional::linear(x, qkv_weight, qkv_bias).view({b, t, n_heads + 2 * n_kv_heads, head_dim});
+    auto qkv = project(x, qkv_weight, qkv_bias).view({b, t, n_heads + 2 * n_kv_heads, head_dim});
     v = qkv.narrow(2, n_heads + n_kv_heads, n_kv_heads).transpose(1, 2);  // [B, Hkv, T, hd]
     if (q_norm) {
       q = apply_rope(q_norm(qkv.narrow(2, 0, n_heads)).transpose(1, 2), cos, sin);
@@ -193,7 +199,7 @@ void MlpImpl::fuse_projections() {
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   if (gate_up_weight.defined() && !torch::GradMode::is_enabled()) {
-    auto gate_up = torch::nn::functional::linear(x, gate_up_weight);
+    auto gate_up = project(x, gate_up_weight);
     if (x.is_cuda() && kernels::available()) return down_proj(kernels::silu_mul(gate_up));
     auto halves = gate_up.chunk(2, -1);
     return down_proj(torch::silu(halves[0]) * halves[1]);
@@ -325,7 +331,7 @@ void DecoderLmImpl::fuse_projections() {
 
 torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
   const torch::Tensor& w = lm_head ? lm_head->weight : model->embed_tokens->weight;
-  return torch::nn::functional::linear(hidden, w).to(torch::kFloat32);
+  return project(hidden, w).to(torch::kFloat32);
 }
 
 DecoderLm random_decoder(const ModelConfig& config, const DeviceOptions& options, uint64_t seed, double std) {
