@@ -104,10 +104,13 @@ def main():
             base = model.model
             s = timed(lambda: base(ids, output_hidden_states=True, use_cache=False), args.reps)
             n = args.tower_chunks * args.chunk
-            # 2 FLOPs per parameter per token, plus causal attention (QK^T and PV over half the square).
-            flops = 2 * out["params"] * n + 2 * config.num_hidden_layers * args.chunk * config.hidden_size * n
+            # 2 FLOPs per matmul weight per token (not the embedding table; no output head here), plus causal
+            # attention (QK^T and PV over the lower half of the square); the same count as `coenc bench`.
+            matmul = out["params"] - config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+            flops = n * (2 * matmul + 2 * config.num_hidden_layers * config.num_attention_heads * head_dim * args.chunk)
             out["tower"] = {"chunks": args.tower_chunks, "chunk": args.chunk, "seconds": s, "tokens_per_s": n / s,
-                            "mfu": flops / s / (out["matmul_bf16_tflops"] * 1e12)}
+                            "tflops": flops / s / 1e12, "mfu": flops / s / (out["matmul_bf16_tflops"] * 1e12)}
     print(json.dumps(out, indent=2))
 
 

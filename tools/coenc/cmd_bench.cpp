@@ -27,6 +27,8 @@ struct BenchArgs {
   int reps = 3;                          // repetitions; the median is reported
   double bandwidth_gbs = 0;              // memory bandwidth for the decode bound (default: 3350 on CUDA)
   bool no_graphs = false;                // decode without CUDA graphs
+  int64_t tower_chunks = 0;              // > 0: time a batch of this many chunks through all layers
+  int64_t chunk = 512;                   // tokens per chunk
   bool json = false;
   DeviceArgs device;
 };
@@ -46,11 +48,20 @@ TokenIds random_ids(int64_t n, int64_t vocab, uint64_t seed) {
 int run_bench(const BenchArgs& a) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
-  COENC_CHECK(a.reps > 0 && a.n_gen > 0 && a.decode_ctx > 0, "--reps, --gen and --decode-ctx must be positive");
+  COENC_CHECK(a.reps > 0 && a.n_gen >= 0 && a.decode_ctx > 0, "--reps and --decode-ctx must be positive, --gen >= 0");
   DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
   DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
   const ModelConfig& cfg = lm->config();
   const double weight_bytes = static_cast<double>(cfg.n_params()) * torch::elementSize(dev.dtype);
+  // Parameters that take part in a matrix product for every token: all but the embedding table and the output
+  // head (which prefill applies to the last position only).
+  const double matmul_params = static_cast<double>(cfg.n_params()) -
+                               static_cast<double>(cfg.vocab_size * cfg.hidden_size) * (cfg.tie_word_embeddings ? 1 : 2);
+  // FLOPs of a causal forward over `chunks` sequences of `n` tokens: 2 per matmul weight per token, plus QK^T and
+  // PV over the lower half of the attention square.
+  auto forward_flops = [&](double chunks, double n) {
+    return chunks * (2.0 * matmul_params * n + 2.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * n * n);
+  };
 
   nlohmann::json report = {{"model", a.model.empty() ? a.shape : a.model},
                            {"device", dev.device.str()},
@@ -75,14 +86,36 @@ int run_bench(const BenchArgs& a) {
       if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
     }
     const double s = median(times);
-    // Matmul FLOPs (2 per weight per token) plus causal attention (QK^T and PV over half the square).
-    const double flops = 2.0 * cfg.n_params() * n + 2.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * double(n) * n;
+    const double flops = forward_flops(1, static_cast<double>(n)) + 2.0 * cfg.vocab_size * cfg.hidden_size;
     report["prefill"].push_back({{"tokens", n}, {"seconds", s}, {"tokens_per_s", n / s},
                                  {"tflops", flops / s / 1e12}, {"peak_bytes", compat::peak_memory_bytes(dev.device)}});
   }
 
+  if (a.tower_chunks > 0) {
+    // A context tower's work: a batch of independent chunks through every layer, no KV cache, no output head.
+    COENC_CHECK(a.chunk > 0, "--chunk must be positive");
+    torch::NoGradGuard no_grad;
+    TokenIds ids = random_ids(a.tower_chunks * a.chunk, cfg.vocab_size, 13);
+    torch::Tensor batch = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()))
+                              .view({a.tower_chunks, a.chunk})
+                              .to(dev.device);
+    std::vector<double> times;
+    compat::reset_peak_memory(dev.device);
+    for (int r = 0; r < a.reps + 1; ++r) {
+      compat::synchronize(dev.device);
+      auto t0 = clock::now();
+      torch::Tensor h = lm->forward_hidden(lm->embed(batch), ForwardArgs{});
+      compat::synchronize(dev.device);
+      if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    const double s = median(times), n = static_cast<double>(a.tower_chunks * a.chunk);
+    report["tower"] = {{"chunks", a.tower_chunks}, {"chunk", a.chunk}, {"seconds", s}, {"tokens_per_s", n / s},
+                       {"tflops", forward_flops(a.tower_chunks, a.chunk) / s / 1e12},
+                       {"peak_bytes", compat::peak_memory_bytes(dev.device)}};
+  }
+
   std::vector<double> per_token;
-  for (int r = 0; r < a.reps; ++r) {
+  for (int r = 0; r < (a.n_gen > 0 ? a.reps : 0); ++r) {
     SessionOptions so;
     so.n_ctx = a.decode_ctx + a.n_gen + 8;
     so.cuda_graphs = !a.no_graphs;
@@ -99,7 +132,7 @@ int run_bench(const BenchArgs& a) {
     compat::synchronize(dev.device);
     per_token.push_back(std::chrono::duration<double>(clock::now() - t0).count() / a.n_gen);
   }
-  const double s_tok = median(per_token);
+  const double s_tok = per_token.empty() ? 0 : median(per_token);
   const double bw = a.bandwidth_gbs > 0 ? a.bandwidth_gbs : (dev.device.is_cuda() ? 3350.0 : 0.0);
   nlohmann::json decode = {{"context", a.decode_ctx}, {"tokens", a.n_gen}, {"seconds_per_token", s_tok},
                            {"tokens_per_s", 1.0 / s_tok}, {"cuda_graphs", dev.device.is_cuda() && !a.no_graphs}};
@@ -108,7 +141,7 @@ int run_bench(const BenchArgs& a) {
     decode["bandwidth_bound_tokens_per_s"] = 1.0 / bound;
     decode["fraction_of_bound"] = bound / s_tok;
   }
-  report["decode"] = decode;
+  if (a.n_gen > 0) report["decode"] = decode;
 
   if (a.json) {
     std::cout << report.dump(2) << "\n";
@@ -120,6 +153,13 @@ int run_bench(const BenchArgs& a) {
   for (const auto& p : report["prefill"])
     std::printf("%-10lld %10.4f %12.1f %10.2f\n", static_cast<long long>(p["tokens"].get<int64_t>()),
                 p["seconds"].get<double>(), p["tokens_per_s"].get<double>(), p["tflops"].get<double>());
+  if (report.contains("tower")) {
+    const auto& t = report["tower"];
+    std::printf("tower: %lld chunks of %lld tokens in %.4f s, %.0f tokens/s, %.1f TFLOP/s\n",
+                static_cast<long long>(a.tower_chunks), static_cast<long long>(a.chunk), t["seconds"].get<double>(),
+                t["tokens_per_s"].get<double>(), t["tflops"].get<double>());
+  }
+  if (a.n_gen == 0) return 0;
   std::printf("decode at context %lld: %.2f ms/token, %.1f tokens/s", static_cast<long long>(a.decode_ctx),
               s_tok * 1e3, 1.0 / s_tok);
   if (decode.contains("fraction_of_bound"))
@@ -138,6 +178,7 @@ CommandFn setup_bench(CLI::App& app) {
       "Examples:\n"
       "  coenc bench --shape tiny --prompt 128,512\n"
       "  coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 4096,32768 --json\n"
+      "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
       "Shapes (random weights): " + named_shape_list());
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
@@ -147,6 +188,9 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_option("--reps", a->reps, "repetitions (median reported)")->capture_default_str();
   cmd->add_option("--bandwidth", a->bandwidth_gbs, "memory bandwidth in GB/s for the decode bound (CUDA default 3350)");
   cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
+  cmd->add_option("--tower-chunks", a->tower_chunks,
+                  "also time a context tower's work: this many chunks in one batch, all layers, no cache");
+  cmd->add_option("--chunk", a->chunk, "tokens per chunk for --tower-chunks")->capture_default_str();
   cmd->add_flag("--json", a->json, "print the report as JSON");
   add_device_options(*cmd, a->device);
   return [a] { return run_bench(*a); };
