@@ -24,6 +24,7 @@ int run_inspect(const InspectArgs& a) {
   nlohmann::json out;
   std::vector<std::shared_ptr<SafetensorsFile>> files;
   std::error_code ec;
+  COENC_CHECK_CODE(fs::exists(a.path, ec), NotFound, "{}: no such file or directory", a.path);
   if (fs::is_directory(a.path, ec)) {
     ModelConfig cfg = ModelConfig::load(a.path);
     out["config"] = cfg.to_json();
