@@ -1,0 +1,150 @@
+// The Co-Encoder: a context tower (a decoder LM used as an encoder) reads a document in chunks, a connector pools
+// its hidden states into fewer vectors and projects them into the decoder's embedding space, and the decoder reads
+// `[BOC] vectors [EOC]` in place of the document's tokens (docs/co_encoder.md).
+//
+// The module tree mirrors the seed project's (sudy-super/Co-Encoder) CoEncoderForConditionalGeneration, so a
+// checkpoint it saved loads by name:
+//   context_tower.tower.*       the tower, a Hugging Face XxxForCausalLM (model.layers.N..., lm_head)
+//   connector.dynamic_pooling.* the seed's dynamic weighted average pooling (pooling "dynamic" only)
+//   connector.linear_1/2.*      the projector Linear-act-Linear into the decoder's hidden size
+//   language_model.*            the decoder, a Hugging Face XxxForCausalLM
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "coenc/decoder.h"
+#include "coenc/model_config.h"
+#include "coenc/session.h"
+#include "coenc/types.h"
+
+namespace coenc {
+
+// How the connector turns T tower states into k vectors.
+enum class PoolingMode {
+  Dynamic,  // the seed's: k estimated per input in [min_output_size, max_output_size], sigmoid-weighted span means
+  Mean,     // k = ceil(T / ratio), plain mean of contiguous spans of `ratio` tokens
+  Attn,     // mean-pooled spans as queries of the tower's last used layer, over all its keys/values (ARC-Encoder)
+};
+
+enum class TowerAttention { Causal, Bidirectional };
+
+const char* pooling_mode_name(PoolingMode mode);
+
+// config.json of a Co-Encoder checkpoint: the seed's CoEncoderConfig fields plus ours. Every field is checked
+// when parsed; unknown fields and inconsistent values are errors naming the field.
+struct CoEncoderConfig {
+  // --- the seed's fields ---
+  ModelConfig context;                // "context_config": the tower (any supported decoder architecture)
+  ModelConfig text;                   // "text_config": the decoder
+  int64_t context_feature_layer = -2; // index into Hugging Face's hidden_states tuple (0: embeddings, -1: last+norm)
+  std::string hidden_act = "gelu";    // projector activation ("projector_hidden_act" / "connector_hidden_act")
+  TokenId begin_of_context_token_id = 0;  // decoder token whose embedding opens the compressed block
+  TokenId end_of_context_token_id = 0;    // ... and closes it
+  // --- ours ---
+  PoolingMode pooling = PoolingMode::Dynamic;  // "pooling": "dynamic" | "mean" | "attn"
+  int64_t ratio = 4;            // "compression_ratio": tokens per vector (mean, attn; the dynamic size target)
+  int64_t chunk_size = 512;     // "chunk_size": tokens per independently compressed chunk (<= tower positions)
+  int64_t min_output_size = 32; // "min_output_size": dynamic pooling's lower bound on k (the seed's 32)
+  int64_t max_output_size = 0;  // "max_output_size": its upper bound (the seed: tower max_position_embeddings)
+  TowerAttention tower_attention = TowerAttention::Causal;  // "tower_attention": "causal" | "bidirectional"
+  // Optional: the tower / decoder live in another Hugging Face directory (relative to the checkpoint) instead of
+  // being stored under context_tower.tower.* / language_model.* ("context_tower_path", "language_model_path").
+  std::string context_tower_path, language_model_path;
+
+  // Parses a config.json object; `where` names the file in error messages. Nested configs may be partial (the
+  // seed's transformers 4 wrote text_config as a diff against LlamaConfig()): missing fields take the defaults
+  // of their model_type, as transformers does when it reads them back. `dir` resolves *_path fields.
+  static CoEncoderConfig from_json(const nlohmann::json& j, const std::string& where,
+                                   const std::filesystem::path& dir = {});
+  // Reads `dir/config.json`.
+  static CoEncoderConfig load(const std::filesystem::path& dir);
+  nlohmann::json to_json() const;
+
+  // Tower layers whose output is the feature (HF hidden_states[context_feature_layer]), in [0, n_layers].
+  int64_t feature_index() const;
+};
+
+// What the connector produces for a batch of B inputs (padded to the longest).
+struct ConnectorOutput {
+  torch::Tensor vectors;        // [B, K, d_text]: compressed vectors, in the decoder's embedding space
+  torch::Tensor mask;           // [B, K] bool: true at real vectors (item b has sizes[b], the first ones)
+  torch::Tensor sizes;          // [B] int64: k of each item
+  torch::Tensor size_estimate;  // [B] float, dynamic only: the continuous size before truncation (has gradient)
+  torch::Tensor size_loss;      // [] float, dynamic only: ((size - target) / target)^2 averaged, target =
+                                //    clamp(T / ratio, min_output_size, max_output_size); add it to a training loss
+};
+
+class ConnectorImpl;
+
+// The tower as the seed nests it: `context_tower.tower` is the tower's XxxForCausalLM.
+class ContextTowerImpl : public torch::nn::Module {
+ public:
+  explicit ContextTowerImpl(DecoderLm tower_lm);
+  DecoderLm tower{nullptr};
+};
+TORCH_MODULE(ContextTower);
+
+class CoEncoderImpl : public torch::nn::Module {
+ public:
+  // Takes ownership of the tower and decoder modules; the connector is created with uninitialised weights.
+  CoEncoderImpl(const CoEncoderConfig& config, DecoderLm tower, DecoderLm decoder, const DeviceOptions& options);
+
+  // Compresses a batch: ids [B, T] int64, lengths [B] int64 (item b holds ids[b, :lengths[b]], padding after it;
+  // every length in [1, T], T <= chunk_size). Runs with gradients when GradMode is on (training).
+  ConnectorOutput forward_context(const torch::Tensor& ids, const torch::Tensor& lengths);
+
+  // Tower features: ids [B, T], lengths [B] -> [B, T, d_context], HF hidden_states[context_feature_layer]
+  // (zero at padding). For pooling "attn" the connector reads one layer earlier (see forward_context).
+  torch::Tensor tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers);
+
+  // One chunk (1 <= size <= chunk_size tokens) -> its vectors [k, d_text] (no gradient).
+  torch::Tensor compress_chunk(const TokenIds& ids);
+  // A document of any length: split into chunks of chunk_size tokens (the last may be shorter), compressed in
+  // batches of up to `n_batch` chunks. Returns each chunk's vectors [k_i, d_text]; the result equals compressing
+  // each chunk alone. Throws InvalidInput for an empty document.
+  std::vector<torch::Tensor> compress(const TokenIds& document, int64_t n_batch = 8);
+
+  // The decoder rows of the compressed block: [BOC; chunk vectors in order; EOC] -> [2 + sum k_i, d_text].
+  torch::Tensor context_block(const std::vector<torch::Tensor>& chunks);
+  // The seed's decoder input: the compressed block as an embedding segment, then the question's tokens.
+  std::vector<Segment> decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question);
+
+  // Sets every connector parameter to the seed's initialisation (normal(0, std) matrices, zero biases,
+  // scale_param 0.01) from `seed`, with requires_grad = `trainable`.
+  void init_connector(uint64_t seed, double std = 0.02, bool trainable = true);
+
+  const CoEncoderConfig& config() const { return config_; }
+  const DeviceOptions& device_options() const { return options_; }
+  ConnectorImpl& connector_impl();
+
+  ContextTower context_tower{nullptr};
+  std::shared_ptr<ConnectorImpl> connector;
+  DecoderLm language_model{nullptr};
+
+ private:
+  CoEncoderConfig config_;
+  DeviceOptions options_;
+};
+TORCH_MODULE(CoEncoder);
+
+// Loads a Co-Encoder checkpoint directory (config.json + model.safetensors or shards; the tower / decoder from
+// their own directories when the config names them). Strict: missing, unexpected and mis-shaped tensors are
+// reported by name. Weights are converted to `options`, frozen, and fused for inference.
+CoEncoder load_co_encoder(const std::filesystem::path& dir, const DeviceOptions& options);
+
+// Writes `model` as a checkpoint directory in the seed's layout (config.json, model.safetensors, every tensor
+// under its seed name), atomically per file.
+void save_co_encoder(CoEncoderImpl& model, const std::filesystem::path& dir,
+                     torch::ScalarType storage = torch::kFloat32);
+
+// A Co-Encoder of `config` with random tower and decoder (random_decoder, frozen) and a seed-initialised,
+// trainable connector; for tests.
+CoEncoder random_co_encoder(const CoEncoderConfig& config, const DeviceOptions& options, uint64_t seed,
+                            double std = 0.02);
+
+}  // namespace coenc

@@ -1,0 +1,250 @@
+#include "coenc/co_encoder.h"
+
+#include "coenc/atomic_file.h"
+#include "coenc/checkpoint.h"
+#include "coenc/error.h"
+#include "coenc/safetensors.h"
+#include "model/connector.h"
+
+namespace coenc {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kTowerPrefix = "context_tower.tower.";
+constexpr const char* kConnectorPrefix = "connector.";
+constexpr const char* kDecoderPrefix = "language_model.";
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Checks the connector tensors of a checkpoint against the config before the generic strict loader, so that a
+// tower/decoder mismatch is reported in terms of the config fields rather than as a bare shape.
+void check_connector_shapes(const WeightSet& w, const CoEncoderConfig& c, const std::string& where) {
+  if (w.contains("connector.linear_1.weight")) {
+    const torch::Tensor t = w.get("connector.linear_1.weight");
+    auto s = t.sizes();
+    COENC_CHECK(s.size() == 2 && s[1] == c.context.hidden_size,
+                "{}: connector.linear_1.weight {} reads tower states of width {}, but context_config.hidden_size is "
+                "{}: the connector was trained for another tower", where, s, s.size() == 2 ? s[1] : -1,
+                c.context.hidden_size);
+    COENC_CHECK(s[0] == c.text.hidden_size,
+                "{}: connector.linear_1.weight {} writes vectors of width {}, but text_config.hidden_size is {}: "
+                "the connector was trained for another decoder", where, s, s[0], c.text.hidden_size);
+  }
+  bool has_dynamic = false;
+  for (const auto& name : w.names()) has_dynamic = has_dynamic || starts_with(name, "connector.dynamic_pooling.");
+  COENC_CHECK(has_dynamic == (c.pooling == PoolingMode::Dynamic),
+              "{}: the checkpoint {} connector.dynamic_pooling.* tensors but the config says pooling \"{}\"", where,
+              has_dynamic ? "holds" : "has no", pooling_mode_name(c.pooling));
+}
+
+torch::Tensor to_ids_tensor(const TokenIds& ids, int64_t vocab, const torch::Device& device) {
+  std::vector<int64_t> v(ids.begin(), ids.end());
+  for (int64_t id : v)
+    COENC_CHECK(id >= 0 && id < vocab, "token id {} is outside the tower vocabulary [0, {})", id, vocab);
+  return torch::tensor(v, torch::kInt64).to(device);
+}
+
+}  // namespace
+
+ContextTowerImpl::ContextTowerImpl(DecoderLm tower_lm) { tower = register_module("tower", std::move(tower_lm)); }
+
+CoEncoderImpl::CoEncoderImpl(const CoEncoderConfig& config, DecoderLm tower, DecoderLm decoder,
+                             const DeviceOptions& options)
+    : config_(config), options_(options) {
+  COENC_CHECK(tower->config().hidden_size == config.context.hidden_size &&
+                  tower->config().n_layers == config.context.n_layers,
+              "the tower ({} layers of width {}) does not match context_config ({} layers of width {})",
+              tower->config().n_layers, tower->config().hidden_size, config.context.n_layers,
+              config.context.hidden_size);
+  COENC_CHECK(decoder->config().hidden_size == config.text.hidden_size &&
+                  decoder->config().vocab_size == config.text.vocab_size,
+              "the decoder (width {}, vocabulary {}) does not match text_config (width {}, vocabulary {})",
+              decoder->config().hidden_size, decoder->config().vocab_size, config.text.hidden_size,
+              config.text.vocab_size);
+  auto topts = torch::TensorOptions().device(options.device).dtype(options.dtype);
+  context_tower = register_module("context_tower", ContextTower(std::move(tower)));
+  connector = register_module("connector", std::make_shared<ConnectorImpl>(config, topts));
+  language_model = register_module("language_model", std::move(decoder));
+}
+
+ConnectorImpl& CoEncoderImpl::connector_impl() { return *connector; }
+
+torch::Tensor CoEncoderImpl::tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers) {
+  const auto dev = options_.device;
+  const int64_t t = ids.size(1);
+  auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
+              lengths.to(dev).unsqueeze(1);  // [B, T]
+  ForwardArgs args;
+  args.causal = config_.tower_attention == TowerAttention::Causal;
+  args.n_layers = n_layers;
+  // Padding follows the tokens: under a causal mask no real token sees it; bidirectional attention must mask it.
+  if (!args.causal && !mask.all().item<bool>()) args.key_mask = mask;
+  auto& tower = context_tower->tower;
+  torch::Tensor h = tower->forward_hidden(tower->embed(ids.to(dev)), args);  // [B, T, d_context]
+  return h.masked_fill(mask.logical_not().unsqueeze(-1), 0.0);
+}
+
+ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const torch::Tensor& lengths) {
+  COENC_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kInt64, "context ids must be int64 [B, T], got {}",
+              ids.sizes());
+  COENC_CHECK(lengths.dim() == 1 && lengths.size(0) == ids.size(0), "context lengths must be [{}], got {}",
+              ids.size(0), lengths.sizes());
+  const int64_t t = ids.size(1);
+  COENC_CHECK(t <= config_.chunk_size, "a chunk holds at most {} tokens (chunk_size), got {}", config_.chunk_size, t);
+  auto lens = lengths.to(torch::kCPU, torch::kInt64);
+  COENC_CHECK(t >= 1 && lens.min().item<int64_t>() >= 1 && lens.max().item<int64_t>() <= t,
+              "every context length must be in [1, {}]", t);
+  const auto dev = options_.device;
+  auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
+              lens.to(dev).unsqueeze(1);
+  const int64_t idx = config_.feature_index(), n = config_.context.n_layers;
+  auto& tower = context_tower->tower;
+  if (config_.pooling == PoolingMode::Attn) {
+    // The pooled layer is the last one the features pass through: feed it its input.
+    torch::Tensor x = tower_features(ids, lens, idx - 1);
+    TowerLayerRef ref{tower.get(), idx - 1, idx == n, config_.tower_attention == TowerAttention::Causal};
+    return connector->forward(x, mask, &ref);
+  }
+  // hidden_states[n] is the final norm's output; earlier ones are raw layer outputs.
+  torch::Tensor features = tower_features(ids, lens, idx == n ? -1 : idx);
+  return connector->forward(features, mask);
+}
+
+torch::Tensor CoEncoderImpl::compress_chunk(const TokenIds& ids) {
+  COENC_CHECK(!ids.empty(), "cannot compress an empty chunk");
+  torch::NoGradGuard no_grad;
+  auto t = to_ids_tensor(ids, config_.context.vocab_size, options_.device).unsqueeze(0);
+  ConnectorOutput out = forward_context(t, torch::tensor({t.size(1)}, torch::kInt64));
+  return out.vectors[0].narrow(0, 0, out.sizes[0].item<int64_t>());
+}
+
+std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int64_t n_batch) {
+  COENC_CHECK(!document.empty(), "cannot compress an empty document");
+  COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
+  torch::NoGradGuard no_grad;
+  const int64_t total = static_cast<int64_t>(document.size()), c = config_.chunk_size;
+  const int64_t n_chunks = (total + c - 1) / c;
+  auto all = to_ids_tensor(document, config_.context.vocab_size, torch::kCPU);
+  std::vector<torch::Tensor> chunks;
+  for (int64_t first = 0; first < n_chunks; first += n_batch) {
+    const int64_t b = std::min(n_batch, n_chunks - first);
+    const int64_t width = std::min(c, total - first * c);  // only a batch holding the last chunk can be shorter
+    auto ids = torch::zeros({b, width}, torch::kInt64);
+    auto lengths = torch::empty({b}, torch::kInt64);
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t begin = (first + i) * c, len = std::min(c, total - begin);
+      ids[i].narrow(0, 0, len).copy_(all.narrow(0, begin, len));
+      lengths[i] = len;
+    }
+    ConnectorOutput out = forward_context(ids, lengths);
+    auto sizes = out.sizes.to(torch::kCPU);
+    for (int64_t i = 0; i < b; ++i) chunks.push_back(out.vectors[i].narrow(0, 0, sizes[i].item<int64_t>()));
+  }
+  return chunks;
+}
+
+torch::Tensor CoEncoderImpl::context_block(const std::vector<torch::Tensor>& chunks) {
+  torch::NoGradGuard no_grad;
+  auto marks = torch::tensor({static_cast<int64_t>(config_.begin_of_context_token_id),
+                              static_cast<int64_t>(config_.end_of_context_token_id)},
+                             torch::kInt64)
+                   .to(options_.device);
+  auto rows = language_model->embed(marks);  // [2, d_text]
+  std::vector<torch::Tensor> parts = {rows.narrow(0, 0, 1)};
+  for (const auto& v : chunks) {
+    COENC_CHECK(v.dim() == 2 && v.size(1) == config_.text.hidden_size,
+                "compressed vectors must be [k, {}], got {}", config_.text.hidden_size, v.sizes());
+    parts.push_back(v.to(options_.device, options_.dtype));
+  }
+  parts.push_back(rows.narrow(0, 1, 1));
+  return torch::cat(parts, 0);  // [2 + sum k, d_text]
+}
+
+std::vector<Segment> CoEncoderImpl::decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question) {
+  std::vector<Segment> segments = {Segment::embeddings(context_block(chunks))};
+  if (!question.empty()) segments.push_back(Segment::tokens(question));
+  return segments;
+}
+
+void CoEncoderImpl::init_connector(uint64_t seed, double std, bool trainable) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& p : connector->named_parameters()) {
+    torch::Tensor& t = p.value();
+    const std::string& name = p.key();
+    if (name == "dynamic_pooling.scale_param") {
+      t.fill_(0.01);
+    } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
+      t.zero_();
+    } else {
+      t.copy_(torch::randn(t.sizes(), gen, torch::kFloat32) * std);
+    }
+    t.set_requires_grad(trainable);
+  }
+}
+
+CoEncoder load_co_encoder(const fs::path& dir, const DeviceOptions& options) {
+  CoEncoderConfig config = CoEncoderConfig::load(dir);
+  WeightSet weights = WeightSet::open(dir);
+  const std::string where = dir.string();
+  check_connector_shapes(weights, config, where);
+
+  auto embedded = [&](const ModelConfig& c, const std::string& path, const char* prefix) {
+    if (!path.empty()) return load_decoder(dir / path, options);
+    DecoderLm lm(c, options);
+    LoadRules rules;
+    rules.prefix = prefix;
+    if (c.tie_word_embeddings) rules.tolerated.insert(std::string(prefix) + "lm_head.weight");
+    load_module_weights(*lm, weights, rules, where);
+    for (auto& p : lm->parameters()) p.set_requires_grad(false);
+    lm->fuse_projections();
+    return lm;
+  };
+  DecoderLm tower = embedded(config.context, config.context_tower_path, kTowerPrefix);
+  DecoderLm decoder = embedded(config.text, config.language_model_path, kDecoderPrefix);
+  CoEncoder model(config, tower, decoder, options);
+  LoadRules rules;
+  rules.prefix = kConnectorPrefix;
+  load_module_weights(*model->connector, weights, rules, where);
+  for (auto& p : model->connector->parameters()) p.set_requires_grad(false);
+
+  // Anything else in the checkpoint belongs to no part of the model.
+  std::vector<std::string> stray;
+  for (const auto& name : weights.names()) {
+    const bool tower_part = starts_with(name, kTowerPrefix) && config.context_tower_path.empty();
+    const bool decoder_part = starts_with(name, kDecoderPrefix) && config.language_model_path.empty();
+    if (!tower_part && !decoder_part && !starts_with(name, kConnectorPrefix)) stray.push_back(name);
+  }
+  COENC_CHECK(stray.empty(), "{}: checkpoint does not match the model: unexpected tensors: {}{}", where, stray[0],
+              stray.size() > 1 ? format(" and {} more", stray.size() - 1) : std::string());
+  return model;
+}
+
+void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, torch::ScalarType storage) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  COENC_CHECK(!ec, "{}: cannot create the checkpoint directory: {}", dir.string(), ec.message());
+  const CoEncoderConfig& c = model.config();
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : model.named_parameters()) {
+    if (!c.context_tower_path.empty() && starts_with(p.key(), kTowerPrefix)) continue;
+    if (!c.language_model_path.empty() && starts_with(p.key(), kDecoderPrefix)) continue;
+    tensors.emplace_back(p.key(), p.value().detach().to(torch::kCPU, storage));
+  }
+  nlohmann::json config = c.to_json();
+  config["torch_dtype"] = storage == torch::kBFloat16 ? "bfloat16" : storage == torch::kFloat16 ? "float16" : "float32";
+  write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomic(dir / "config.json", config.dump(2) + "\n");
+}
+
+CoEncoder random_co_encoder(const CoEncoderConfig& config, const DeviceOptions& options, uint64_t seed, double std) {
+  DecoderLm tower = random_decoder(config.context, options, seed, std);
+  DecoderLm decoder = random_decoder(config.text, options, seed + 1, std);
+  CoEncoder model(config, tower, decoder, options);
+  model->init_connector(seed + 2, std, true);
+  return model;
+}
+
+}  // namespace coenc

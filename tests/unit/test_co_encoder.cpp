@@ -1,0 +1,456 @@
+// The Co-Encoder on CPU with tiny random models: config parsing and its errors, each pooling mode's shapes and
+// masks, gradients (the dynamic size estimate included), chunked compression, decoder input, checkpoints.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "coenc/co_encoder.h"
+#include "coenc/safetensors.h"
+#include "coenc/session.h"
+#include "model/connector.h"
+#include "test_util.h"
+
+namespace coenc {
+namespace {
+
+using nlohmann::json;
+using test::TempDir;
+
+json tower_json() {
+  return {{"model_type", "qwen2"},          {"vocab_size", 97},         {"hidden_size", 24},
+          {"intermediate_size", 40},        {"num_hidden_layers", 3},   {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},       {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-6},
+          {"rope_theta", 10000.0}};
+}
+
+json decoder_json() {
+  return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"vocab_size", 101},
+          {"hidden_size", 32}, {"intermediate_size", 40}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+          {"num_key_value_heads", 2}, {"head_dim", 8}, {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5}};
+}
+
+json co_json(const std::string& pooling = "dynamic") {
+  return {{"model_type", "co_encoder"},     {"architectures", {"CoEncoderForConditionalGeneration"}},
+          {"context_config", tower_json()}, {"text_config", decoder_json()},
+          {"context_feature_layer", -2},    {"projector_hidden_act", "gelu"},
+          {"connector_hidden_act", "gelu"}, {"begin_of_context_token_id", 99},
+          {"end_of_context_token_id", 100}, {"ignore_index", -100},
+          {"pooling", pooling},             {"compression_ratio", 4},
+          {"chunk_size", 16},               {"transformers_version", "5.17.0"}};
+}
+
+CoEncoderConfig config_of(const json& j) { return CoEncoderConfig::from_json(j, "config.json"); }
+
+CoEncoder tiny(const std::string& pooling, json extra = json::object(), uint64_t seed = 1) {
+  json j = co_json(pooling);
+  j.update(extra);
+  CoEncoder m = random_co_encoder(config_of(j), DeviceOptions{}, seed, 0.2);
+  // scale_param 0.01 keeps the dynamic size at min_output_size; larger values make it vary with the input.
+  if (m->connector->dynamic_pooling) {
+    torch::NoGradGuard no_grad;
+    m->connector->dynamic_pooling->scale_param.fill_(0.6);
+  }
+  return m;
+}
+
+TokenIds random_ids(int64_t n, uint64_t seed, int64_t vocab = 97) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto t = torch::randint(3, vocab, {n}, gen, torch::kInt64);
+  return TokenIds(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + n);
+}
+
+torch::Tensor ids_tensor(const TokenIds& ids) {
+  return torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64);
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// ---- config.json ------------------------------------------------------------------------------------------------
+
+TEST(CoEncoderConfig, ParsesSeedAndOwnFields) {
+  CoEncoderConfig c = config_of(co_json("mean"));
+  EXPECT_EQ(c.context.arch, Arch::Qwen2);  // from model_type alone, as the seed's nested configs may have it
+  EXPECT_EQ(c.text.hidden_size, 32);
+  EXPECT_EQ(c.feature_index(), 2);
+  EXPECT_EQ(c.pooling, PoolingMode::Mean);
+  EXPECT_EQ(c.chunk_size, 16);
+  EXPECT_EQ(c.min_output_size, 32);
+  EXPECT_EQ(c.max_output_size, 128);  // the seed: the tower's max_position_embeddings
+  EXPECT_EQ(c.begin_of_context_token_id, 99);
+  // Our fields absent (a checkpoint the seed wrote): the seed's behaviour.
+  json seed = co_json();
+  for (const char* k : {"pooling", "compression_ratio", "chunk_size"}) seed.erase(k);
+  CoEncoderConfig s = config_of(seed);
+  EXPECT_EQ(s.pooling, PoolingMode::Dynamic);
+  EXPECT_EQ(s.chunk_size, 128);  // min(512, tower positions)
+  EXPECT_EQ(s.tower_attention, TowerAttention::Causal);
+  // Round trip.
+  CoEncoderConfig back = config_of(c.to_json());
+  EXPECT_EQ(back.to_json(), c.to_json());
+}
+
+TEST(CoEncoderConfig, PartialNestedConfigTakesModelTypeDefaults) {
+  // transformers 4 wrote text_config as a diff against LlamaConfig(): fields equal to the defaults are absent.
+  json j = co_json();
+  j["text_config"] = {{"model_type", "llama"}, {"vocab_size", 128256}, {"rms_norm_eps", 1e-5}};
+  j["begin_of_context_token_id"] = 128002;
+  j["end_of_context_token_id"] = 128003;
+  CoEncoderConfig c = config_of(j);
+  EXPECT_EQ(c.text.hidden_size, 4096);
+  EXPECT_EQ(c.text.n_layers, 32);
+  EXPECT_EQ(c.text.intermediate_size, 11008);
+  EXPECT_EQ(c.text.n_kv_heads, 32);
+}
+
+TEST(CoEncoderConfig, BadFieldsAreNamed) {
+  auto expect_error = [](json j, const std::string& needle) {
+    EXPECT_COENC_ERROR(CoEncoderConfig::from_json(j, "ckpt/config.json"), needle);
+  };
+  json j = co_json();
+  j["pooling_mode"] = "mean";
+  expect_error(j, "ckpt/config.json: unknown field \"pooling_mode\"");
+  j = co_json();
+  j["model_type"] = "llava";
+  expect_error(j, "field \"model_type\" must be \"co_encoder\"");
+  j = co_json("max");
+  expect_error(j, "field \"pooling\" must be \"dynamic\", \"mean\" or \"attn\", got \"max\"");
+  j = co_json();
+  j["end_of_context_token_id"] = 101;
+  expect_error(j, "field \"end_of_context_token_id\" = 101 is outside the decoder vocabulary [0, 101)");
+  j = co_json();
+  j.erase("begin_of_context_token_id");
+  expect_error(j, "missing field \"begin_of_context_token_id\"");
+  j = co_json();
+  j["context_feature_layer"] = -5;
+  expect_error(j, "field \"context_feature_layer\" = -5 is outside [-4, 3] for a tower of 3 layers");
+  j = co_json("attn");
+  j["context_feature_layer"] = -4;
+  expect_error(j, "pooling \"attn\" pools inside a tower layer");
+  j = co_json();
+  j["projector_hidden_act"] = "relu";
+  expect_error(j, "fields \"projector_hidden_act\" (\"relu\") and \"connector_hidden_act\" (\"gelu\") disagree");
+  j = co_json();
+  j["connector_hidden_act"] = "tanh";
+  j.erase("projector_hidden_act");
+  expect_error(j, "projector activation \"tanh\" is not supported");
+  j = co_json();
+  j["chunk_size"] = 512;
+  expect_error(j, "field \"chunk_size\" = 512 must be in [1, 128] (context_config.max_position_embeddings)");
+  j = co_json();
+  j["min_output_size"] = 64;
+  j["max_output_size"] = 48;
+  expect_error(j, "must satisfy 1 <= min <= max");
+  j = co_json();
+  j["compression_ratio"] = 0;
+  expect_error(j, "field \"compression_ratio\" must be at least 1");
+  j = co_json();
+  j["tower_attention"] = "sliding";
+  expect_error(j, "field \"tower_attention\" must be \"causal\" or \"bidirectional\"");
+  j = co_json();
+  j.erase("text_config");
+  expect_error(j, "missing field \"text_config\"");
+  j = co_json();
+  j["context_config"]["model_type"] = "gpt2";
+  expect_error(j, "ckpt/config.json: context_config: architecture");
+}
+
+// ---- pooling modes: shapes and masks ------------------------------------------------------------------------------
+
+// Two contexts of different lengths in one padded batch: each item's vectors equal the item compressed alone, and
+// the output mask marks exactly its k vectors.
+void expect_batch_matches_items(CoEncoder& m, const std::vector<int64_t>& lengths) {
+  torch::NoGradGuard no_grad;
+  const int64_t t = *std::max_element(lengths.begin(), lengths.end());
+  auto ids = torch::zeros({static_cast<int64_t>(lengths.size()), t}, torch::kInt64);
+  std::vector<TokenIds> items;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    items.push_back(random_ids(lengths[i], 100 + i));
+    ids[i].narrow(0, 0, lengths[i]).copy_(ids_tensor(items.back()));
+  }
+  ConnectorOutput out = m->forward_context(ids, torch::tensor(lengths, torch::kInt64));
+  const int64_t kmax = out.vectors.size(1);
+  ASSERT_EQ(out.vectors.sizes(), (std::vector<int64_t>{static_cast<int64_t>(lengths.size()), kmax, 32}));
+  ASSERT_EQ(out.mask.sizes(), (std::vector<int64_t>{static_cast<int64_t>(lengths.size()), kmax}));
+  EXPECT_EQ(out.sizes.max().item<int64_t>(), kmax);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    const int64_t k = out.sizes[i].item<int64_t>();
+    EXPECT_EQ(out.mask[i].sum().item<int64_t>(), k);
+    EXPECT_TRUE(out.mask[i].narrow(0, 0, k).all().item<bool>());
+    torch::Tensor alone = m->compress_chunk(items[i]);
+    ASSERT_EQ(alone.size(0), k) << "item " << i;
+    EXPECT_LT(max_diff(out.vectors[i].narrow(0, 0, k), alone), 1e-5) << "item " << i;
+  }
+}
+
+TEST(Pooling, MeanShapesAndMasks) {
+  CoEncoder m = tiny("mean");
+  EXPECT_EQ(m->compress_chunk(random_ids(13, 1)).sizes(), (std::vector<int64_t>{4, 32}));  // ceil(13 / 4)
+  EXPECT_EQ(m->compress_chunk(random_ids(1, 1)).sizes(), (std::vector<int64_t>{1, 32}));
+  expect_batch_matches_items(m, {16, 9, 3});
+  // A span's vector is the projection of its tokens' mean feature.
+  torch::NoGradGuard no_grad;
+  TokenIds ids = random_ids(10, 7);
+  auto features = m->tower_features(ids_tensor(ids).unsqueeze(0), torch::tensor({10}, torch::kInt64), 2)[0];
+  auto expected = m->connector->project(features.narrow(0, 8, 2).mean(0));  // the last span holds tokens 8, 9
+  EXPECT_LT(max_diff(m->compress_chunk(ids)[2], expected), 1e-5);
+}
+
+TEST(Pooling, AttnShapesAndMasks) {
+  CoEncoder m = tiny("attn");
+  EXPECT_EQ(m->compress_chunk(random_ids(13, 1)).sizes(), (std::vector<int64_t>{4, 32}));
+  expect_batch_matches_items(m, {16, 9, 3});
+  // Bidirectional tower: padding must be masked inside the tower as well.
+  CoEncoder b = tiny("attn", {{"tower_attention", "bidirectional"}});
+  expect_batch_matches_items(b, {16, 5});
+}
+
+TEST(Pooling, DynamicShapesAndMasks) {
+  CoEncoder m = tiny("dynamic", {{"min_output_size", 3}, {"max_output_size", 24}});
+  torch::Tensor v = m->compress_chunk(random_ids(16, 1));
+  EXPECT_GE(v.size(0), 3);
+  EXPECT_LE(v.size(0), 24);
+  expect_batch_matches_items(m, {16, 11, 2});
+  // Bidirectional tower too.
+  CoEncoder b = tiny("dynamic", {{"min_output_size", 3}, {"max_output_size", 24}, {"tower_attention", "bidirectional"}});
+  expect_batch_matches_items(b, {16, 6});
+}
+
+// The seed's per-item, per-span loop (its CoEncoderDynamicWeightedAvgPool1d.forward), written out plainly:
+// the vectorised pooling must give the same k and the same vectors.
+torch::Tensor seed_style_pool(DynamicWeightedAvgPoolImpl& p, const torch::Tensor& h) {
+  const int64_t n = h.size(0), d = h.size(1);
+  auto mask = torch::ones({1, n}, torch::kBool);
+  auto s = p.size_estimation_attention->forward(h.unsqueeze(0), mask);
+  auto mean = torch::sigmoid(s).mean(1);
+  auto size = (mean * p.scale_param * (p.output_size_max - p.output_size_min) + p.output_size_min).to(torch::kInt32);
+  const int64_t k = size.item<int64_t>();
+  auto w = torch::sigmoid(p.weighted_pooling_attention->forward(h.unsqueeze(0), mask))[0];
+  auto intervals = torch::linspace(0, static_cast<double>(n), k + 1).to(torch::kInt64);
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t a = intervals[i].item<int64_t>(), b = intervals[i + 1].item<int64_t>();
+    auto cw = w.narrow(0, a, b - a);
+    if (cw.sum().item<double>() == 0) {
+      rows.push_back(torch::zeros({d}));
+    } else {
+      rows.push_back((h.narrow(0, a, b - a) * cw.unsqueeze(-1)).sum(0) / (cw.sum() + 1e-8));
+    }
+  }
+  return torch::stack(rows);
+}
+
+TEST(Pooling, DynamicEqualsTheSeedsLoop) {
+  CoEncoder m = tiny("dynamic");
+  auto& pool = *m->connector->dynamic_pooling;
+  torch::NoGradGuard no_grad;
+  for (int64_t n : {5, 31, 97}) {  // shorter and longer than the minimum size (32)
+    SCOPED_TRACE(n);
+    auto h = torch::randn({n, 24}, at::detail::createCPUGenerator(n));
+    Pooled p = pool.forward(h.unsqueeze(0), torch::ones({1, n}, torch::kBool));
+    torch::Tensor expected = seed_style_pool(pool, h);
+    ASSERT_EQ(p.states.size(1), expected.size(0));
+    EXPECT_GT(expected.size(0), 32);  // scale_param 0.6 moved the size off the minimum
+    EXPECT_LT(max_diff(p.states[0], expected), 1e-5);
+    EXPECT_TRUE(p.mask.all().item<bool>());
+  }
+}
+
+// ---- gradients ----------------------------------------------------------------------------------------------------
+
+// A loss through the vectors reaches every trainable parameter with a non-zero gradient.
+void expect_gradients(CoEncoder& m, const std::vector<std::string>& extra_trainable = {}) {
+  for (auto& p : m->named_parameters()) {
+    bool train = p.key().rfind("connector.", 0) == 0;
+    for (const auto& prefix : extra_trainable) train = train || p.key().rfind(prefix, 0) == 0;
+    p.value().set_requires_grad(train);
+    p.value().mutable_grad() = torch::Tensor();
+  }
+  auto ids = torch::zeros({2, 16}, torch::kInt64);
+  ids[0].copy_(ids_tensor(random_ids(16, 5)));
+  ids[1].narrow(0, 0, 9).copy_(ids_tensor(random_ids(9, 6)));
+  ConnectorOutput out = m->forward_context(ids, torch::tensor({16, 9}, torch::kInt64));
+  auto probe = torch::randn(out.vectors.sizes(), at::detail::createCPUGenerator(3));
+  torch::Tensor loss = (out.vectors * probe * out.mask.unsqueeze(-1)).sum();
+  loss.backward();
+  int checked = 0;
+  for (const auto& p : m->named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    ++checked;
+    ASSERT_TRUE(p.value().grad().defined()) << p.key() << " got no gradient";
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key() << " got a zero gradient";
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST(Gradients, DynamicReachesTheSizeEstimateThroughTheTaskLoss) {
+  CoEncoder m = tiny("dynamic", {{"min_output_size", 3}, {"max_output_size", 24}});
+  expect_gradients(m);  // includes scale_param and size_estimation_attention.* (straight-through span edges)
+}
+
+TEST(Gradients, DynamicSizeLossPullsTowardTheRatio) {
+  CoEncoder m = tiny("dynamic", {{"min_output_size", 1}, {"max_output_size", 64}});
+  auto ids = ids_tensor(random_ids(16, 5)).unsqueeze(0);
+  ConnectorOutput out = m->forward_context(ids, torch::tensor({16}, torch::kInt64));
+  ASSERT_TRUE(out.size_loss.defined() && out.size_estimate.defined());
+  const double size = out.size_estimate.item<double>();
+  out.size_loss.backward();
+  auto& pool = *m->connector->dynamic_pooling;
+  ASSERT_TRUE(pool.scale_param.grad().defined());
+  EXPECT_NE(pool.size_estimation_attention->o_proj->weight.grad().abs().sum().item<double>(), 0.0);
+  // target = 16 / 4 = 4: a size above it is pushed down, i.e. d loss / d scale > 0 (the mean sigmoid is > 0).
+  ASSERT_GT(size, 4.0);
+  EXPECT_GT(pool.scale_param.grad().item<double>(), 0.0);
+  // The forward value is the seed's truncated size.
+  EXPECT_EQ(out.sizes[0].item<int64_t>(), static_cast<int64_t>(size));
+}
+
+TEST(Gradients, MeanAndAttnReachProjectorAndPooledLayer) {
+  CoEncoder mean = tiny("mean");
+  expect_gradients(mean);
+  CoEncoder attn = tiny("attn");
+  // The pooled attention runs inside tower layer 1 (feature layer -2 of 3): a trained tower learns through it.
+  expect_gradients(attn, {"context_tower.tower.model.layers.1."});
+}
+
+// ---- chunks and the decoder input --------------------------------------------------------------------------------
+
+TEST(Chunking, DocumentEqualsItsChunksCompressedOneByOne) {
+  for (const char* mode : {"dynamic", "mean", "attn"}) {
+    SCOPED_TRACE(mode);
+    CoEncoder m = tiny(mode, {{"min_output_size", 2}, {"max_output_size", 12}});
+    TokenIds doc = random_ids(16 * 4 + 5, 42);  // four full chunks and a short one
+    std::vector<torch::Tensor> together = m->compress(doc, /*n_batch=*/3);
+    ASSERT_EQ(together.size(), 5u);
+    for (size_t i = 0; i < together.size(); ++i) {
+      const int64_t begin = static_cast<int64_t>(i) * 16;
+      const int64_t end = std::min<int64_t>(begin + 16, static_cast<int64_t>(doc.size()));
+      torch::Tensor alone = m->compress_chunk(TokenIds(doc.begin() + begin, doc.begin() + end));
+      ASSERT_EQ(together[i].sizes(), alone.sizes()) << "chunk " << i;
+      EXPECT_LT(max_diff(together[i], alone), 1e-5) << "chunk " << i;
+    }
+  }
+  CoEncoder m = tiny("mean");
+  EXPECT_COENC_ERROR(m->compress({}), "cannot compress an empty document");
+  EXPECT_COENC_ERROR(m->compress_chunk(TokenIds(17, 5)), "a chunk holds at most 16 tokens (chunk_size), got 17");
+  EXPECT_COENC_ERROR(m->compress({5, 97}), "token id 97 is outside the tower vocabulary [0, 97)");
+}
+
+TEST(DecoderInput, BlockIsBocVectorsEoc) {
+  CoEncoder m = tiny("mean");
+  std::vector<torch::Tensor> chunks = m->compress(random_ids(22, 9));  // chunks of 16 and 6 tokens: 4 + 2 vectors
+  torch::Tensor block = m->context_block(chunks);
+  ASSERT_EQ(block.sizes(), (std::vector<int64_t>{8, 32}));
+  auto marks = m->language_model->embed(torch::tensor({99, 100}, torch::kInt64));
+  EXPECT_TRUE(torch::equal(block[0], marks[0]));
+  EXPECT_TRUE(torch::equal(block[7], marks[1]));
+  EXPECT_TRUE(torch::equal(block.narrow(0, 1, 4), chunks[0]));
+  std::vector<Segment> input = m->decoder_input(chunks, {5, 6, 7});
+  ASSERT_EQ(input.size(), 2u);
+  EXPECT_FALSE(input[0].is_tokens());
+  EXPECT_TRUE(input[1].is_tokens());
+  Session s(m->language_model);
+  EXPECT_EQ(s.prefill_all_logits(input).sizes(), (std::vector<int64_t>{11, 101}));
+}
+
+// ---- checkpoints -------------------------------------------------------------------------------------------------
+
+TEST(CoEncoderCheckpoint, SaveLoadRoundTripIsExact) {
+  for (const char* mode : {"dynamic", "mean"}) {
+    SCOPED_TRACE(mode);
+    TempDir dir;
+    CoEncoder m = tiny(mode);
+    save_co_encoder(*m, dir.path());
+    auto file = SafetensorsFile::open(dir / "model.safetensors");
+    EXPECT_TRUE(file->contains("context_tower.tower.model.layers.0.self_attn.q_proj.bias"));
+    EXPECT_TRUE(file->contains("language_model.lm_head.weight"));
+    EXPECT_TRUE(file->contains("connector.linear_2.bias"));
+    EXPECT_EQ(file->contains("connector.dynamic_pooling.scale_param"), std::string(mode) == "dynamic");
+    file.reset();
+    CoEncoder back = load_co_encoder(dir.path(), DeviceOptions{});
+    TokenIds ids = random_ids(14, 2);
+    EXPECT_TRUE(torch::equal(m->compress_chunk(ids), back->compress_chunk(ids)));
+  }
+}
+
+TEST(CoEncoderCheckpoint, TowerReferencedByPath) {
+  TempDir dir;
+  CoEncoder m = tiny("mean");
+  save_decoder(m->context_tower->tower, dir / "tower");
+  json j = co_json("mean");
+  j.erase("context_config");
+  j["context_tower_path"] = "tower";
+  CoEncoderConfig c = CoEncoderConfig::from_json(j, "config.json", dir.path());
+  CoEncoder by_path(c, m->context_tower->tower, m->language_model, DeviceOptions{});
+  {
+    torch::NoGradGuard no_grad;
+    auto src = m->connector->named_parameters();
+    for (auto& p : by_path->connector->named_parameters()) p.value().copy_(src[p.key()]);
+  }
+  save_co_encoder(*by_path, dir.path());
+  auto file = SafetensorsFile::open(dir / "model.safetensors");
+  EXPECT_FALSE(file->contains("context_tower.tower.model.norm.weight"));  // not copied into the checkpoint
+  file.reset();
+  CoEncoder back = load_co_encoder(dir.path(), DeviceOptions{});
+  TokenIds ids = random_ids(11, 4);
+  EXPECT_TRUE(torch::equal(m->compress_chunk(ids), back->compress_chunk(ids)));
+}
+
+// Rewrites dir/model.safetensors through `edit` (name -> tensor; return an undefined tensor to drop it).
+void rewrite_weights(const TempDir& dir,
+                     const std::function<torch::Tensor(const std::string&, torch::Tensor)>& edit,
+                     std::vector<std::pair<std::string, torch::Tensor>> extra = {}) {
+  auto file = SafetensorsFile::open(dir / "model.safetensors");
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& e : file->entries()) {
+    torch::Tensor t = edit(e.name, file->tensor(e.name).clone());
+    if (t.defined()) tensors.emplace_back(e.name, t);
+  }
+  for (auto& x : extra) tensors.push_back(x);
+  file.reset();
+  write_safetensors(dir / "model.safetensors", tensors);
+}
+
+TEST(CoEncoderCheckpoint, MismatchesAreNamed) {
+  TempDir dir;
+  CoEncoder m = tiny("dynamic");
+  save_co_encoder(*m, dir.path());
+  const std::string cfg = test::read_file(dir / "config.json");
+  // A connector trained for a tower of another width.
+  rewrite_weights(dir, [](const std::string& name, torch::Tensor t) {
+    return name == "connector.linear_1.weight" ? torch::zeros({32, 16}) : t;
+  });
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "connector.linear_1.weight [32, 16] reads tower states of width 16, but "
+                     "context_config.hidden_size is 24");
+  // ... or for another decoder.
+  rewrite_weights(dir, [](const std::string& name, torch::Tensor t) {
+    return name == "connector.linear_1.weight" ? torch::zeros({48, 24}) : t;
+  });
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "writes vectors of width 48, but text_config.hidden_size is 32");
+  // A dynamic-pooling checkpoint read as "mean".
+  save_co_encoder(*m, dir.path());
+  json j = json::parse(cfg);
+  j["pooling"] = "mean";
+  test::write_file(dir / "config.json", j.dump());
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "holds connector.dynamic_pooling.* tensors but the config says pooling \"mean\"");
+  test::write_file(dir / "config.json", cfg);
+  // Missing, stray and mis-shaped tensors.
+  rewrite_weights(dir, [](const std::string& name, torch::Tensor t) {
+    return name == "connector.dynamic_pooling.weighted_pooling_attention.o_proj.weight" ? torch::Tensor() : t;
+  }, {{"vision_tower.weight", torch::zeros({2})}});
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "missing tensors: connector.dynamic_pooling.weighted_pooling_attention.o_proj.weight");
+  save_co_encoder(*m, dir.path());
+  rewrite_weights(dir, [](const std::string&, torch::Tensor t) { return t; }, {{"vision_tower.weight", torch::zeros({2})}});
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}), "unexpected tensors: vision_tower.weight");
+  save_co_encoder(*m, dir.path());
+  rewrite_weights(dir, [](const std::string& name, torch::Tensor t) {
+    return name == "context_tower.tower.model.norm.weight" ? torch::ones({25}) : t;
+  });
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "wrong shapes: context_tower.tower.model.norm.weight [25] (expected [24])");
+}
+
+}  // namespace
+}  // namespace coenc
