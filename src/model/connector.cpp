@@ -4,6 +4,7 @@
 
 #include "coenc/error.h"
 #include "core/torch_compat.h"
+#include "model/rope.h"
 
 namespace coenc {
 
@@ -11,17 +12,6 @@ namespace {
 
 // Width, in tokens, of the soft span edges that carry the size gradient (see connector.h).
 constexpr double kEdgeTemperature = 0.5;
-
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-// x [B, H, T, hd], cos/sin [1, T, hd]
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);
-  return x * c + rotate_half(x) * s;
-}
 
 // Contiguous spans over the valid tokens of each row: token t of row b (its rank among the row's valid tokens)
 // belongs to span j when lo[b, j] <= rank < hi[b, j] and j is live. rank/valid [B, T], lo/hi [B, K] int64,

@@ -6,6 +6,7 @@
 #include "coenc/error.h"
 #include "core/torch_compat.h"
 #include "kernels/decode_kernels.h"
+#include "model/rope.h"
 
 namespace coenc {
 
@@ -15,17 +16,6 @@ namespace {
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
   if (kernels::gemv_applies(x, w)) return kernels::gemv(x, w, b);
   return torch::nn::functional::linear(x, w, b);
-}
-
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-// x [B, H, T, hd], cos/sin [1 or B, T, hd]
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);
-  return x * c + rotate_half(x) * s;
 }
 
 // RoPE inverse frequencies, following transformers' rope initialisation functions for each type.
