@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "coenc/co_encoder.h"
 #include "coenc/decoder.h"
 #include "coenc/error.h"
 #include "coenc/session.h"
@@ -28,6 +29,10 @@ struct BenchArgs {
   double bandwidth_gbs = 0;              // memory bandwidth for the decode bound (default: 3350 on CUDA)
   bool no_graphs = false;                // decode without CUDA graphs
   int64_t tower_chunks = 0;              // > 0: time a batch of this many chunks through all layers
+  int64_t ttft_doc = 0;                  // > 0: time to first token for a document of this many tokens
+  std::string tower_shape = "qwen2-0.5b";  // the context tower of --ttft (random weights)
+  std::vector<int64_t> ratios = {4, 8};  // compression ratios of --ttft (mean pooling)
+  int64_t question = 32;                 // question tokens after the document
   int64_t chunk = 512;                   // tokens per chunk
   bool json = false;
   DeviceArgs device;
@@ -43,6 +48,66 @@ TokenIds random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   TokenIds ids(n);
   for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<TokenId>(t[i].item<int64_t>());
   return ids;
+}
+
+// Time to first token for a long document + question: the decoder reading every token, against a Co-Encoder
+// (tower --tower-shape, mean pooling at each ratio, random weights) compressing the document in chunks of 512 first.
+// Everything between receiving the ids and having the first token's logits on the host is timed, tower included.
+nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const DeviceOptions& dev) {
+  using clock = std::chrono::steady_clock;
+  torch::NoGradGuard no_grad;
+  const ModelConfig& cfg = lm->config();
+  const TokenIds doc = random_ids(a.ttft_doc, std::min<int64_t>(cfg.vocab_size, named_shape(a.tower_shape).vocab_size), 17);
+  const TokenIds question = random_ids(a.question, cfg.vocab_size, 19);
+  const double kv_bytes_per_position =
+      2.0 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * static_cast<double>(torch::elementSize(dev.dtype));
+  auto measure = [&](const std::function<std::vector<Segment>()>& build_input) {
+    std::vector<double> times;
+    int64_t positions = 0, peak = 0;
+    for (int r = 0; r < a.reps + 1; ++r) {
+      compat::synchronize(dev.device);
+      compat::reset_peak_memory(dev.device);
+      auto t0 = clock::now();
+      std::vector<Segment> input = build_input();
+      int64_t total = 0;
+      for (const auto& seg : input) total += seg.length();
+      SessionOptions so;
+      so.n_ctx = total;
+      so.n_batch = total;  // one pass, as transformers prefills
+      Session session(lm, so);
+      torch::Tensor logits = session.prefill(input);  // on the host: the first token can be sampled now
+      if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+      positions = session.n_past();
+      peak = compat::peak_memory_bytes(dev.device);
+    }
+    return nlohmann::json{{"seconds", median(times)}, {"decoder_positions", positions},
+                          {"kv_bytes", kv_bytes_per_position * positions}, {"peak_bytes", peak}};
+  };
+  nlohmann::json out = {{"document_tokens", a.ttft_doc}, {"question_tokens", a.question}, {"tower", a.tower_shape}};
+  TokenIds full = doc;
+  full.insert(full.end(), question.begin(), question.end());
+  out["full"] = measure([&] { return std::vector<Segment>{Segment::tokens(full)}; });
+  DecoderLm tower = random_decoder(named_shape(a.tower_shape), dev, 3);
+  out["compressed"] = nlohmann::json::array();
+  for (int64_t ratio : a.ratios) {
+    CoEncoderConfig cc;
+    cc.context = tower->config();
+    cc.text = cfg;
+    cc.pooling = PoolingMode::Mean;
+    cc.ratio = ratio;
+    cc.chunk_size = 512;
+    cc.min_output_size = 1;
+    cc.max_output_size = 512;
+    cc.begin_of_context_token_id = 1;
+    cc.end_of_context_token_id = 2;
+    CoEncoder co(cc, tower, lm, dev);
+    co->init_connector(5, 0.02, false);
+    nlohmann::json m = measure([&] { return co->decoder_input(co->compress(doc, 64), question); });
+    m["ratio"] = ratio;
+    m["speedup"] = out["full"]["seconds"].get<double>() / m["seconds"].get<double>();
+    out["compressed"].push_back(m);
+  }
+  return out;
 }
 
 int run_bench(const BenchArgs& a) {
@@ -114,6 +179,8 @@ int run_bench(const BenchArgs& a) {
                        {"peak_bytes", compat::peak_memory_bytes(dev.device)}};
   }
 
+  if (a.ttft_doc > 0) report["ttft"] = time_to_first_token(a, lm, dev);
+
   std::vector<double> per_token;
   for (int r = 0; r < (a.n_gen > 0 ? a.reps : 0); ++r) {
     SessionOptions so;
@@ -159,6 +226,18 @@ int run_bench(const BenchArgs& a) {
                 static_cast<long long>(a.tower_chunks), static_cast<long long>(a.chunk), t["seconds"].get<double>(),
                 t["tokens_per_s"].get<double>(), t["tflops"].get<double>());
   }
+  if (report.contains("ttft")) {
+    const auto& t = report["ttft"];
+    auto line = [](const char* what, const nlohmann::json& m) {
+      std::printf("%-16s %8.4f s  %8lld decoder positions  KV %8.1f MiB  peak %8.1f MiB\n", what,
+                  m["seconds"].get<double>(), static_cast<long long>(m["decoder_positions"].get<int64_t>()),
+                  m["kv_bytes"].get<double>() / (1 << 20), m["peak_bytes"].get<double>() / (1 << 20));
+    };
+    std::printf("time to first token, %lld-token document + %lld-token question (tower %s):\n",
+                static_cast<long long>(a.ttft_doc), static_cast<long long>(a.question), a.tower_shape.c_str());
+    line("full context", t["full"]);
+    for (const auto& m : t["compressed"]) line(("compressed r=" + std::to_string(m["ratio"].get<int64_t>())).c_str(), m);
+  }
   if (a.n_gen == 0) return 0;
   std::printf("decode at context %lld: %.2f ms/token, %.1f tokens/s", static_cast<long long>(a.decode_ctx),
               s_tok * 1e3, 1.0 / s_tok);
@@ -179,6 +258,7 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape tiny --prompt 128,512\n"
       "  coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 4096,32768 --json\n"
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
+      "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
       "Shapes (random weights): " + named_shape_list());
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
@@ -191,6 +271,11 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_option("--tower-chunks", a->tower_chunks,
                   "also time a context tower's work: this many chunks in one batch, all layers, no cache");
   cmd->add_option("--chunk", a->chunk, "tokens per chunk for --tower-chunks")->capture_default_str();
+  cmd->add_option("--ttft", a->ttft_doc,
+                  "time to first token for a document of this many tokens: full context vs compressed");
+  cmd->add_option("--tower-shape", a->tower_shape, "context tower shape for --ttft")->capture_default_str();
+  cmd->add_option("--ratios", a->ratios, "compression ratios for --ttft")->delimiter(',')->capture_default_str();
+  cmd->add_option("--question", a->question, "question tokens for --ttft")->capture_default_str();
   cmd->add_flag("--json", a->json, "print the report as JSON");
   add_device_options(*cmd, a->device);
   return [a] { return run_bench(*a); };
