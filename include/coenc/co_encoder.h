@@ -11,6 +11,9 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,7 @@
 #include "coenc/decoder.h"
 #include "coenc/model_config.h"
 #include "coenc/session.h"
+#include "coenc/tokenizer.h"
 #include "coenc/types.h"
 
 namespace coenc {
@@ -106,8 +110,10 @@ class CoEncoderImpl : public torch::nn::Module {
   torch::Tensor compress_chunk(const TokenIds& ids);
   // A document of any length: split into chunks of chunk_size tokens (the last may be shorter), compressed in
   // batches of up to `n_batch` chunks. Returns each chunk's vectors [k_i, d_text]; the result equals compressing
-  // each chunk alone. Throws InvalidInput for an empty document.
-  std::vector<torch::Tensor> compress(const TokenIds& document, int64_t n_batch = 8);
+  // each chunk alone. `on_progress(chunks_done, n_chunks)`, if given, is called after each batch. Throws
+  // InvalidInput for an empty document.
+  std::vector<torch::Tensor> compress(const TokenIds& document, int64_t n_batch = 8,
+                                      const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
 
   // The decoder rows of the compressed block: [BOC; chunk vectors in order; EOC] -> [2 + sum k_i, d_text].
   torch::Tensor context_block(const std::vector<torch::Tensor>& chunks);
@@ -122,13 +128,25 @@ class CoEncoderImpl : public torch::nn::Module {
   const DeviceOptions& device_options() const { return options_; }
   ConnectorImpl& connector_impl();
 
+  // 32 hex digits identifying everything that determines the compressed vectors: the tower and connector weights
+  // (names, shapes and values rounded to bf16, so that one checkpoint gives one fingerprint whether it runs in f32
+  // or bf16) and the config fields that shape compression (tower config, feature layer, activation, pooling,
+  // ratio, chunk size, output bounds, tower attention, d_text). Not the decoder. Computed on the first call (one
+  // pass over the tower and connector weights), then cached: call it only once the weights no longer change.
+  const std::string& fingerprint();
+
   ContextTower context_tower{nullptr};
   std::shared_ptr<ConnectorImpl> connector;
   DecoderLm language_model{nullptr};
 
  private:
+  struct FingerprintCache {
+    std::once_flag once;
+    std::string value;
+  };
   CoEncoderConfig config_;
   DeviceOptions options_;
+  std::shared_ptr<FingerprintCache> fingerprint_ = std::make_shared<FingerprintCache>();
 };
 TORCH_MODULE(CoEncoder);
 
@@ -141,6 +159,41 @@ CoEncoder load_co_encoder(const std::filesystem::path& dir, const DeviceOptions&
 // under its seed name), atomically per file.
 void save_co_encoder(CoEncoderImpl& model, const std::filesystem::path& dir,
                      torch::ScalarType storage = torch::kFloat32);
+
+// The two tokenizers of a checkpoint. The seed saves them in `context_tokenizer/` and `text_tokenizer/` inside the
+// checkpoint directory; a tower or decoder referenced by path (context_tower_path, language_model_path) may
+// instead carry its tokenizer in its own directory, which is used when the subfolder is absent.
+struct CoEncoderTokenizers {
+  std::unique_ptr<Tokenizer> context;  // the tower's: turns documents into the ids that are compressed
+  std::unique_ptr<Tokenizer> text;     // the decoder's: questions, answers and the chat template
+};
+
+// Loads both tokenizers of the checkpoint `dir` (see CoEncoderTokenizers). Throws NotFound naming every place
+// looked in when one is missing, and InvalidInput when a tokenizer has more ids than its model's vocab_size.
+CoEncoderTokenizers load_co_encoder_tokenizers(const std::filesystem::path& dir, const CoEncoderConfig& config);
+
+// How `ask_prompt` lays out a question about a compressed document.
+struct AskOptions {
+  bool chat = true;         // use the text tokenizer's chat template when it has one
+  std::string chat_format;  // chatml, llama3, ... (default: recognised from the template; see resolve_chat_format)
+  std::string system;       // a system message (chat only)
+};
+
+// The decoder input for `question` about the compressed document `chunks` (each [k_i, d_text]).
+struct AskPrompt {
+  std::vector<Segment> segments;
+  TokenIds stop_tokens;  // the decoder's eos ids, plus the chat format's end-of-turn token
+  bool chat = false;     // whether the chat template was applied
+  int64_t n_positions = 0;
+};
+
+// Without a chat template (or with options.chat false): exactly the seed's layout, `[BOC] vectors [EOC]` followed
+// by the question's tokens (no BOS, special-token text in the question read as plain text). With one: the user
+// turn holds the compressed block and then the question; the chat text is rendered around a placeholder and
+// split there, giving [tokens before] [BOC vectors EOC] [question, end of turn, assistant header]. Throws
+// Unsupported for an unrecognised template (name the format in options.chat_format, or set chat false).
+AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<torch::Tensor>& chunks,
+                     const std::string& question, const AskOptions& options = {});
 
 // A Co-Encoder of `config` with random tower and decoder (random_decoder, frozen) and a seed-initialised,
 // trainable connector; for tests.

@@ -120,7 +120,8 @@ torch::Tensor CoEncoderImpl::compress_chunk(const TokenIds& ids) {
   return out.vectors[0].narrow(0, 0, out.sizes[0].item<int64_t>());
 }
 
-std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int64_t n_batch) {
+std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int64_t n_batch,
+                                                   const std::function<void(int64_t, int64_t)>& on_progress) {
   COENC_CHECK(!document.empty(), "cannot compress an empty document");
   COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
   torch::NoGradGuard no_grad;
@@ -141,6 +142,7 @@ std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int
     ConnectorOutput out = forward_context(ids, lengths);
     auto sizes = out.sizes.to(torch::kCPU);
     for (int64_t i = 0; i < b; ++i) chunks.push_back(out.vectors[i].narrow(0, 0, sizes[i].item<int64_t>()));
+    if (on_progress) on_progress(first + b, n_chunks);
   }
   return chunks;
 }

@@ -1,0 +1,265 @@
+// .coctx files: the round trip keeps every vector and record bit for bit; every kind of damage, a file of
+// another model or format version is refused with a message naming the file and the fault. Also the
+// checkpoint's tokenizers and the layout of a question about a compressed document (ask_prompt).
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "coenc/co_encoder.h"
+#include "coenc/coctx.h"
+#include "coenc/safetensors.h"
+#include "test_util.h"
+
+namespace coenc {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+const fs::path kTokenizerDir = test::test_dir() / "golden/tokenizer/trained";  // 1200 ids, ChatML template
+
+json co_json(int64_t vocab = 97) {
+  json tower = {{"model_type", "qwen2"},    {"vocab_size", vocab},          {"hidden_size", 24},
+                {"intermediate_size", 40},  {"num_hidden_layers", 2},       {"num_attention_heads", 4},
+                {"num_key_value_heads", 2}, {"max_position_embeddings", 64}};
+  json decoder = {{"model_type", "llama"},    {"vocab_size", vocab + 4},       {"hidden_size", 32},
+                  {"intermediate_size", 40},  {"num_hidden_layers", 1},        {"num_attention_heads", 4},
+                  {"num_key_value_heads", 2}, {"max_position_embeddings", 256}};
+  return {{"model_type", "co_encoder"},
+          {"context_config", tower},
+          {"text_config", decoder},
+          {"begin_of_context_token_id", vocab + 2},
+          {"end_of_context_token_id", vocab + 3},
+          {"pooling", "mean"},
+          {"compression_ratio", 4},
+          {"chunk_size", 16}};
+}
+
+CoEncoder tiny(uint64_t seed = 1, int64_t vocab = 97) {
+  return random_co_encoder(CoEncoderConfig::from_json(co_json(vocab), "config.json"), DeviceOptions{}, seed,
+                           0.2);
+}
+
+TokenIds ids_of(int64_t n, int64_t vocab = 97) {
+  TokenIds ids;
+  for (int64_t i = 0; i < n; ++i) ids.push_back(static_cast<TokenId>((i * 37 + 11) % vocab));
+  return ids;
+}
+
+// A good file to damage: 40 tokens = chunks of 16, 16 and 8 tokens -> 4, 4 and 2 vectors.
+class Coctx : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = tiny();
+    doc_ = compress_document(*model_, ids_of(40), "doc.txt");
+    write_coctx(path(), doc_);
+  }
+  fs::path path() const { return dir_ / "doc.coctx"; }
+
+  // Rewrites the file with its metadata and tensors changed by `edit` (and the checksum left as it was).
+  void rewrite(const std::function<void(std::map<std::string, std::string>&,
+                                        std::vector<std::pair<std::string, torch::Tensor>>&)>& edit) {
+    auto f = SafetensorsFile::open(path());
+    std::map<std::string, std::string> m = f->metadata();
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& e : f->entries()) tensors.emplace_back(e.name, f->tensor(e.name).clone());
+    f.reset();
+    edit(m, tensors);
+    write_safetensors(path(), tensors, m);
+  }
+  void set_field(const std::string& key, const std::string& value) {
+    rewrite([&](auto& m, auto&) { m[key] = value; });
+  }
+
+  TempDir dir_;
+  CoEncoder model_{nullptr};
+  CompressedDocument doc_;
+};
+
+TEST_F(Coctx, RoundTripKeepsEverything) {
+  ASSERT_EQ(doc_.chunks.size(), 3u);
+  EXPECT_EQ(doc_.chunk_tokens, (std::vector<int64_t>{16, 16, 8}));
+  EXPECT_EQ(doc_.n_vectors(), 10);
+  const TokenIds ids = ids_of(40);
+  EXPECT_EQ(doc_.chunk_hashes[2], chunk_hash(TokenIds(ids.begin() + 32, ids.end())));
+  EXPECT_NE(doc_.chunk_hashes[0], doc_.chunk_hashes[1]);
+
+  CompressedDocument back = read_coctx(path(), *model_);
+  ASSERT_EQ(back.chunks.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(back.chunks[i], doc_.chunks[i])) << i;
+  EXPECT_EQ(back.chunk_tokens, doc_.chunk_tokens);
+  EXPECT_EQ(back.chunk_hashes, doc_.chunk_hashes);
+  EXPECT_EQ(back.model_fingerprint, model_->fingerprint());
+  EXPECT_EQ(back.pooling, "mean");
+  EXPECT_EQ(back.ratio, 4);
+  EXPECT_EQ(back.chunk_size, 16);
+  EXPECT_EQ(back.d_text, 32);
+  EXPECT_EQ(back.source, "doc.txt");
+  auto f = SafetensorsFile::open(path());
+  EXPECT_EQ(f->metadata().at("format_version"), "1");
+  EXPECT_EQ(f->metadata().at("chunk_vectors"), "[4,4,2]");
+  EXPECT_EQ(f->metadata().at("dtype"), "F32");
+}
+
+TEST_F(Coctx, FingerprintFollowsTheWeightsNotTheProcess) {
+  // The same checkpoint loaded again: same fingerprint; its decoder does not count.
+  save_co_encoder(*model_, dir_ / "ckpt");
+  CoEncoder again = load_co_encoder(dir_ / "ckpt", DeviceOptions{});
+  EXPECT_EQ(again->fingerprint(), model_->fingerprint());
+  EXPECT_EQ(read_coctx(path(), *again).chunks.size(), 3u);
+  // One connector weight changed in its last bf16 bit: another model.
+  CoEncoder other = load_co_encoder(dir_ / "ckpt", DeviceOptions{});
+  {
+    torch::NoGradGuard no_grad;
+    auto w = other->named_parameters()["connector.linear_2.bias"];
+    w[0].add_(0.05);
+  }
+  EXPECT_NE(other->fingerprint(), model_->fingerprint());
+}
+
+TEST_F(Coctx, RefusesAFileOfAnotherModel) {
+  CoEncoder foreign = tiny(/*seed=*/2);
+  EXPECT_COENC_ERROR(read_coctx(path(), *foreign), "doc.coctx: compressed by another model");
+}
+
+TEST_F(Coctx, RefusesATamperedByte) {
+  std::string bytes = test::read_file(path());
+  bytes[bytes.size() - 2] ^= 0x01;  // inside the last float of chunk.2: still finite
+  test::write_file(path(), bytes);
+  EXPECT_COENC_ERROR(read_coctx(path(), *model_), "doc.coctx: damaged .coctx file: checksum mismatch");
+}
+
+TEST_F(Coctx, RefusesAnEditedMetadataField) {
+  set_field("source", "other.txt");
+  EXPECT_COENC_ERROR(read_coctx(path()), "checksum mismatch");
+}
+
+TEST_F(Coctx, RefusesAShapeThatDisagreesWithTheMetadata) {
+  rewrite([](auto&, auto& t) { t[1].second = t[1].second.narrow(0, 0, 3).clone(); });
+  EXPECT_COENC_ERROR(
+      read_coctx(path()),
+      "doc.coctx: damaged .coctx file: chunk.1 has shape [3, 32], but the metadata says [4, 32]");
+  rewrite([](auto&, auto& t) { t[0].second = torch::zeros({4, 31}); });
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk.0 has shape [4, 31]");
+  write_coctx(path(), doc_);
+  rewrite([](auto&, auto& t) { t[0].second = t[0].second.to(torch::kFloat16); });
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk.0 is F16, but the metadata says F32");
+}
+
+TEST_F(Coctx, RefusesAMissingOrExtraChunk) {
+  rewrite([](auto&, auto& t) { t.pop_back(); });
+  EXPECT_COENC_ERROR(read_coctx(path()), "2 tensors, but the metadata lists 3 chunks");
+  rewrite([](auto&, auto& t) { t.emplace_back("chunk.7", torch::zeros({2, 32})); });
+  EXPECT_COENC_ERROR(read_coctx(path()), "tensor chunk.2 is missing (the metadata lists 3 chunks)");
+}
+
+TEST_F(Coctx, RefusesNonFiniteValues) {
+  rewrite([](auto&, auto& t) { t[0].second[1][5] = std::numeric_limits<float>::quiet_NaN(); });
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk.0 holds non-finite values");
+  write_coctx(path(), doc_);
+  rewrite([](auto&, auto& t) { t[2].second[0][0] = std::numeric_limits<float>::infinity(); });
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk.2 holds non-finite values");
+}
+
+TEST_F(Coctx, RefusesBadOrMissingMetadata) {
+  rewrite([](auto& m, auto&) { m.erase("n_tokens"); });
+  EXPECT_COENC_ERROR(read_coctx(path()),
+                     "doc.coctx: damaged .coctx file: metadata field \"n_tokens\" is missing");
+  set_field("n_tokens", "41");
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk_tokens add up to 40, n_tokens says 41");
+  set_field("n_tokens", "forty");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"n_tokens\" must be an integer >= 1, got \"forty\"");
+  set_field("n_tokens", "40");
+  set_field("chunk_tokens", "[16, 16");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"chunk_tokens\" is not a JSON array");
+  set_field("chunk_tokens", "[16, 8, 16]");
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk 1 has 8 tokens (chunk_size 16");
+  set_field("chunk_tokens", "[16,16,8]");
+  set_field("n_chunks", "2");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"chunk_tokens\" must list 2 entries (n_chunks), got 3");
+  set_field("n_chunks", "3");
+  set_field("chunk_hashes", "[\"abc\", \"def\", \"0\"]");
+  EXPECT_COENC_ERROR(read_coctx(path()), "chunk_hashes must hold 32-hex-digit strings");
+  set_field("chunk_hashes", json(doc_.chunk_hashes).dump());
+  set_field("pooling", "max");
+  EXPECT_COENC_ERROR(read_coctx(path()), "pooling \"max\" (expected dynamic, mean or attn)");
+  set_field("pooling", "mean");
+  // Every field restored to what was written: the checksum agrees again.
+  EXPECT_NO_THROW(read_coctx(path()));
+}
+
+TEST_F(Coctx, RefusesAnotherVersionOrFormat) {
+  set_field("format_version", "2");
+  EXPECT_COENC_ERROR(read_coctx(path()),
+                     "doc.coctx: .coctx format version 2, but this coenc reads version 1");
+  write_safetensors(path(), {{"x", torch::zeros({2})}}, {{"format", "pt"}});
+  EXPECT_COENC_ERROR(read_coctx(path()), "doc.coctx: not a .coctx file");
+  test::write_file(path(), "hello");
+  EXPECT_COENC_ERROR(read_coctx(path()), "doc.coctx");
+  EXPECT_COENC_ERROR(read_coctx(dir_ / "missing.coctx"), "missing.coctx");
+}
+
+TEST(CoEncoderTokenizers, FromTheCheckpointSubfolders) {
+  TempDir d;
+  CoEncoder m = tiny(1, 1200);
+  save_co_encoder(*m, d.path());
+  EXPECT_COENC_ERROR(load_co_encoder_tokenizers(d.path(), m->config()),
+                     "no context (tower) tokenizer: expected tokenizer.json or tokenizer.model in " +
+                         (d.path() / "context_tokenizer").string());
+  for (const char* sub : {"context_tokenizer", "text_tokenizer"}) {
+    fs::create_directories(d / sub);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      fs::copy_file(kTokenizerDir / f, d / sub / f);
+  }
+  CoEncoderTokenizers t = load_co_encoder_tokenizers(d.path(), m->config());
+  EXPECT_EQ(t.context->vocab_size(), 1200);
+  EXPECT_FALSE(t.text->chat_template().empty());
+  // A tokenizer with more ids than its model's vocabulary belongs to another model.
+  CoEncoder small = tiny(1, 97);
+  EXPECT_COENC_ERROR(load_co_encoder_tokenizers(d.path(), small->config()),
+                     "the tokenizer has 1200 ids but context_config.vocab_size is 97");
+}
+
+TEST(AskPrompt, RawLayoutIsTheSeeds) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const std::vector<torch::Tensor> chunks = m->compress(ids_of(20, 1200));
+  AskOptions o;
+  o.chat = false;
+  AskPrompt p = ask_prompt(*m, *tok, chunks, "What is it?", o);
+  EXPECT_FALSE(p.chat);
+  ASSERT_EQ(p.segments.size(), 2u);
+  EXPECT_TRUE(torch::equal(p.segments[0].rows, m->context_block(chunks)));
+  EncodeOptions eo;
+  eo.parse_special = false;
+  EXPECT_EQ(p.segments[1].ids, tok->encode("What is it?", eo));
+  EXPECT_EQ(p.n_positions, 2 + 5 + static_cast<int64_t>(p.segments[1].ids.size()));  // 4 + 1 vectors
+}
+
+TEST(AskPrompt, ChatTemplateWrapsTheBlockInTheUserTurn) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const std::vector<torch::Tensor> chunks = m->compress(ids_of(20, 1200));
+  AskOptions o;
+  o.system = "Be brief.";
+  AskPrompt p = ask_prompt(*m, *tok, chunks, "What is it?", o);
+  EXPECT_TRUE(p.chat);
+  ASSERT_EQ(p.segments.size(), 3u);
+  EXPECT_EQ(p.segments[0].ids, tok->encode("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"));
+  EXPECT_FALSE(p.segments[1].is_tokens());
+  EXPECT_EQ(p.segments[2].ids, tok->encode("What is it?<|im_end|>\n<|im_start|>assistant\n"));
+  EXPECT_NE(std::find(p.stop_tokens.begin(), p.stop_tokens.end(), 2), p.stop_tokens.end());  // <|im_end|>
+  // Chat text with no template to follow.
+  TempDir d;
+  fs::copy_file(kTokenizerDir / "tokenizer.json", d / "tokenizer.json");
+  auto bare = Tokenizer::load(d.path().string());
+  ASSERT_TRUE(bare->chat_template().empty());
+  EXPECT_FALSE(ask_prompt(*m, *bare, chunks, "q").chat);
+  o.chat_format = "vicuna";
+  EXPECT_COENC_ERROR(ask_prompt(*m, *bare, chunks, "q", o), "unknown chat format \"vicuna\"");
+}
+
+}  // namespace
+}  // namespace coenc
