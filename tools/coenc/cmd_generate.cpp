@@ -1,7 +1,5 @@
 // coenc generate: continue a prompt (text, chat messages or token ids) with a decoder model, streaming the text
 // as it is produced.
-#include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -44,8 +42,7 @@ bool has_tokenizer_files(const std::filesystem::path& dir) {
 }
 
 std::vector<ChatMessage> read_messages(const std::string& path) {
-  const std::string text = path == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
-                                       : read_file_bytes(path, "messages file");
+  const std::string text = read_text_input(path, "messages file");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -91,18 +88,14 @@ int run_generate(const GenerateArgs& a) {
     if (!a.messages.empty()) messages = read_messages(a.messages);
     else {
       if (!a.system.empty()) messages.push_back({"system", a.system});
-      messages.push_back({"user", a.prompt.empty() ? read_file_bytes(a.prompt_file, "prompt file") : a.prompt});
+      messages.push_back({"user", a.prompt.empty() ? read_text_input(a.prompt_file, "prompt file") : a.prompt});
     }
     ChatFormat format = resolve_chat_format(*tok, a.chat_format);
     prompt = encode_chat(*tok, messages, format);
-    if (!a.ignore_eos)
-      for (TokenId id : chat_stop_ids(*tok, format))
-        if (std::find(stop_tokens.begin(), stop_tokens.end(), id) == stop_tokens.end()) stop_tokens.push_back(id);
+    if (!a.ignore_eos) stop_tokens = merge_ids(stop_tokens, chat_stop_ids(*tok, format));
   } else {
     std::string text = a.prompt;
-    if (!a.prompt_file.empty())
-      text = a.prompt_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
-                                  : read_file_bytes(a.prompt_file, "prompt file");
+    if (!a.prompt_file.empty()) text = read_text_input(a.prompt_file, "prompt file");
     EncodeOptions eo;
     eo.add_special = !a.no_special;
     prompt = tok->encode(text, eo);
@@ -126,27 +119,14 @@ int run_generate(const GenerateArgs& a) {
   if (tok) go.detokenize = [&](const TokenIds& ids) { return tok->decode(ids, /*skip_special=*/true); };
   COENC_CHECK(a.stop.empty() || tok, "--stop needs a tokenizer (none found in {})", a.model);
 
-  TokenCallback stream;
-  if (!a.json) {
-    stream = [&](TokenId id, const std::string& delta) {
-      if (tok) std::cout << delta;
-      else std::cout << id << " ";
-      std::cout.flush();
-      return true;
-    };
-  }
-  GenerationResult r = generate(session, {Segment::tokens(prompt)}, go, stream);
+  GenerationResult r =
+      generate(session, {Segment::tokens(prompt)}, go, a.json ? TokenCallback() : stream_to_stdout(tok.get()));
   if (a.json) {
     nlohmann::json j = {{"ids", r.ids}, {"stop_reason", r.stop_reason}, {"n_prompt", r.n_prompt}};
     if (tok) j["text"] = r.text;
     std::cout << j.dump() << "\n";
   } else {
-    std::cout << "\n";
-    const double tps = r.decode_seconds > 0 && r.ids.size() > 1 ? (r.ids.size() - 1) / r.decode_seconds : 0;
-    char line[256];
-    std::snprintf(line, sizeof line, "coenc: %lld prompt tokens in %.3f s, %zu tokens generated (%.1f tok/s), stop: %s\n",
-                  static_cast<long long>(r.n_prompt), r.prefill_seconds, r.ids.size(), tps, r.stop_reason.c_str());
-    std::cerr << line;
+    print_generation_summary(r);
   }
   return 0;
 }

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
     commands.emplace_back(app.get_subcommands({}).at(before), std::move(fn));
   };
   add(coenc::cli::setup_generate);
+  add(coenc::cli::setup_compress);
+  add(coenc::cli::setup_ask);
   add(coenc::cli::setup_bench);
   add(coenc::cli::setup_inspect);
   add(coenc::cli::setup_tokenize);

@@ -1,0 +1,85 @@
+// coenc compress: a document -> a .coctx file of compressed vectors, to ask questions about later (coenc ask
+// --ctx).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli_util.h"
+#include "coenc/co_encoder.h"
+#include "coenc/coctx.h"
+#include "coenc/error.h"
+#include "commands.h"
+
+namespace coenc::cli {
+
+namespace {
+
+struct CompressArgs {
+  std::string model;   // Co-Encoder checkpoint directory
+  std::string doc;     // the document, plain text ("-": standard input)
+  std::string output;  // the .coctx file to write
+  bool quiet = false;  // no progress bar, no summary
+  DeviceArgs device;
+};
+
+int run_compress(const CompressArgs& a) {
+  // Everything that can fail on user input is checked before the (slow) model load.
+  CoEncoderConfig config = CoEncoderConfig::load(a.model);
+  CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
+  const TokenIds ids = read_document(a.doc, *tok.context, config, 0);
+
+  const auto start = std::chrono::steady_clock::now();
+  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  CompressedDocument doc = compress_with_progress(*model, ids, a.doc, a.quiet, 0);
+  write_coctx(a.output, doc);
+  if (!a.quiet) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char line[512];
+    std::snprintf(
+        line, sizeof line,
+        "coenc: %s: %lld tokens in %zu chunks -> %lld vectors (%.2f tokens per vector) in %.2f s; wrote %s "
+        "(%lld bytes)\n",
+        a.doc.c_str(), static_cast<long long>(doc.n_tokens()), doc.chunks.size(),
+        static_cast<long long>(doc.n_vectors()),
+        static_cast<double>(doc.n_tokens()) / static_cast<double>(doc.n_vectors()), s, a.output.c_str(),
+        static_cast<long long>(std::filesystem::file_size(a.output)));
+    std::cerr << line;
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandFn setup_compress(CLI::App& app) {
+  auto a = std::make_shared<CompressArgs>();
+  auto* cmd =
+      app.add_subcommand("compress", "Compress a document into a .coctx file of vectors for `coenc ask`.");
+  cmd->footer(
+      "The checkpoint's context tower reads the document (plain UTF-8 text) in chunks of chunk_size tokens "
+      "and its\n"
+      "connector pools each chunk into vectors in the decoder's embedding space. The .coctx file holds "
+      "those\n"
+      "vectors and what made them (the model's fingerprint, chunk hashes, token counts, ratio): `coenc ask "
+      "--ctx`\n"
+      "refuses a file made by another model or changed since it was written (docs/co_encoder.md).\n"
+      "The document is tokenized with the checkpoint's context_tokenizer/. A progress bar (chunks, tokens/s, "
+      "ETA)\n"
+      "shows on stderr for documents of several chunks.\n\n"
+      "Examples:\n"
+      "  coenc compress -m CKPT --doc report.txt -o report.coctx\n"
+      "  coenc ask -m CKPT --ctx report.coctx \"Who signed the report?\"\n"
+      "  cat notes.txt | coenc compress -m CKPT --doc - -o notes.coctx --quiet --device cuda");
+  cmd->add_option("--model,-m", a->model,
+                  "Co-Encoder checkpoint directory (config.json, model.safetensors, "
+                  "context_tokenizer/, text_tokenizer/)")
+      ->required();
+  cmd->add_option("--doc,-d", a->doc, "the document to compress, UTF-8 text (- for standard input)")
+      ->required();
+  cmd->add_option("--output,-o", a->output, "the .coctx file to write")->required();
+  cmd->add_flag("--quiet,-q", a->quiet, "no progress bar and no summary line");
+  add_device_options(*cmd, a->device);
+  return [a] { return run_compress(*a); };
+}
+
+}  // namespace coenc::cli
