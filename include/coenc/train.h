@@ -1,9 +1,10 @@
-// Training. For now: plain next-token language modelling of a decoder from scratch or from a checkpoint (how the
-// embedded default model is made). The Co-Encoder objectives (reconstruction, continuation, QA) build on the same
-// loop (issue 4).
+// Training: plain next-token language modelling of a decoder from scratch or from a checkpoint (how the embedded
+// default model is made), and the Co-Encoder objectives (reconstruction, continuation, QA, mixed by weight) that
+// train the connector (and optionally the tower and decoder) of a Co-Encoder. docs/co_encoder.md, "Training".
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,9 @@ namespace coenc {
 
 // Everything a run needs; `coenc train --config FILE.json` fills it from a JSON object with the same field names.
 struct TrainConfig {
-  std::string objective = "lm";           // only "lm" so far
+  // "objectives": weight of each objective in the loss: "reconstruction", "continuation", "qa", "lm". The older
+  // "objective": "lm" means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only "lm" is allowed.
+  std::map<std::string, double> objectives = {{"lm", 1.0}};
   // The model: start from a Hugging Face directory (`init_from`), or from scratch with `model_config` (a
   // config.json object) and random weights.
   std::string init_from;
@@ -40,6 +43,37 @@ struct TrainConfig {
   std::string device = "cpu";             // cpu, cuda, cuda:N
   bool progress = true;
 
+  // --- the Co-Encoder objectives (src/train/co_encoder_trainer.cpp) ---
+  // The model: a checkpoint directory (`co_encoder`), or `co_encoder_config` (a Co-Encoder config.json object;
+  // context_config / text_config may be left out when `tower_from` / `decoder_from` name Hugging Face model
+  // directories to load them from) with random weights for whatever is not loaded (std `init_std`).
+  std::string co_encoder;
+  nlohmann::json co_encoder_config;
+  std::string tower_from, decoder_from;
+  double init_std = 0.02;
+  // Tokenizers: `context_tokenizer` (the tower's) and `text_tokenizer` (the decoder's), or `tokenizer` for both;
+  // by default those of the `co_encoder` checkpoint (context_tokenizer/, text_tokenizer/) or of tower_from /
+  // decoder_from.
+  std::string context_tokenizer, text_tokenizer;
+  std::vector<std::string> qa_files;      // JSONL: {"context", "question", "answers": [..] or "..."} per line
+  // "train": which parts learn. The connector ("connector": true); "tower": "frozen" | "full";
+  // "decoder": "frozen" | "full". ("lora" is recognised and refused: not implemented.)
+  bool train_connector = true;
+  std::string train_tower = "frozen", train_decoder = "frozen";
+  int64_t context_tokens = 0;             // tokens compressed per reconstruction / continuation example (0: chunk_size)
+  int64_t continuation_tokens = 64;       // tokens of text after the compressed part (continuation, lm)
+  int64_t max_context_tokens = 0;         // QA contexts are cut to this many tokens (0: 4 x chunk_size)
+  double size_loss_weight = 0.1;          // weight of the connector's size_loss (dynamic pooling only)
+  int64_t log_every = 0;                  // steps between metrics lines (0: eval_every)
+  int64_t save_every = 0;                 // steps between checkpoints in out/checkpoint (0: only when stopping)
+  bool resume = false;                    // continue from out/checkpoint exactly where it stopped
+  int64_t stop_after = 0;                 // stop (saving a checkpoint) after this many steps of this run; 0: never
+
+  nlohmann::json source;                  // the JSON this was parsed from (a resumed run must match it)
+
+  // True when the run trains a Co-Encoder (co_encoder or co_encoder_config given).
+  bool co_encoder_mode() const { return !co_encoder.empty() || !co_encoder_config.is_null(); }
+
   // Parses a JSON object; unknown fields and wrong types are errors naming `where` and the field.
   static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
@@ -48,10 +82,15 @@ struct TrainResult {
   double final_train_loss = 0, final_eval_loss = 0, initial_eval_loss = 0;
   int64_t tokens_seen = 0;
   double seconds = 0;
+  int64_t steps_done = 0;                 // optimizer steps completed in total (resumed runs included)
+  bool stopped = false;                   // stopped early (stop_after or Ctrl-C) with a checkpoint saved
+  nlohmann::json final_eval;              // Co-Encoder: the last evaluation's metrics (eval_* fields)
 };
 
 // Runs the training described by `config`, writes the model (weights, config.json, tokenizer files) to
-// config.out atomically per file, and metrics lines to out/metrics.jsonl.
+// config.out atomically per file, and metrics lines to out/metrics.jsonl. Co-Encoder runs also write
+// out/loss_curve.svg and checkpoints in out/checkpoint/; a SIGINT during such a run saves a checkpoint and returns
+// with `stopped` set (the final model is then not written).
 TrainResult train(const TrainConfig& config);
 
 }  // namespace coenc

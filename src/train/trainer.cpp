@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "coenc/atomic_file.h"
 #include "coenc/decoder.h"
@@ -11,6 +12,7 @@
 #include "coenc/train.h"
 #include "core/progress.h"
 #include "core/torch_compat.h"
+#include "train/co_encoder_trainer.h"
 #include "train/text_dataset.h"
 
 namespace coenc {
@@ -30,6 +32,8 @@ void read_field(const json& j, const char* key, T& out, const std::string& where
   }
 }
 
+}  // namespace
+
 // Linear warm-up to the peak, then cosine decay to peak x min_ratio at the last step.
 double learning_rate(const TrainConfig& c, int64_t step) {
   if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / static_cast<double>(c.warmup_steps);
@@ -37,6 +41,8 @@ double learning_rate(const TrainConfig& c, int64_t step) {
   const double progress = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
   return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress)));
 }
+
+namespace {
 
 torch::Tensor lm_loss(DecoderLm& lm, const torch::Tensor& x, const torch::Tensor& y) {
   torch::Tensor logits = lm->logits(lm->forward_hidden(lm->embed(x), ForwardArgs{}));  // [B, T, V] f32
@@ -48,13 +54,49 @@ torch::Tensor lm_loss(DecoderLm& lm, const torch::Tensor& x, const torch::Tensor
 TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   COENC_CHECK(j.is_object(), "{}: expected a JSON object", where);
   static const std::set<std::string> known = {
-      "objective", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction", "out", "seq_len",
-      "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "beta1", "beta2",
-      "grad_clip", "eval_every", "eval_batches", "seed", "device", "progress"};
+      "objective", "objectives", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction", "out",
+      "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "beta1",
+      "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device", "progress",
+      // the Co-Encoder objectives
+      "co_encoder", "co_encoder_config", "tower_from", "decoder_from", "init_std", "context_tokenizer",
+      "text_tokenizer", "qa_files", "train", "context_tokens", "continuation_tokens", "max_context_tokens",
+      "size_loss_weight", "log_every", "save_every", "resume", "stop_after"};
+  static const std::set<std::string> co_encoder_only = {
+      "tower_from", "decoder_from", "init_std", "context_tokenizer", "text_tokenizer", "qa_files", "train",
+      "context_tokens", "continuation_tokens", "max_context_tokens", "size_loss_weight", "log_every", "save_every",
+      "resume", "stop_after"};
   for (const auto& item : j.items())
     COENC_CHECK(known.count(item.key()), "{}: unknown field \"{}\"", where, item.key());
   TrainConfig c;
-  read_field(j, "objective", c.objective, where);
+  c.source = j;
+  COENC_CHECK(!(j.contains("objective") && j.contains("objectives")),
+              "{}: give \"objectives\" (weights) or the older \"objective\", not both", where);
+  if (j.contains("objective")) {
+    std::string objective;
+    read_field(j, "objective", objective, where);
+    COENC_CHECK_CODE(objective == "lm", Unsupported,
+                     "{}: objective \"{}\" is not supported (\"objective\" takes only \"lm\"; mix the Co-Encoder "
+                     "objectives with \"objectives\": {{\"reconstruction\": w, ...}})",
+                     where, objective);
+  }
+  if (j.contains("objectives")) {
+    const json& o = j["objectives"];
+    COENC_CHECK(o.is_object(), "{}: field \"objectives\" must be an object of weights, got {}", where, o.dump());
+    c.objectives.clear();
+    static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "lm"};
+    double total = 0;
+    for (const auto& item : o.items()) {
+      COENC_CHECK(names.count(item.key()),
+                  "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, lm)", where,
+                  item.key());
+      COENC_CHECK(item.value().is_number() && item.value().get<double>() >= 0 &&
+                      std::isfinite(item.value().get<double>()),
+                  "{}: field \"objectives.{}\" must be a weight >= 0, got {}", where, item.key(), item.value().dump());
+      if (item.value().get<double>() > 0) c.objectives[item.key()] = item.value().get<double>();
+      total += item.value().get<double>();
+    }
+    COENC_CHECK(total > 0, "{}: field \"objectives\" gives no objective a positive weight", where);
+  }
   read_field(j, "init_from", c.init_from, where);
   if (j.contains("model_config")) c.model_config = j["model_config"];
   read_field(j, "tokenizer", c.tokenizer, where);
@@ -77,24 +119,61 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "seed", c.seed, where);
   read_field(j, "device", c.device, where);
   read_field(j, "progress", c.progress, where);
+  read_field(j, "co_encoder", c.co_encoder, where);
+  if (j.contains("co_encoder_config")) {
+    c.co_encoder_config = j["co_encoder_config"];
+    COENC_CHECK(c.co_encoder_config.is_object(), "{}: field \"co_encoder_config\" must be a config.json object",
+                where);
+  }
+  read_field(j, "tower_from", c.tower_from, where);
+  read_field(j, "decoder_from", c.decoder_from, where);
+  read_field(j, "init_std", c.init_std, where);
+  read_field(j, "context_tokenizer", c.context_tokenizer, where);
+  read_field(j, "text_tokenizer", c.text_tokenizer, where);
+  read_field(j, "qa_files", c.qa_files, where);
+  read_field(j, "context_tokens", c.context_tokens, where);
+  read_field(j, "continuation_tokens", c.continuation_tokens, where);
+  read_field(j, "max_context_tokens", c.max_context_tokens, where);
+  read_field(j, "size_loss_weight", c.size_loss_weight, where);
+  read_field(j, "log_every", c.log_every, where);
+  read_field(j, "save_every", c.save_every, where);
+  read_field(j, "resume", c.resume, where);
+  read_field(j, "stop_after", c.stop_after, where);
+  if (j.contains("train")) {
+    const json& t = j["train"];
+    COENC_CHECK(t.is_object(), "{}: field \"train\" must be an object such as {{\"tower\": \"frozen\"}}, got {}",
+                where, t.dump());
+    for (const auto& item : t.items()) {
+      const std::string key = item.key();
+      COENC_CHECK(key == "connector" || key == "tower" || key == "decoder",
+                  "{}: unknown field \"train.{}\" (expected connector, tower, decoder)", where, key);
+      if (key == "connector") {
+        COENC_CHECK(item.value().is_boolean(), "{}: field \"train.connector\" must be true or false", where);
+        c.train_connector = item.value().get<bool>();
+        continue;
+      }
+      COENC_CHECK(item.value().is_string(), "{}: field \"train.{}\" must be \"frozen\" or \"full\", got {}", where,
+                  key, item.value().dump());
+      const std::string v = item.value().get<std::string>();
+      COENC_CHECK_CODE(v != "lora", Unsupported,
+                       "{}: field \"train.{}\": LoRA is not supported yet (use \"frozen\" or \"full\")", where, key);
+      COENC_CHECK(v == "frozen" || v == "full", "{}: field \"train.{}\" must be \"frozen\" or \"full\", got \"{}\"",
+                  where, key, v);
+      (key == "tower" ? c.train_tower : c.train_decoder) = v;
+    }
+  }
   // Relative paths are relative to the config file's folder, so a config travels with its data.
   const fs::path base = fs::path(where).parent_path();
   auto resolve = [&](std::string& p) {
     if (!p.empty() && fs::path(p).is_relative() && !base.empty()) p = (base / p).string();
   };
-  resolve(c.init_from);
-  resolve(c.tokenizer);
-  resolve(c.out);
+  for (std::string* p : {&c.init_from, &c.tokenizer, &c.out, &c.co_encoder, &c.tower_from, &c.decoder_from,
+                         &c.context_tokenizer, &c.text_tokenizer})
+    resolve(*p);
   for (auto& f : c.train_files) resolve(f);
+  for (auto& f : c.qa_files) resolve(f);
 
-  COENC_CHECK_CODE(c.objective == "lm", Unsupported, "{}: objective \"{}\" is not supported yet (expected \"lm\")",
-                   where, c.objective);
-  COENC_CHECK(c.init_from.empty() != c.model_config.is_null(),
-              "{}: give exactly one of \"init_from\" (a model directory) and \"model_config\" (a config.json object)",
-              where);
-  COENC_CHECK(!c.tokenizer.empty(), "{}: missing field \"tokenizer\"", where);
   COENC_CHECK(!c.out.empty(), "{}: missing field \"out\"", where);
-  COENC_CHECK(c.seq_len > 1, "{}: seq_len must be at least 2, got {}", where, c.seq_len);
   COENC_CHECK(c.steps > 0, "{}: steps must be positive, got {}", where, c.steps);
   COENC_CHECK(c.grad_accum > 0 && c.batch_size > 0 && c.batch_size % c.grad_accum == 0,
               "{}: batch_size ({}) must be a positive multiple of grad_accum ({})", where, c.batch_size, c.grad_accum);
@@ -102,10 +181,70 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
               where);
   COENC_CHECK(c.warmup_steps >= 0 && c.eval_every > 0 && c.eval_batches > 0,
               "{}: warmup_steps must be >= 0, eval_every and eval_batches positive", where);
+
+  if (!c.co_encoder_mode()) {
+    for (const auto& key : co_encoder_only)
+      COENC_CHECK_CODE(!j.contains(key), Unsupported,
+                       "{}: field \"{}\" applies to the Co-Encoder objectives only (give \"co_encoder\" or "
+                       "\"co_encoder_config\")",
+                       where, key);
+    for (const auto& [name, w] : c.objectives)
+      COENC_CHECK_CODE(name == "lm", Unsupported,
+                       "{}: objective \"{}\" needs a Co-Encoder: give \"co_encoder\" (a checkpoint directory) or "
+                       "\"co_encoder_config\"",
+                       where, name);
+    COENC_CHECK(c.init_from.empty() != c.model_config.is_null(),
+                "{}: give exactly one of \"init_from\" (a model directory) and \"model_config\" (a config.json "
+                "object)",
+                where);
+    COENC_CHECK(!c.tokenizer.empty(), "{}: missing field \"tokenizer\"", where);
+    COENC_CHECK(c.seq_len > 1, "{}: seq_len must be at least 2, got {}", where, c.seq_len);
+    return c;
+  }
+
+  // The Co-Encoder objectives.
+  COENC_CHECK(c.co_encoder.empty() || c.co_encoder_config.is_null(),
+              "{}: give one of \"co_encoder\" (a checkpoint directory) and \"co_encoder_config\", not both", where);
+  COENC_CHECK(c.init_from.empty() && c.model_config.is_null(),
+              "{}: fields \"init_from\" / \"model_config\" describe a plain decoder; a Co-Encoder run takes "
+              "\"co_encoder\" or \"co_encoder_config\" (with \"tower_from\" / \"decoder_from\")",
+              where);
+  COENC_CHECK(c.co_encoder.empty() || (c.tower_from.empty() && c.decoder_from.empty()),
+              "{}: fields \"tower_from\" / \"decoder_from\" go with \"co_encoder_config\"; the \"co_encoder\" "
+              "checkpoint already holds its tower and decoder",
+              where);
+  COENC_CHECK(c.tokenizer.empty() || (c.context_tokenizer.empty() && c.text_tokenizer.empty()),
+              "{}: give \"tokenizer\" (both sides) or \"context_tokenizer\" / \"text_tokenizer\", not both", where);
+  if (!c.tokenizer.empty()) c.context_tokenizer = c.text_tokenizer = c.tokenizer;
+  const bool text_objective = c.objectives.count("reconstruction") || c.objectives.count("continuation") ||
+                              c.objectives.count("lm");
+  COENC_CHECK(!text_objective || !c.train_files.empty(),
+              "{}: objectives reconstruction / continuation / lm read \"train_files\" (plain text), none given", where);
+  COENC_CHECK(!c.objectives.count("qa") || !c.qa_files.empty(),
+              "{}: objective \"qa\" reads \"qa_files\" (JSONL), none given", where);
+  COENC_CHECK(c.train_files.empty() || text_objective,
+              "{}: field \"train_files\" is given but no objective reads it (reconstruction, continuation, lm)",
+              where);
+  COENC_CHECK(c.qa_files.empty() || c.objectives.count("qa"),
+              "{}: field \"qa_files\" is given but objective \"qa\" has no weight", where);
+  COENC_CHECK(c.train_connector || c.train_tower == "full" || c.train_decoder == "full",
+              "{}: field \"train\" leaves nothing to train", where);
+  COENC_CHECK(!c.objectives.count("lm") || c.train_decoder == "full",
+              "{}: objective \"lm\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}}", where);
+  COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0,
+              "{}: context_tokens and max_context_tokens must be >= 0 (0: the default)", where);
+  COENC_CHECK(c.continuation_tokens >= 1, "{}: continuation_tokens must be at least 1, got {}", where,
+              c.continuation_tokens);
+  COENC_CHECK(c.size_loss_weight >= 0, "{}: size_loss_weight must be >= 0, got {}", where, c.size_loss_weight);
+  COENC_CHECK(c.log_every >= 0 && c.save_every >= 0 && c.stop_after >= 0,
+              "{}: log_every, save_every and stop_after must be >= 0", where);
+  COENC_CHECK(c.init_std > 0, "{}: init_std must be positive, got {}", where, c.init_std);
+  if (c.log_every == 0) c.log_every = c.eval_every;
   return c;
 }
 
 TrainResult train(const TrainConfig& c) {
+  if (c.co_encoder_mode()) return train_co_encoder(c);
   const auto t0 = std::chrono::steady_clock::now();
   DeviceOptions dev = parse_device_options(c.device, "f32");
   auto tokenizer = Tokenizer::load(c.tokenizer);

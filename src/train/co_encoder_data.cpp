@@ -1,0 +1,181 @@
+#include "train/co_encoder_data.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "coenc/atomic_file.h"
+#include "coenc/error.h"
+#include "core/progress.h"
+
+namespace coenc::data {
+
+const char* objective_name(Objective o) {
+  switch (o) {
+    case Objective::Reconstruction: return "reconstruction";
+    case Objective::Continuation: return "continuation";
+    case Objective::Qa: return "qa";
+    case Objective::Lm: return "lm";
+  }
+  return "?";
+}
+
+namespace {
+
+// Cumulative sums of per-document weights, for a pick proportional to the weight.
+std::vector<int64_t> cumulative(const std::vector<int64_t>& weights) {
+  std::vector<int64_t> out(weights.size());
+  int64_t sum = 0;
+  for (size_t i = 0; i < weights.size(); ++i) out[i] = sum += weights[i];
+  return out;
+}
+
+}  // namespace
+
+TextExamples::TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,
+                           const Tokenizer& text_tok, bool same_tokenizer, double eval_fraction,
+                           int64_t context_tokens, int64_t continuation_tokens, bool need_continuation,
+                           bool progress)
+    : context_tok_(context_tok),
+      text_tok_(text_tok),
+      same_tokenizer_(same_tokenizer),
+      context_tokens_(context_tokens),
+      continuation_tokens_(continuation_tokens) {
+  COENC_CHECK(!files.empty(), "train_files: no training data given");
+  COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
+  const std::string sep = "\n\n<|doc|>\n";
+  ProgressBar bar("tokenizing", static_cast<int64_t>(files.size()), "files", progress);
+  for (size_t f = 0; f < files.size(); ++f) {
+    const std::string text = read_file_bytes(files[f], "training text");
+    size_t begin = 0;
+    while (begin < text.size()) {
+      size_t end = text.find(sep, begin);
+      if (end == std::string::npos) end = text.size();
+      const TokenIds ids = context_tok.encode(std::string_view(text).substr(begin, end - begin), EncodeOptions{false, false});
+      if (!ids.empty()) docs_.emplace_back(ids.begin(), ids.end());
+      begin = end + sep.size();
+    }
+    bar.update(static_cast<int64_t>(f + 1), format("{} documents", docs_.size()));
+  }
+  bar.finish(format("{} documents", docs_.size()));
+  const int64_t n = static_cast<int64_t>(docs_.size());
+  COENC_CHECK(n >= 2, "train_files: {} document(s); need at least 2 (one held out for evaluation)", n);
+  split_ = n - std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * eval_fraction));
+  std::vector<int64_t> all_tr, all_ev, cont_tr, cont_ev;
+  for (int64_t d = 0; d < n; ++d) {
+    const int64_t len = static_cast<int64_t>(docs_[d].size());
+    (d < split_ ? all_tr : all_ev).push_back(len);
+    if (len > context_tokens_) {
+      (d < split_ ? cont_tr : cont_ev).push_back(len);
+      (d < split_ ? cont_docs_train_ : cont_docs_eval_).push_back(d);
+    }
+  }
+  all_train_ = cumulative(all_tr);
+  all_eval_ = cumulative(all_ev);
+  cont_train_ = cumulative(cont_tr);
+  cont_eval_ = cumulative(cont_ev);
+  COENC_CHECK(!need_continuation || (!cont_docs_train_.empty() && !cont_docs_eval_.empty()),
+              "train_files: continuation needs documents longer than context_tokens ({} tokens) both for training "
+              "and among the held-out ones; found {} and {}",
+              context_tokens_, cont_docs_train_.size(), cont_docs_eval_.size());
+}
+
+int64_t TextExamples::pick_doc(const std::vector<int64_t>& cum, int64_t first, std::mt19937_64& rng) const {
+  std::uniform_int_distribution<int64_t> pick(0, cum.back() - 1);
+  const int64_t r = pick(rng);
+  return first + (std::upper_bound(cum.begin(), cum.end(), r) - cum.begin());
+}
+
+TokenIds TextExamples::as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const {
+  TokenIds ids(doc.begin() + begin, doc.begin() + end);
+  if (same_tokenizer_) return ids;
+  return text_tok_.encode(context_tok_.decode(ids), EncodeOptions{false, false});
+}
+
+Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
+  Example ex;
+  ex.objective = o;
+  if (o == Objective::Reconstruction) {
+    const auto& doc = docs_[pick_doc(eval ? all_eval_ : all_train_, eval ? split_ : 0, rng)];
+    const int64_t len = static_cast<int64_t>(doc.size()), w = std::min(len, context_tokens_);
+    std::uniform_int_distribution<int64_t> start(0, len - w);
+    const int64_t s = start(rng);
+    ex.context.assign(doc.begin() + s, doc.begin() + s + w);
+    ex.target = as_text(doc, s, s + w);
+    return ex;
+  }
+  COENC_CHECK_CODE(o == Objective::Continuation || o == Objective::Lm, Internal, "not a text objective");
+  const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
+  const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
+  const int64_t len = static_cast<int64_t>(doc.size());
+  std::uniform_int_distribution<int64_t> start(0, std::max<int64_t>(0, len - context_tokens_ - continuation_tokens_));
+  const int64_t s = start(rng), mid = s + context_tokens_, end = std::min(len, mid + continuation_tokens_);
+  if (o == Objective::Continuation) ex.context.assign(doc.begin() + s, doc.begin() + mid);
+  ex.target = as_text(doc, mid, end);
+  if (static_cast<int64_t>(ex.target.size()) > continuation_tokens_) ex.target.resize(continuation_tokens_);
+  if (ex.target.empty()) ex.target = as_text(doc, mid, len);  // decoding may have merged the tail away
+  return ex;
+}
+
+QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
+                       double eval_fraction, int64_t max_context_tokens) {
+  COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
+  const auto eos = text_tok.eos_id();
+  for (const auto& file : files) {
+    COENC_CHECK_CODE(file.size() < 3 || file.compare(file.size() - 3, 3, ".xz") != 0, Unsupported,
+                     "{}: compressed files are not read; decompress it first (xz -dk)", file);
+    const std::string text = read_file_bytes(file, "QA data");
+    size_t begin = 0;
+    int64_t line_no = 0;
+    while (begin < text.size()) {
+      size_t end = text.find('\n', begin);
+      if (end == std::string::npos) end = text.size();
+      const std::string_view line = std::string_view(text).substr(begin, end - begin);
+      begin = end + 1;
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::parse_error& e) {
+        fail(ErrorCode::InvalidInput, "{}:{}: malformed JSON: {}", file, line_no, e.what());
+      }
+      COENC_CHECK(j.is_object(), "{}:{}: expected a JSON object with \"context\", \"question\", \"answers\"", file,
+                  line_no);
+      for (const char* key : {"context", "question"})
+        COENC_CHECK(j.contains(key) && j[key].is_string() && !j[key].get<std::string>().empty(),
+                    "{}:{}: field \"{}\" must be a non-empty string", file, line_no, key);
+      COENC_CHECK(j.contains("answers"), "{}:{}: missing field \"answers\"", file, line_no);
+      const nlohmann::json& a = j["answers"];
+      std::string answer;
+      if (a.is_string()) {
+        answer = a.get<std::string>();
+      } else {
+        COENC_CHECK(a.is_array() && !a.empty() && a[0].is_string(),
+                    "{}:{}: field \"answers\" must be a string or a non-empty list of strings, got {}", file,
+                    line_no, a.dump());
+        answer = a[0].get<std::string>();
+      }
+      COENC_CHECK(!answer.empty(), "{}:{}: field \"answers\": the first answer is empty", file, line_no);
+      Example ex;
+      ex.objective = Objective::Qa;
+      ex.context = context_tok.encode(j["context"].get<std::string>(), EncodeOptions{false, false});
+      COENC_CHECK(!ex.context.empty(), "{}:{}: the context encodes to no tokens", file, line_no);
+      if (static_cast<int64_t>(ex.context.size()) > max_context_tokens) ex.context.resize(max_context_tokens);
+      ex.prompt = text_tok.encode(j["question"].get<std::string>(), EncodeOptions{false, false});
+      ex.target = text_tok.encode(" " + answer, EncodeOptions{false, false});
+      if (eos) ex.target.push_back(*eos);
+      items_.push_back(std::move(ex));
+    }
+  }
+  const int64_t n = static_cast<int64_t>(items_.size());
+  COENC_CHECK(n >= 2, "qa_files: {} example(s); need at least 2 (one held out for evaluation)", n);
+  split_ = n - std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * eval_fraction));
+}
+
+Example QaExamples::sample(std::mt19937_64& rng, bool eval) const {
+  std::uniform_int_distribution<int64_t> pick(eval ? split_ : 0, eval ? static_cast<int64_t>(items_.size()) - 1 : split_ - 1);
+  return items_[pick(rng)];
+}
+
+}  // namespace coenc::data

@@ -1,0 +1,75 @@
+// Training examples for the Co-Encoder objectives. Every objective becomes the same shape of example: context ids
+// (compressed by the tower and connector), a text prompt (read by the decoder, no loss) and a text target (the
+// tokens the loss is on). Sampling draws only from the caller's std::mt19937_64, so the generator's state is the
+// whole data position of a run (saved in checkpoints).
+#pragma once
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "coenc/tokenizer.h"
+#include "coenc/types.h"
+
+namespace coenc::data {
+
+enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3 };
+constexpr int kNumObjectives = 4;
+const char* objective_name(Objective o);
+
+struct Example {
+  Objective objective = Objective::Reconstruction;
+  TokenIds context;       // context-tokenizer ids, compressed in chunks of chunk_size (empty: no context block)
+  TokenIds prompt;        // text-tokenizer ids the decoder reads after the block, without loss
+  TokenIds target;        // text-tokenizer ids the loss is on
+};
+
+// Plain-text documents (corpus format: documents separated by "\n\n<|doc|>\n"), encoded with the context
+// tokenizer. The last `eval_fraction` of the documents (at least one) are held out.
+class TextExamples {
+ public:
+  // `same_tokenizer`: context and text tokenizers are one, so targets reuse the context ids (no decode/encode).
+  TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
+               bool same_tokenizer, double eval_fraction, int64_t context_tokens, int64_t continuation_tokens,
+               bool need_continuation, bool progress);
+
+  // Reconstruction: a window of up to context_tokens tokens (a whole document when shorter) as context, its text as
+  // the target. Continuation: context_tokens tokens as context, the next (up to) continuation_tokens tokens'
+  // text as the target. Lm: the continuation example with no context. `eval` draws from the held-out documents.
+  Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
+
+  int64_t n_train_docs() const { return split_; }
+  int64_t n_eval_docs() const { return static_cast<int64_t>(docs_.size()) - split_; }
+
+ private:
+  int64_t pick_doc(const std::vector<int64_t>& cumulative, int64_t first, std::mt19937_64& rng) const;
+  TokenIds as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const;
+  std::vector<std::vector<int32_t>> docs_;
+  int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
+  // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).
+  std::vector<int64_t> all_train_, all_eval_, cont_train_, cont_eval_;
+  std::vector<int64_t> cont_docs_train_, cont_docs_eval_;
+  const Tokenizer& context_tok_;
+  const Tokenizer& text_tok_;
+  bool same_tokenizer_;
+  int64_t context_tokens_, continuation_tokens_;
+};
+
+// Question answering, JSONL: one {"context": str, "question": str, "answers": [str, ...] | str} object per line
+// (other fields ignored; blank lines skipped). The context is encoded with the context tokenizer and cut to
+// max_context_tokens; the prompt is the question, the target " " + the first answer, then the text tokenizer's EOS
+// when it has one. Malformed lines are errors naming the file and line.
+class QaExamples {
+ public:
+  QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
+             double eval_fraction, int64_t max_context_tokens);
+  Example sample(std::mt19937_64& rng, bool eval) const;
+  int64_t n_train() const { return split_; }
+  int64_t n_eval() const { return static_cast<int64_t>(items_.size()) - split_; }
+
+ private:
+  std::vector<Example> items_;
+  int64_t split_ = 0;
+};
+
+}  // namespace coenc::data

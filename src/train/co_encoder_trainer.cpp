@@ -1,0 +1,509 @@
+// The Co-Encoder training loop (docs/co_encoder.md, "Training"): the model built or loaded, the chosen parts made
+// trainable, examples of each weighted objective in every micro-batch, AdamW with warm-up + cosine, accumulation
+// and clipping, periodic evaluation (with the no-context baseline), metrics JSONL, checkpoints that resume
+// exactly, SIGINT handling, and the trained checkpoint with its tokenizers and a loss-curve SVG at the end.
+#include "train/co_encoder_trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "coenc/atomic_file.h"
+#include "coenc/co_encoder.h"
+#include "coenc/error.h"
+#include "coenc/tokenizer.h"
+#include "core/progress.h"
+#include "core/torch_compat.h"
+#include "train/co_encoder_data.h"
+#include "train/co_encoder_objectives.h"
+#include "train/loss_curve.h"
+#include "train/run_checkpoint.h"
+
+namespace coenc {
+
+namespace fs = std::filesystem;
+using data::Objective;
+using nlohmann::json;
+
+namespace {
+
+// ---- SIGINT: finish the step, save, return ------------------------------------------------------------------------
+
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
+// Installs the handler for the run's duration. SA_RESETHAND: a second Ctrl-C kills at once (the checkpoint being
+// written is then simply not swapped in).
+class SigintScope {
+ public:
+  SigintScope() {
+    g_interrupted.store(false);
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintScope() { sigaction(SIGINT, &old_, nullptr); }
+
+ private:
+  struct sigaction old_ {};
+};
+
+// ---- the model and its tokenizers ------------------------------------------------------------------------------
+
+bool has_tokenizer(const fs::path& dir) {
+  return fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model");
+}
+
+// The folder whose tokenizer files travel into the output (a file path's folder).
+fs::path tokenizer_dir(const fs::path& p) { return fs::is_directory(p) ? p : p.parent_path(); }
+
+struct Built {
+  CoEncoder model{nullptr};
+  std::unique_ptr<Tokenizer> context_tok, text_tok;
+  fs::path context_tok_src, text_tok_src;
+  bool same_tokenizer = false;
+  fs::path ckpt_dir;  // where relative *_path fields of the config point
+};
+
+fs::path pick_tokenizer(const std::string& given, const std::vector<fs::path>& places, const char* field) {
+  if (!given.empty()) return given;
+  for (const auto& p : places)
+    if (!p.empty() && has_tokenizer(p)) return p;
+  std::string where;
+  for (const auto& p : places)
+    if (!p.empty()) where += (where.empty() ? "" : " or ") + p.string();
+  fail(ErrorCode::NotFound, "missing field \"{}\": no tokenizer.json or tokenizer.model found{}{}", field,
+       where.empty() ? "" : " in ", where);
+}
+
+json read_json_file(const fs::path& path, const char* what) {
+  try {
+    return json::parse(read_file_bytes(path, what));
+  } catch (const json::parse_error& e) {
+    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
+  }
+}
+
+Built build_model(const TrainConfig& c, const DeviceOptions& dev) {
+  Built b;
+  std::vector<fs::path> ctx_places, text_places;
+  if (!c.co_encoder.empty()) {
+    b.ckpt_dir = c.co_encoder;
+    b.model = load_co_encoder(c.co_encoder, dev);
+    const CoEncoderConfig& cfg = b.model->config();
+    ctx_places = {b.ckpt_dir / "context_tokenizer",
+                  cfg.context_tower_path.empty() ? fs::path() : b.ckpt_dir / cfg.context_tower_path};
+    text_places = {b.ckpt_dir / "text_tokenizer",
+                   cfg.language_model_path.empty() ? fs::path() : b.ckpt_dir / cfg.language_model_path};
+  } else {
+    json j = c.co_encoder_config;
+    if (!c.tower_from.empty() && !j.contains("context_config") && !j.contains("context_tower_path"))
+      j["context_config"] = read_json_file(fs::path(c.tower_from) / "config.json", "model config");
+    if (!c.decoder_from.empty() && !j.contains("text_config") && !j.contains("language_model_path"))
+      j["text_config"] = read_json_file(fs::path(c.decoder_from) / "config.json", "model config");
+    CoEncoderConfig cfg = CoEncoderConfig::from_json(j, "co_encoder_config", fs::current_path());
+    COENC_CHECK(cfg.context_tower_path.empty() && cfg.language_model_path.empty(),
+                "co_encoder_config: use \"tower_from\" / \"decoder_from\" instead of context_tower_path / "
+                "language_model_path");
+    DecoderLm tower = c.tower_from.empty() ? random_decoder(cfg.context, dev, c.seed, c.init_std)
+                                           : load_decoder(c.tower_from, dev);
+    DecoderLm decoder = c.decoder_from.empty() ? random_decoder(cfg.text, dev, c.seed + 1, c.init_std)
+                                               : load_decoder(c.decoder_from, dev);
+    COENC_CHECK(tower->config().hidden_size == cfg.context.hidden_size &&
+                    decoder->config().hidden_size == cfg.text.hidden_size,
+                "co_encoder_config: context_config / text_config disagree with tower_from / decoder_from");
+    b.model = CoEncoder(cfg, tower, decoder, dev);
+    b.model->init_connector(c.seed + 2, c.init_std, true);
+    ctx_places = {c.tower_from.empty() ? fs::path() : fs::path(c.tower_from)};
+    text_places = {c.decoder_from.empty() ? fs::path() : fs::path(c.decoder_from)};
+  }
+  b.context_tok_src = pick_tokenizer(c.context_tokenizer, ctx_places, "context_tokenizer");
+  b.text_tok_src = pick_tokenizer(c.text_tokenizer, text_places, "text_tokenizer");
+  b.context_tok = Tokenizer::load(b.context_tok_src.string());
+  b.text_tok = Tokenizer::load(b.text_tok_src.string());
+  const CoEncoderConfig& cfg = b.model->config();
+  COENC_CHECK(b.context_tok->vocab_size() <= cfg.context.vocab_size,
+              "context tokenizer {} has {} ids but context_config.vocab_size is {}", b.context_tok_src.string(),
+              b.context_tok->vocab_size(), cfg.context.vocab_size);
+  COENC_CHECK(b.text_tok->vocab_size() <= cfg.text.vocab_size,
+              "text tokenizer {} has {} ids but text_config.vocab_size is {}", b.text_tok_src.string(),
+              b.text_tok->vocab_size(), cfg.text.vocab_size);
+  b.same_tokenizer = fs::weakly_canonical(b.context_tok_src) == fs::weakly_canonical(b.text_tok_src);
+  return b;
+}
+
+// ---- metrics -----------------------------------------------------------------------------------------------------
+
+// Running sums over the steps since the last metrics line; kept in checkpoints so a resumed run's lines are the
+// uninterrupted run's.
+struct Window {
+  int64_t steps = 0;
+  double loss = 0, size = 0;
+  std::array<double, data::kNumObjectives> obj{};
+  std::array<int64_t, data::kNumObjectives> obj_steps{};
+  int64_t correct = 0, tokens = 0;  // reconstruction accuracy
+
+  json to_json() const {
+    return {{"steps", steps}, {"loss", loss}, {"size", size}, {"obj", obj},
+            {"obj_steps", obj_steps}, {"correct", correct}, {"tokens", tokens}};
+  }
+  static Window from_json(const json& j) {
+    Window w;
+    w.steps = j.at("steps");
+    w.loss = j.at("loss");
+    w.size = j.at("size");
+    w.obj = j.at("obj").get<std::array<double, data::kNumObjectives>>();
+    w.obj_steps = j.at("obj_steps").get<std::array<int64_t, data::kNumObjectives>>();
+    w.correct = j.at("correct");
+    w.tokens = j.at("tokens");
+    return w;
+  }
+};
+
+std::string rng_state(const std::mt19937_64& rng) {
+  std::ostringstream s;
+  s << rng;
+  return s.str();
+}
+
+// The fields a resumed run may change without changing what it computes.
+json comparable(json j) {
+  for (const char* k : {"resume", "progress", "stop_after", "save_every"}) j.erase(k);
+  return j;
+}
+
+// Keeps the metrics lines up to `step` (a killed run may have written lines after its last checkpoint).
+void truncate_metrics(const fs::path& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::istringstream in(read_file_bytes(path, "metrics"));
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+void write_loss_curve(const fs::path& metrics, const fs::path& svg) {
+  LossSeries train{"train", "#1f77b4", {}}, eval{"eval", "#d62728", {}}, none{"eval, no context", "#7f7f7f", {}};
+  std::istringstream in(read_file_bytes(metrics, "metrics"));
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("step")) continue;
+    const double step = j["step"].get<double>();
+    if (j.contains("train_loss")) train.xy.emplace_back(step, j["train_loss"].get<double>());
+    if (j.contains("eval_loss")) eval.xy.emplace_back(step, j["eval_loss"].get<double>());
+    if (j.contains("eval_continuation_no_context_loss"))
+      none.xy.emplace_back(step, j["eval_continuation_no_context_loss"].get<double>());
+  }
+  std::vector<LossSeries> series = {train, eval};
+  if (!none.xy.empty()) series.push_back(none);
+  write_file_atomic(svg, loss_curve_svg(series, "Co-Encoder training: " + metrics.parent_path().filename().string()));
+}
+
+}  // namespace
+
+TrainResult train_co_encoder(const TrainConfig& c) {
+  const auto t0 = std::chrono::steady_clock::now();
+  SigintScope sigint;
+  const DeviceOptions dev = parse_device_options(c.device, "f32");
+  if (dev.device.is_cuda()) compat::allow_tf32(true);
+  Built built = build_model(c, dev);
+  CoEncoderImpl& model = *built.model;
+  const CoEncoderConfig& cfg = model.config();
+  COENC_CHECK(c.train_tower != "full" || cfg.context_tower_path.empty(),
+              "train.tower \"full\": the checkpoint references its tower by context_tower_path, so the trained "
+              "tower would not be saved");
+  COENC_CHECK(c.train_decoder != "full" || cfg.language_model_path.empty(),
+              "train.decoder \"full\": the checkpoint references its decoder by language_model_path, so the trained "
+              "decoder would not be saved");
+
+  // Which objectives, with weights normalised to sum 1.
+  std::array<double, data::kNumObjectives> weight{};
+  double total_weight = 0;
+  for (const auto& [name, w] : c.objectives) total_weight += w;
+  for (int o = 0; o < data::kNumObjectives; ++o) {
+    auto it = c.objectives.find(data::objective_name(static_cast<Objective>(o)));
+    if (it != c.objectives.end()) weight[o] = it->second / total_weight;
+  }
+  auto active = [&](Objective o) { return weight[static_cast<int>(o)] > 0; };
+  const bool dynamic = cfg.pooling == PoolingMode::Dynamic;
+
+  // Data.
+  const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
+  std::unique_ptr<data::TextExamples> text;
+  std::unique_ptr<data::QaExamples> qa;
+  if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm))
+    text = std::make_unique<data::TextExamples>(
+        c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
+        c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), c.progress);
+  if (active(Objective::Qa))
+    qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
+                                            c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size);
+  auto sample = [&](Objective o, std::mt19937_64& rng, bool eval) {
+    return o == Objective::Qa ? qa->sample(rng, eval) : text->sample(o, rng, eval);
+  };
+  const int64_t micro = c.batch_size / c.grad_accum;
+  auto make_batch = [&](std::mt19937_64& rng, bool eval) {
+    std::vector<data::Example> ex;
+    for (int o = 0; o < data::kNumObjectives; ++o)
+      if (weight[o] > 0)
+        for (int64_t i = 0; i < micro; ++i) ex.push_back(sample(static_cast<Objective>(o), rng, eval));
+    return ex;
+  };
+
+  // Trainable parameters.
+  std::vector<std::pair<std::string, torch::Tensor>> trainable;
+  for (auto& p : model.named_parameters()) {
+    const std::string& name = p.key();
+    const bool on = (name.rfind("connector.", 0) == 0 && c.train_connector) ||
+                    (name.rfind("context_tower.", 0) == 0 && c.train_tower == "full") ||
+                    (name.rfind("language_model.", 0) == 0 && c.train_decoder == "full");
+    p.value().set_requires_grad(on);
+    if (on) trainable.emplace_back(name, p.value());
+  }
+  COENC_CHECK(!trainable.empty(), "train: nothing to train (the connector of pooling \"{}\" has no parameters?)",
+              pooling_mode_name(cfg.pooling));
+  std::vector<torch::Tensor> decay, no_decay, all_params;
+  for (auto& [name, p] : trainable) {
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    all_params.push_back(p);
+  }
+  using torch::optim::AdamWOptions;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty())
+    groups.emplace_back(decay, std::make_unique<AdamWOptions>(
+                                   AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(c.weight_decay)));
+  if (!no_decay.empty())
+    groups.emplace_back(no_decay,
+                        std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(0)));
+  torch::optim::AdamW opt(groups, AdamWOptions(c.lr));
+
+  // Evaluation: the same held-out examples every time (a fresh generator), plus continuation and QA again
+  // without their context, the baseline the compressed context must beat.
+  auto evaluate = [&]() {
+    torch::NoGradGuard no_grad;
+    std::mt19937_64 rng(c.seed ^ 0x5eedc0de5eedc0deULL);
+    std::array<double, data::kNumObjectives> sum{}, none_sum{};
+    std::array<int64_t, data::kNumObjectives> tokens{}, none_tokens{};
+    int64_t correct = 0;
+    for (int64_t i = 0; i < c.eval_batches; ++i) {
+      std::vector<data::Example> ex = make_batch(rng, true), bare;
+      data::BatchLoss bl = data::co_encoder_batch_loss(model, ex);
+      for (int o = 0; o < data::kNumObjectives; ++o)
+        if (bl.tokens[o] > 0) sum[o] += bl.loss_sum[o].item<double>(), tokens[o] += bl.tokens[o];
+      correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
+      for (auto e : ex)
+        if (e.objective == Objective::Continuation || e.objective == Objective::Qa) {
+          e.context.clear();
+          bare.push_back(std::move(e));
+        }
+      if (bare.empty()) continue;
+      data::BatchLoss bn = data::co_encoder_batch_loss(model, bare);
+      for (int o = 0; o < data::kNumObjectives; ++o)
+        if (bn.tokens[o] > 0) none_sum[o] += bn.loss_sum[o].item<double>(), none_tokens[o] += bn.tokens[o];
+    }
+    json m;
+    double total = 0;
+    for (int o = 0; o < data::kNumObjectives; ++o) {
+      if (weight[o] == 0 || tokens[o] == 0) continue;
+      const std::string name = data::objective_name(static_cast<Objective>(o));
+      const double loss = sum[o] / static_cast<double>(tokens[o]);
+      m["eval_" + name + "_loss"] = loss;
+      total += weight[o] * loss;
+      if (none_tokens[o] > 0) m["eval_" + name + "_no_context_loss"] = none_sum[o] / static_cast<double>(none_tokens[o]);
+    }
+    const int r = static_cast<int>(Objective::Reconstruction);
+    if (tokens[r] > 0) m["eval_reconstruction_accuracy"] = static_cast<double>(correct) / static_cast<double>(tokens[r]);
+    m["eval_loss"] = total;
+    return m;
+  };
+
+  // State: fresh, or resumed from the checkpoint.
+  const fs::path out = c.out, ckpt = out / "checkpoint", metrics_path = out / "metrics.jsonl";
+  fs::create_directories(out);
+  std::mt19937_64 rng(c.seed);
+  int64_t step0 = 0;
+  TrainResult result;
+  Window window;
+  if (c.resume) {
+    auto found = find_run_checkpoint(ckpt);
+    COENC_CHECK_CODE(found, NotFound, "\"resume\": true but {} holds no checkpoint", ckpt.string());
+    json state = load_run_checkpoint(*found, trainable, opt);
+    const json before = comparable(state.at("config")), now = comparable(c.source);
+    for (const auto& item : now.items())
+      COENC_CHECK(before.contains(item.key()) && before[item.key()] == item.value(),
+                  "\"resume\": field \"{}\" differs from the checkpointed run's ({}); a resumed run must use the same "
+                  "config",
+                  item.key(), before.contains(item.key()) ? before[item.key()].dump() : "absent");
+    for (const auto& item : before.items())
+      COENC_CHECK(now.contains(item.key()), "\"resume\": field \"{}\" was set in the checkpointed run ({})",
+                  item.key(), item.value().dump());
+    step0 = state.at("step");
+    std::istringstream(state.at("rng").get<std::string>()) >> rng;
+    result.tokens_seen = state.at("tokens");
+    result.initial_eval_loss = state.at("initial_eval_loss");
+    window = Window::from_json(state.at("window"));
+    truncate_metrics(metrics_path, step0);
+  } else {
+    COENC_CHECK(!find_run_checkpoint(ckpt), "{} holds a checkpoint of an earlier run: set \"resume\": true to "
+                "continue it, or remove it", ckpt.string());
+    write_file_atomic(metrics_path, "");
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+  if (step0 == 0) {
+    json m = evaluate();
+    result.initial_eval_loss = m["eval_loss"];
+    m["step"] = 0;
+    metrics << m.dump() << "\n";
+    metrics.flush();
+  }
+
+  auto save = [&](int64_t steps_done, const std::string& rng_snapshot) {
+    json state = {{"format", 1},
+                  {"step", steps_done},
+                  {"rng", rng_snapshot},
+                  {"tokens", result.tokens_seen},
+                  {"initial_eval_loss", result.initial_eval_loss},
+                  {"window", window.to_json()},
+                  {"config", c.source}};
+    save_run_checkpoint(ckpt, trainable, opt, state);
+  };
+
+  ProgressBar bar("training", c.steps, "steps", c.progress);
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_tokens = 0, step = step0;
+  std::string rng_at_start;
+  model.train();
+  try {
+    for (; step < c.steps; ++step) {
+      rng_at_start = rng_state(rng);
+      const double lr = learning_rate(c, step);
+      for (auto& g : opt.param_groups()) static_cast<AdamWOptions&>(g.options()).lr(lr);
+      double step_loss = 0, step_size = 0;
+      std::array<double, data::kNumObjectives> step_obj{};
+      int64_t correct = 0, recon_tokens = 0;
+      for (int64_t a = 0; a < c.grad_accum; ++a) {
+        data::BatchLoss bl = data::co_encoder_batch_loss(model, make_batch(rng, false));
+        torch::Tensor loss;
+        for (int o = 0; o < data::kNumObjectives; ++o) {
+          if (weight[o] == 0 || bl.tokens[o] == 0) continue;
+          torch::Tensor mean = bl.loss_sum[o] / static_cast<double>(bl.tokens[o]);
+          step_obj[o] += mean.item<double>() / static_cast<double>(c.grad_accum);
+          loss = loss.defined() ? loss + weight[o] * mean : weight[o] * mean;
+        }
+        if (dynamic && c.size_loss_weight > 0 && bl.size_loss.defined()) {
+          step_size += bl.size_loss.item<double>() / static_cast<double>(c.grad_accum);
+          loss = loss + c.size_loss_weight * bl.size_loss;
+        }
+        loss = loss / static_cast<double>(c.grad_accum);
+        if (loss.requires_grad()) loss.backward();
+        step_loss += loss.item<double>();
+        correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
+        recon_tokens += bl.tokens[static_cast<int>(Objective::Reconstruction)];
+        window_tokens += bl.context_tokens + bl.decoder_positions;
+        result.tokens_seen += bl.context_tokens + bl.decoder_positions;
+      }
+      COENC_CHECK_CODE(std::isfinite(step_loss), Internal, "training diverged at step {} (loss {}); lower lr", step,
+                       step_loss);
+      if (c.grad_clip > 0) torch::nn::utils::clip_grad_norm_(all_params, c.grad_clip);
+      opt.step();
+      opt.zero_grad();
+      result.final_train_loss = step_loss;
+      ++window.steps;
+      window.loss += step_loss;
+      window.size += step_size;
+      for (int o = 0; o < data::kNumObjectives; ++o)
+        if (weight[o] > 0) window.obj[o] += step_obj[o], ++window.obj_steps[o];
+      window.correct += correct;
+      window.tokens += recon_tokens;
+
+      const int64_t done = step + 1;
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double tok_s = static_cast<double>(window_tokens) / std::max(secs, 1e-9);
+      bar.update(done, format("loss {} | {} tok/s", std::round(step_loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
+      const bool log = done % c.log_every == 0 || done == c.steps, eval = done % c.eval_every == 0 || done == c.steps;
+      if (log || eval) {
+        json m = {{"step", done}, {"lr", lr}, {"tokens", result.tokens_seen}};
+        if (log && window.steps > 0) {
+          const double n = static_cast<double>(window.steps);
+          m["train_loss"] = window.loss / n;
+          for (int o = 0; o < data::kNumObjectives; ++o)
+            if (window.obj_steps[o] > 0)
+              m[std::string("train_") + data::objective_name(static_cast<Objective>(o)) + "_loss"] =
+                  window.obj[o] / static_cast<double>(window.obj_steps[o]);
+          if (dynamic && c.size_loss_weight > 0) m["train_size_loss"] = window.size / n;
+          if (window.tokens > 0)
+            m["train_reconstruction_accuracy"] = static_cast<double>(window.correct) / static_cast<double>(window.tokens);
+          m["tokens_per_s"] = tok_s;
+          window = Window{};
+          window_tokens = 0;
+          window_start = std::chrono::steady_clock::now();
+        }
+        if (eval) {
+          result.final_eval = evaluate();
+          result.final_eval_loss = result.final_eval["eval_loss"];
+          m.update(result.final_eval);
+        }
+        metrics << m.dump() << "\n";
+        metrics.flush();
+      }
+      const bool stop = g_interrupted.load() || (c.stop_after > 0 && done - step0 >= c.stop_after);
+      if (stop || (c.save_every > 0 && done % c.save_every == 0)) save(done, rng_state(rng));
+      if (stop) {
+        result.stopped = true;
+        ++step;
+        break;
+      }
+    }
+  } catch (...) {
+    // Keep what the finished steps learned (the failed step's partial gradients are not part of it).
+    if (step > step0) {
+      try {
+        save(step, rng_at_start);
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+  result.steps_done = step;
+  bar.finish(result.stopped ? format("stopped at step {}; checkpoint in {}", step, ckpt.string())
+                            : format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
+  metrics.close();
+  if (!result.stopped) {
+    for (auto& [name, p] : trainable) p.set_requires_grad(false);
+    save_co_encoder(model, out);
+    // A tower or decoder referenced by path stays where it was: point at it from the new directory.
+    if (!cfg.context_tower_path.empty() || !cfg.language_model_path.empty()) {
+      json j = read_json_file(out / "config.json", "Co-Encoder config");
+      if (!cfg.context_tower_path.empty())
+        j["context_tower_path"] = fs::absolute(built.ckpt_dir / cfg.context_tower_path).string();
+      if (!cfg.language_model_path.empty())
+        j["language_model_path"] = fs::absolute(built.ckpt_dir / cfg.language_model_path).string();
+      write_file_atomic(out / "config.json", j.dump(2) + "\n");
+    }
+    // The seed's layout: each tokenizer in its subfolder.
+    for (auto [src, sub] : {std::pair{built.context_tok_src, "context_tokenizer"},
+                            std::pair{built.text_tok_src, "text_tokenizer"}}) {
+      const fs::path from = tokenizer_dir(src), to = out / sub;
+      if (fs::exists(to) && fs::equivalent(from, to)) continue;
+      fs::create_directories(to);
+      for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"})
+        if (fs::exists(from / f)) write_file_atomic(to / f, read_file_bytes(from / f, "tokenizer file"));
+    }
+  }
+  write_loss_curve(metrics_path, out / "loss_curve.svg");
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace coenc
