@@ -39,14 +39,23 @@ int run_train(const TrainArgs& a) {
   if (a.quiet) j["progress"] = false;
   TrainConfig config = TrainConfig::from_json(j, a.config);
   TrainResult r = train(config);
-  std::cout << nlohmann::json{{"out", config.out},
-                              {"initial_eval_loss", r.initial_eval_loss},
-                              {"final_eval_loss", r.final_eval_loss},
-                              {"final_train_loss", r.final_train_loss},
-                              {"tokens", r.tokens_seen},
-                              {"seconds", r.seconds}}
-                   .dump()
-            << "\n";
+  nlohmann::json summary = {{"out", config.out},
+                            {"initial_eval_loss", r.initial_eval_loss},
+                            {"final_eval_loss", r.final_eval_loss},
+                            {"final_train_loss", r.final_train_loss},
+                            {"tokens", r.tokens_seen},
+                            {"seconds", r.seconds}};
+  if (config.co_encoder_mode()) {
+    summary["steps"] = r.steps_done;
+    summary["stopped"] = r.stopped;
+    if (!r.final_eval.is_null()) summary["final_eval"] = r.final_eval;
+  }
+  std::cout << summary.dump() << "\n";
+  if (r.stopped) {
+    std::cerr << "coenc train: stopped at step " << r.steps_done << "; checkpoint in " << config.out
+              << "/checkpoint (continue with --set resume=true)\n";
+    return 130;  // the conventional status of a run ended by SIGINT; 0 only for a finished run
+  }
   return 0;
 }
 
@@ -54,7 +63,7 @@ int run_train(const TrainArgs& a) {
 
 CommandFn setup_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  auto* cmd = app.add_subcommand("train", "Train a model from a JSON config (next-token LM for now).");
+  auto* cmd = app.add_subcommand("train", "Train a decoder (next-token LM) or a Co-Encoder from a JSON config.");
   cmd->footer(
       "The config is a JSON object; paths in it are relative to the config file. Fields (defaults in brackets):\n"
       "  objective [\"lm\"], init_from (model dir) | model_config (config.json object), tokenizer, train_files,\n"
@@ -63,6 +72,16 @@ CommandFn setup_train(CLI::App& app) {
       "  eval_batches [8], eval_fraction [0.01], seed [0], device [\"cpu\"].\n"
       "Writes OUT/ as a Hugging Face model directory (bf16 weights, config.json, tokenizer files) and\n"
       "OUT/metrics.jsonl; prints a JSON summary.\n\n"
+      "Co-Encoder training (docs/co_encoder.md, \"Training\"): give co_encoder (checkpoint dir) or\n"
+      "  co_encoder_config (config.json object; tower_from / decoder_from model dirs, else random, init_std [0.02]),\n"
+      "  objectives {\"reconstruction\": w, \"continuation\": w, \"qa\": w, \"lm\": w}, train_files (text) and/or\n"
+      "  qa_files (JSONL {context, question, answers}), tokenizer | context_tokenizer + text_tokenizer [the\n"
+      "  checkpoint's], train {\"connector\": true, \"tower\": \"frozen\"|\"full\", \"decoder\": \"frozen\"|\"full\"},\n"
+      "  context_tokens [chunk_size], continuation_tokens [64], max_context_tokens [4 x chunk_size],\n"
+      "  size_loss_weight [0.1], log_every [eval_every], save_every [0], resume [false], stop_after [0].\n"
+      "  batch_size counts examples of each objective. Writes OUT/ as a Co-Encoder checkpoint (+ context_tokenizer/,\n"
+      "  text_tokenizer/), OUT/metrics.jsonl, OUT/loss_curve.svg and OUT/checkpoint/ (atomic; --set resume=true\n"
+      "  continues exactly). Ctrl-C finishes the step, saves the checkpoint and exits with status 130.\n\n"
       "Example (the embedded default model): coenc train --config models/default/train.json --set device=cuda");
   cmd->add_option("--config,-c", a->config, "training config (JSON)")->required();
   cmd->add_option("--set", a->overrides, "override a config field, e.g. --set steps=100 (repeatable)");
