@@ -84,6 +84,7 @@ struct TrainResult {
   double seconds = 0;
   int64_t steps_done = 0;                 // optimizer steps completed in total (resumed runs included)
   bool stopped = false;                   // stopped early (stop_after or Ctrl-C) with a checkpoint saved
+  bool interrupted = false;               // ... because of SIGINT (Ctrl-C)
   nlohmann::json final_eval;              // Co-Encoder: the last evaluation's metrics (eval_* fields)
 };
 

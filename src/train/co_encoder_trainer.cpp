@@ -461,6 +461,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
       if (stop || (c.save_every > 0 && done % c.save_every == 0)) save(done, rng_state(rng));
       if (stop) {
         result.stopped = true;
+        result.interrupted = g_interrupted.load();
         ++step;
         break;
       }

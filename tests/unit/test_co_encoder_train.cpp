@@ -166,6 +166,7 @@ TEST(CoEncoderTrain, ResumeEqualsUninterruptedRun) {
   cb["stop_after"] = 5;
   TrainResult rb = train(TrainConfig::from_json(cb, "b.json"));
   EXPECT_TRUE(rb.stopped);
+  EXPECT_FALSE(rb.interrupted);
   EXPECT_EQ(rb.steps_done, 5);
   EXPECT_FALSE(fs::exists(b / "out" / "model.safetensors"));  // stopped: only the checkpoint
   // A kill between the two renames of the next save: the complete checkpoint is checkpoint.old, a half-written one
@@ -222,6 +223,7 @@ TEST(CoEncoderTrain, SigintSavesACheckpoint) {
   TrainResult r = train(TrainConfig::from_json(c, "run.json"));
   interrupter.join();
   EXPECT_TRUE(r.stopped);
+  EXPECT_TRUE(r.interrupted);
   EXPECT_GE(r.steps_done, 2);
   EXPECT_TRUE(fs::exists(dir / "out" / "checkpoint" / "state.json"));
   json state = json::parse(test::read_file(dir / "out" / "checkpoint" / "state.json"));

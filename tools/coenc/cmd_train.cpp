@@ -48,13 +48,14 @@ int run_train(const TrainArgs& a) {
   if (config.co_encoder_mode()) {
     summary["steps"] = r.steps_done;
     summary["stopped"] = r.stopped;
+    summary["interrupted"] = r.interrupted;
     if (!r.final_eval.is_null()) summary["final_eval"] = r.final_eval;
   }
   std::cout << summary.dump() << "\n";
   if (r.stopped) {
     std::cerr << "coenc train: stopped at step " << r.steps_done << "; checkpoint in " << config.out
               << "/checkpoint (continue with --set resume=true)\n";
-    return 130;  // the conventional status of a run ended by SIGINT; 0 only for a finished run
+    if (r.interrupted) return 130;  // the conventional status of a run ended by SIGINT
   }
   return 0;
 }
