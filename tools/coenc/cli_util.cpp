@@ -48,9 +48,6 @@ TokenIds parse_id_list(const std::string& text, const char* flag) {
   return ids;
 }
 
-}  // namespace coenc::cli
-
-namespace coenc::cli {
 
 namespace {
 
