@@ -6,7 +6,7 @@
 
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
-#include "core/progress.h"
+#include "train/text_dataset.h"
 
 namespace coenc::data {
 
@@ -41,23 +41,14 @@ TextExamples::TextExamples(const std::vector<std::string>& files, const Tokenize
       same_tokenizer_(same_tokenizer),
       context_tokens_(context_tokens),
       continuation_tokens_(continuation_tokens) {
-  COENC_CHECK(!files.empty(), "train_files: no training data given");
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
-  const std::string sep = "\n\n<|doc|>\n";
-  ProgressBar bar("tokenizing", static_cast<int64_t>(files.size()), "files", progress);
-  for (size_t f = 0; f < files.size(); ++f) {
-    const std::string text = read_file_bytes(files[f], "training text");
-    size_t begin = 0;
-    while (begin < text.size()) {
-      size_t end = text.find(sep, begin);
-      if (end == std::string::npos) end = text.size();
-      const TokenIds ids = context_tok.encode(std::string_view(text).substr(begin, end - begin), EncodeOptions{false, false});
-      if (!ids.empty()) docs_.emplace_back(ids.begin(), ids.end());
-      begin = end + sep.size();
-    }
-    bar.update(static_cast<int64_t>(f + 1), format("{} documents", docs_.size()));
-  }
-  bar.finish(format("{} documents", docs_.size()));
+  for_each_document(
+      files, progress,
+      [&](std::string_view doc) {
+        const TokenIds ids = context_tok.encode(doc, EncodeOptions{false, false});
+        if (!ids.empty()) docs_.emplace_back(ids.begin(), ids.end());
+      },
+      [&] { return format("{} documents", docs_.size()); });
   const int64_t n = static_cast<int64_t>(docs_.size());
   COENC_CHECK(n >= 2, "train_files: {} document(s); need at least 2 (one held out for evaluation)", n);
   split_ = n - std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * eval_fraction));

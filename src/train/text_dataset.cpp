@@ -6,13 +6,11 @@
 
 namespace coenc::data {
 
-TextDataset::TextDataset(const std::vector<std::string>& files, const Tokenizer& tokenizer, double eval_fraction,
-                         int64_t seq_len, bool progress)
-    : seq_len_(seq_len) {
+void for_each_document(const std::vector<std::string>& files, bool progress,
+                       const std::function<void(std::string_view)>& on_document,
+                       const std::function<std::string()>& progress_note) {
   COENC_CHECK(!files.empty(), "train_files: no training data given");
-  COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   const std::string sep = "\n\n<|doc|>\n";
-  const auto eos = tokenizer.eos_id();
   ProgressBar bar("tokenizing", static_cast<int64_t>(files.size()), "files", progress);
   for (size_t f = 0; f < files.size(); ++f) {
     const std::string text = read_file_bytes(files[f], "training text");
@@ -20,15 +18,28 @@ TextDataset::TextDataset(const std::vector<std::string>& files, const Tokenizer&
     while (begin < text.size()) {
       size_t end = text.find(sep, begin);
       if (end == std::string::npos) end = text.size();
-      const TokenIds ids = tokenizer.encode(std::string_view(text).substr(begin, end - begin), EncodeOptions{false, false});
-      tokens_.insert(tokens_.end(), ids.begin(), ids.end());
-      if (eos) tokens_.push_back(*eos);
+      on_document(std::string_view(text).substr(begin, end - begin));
       begin = end + sep.size();
-      bar.update(static_cast<int64_t>(f), format("{} tokens", tokens_.size()));
+      bar.update(static_cast<int64_t>(f), progress_note());
     }
-    bar.update(static_cast<int64_t>(f + 1), format("{} tokens", tokens_.size()));
+    bar.update(static_cast<int64_t>(f + 1), progress_note());
   }
-  bar.finish(format("{} tokens", tokens_.size()));
+  bar.finish(progress_note());
+}
+
+TextDataset::TextDataset(const std::vector<std::string>& files, const Tokenizer& tokenizer, double eval_fraction,
+                         int64_t seq_len, bool progress)
+    : seq_len_(seq_len) {
+  COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
+  const auto eos = tokenizer.eos_id();
+  for_each_document(
+      files, progress,
+      [&](std::string_view doc) {
+        const TokenIds ids = tokenizer.encode(doc, EncodeOptions{false, false});
+        tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+        if (eos) tokens_.push_back(*eos);
+      },
+      [&] { return format("{} tokens", tokens_.size()); });
   const int64_t n = static_cast<int64_t>(tokens_.size());
   split_ = n - static_cast<int64_t>(static_cast<double>(n) * eval_fraction);
   COENC_CHECK(split_ > seq_len + 1 && n - split_ > seq_len + 1,

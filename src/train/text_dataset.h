@@ -1,7 +1,9 @@
 // Plain-text training data as one stream of token ids, cut into random fixed-length windows.
 #pragma once
 
+#include <functional>
 #include <random>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,12 @@
 #include "coenc/tokenizer.h"
 
 namespace coenc::data {
+
+// Reads `files` of corpus-format text (documents separated by "\n\n<|doc|>\n") and calls `on_document` with each
+// document, drawing a "tokenizing" progress bar whose note is `progress_note()`.
+void for_each_document(const std::vector<std::string>& files, bool progress,
+                       const std::function<void(std::string_view)>& on_document,
+                       const std::function<std::string()>& progress_note);
 
 class TextDataset {
  public:
