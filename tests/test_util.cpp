@@ -18,6 +18,15 @@ std::string read_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
+void copy_tree(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::filesystem::create_directories(to);
+  for (const auto& entry : std::filesystem::directory_iterator(from)) {
+    const auto target = to / entry.path().filename();
+    if (entry.is_directory()) copy_tree(entry.path(), target);
+    else std::filesystem::copy_file(entry.path(), target);
+  }
+}
+
 RunResult run_coenc(const std::string& args, const std::string& input) {
   TempDir tmp;
   write_file(tmp / "stdin", input);

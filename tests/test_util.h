@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "coenc/atomic_file.h"
 #include "coenc/error.h"
 
 namespace coenc::test {
@@ -20,8 +21,7 @@ class TempDir {
     path_ = mkdtemp(tmpl.data());
   }
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    remove_tree(path_);
   }
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
@@ -39,6 +39,10 @@ struct RunResult {
 
 // Runs `coenc ARGS` through the shell (ARGS is pasted as is: quote it), optionally feeding `input` on stdin.
 RunResult run_coenc(const std::string& args, const std::string& input = "");
+
+// Copies the folder `from` (with everything below it) to `to`. Tests use this rather than std::filesystem::copy,
+// whose recursive walk may bind to the libtorch-exported filesystem symbols that break remove_all (remove_tree).
+void copy_tree(const std::filesystem::path& from, const std::filesystem::path& to);
 
 // Writes `text` to `path`.
 void write_file(const std::filesystem::path& path, const std::string& text);

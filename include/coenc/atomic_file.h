@@ -18,4 +18,9 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& byt
 // Reads a whole file; throws NotFound / InvalidInput naming `path` (and `what`, e.g. "model config").
 std::string read_file_bytes(const std::filesystem::path& path, const char* what = "file");
 
+// Removes `path` and everything below it (not following symbolic links); nothing happens if it does not exist.
+// Returns false if something could not be removed. Use this instead of std::filesystem::remove_all: the libtorch
+// bundled with PyTorch 2.x exports its own broken copy of remove_all, and a call that binds to it jumps to address 0.
+bool remove_tree(const std::filesystem::path& path) noexcept;
+
 }  // namespace coenc

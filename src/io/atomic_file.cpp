@@ -4,7 +4,9 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <ftw.h>
 #include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "coenc/error.h"
@@ -54,6 +56,15 @@ std::string read_file_bytes(const fs::path& path, const char* what) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+bool remove_tree(const fs::path& path) noexcept {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return ::unlink(path.c_str()) == 0;
+  // Depth first, so every directory is empty by the time it is removed.
+  const auto remove_entry = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
+  return ::nftw(path.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 }  // namespace coenc

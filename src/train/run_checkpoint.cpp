@@ -22,7 +22,7 @@ void save_run_checkpoint(const fs::path& dir, const std::vector<std::pair<std::s
                          torch::optim::Optimizer& optimizer, const nlohmann::json& state) {
   const fs::path tmp = sibling(dir, ".tmp"), old = sibling(dir, ".old");
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp);
   fs::create_directories(tmp, ec);
   COENC_CHECK(!ec, "{}: cannot create the checkpoint directory: {}", tmp.string(), ec.message());
   std::vector<std::pair<std::string, torch::Tensor>> cpu;
@@ -36,13 +36,13 @@ void save_run_checkpoint(const fs::path& dir, const std::vector<std::pair<std::s
   write_file_atomic(tmp / "state.json", state.dump(1) + "\n");
   // Swap directories: at every instant one complete checkpoint exists under dir or dir.old.
   if (fs::exists(dir)) {
-    fs::remove_all(old, ec);
+    remove_tree(old);
     fs::rename(dir, old, ec);
     COENC_CHECK(!ec, "{}: cannot move the previous checkpoint aside: {}", dir.string(), ec.message());
   }
   fs::rename(tmp, dir, ec);
   COENC_CHECK(!ec, "{}: cannot move the new checkpoint into place: {}", dir.string(), ec.message());
-  fs::remove_all(old, ec);
+  remove_tree(old);
 }
 
 std::optional<fs::path> find_run_checkpoint(const fs::path& dir) {

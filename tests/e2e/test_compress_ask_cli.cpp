@@ -250,8 +250,8 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   expect_one_line_error(run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --system 'Be brief.' hi"),
                         "--system needs a chat template");
   TempDir d;
-  fs::copy(chat(), d / "ckpt", fs::copy_options::recursive);
-  fs::remove_all(d / "ckpt" / "text_tokenizer");
+  copy_tree(chat(), d / "ckpt");
+  ASSERT_TRUE(remove_tree(d / "ckpt" / "text_tokenizer"));
   expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + " --doc " + q(doc()) + " hi"),
                         "no text (decoder) tokenizer: expected tokenizer.json or tokenizer.model in");
   expect_one_line_error(run_coenc("compress -m /nonexistent/ckpt --doc " + q(doc()) + " -o x.coctx"),

@@ -162,7 +162,7 @@ TEST_F(GenerateCli, UnknownArchitecture) {
 
 TEST_F(GenerateCli, TruncatedWeights) {
   TempDir d;
-  fs::copy(model(), d / "m");
+  copy_tree(model(), d / "m");
   const auto st = d / "m" / "model.safetensors";
   fs::resize_file(st, fs::file_size(st) - 100);
   expect_one_line_error(run_coenc("generate -m '" + (d / "m").string() + "' -p hi"), "model.safetensors");
@@ -170,7 +170,7 @@ TEST_F(GenerateCli, TruncatedWeights) {
 
 TEST_F(GenerateCli, ShapeMismatch) {
   TempDir d;
-  fs::copy(model(), d / "m");
+  copy_tree(model(), d / "m");
   json c = json::parse(read_file(d / "m" / "config.json"));
   c["intermediate_size"] = 100;
   write_file(d / "m" / "config.json", c.dump());
