@@ -1,8 +1,12 @@
 #include "test_util.h"
 
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <sys/wait.h>
+
+#include <gtest/gtest.h>
 
 namespace coenc::test {
 
@@ -25,6 +29,13 @@ void copy_tree(const std::filesystem::path& from, const std::filesystem::path& t
     if (entry.is_directory()) copy_tree(entry.path(), target);
     else std::filesystem::copy_file(entry.path(), target);
   }
+}
+
+void expect_one_line_error(const RunResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("coenc: error: ", 0), 0u) << r.err;
 }
 
 RunResult run_coenc(const std::string& args, const std::string& input) {

@@ -44,6 +44,10 @@ RunResult run_coenc(const std::string& args, const std::string& input = "");
 // whose recursive walk may bind to the libtorch-exported filesystem symbols that break remove_all (remove_tree).
 void copy_tree(const std::filesystem::path& from, const std::filesystem::path& to);
 
+// Expects `r` to be a failed run whose standard error is exactly one line, "coenc: error: ...", containing
+// `needle`: how every bad input must end.
+void expect_one_line_error(const RunResult& r, const std::string& needle);
+
 // Writes `text` to `path`.
 void write_file(const std::filesystem::path& path, const std::string& text);
 std::string read_file(const std::filesystem::path& path);

@@ -100,13 +100,6 @@ class CompressAskCli : public ::testing::Test {
 };
 TempDir* CompressAskCli::dir_ = nullptr;
 
-void expect_one_line_error(const RunResult& r, const std::string& needle) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(r.err.rfind("coenc: error: ", 0), 0u) << r.err;
-}
-
 TEST_F(CompressAskCli, CompressThenAskEqualsAskDocEqualsInProcess) {
   for (const fs::path& ckpt : {chat(), raw()}) {
     SCOPED_TRACE(ckpt.string());

@@ -56,13 +56,6 @@ class GenerateCli : public ::testing::Test {
 };
 TempDir* GenerateCli::dir_ = nullptr;
 
-void expect_one_line_error(const RunResult& r, const std::string& needle) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(r.err.rfind("coenc: error: ", 0), 0u) << r.err;
-}
-
 TEST_F(GenerateCli, TextPromptJsonMatchesInProcessGreedy) {
   RunResult r = run_coenc(m() + "-p 'Once upon a time' --temp 0 -n 10 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
