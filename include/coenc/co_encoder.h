@@ -7,6 +7,8 @@
 //   context_tower.tower.*       the tower, a Hugging Face XxxForCausalLM (model.layers.N..., lm_head)
 //   connector.dynamic_pooling.* the seed's dynamic weighted average pooling (pooling "dynamic" only)
 //   connector.linear_1/2.*      the projector Linear-act-Linear into the decoder's hidden size
+//   connector.begin_of_context, connector.end_of_context
+//                               learned [BOC] / [EOC] rows [d_text] (ours; context_markers "learned" only)
 //   language_model.*            the decoder, a Hugging Face XxxForCausalLM
 #pragma once
 
@@ -37,6 +39,12 @@ enum class PoolingMode {
 
 enum class TowerAttention { Causal, Bidirectional };
 
+// Where the [BOC] / [EOC] rows around the compressed vectors come from.
+enum class ContextMarkers {
+  Tokens,   // the decoder's embeddings of begin/end_of_context_token_id (the seed's)
+  Learned,  // two connector parameters, connector.begin_of_context / end_of_context [d_text], trained with it
+};
+
 const char* pooling_mode_name(PoolingMode mode);
 
 // config.json of a Co-Encoder checkpoint: the seed's CoEncoderConfig fields plus ours. Every field is checked
@@ -56,6 +64,7 @@ struct CoEncoderConfig {
   int64_t min_output_size = 32; // "min_output_size": dynamic pooling's lower bound on k (the seed's 32)
   int64_t max_output_size = 0;  // "max_output_size": its upper bound (the seed: tower max_position_embeddings)
   TowerAttention tower_attention = TowerAttention::Causal;  // "tower_attention": "causal" | "bidirectional"
+  ContextMarkers context_markers = ContextMarkers::Tokens;  // "context_markers": "tokens" | "learned"
   // Optional: the tower / decoder live in another Hugging Face directory (relative to the checkpoint) instead of
   // being stored under context_tower.tower.* / language_model.* ("context_tower_path", "language_model_path").
   std::string context_tower_path, language_model_path;
@@ -115,13 +124,20 @@ class CoEncoderImpl : public torch::nn::Module {
   std::vector<torch::Tensor> compress(const TokenIds& document, int64_t n_batch = 8,
                                       const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
 
-  // The decoder rows of the compressed block: [BOC; chunk vectors in order; EOC] -> [2 + sum k_i, d_text].
+  // The [BOC] and [EOC] rows, [2, d_text] in the model's dtype and device: the decoder's embeddings of
+  // begin/end_of_context_token_id (context_markers "tokens"), or connector.begin_of_context / end_of_context
+  // ("learned"). Follows GradMode: under training it carries the gradient of whichever parameters it reads.
+  torch::Tensor context_marks();
+  // The decoder rows of one compressed block: [BOC; chunk vectors in order; EOC] -> [2 + sum k_i, d_text]
+  // (no gradient; for inference).
   torch::Tensor context_block(const std::vector<torch::Tensor>& chunks);
   // The seed's decoder input: the compressed block as an embedding segment, then the question's tokens.
   std::vector<Segment> decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question);
 
   // Sets every connector parameter to the seed's initialisation (normal(0, std) matrices, zero biases,
-  // scale_param 0.01) from `seed`, with requires_grad = `trainable`.
+  // scale_param 0.01) from `seed`, with requires_grad = `trainable`. Learned BOC/EOC rows start as the
+  // decoder's embeddings of begin/end_of_context_token_id (so a model starts out reading what the seed's does);
+  // they draw nothing from `seed`, so the other parameters are the same with either context_markers.
   void init_connector(uint64_t seed, double std = 0.02, bool trainable = true);
 
   const CoEncoderConfig& config() const { return config_; }
@@ -131,8 +147,10 @@ class CoEncoderImpl : public torch::nn::Module {
   // 32 hex digits identifying everything that determines the compressed vectors: the tower and connector weights
   // (names, shapes and values rounded to bf16, so that one checkpoint gives one fingerprint whether it runs in f32
   // or bf16) and the config fields that shape compression (tower config, feature layer, activation, pooling,
-  // ratio, chunk size, output bounds, tower attention, d_text). Not the decoder. Computed on the first call (one
-  // pass over the tower and connector weights), then cached: call it only once the weights no longer change.
+  // ratio, chunk size, output bounds, tower attention, d_text). Not the decoder, nor the learned BOC/EOC rows:
+  // they frame the vectors in the decoder's input, and a .coctx file holds only the vectors. Computed on the
+  // first call (one pass over the tower and connector weights), then cached: call it only once the weights no
+  // longer change.
   const std::string& fingerprint();
 
   ContextTower context_tower{nullptr};

@@ -23,7 +23,7 @@ const std::set<std::string> kKnownFields = {
     "context_feature_select_strategy", "tie_word_embeddings",
     // ours
     "pooling", "compression_ratio", "chunk_size", "min_output_size", "max_output_size", "tower_attention",
-    "context_tower_path", "language_model_path",
+    "context_markers", "context_tower_path", "language_model_path",
     // transformers' generic configuration attributes
     "architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path", "name_or_path", "auto_map",
     "_commit_hash", "_attn_implementation_autoset", "return_dict", "output_hidden_states", "output_attentions",
@@ -176,6 +176,11 @@ CoEncoderConfig CoEncoderConfig::from_json(const json& j, const std::string& whe
   COENC_CHECK(attention == "causal" || attention == "bidirectional",
               "{}: field \"tower_attention\" must be \"causal\" or \"bidirectional\", got \"{}\"", where, attention);
   c.tower_attention = attention == "causal" ? TowerAttention::Causal : TowerAttention::Bidirectional;
+
+  const std::string markers = string_field(j, "context_markers", where, "tokens");
+  COENC_CHECK(markers == "tokens" || markers == "learned",
+              "{}: field \"context_markers\" must be \"tokens\" or \"learned\", got \"{}\"", where, markers);
+  c.context_markers = markers == "tokens" ? ContextMarkers::Tokens : ContextMarkers::Learned;
   return c;
 }
 
@@ -205,7 +210,8 @@ json CoEncoderConfig::to_json() const {
             {"chunk_size", chunk_size},
             {"min_output_size", min_output_size},
             {"max_output_size", max_output_size},
-            {"tower_attention", tower_attention == TowerAttention::Causal ? "causal" : "bidirectional"}};
+            {"tower_attention", tower_attention == TowerAttention::Causal ? "causal" : "bidirectional"},
+            {"context_markers", context_markers == ContextMarkers::Tokens ? "tokens" : "learned"}};
   if (context_tower_path.empty()) j["context_config"] = context.to_json();
   else j["context_tower_path"] = context_tower_path;
   if (language_model_path.empty()) j["text_config"] = text.to_json();

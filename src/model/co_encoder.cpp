@@ -32,11 +32,29 @@ void check_connector_shapes(const WeightSet& w, const CoEncoderConfig& c, const 
                 "{}: connector.linear_1.weight {} writes vectors of width {}, but text_config.hidden_size is {}: "
                 "the connector was trained for another decoder", where, s, s[0], c.text.hidden_size);
   }
+  // Learned BOC/EOC rows: present exactly when the config asks for them, one decoder row each.
+  const bool learned = c.context_markers == ContextMarkers::Learned;
+  for (const char* name : {"connector.begin_of_context", "connector.end_of_context"}) {
+    COENC_CHECK(w.contains(name) == learned,
+                "{}: the checkpoint {} {} but the config says context_markers \"{}\"", where,
+                learned ? "has no" : "holds", name, learned ? "learned" : "tokens");
+    if (!learned) continue;
+    const torch::Tensor t = w.get(name);
+    COENC_CHECK(t.dim() == 1 && t.size(0) == c.text.hidden_size,
+                "{}: {} {} must be [{}] (text_config.hidden_size): one row of the decoder's embeddings", where,
+                name, t.sizes(), c.text.hidden_size);
+  }
   bool has_dynamic = false;
   for (const auto& name : w.names()) has_dynamic = has_dynamic || starts_with(name, "connector.dynamic_pooling.");
   COENC_CHECK(has_dynamic == (c.pooling == PoolingMode::Dynamic),
               "{}: the checkpoint {} connector.dynamic_pooling.* tensors but the config says pooling \"{}\"", where,
               has_dynamic ? "holds" : "has no", pooling_mode_name(c.pooling));
+}
+
+// [begin_of_context_token_id, end_of_context_token_id] as an int64 [2] tensor on `device`.
+torch::Tensor marker_ids(const CoEncoderConfig& c, const torch::Device& device) {
+  std::vector<int64_t> ids = {c.begin_of_context_token_id, c.end_of_context_token_id};
+  return torch::tensor(ids, torch::kInt64).to(device);
 }
 
 torch::Tensor to_ids_tensor(const TokenIds& ids, int64_t vocab, const torch::Device& device) {
@@ -147,13 +165,15 @@ std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int
   return chunks;
 }
 
+torch::Tensor CoEncoderImpl::context_marks() {
+  if (config_.context_markers == ContextMarkers::Learned)
+    return torch::stack({connector->begin_of_context, connector->end_of_context});  // [2, d_text]
+  return language_model->embed(marker_ids(config_, options_.device));             // [2, d_text]
+}
+
 torch::Tensor CoEncoderImpl::context_block(const std::vector<torch::Tensor>& chunks) {
   torch::NoGradGuard no_grad;
-  auto marks = torch::tensor({static_cast<int64_t>(config_.begin_of_context_token_id),
-                              static_cast<int64_t>(config_.end_of_context_token_id)},
-                             torch::kInt64)
-                   .to(options_.device);
-  auto rows = language_model->embed(marks);  // [2, d_text]
+  auto rows = context_marks();  // [2, d_text]
   std::vector<torch::Tensor> parts = {rows.narrow(0, 0, 1)};
   for (const auto& v : chunks) {
     COENC_CHECK(v.dim() == 2 && v.size(1) == config_.text.hidden_size,
@@ -173,10 +193,16 @@ std::vector<Segment> CoEncoderImpl::decoder_input(const std::vector<torch::Tenso
 void CoEncoderImpl::init_connector(uint64_t seed, double std, bool trainable) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);
+  // Learned markers start where the seed's are, so training begins from the seed's behaviour.
+  torch::Tensor token_marks = config_.context_markers == ContextMarkers::Learned
+                                  ? language_model->embed(marker_ids(config_, options_.device))
+                                  : torch::Tensor();  // [2, d_text]
   for (auto& p : connector->named_parameters()) {
     torch::Tensor& t = p.value();
     const std::string& name = p.key();
-    if (name == "dynamic_pooling.scale_param") {
+    if (name == "begin_of_context" || name == "end_of_context") {
+      t.copy_(token_marks[name == "begin_of_context" ? 0 : 1]);
+    } else if (name == "dynamic_pooling.scale_param") {
       t.fill_(0.01);
     } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
       t.zero_();

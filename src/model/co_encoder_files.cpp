@@ -57,9 +57,13 @@ const std::string& CoEncoderImpl::fingerprint() {
            << c.min_output_size << '|' << c.max_output_size << '|'
            << (c.tower_attention == TowerAttention::Causal ? "causal" : "bidir") << '|' << c.text.hidden_size;
     h.update_string(fields.str());
-    // The decoder is left out: the vectors do not depend on it.
+    // The decoder is left out: the vectors do not depend on it. So are learned BOC/EOC rows (context_markers
+    // "learned"): they are stored with the connector but belong to the decoder side, framing the vectors in the
+    // decoder's input, and a .coctx file holds only the chunk vectors. A "tokens" checkpoint hashes exactly what
+    // it did before the field existed.
     for (const auto& p : named_parameters()) {
       if (p.key().rfind("language_model.", 0) == 0) continue;
+      if (p.key() == "connector.begin_of_context" || p.key() == "connector.end_of_context") continue;
       h.update_string(p.key());
       const torch::Tensor t = p.value().detach().to(torch::kCPU, torch::kBFloat16).contiguous();
       h.update_u64(static_cast<uint64_t>(t.dim()));

@@ -185,6 +185,11 @@ ConnectorImpl::ConnectorImpl(const CoEncoderConfig& c, const torch::TensorOption
   if (mode == PoolingMode::Dynamic) dynamic_pooling = register_module("dynamic_pooling", DynamicWeightedAvgPool(c, options));
   linear_1 = register_module("linear_1", Linear(c.context.hidden_size, c.text.hidden_size, true, options));
   linear_2 = register_module("linear_2", Linear(c.text.hidden_size, c.text.hidden_size, true, options));
+  // Registered last: named_parameters() keeps the seed's order for everything before them.
+  if (c.context_markers == ContextMarkers::Learned) {
+    begin_of_context = register_parameter("begin_of_context", torch::zeros({c.text.hidden_size}, options));
+    end_of_context = register_parameter("end_of_context", torch::zeros({c.text.hidden_size}, options));
+  }
 }
 
 torch::Tensor ConnectorImpl::project(const torch::Tensor& states) {

@@ -79,6 +79,9 @@ class ConnectorImpl : public torch::nn::Module {
 
   DynamicWeightedAvgPool dynamic_pooling{nullptr};  // pooling "dynamic" only
   Linear linear_1{nullptr}, linear_2{nullptr};
+  // context_markers "learned" only: the [BOC] / [EOC] rows [d_text] (CoEncoderImpl::context_marks). They live
+  // here, not in the decoder, so that they train, save and load with the connector.
+  torch::Tensor begin_of_context, end_of_context;
   PoolingMode mode;
   int64_t ratio;
   std::string act;

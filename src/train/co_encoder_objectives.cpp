@@ -95,7 +95,7 @@ BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>
   for (auto l : len) out.decoder_positions += l;
 
   // --- one gather assembles [BOC] vectors [EOC] text, padding ---
-  auto marks = lm->embed(i64({cfg.begin_of_context_token_id, cfg.end_of_context_token_id}, dev));  // [2, d]
+  auto marks = model.context_marks();  // [2, d]: decoder embeddings or learned rows (context_markers)
   auto source = torch::cat({marks.narrow(0, 0, 1).unsqueeze(0).expand({b, 1, d}), vectors,
                             marks.narrow(0, 1, 1).unsqueeze(0).expand({b, 1, d}), lm->embed(text),
                             torch::zeros({b, 1, d}, vectors.options())},

@@ -1,5 +1,6 @@
 // The Co-Encoder on CPU with tiny random models: config parsing and its errors, each pooling mode's shapes and
-// masks, gradients (the dynamic size estimate included), chunked compression, decoder input, checkpoints.
+// masks, gradients (the dynamic size estimate included), chunked compression, decoder input, learned BOC/EOC
+// rows, checkpoints.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -8,6 +9,7 @@
 #include "coenc/session.h"
 #include "model/connector.h"
 #include "test_util.h"
+#include "train/co_encoder_objectives.h"
 
 namespace coenc {
 namespace {
@@ -88,6 +90,19 @@ TEST(CoEncoderConfig, ParsesSeedAndOwnFields) {
   EXPECT_EQ(back.to_json(), c.to_json());
 }
 
+TEST(CoEncoderConfig, ContextMarkersDefaultToTheTokens) {
+  EXPECT_EQ(config_of(co_json()).context_markers, ContextMarkers::Tokens);  // absent: the seed's behaviour
+  EXPECT_EQ(config_of(co_json()).to_json()["context_markers"], "tokens");
+  json j = co_json();
+  j["context_markers"] = "learned";
+  CoEncoderConfig c = config_of(j);
+  EXPECT_EQ(c.context_markers, ContextMarkers::Learned);
+  EXPECT_EQ(c.to_json()["context_markers"], "learned");
+  EXPECT_EQ(config_of(c.to_json()).context_markers, ContextMarkers::Learned);
+  j["context_markers"] = "tokens";
+  EXPECT_EQ(config_of(j).context_markers, ContextMarkers::Tokens);
+}
+
 TEST(CoEncoderConfig, PartialNestedConfigTakesModelTypeDefaults) {
   // transformers 4 wrote text_config as a diff against LlamaConfig(): fields equal to the defaults are absent.
   json j = co_json();
@@ -145,6 +160,11 @@ TEST(CoEncoderConfig, BadFieldsAreNamed) {
   j = co_json();
   j["tower_attention"] = "sliding";
   expect_error(j, "field \"tower_attention\" must be \"causal\" or \"bidirectional\"");
+  j = co_json();
+  j["context_markers"] = "embedding";
+  expect_error(j, "field \"context_markers\" must be \"tokens\" or \"learned\", got \"embedding\"");
+  j["context_markers"] = true;
+  expect_error(j, "field \"context_markers\" must be a string, got true");
   j = co_json();
   j.erase("text_config");
   expect_error(j, "missing field \"text_config\"");
@@ -351,6 +371,81 @@ TEST(DecoderInput, BlockIsBocVectorsEoc) {
   EXPECT_EQ(s.prefill_all_logits(input).sizes(), (std::vector<int64_t>{11, 101}));
 }
 
+// ---- learned BOC / EOC rows ---------------------------------------------------------------------------------------
+
+const json kLearned = {{"context_markers", "learned"}};
+
+torch::Tensor token_marks(CoEncoder& m) {
+  torch::NoGradGuard no_grad;
+  return m->language_model->embed(torch::tensor({99, 100}, torch::kInt64));  // [2, 32]
+}
+
+TEST(ContextMarkers, LearnedRowsStartAsTheTokenEmbeddings) {
+  CoEncoder tokens = tiny("dynamic"), learned = tiny("dynamic", kLearned);
+  auto lp = learned->connector->named_parameters();
+  ASSERT_TRUE(lp.contains("begin_of_context") && lp.contains("end_of_context"));
+  EXPECT_EQ(lp["begin_of_context"].sizes(), (std::vector<int64_t>{32}));
+  EXPECT_TRUE(lp["begin_of_context"].requires_grad());  // the connector is trainable
+  EXPECT_FALSE(tokens->connector->named_parameters().contains("begin_of_context"));
+  // The markers draw nothing from the seed: every other connector weight is what a "tokens" model gets.
+  for (const auto& p : tokens->connector->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), lp[p.key()])) << p.key();
+  // They start as the decoder's embeddings of the configured ids, so the block is the seed's.
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(learned->context_marks(), token_marks(learned)));
+  EXPECT_TRUE(torch::equal(tokens->context_marks(), token_marks(tokens)));
+  std::vector<torch::Tensor> chunks = tokens->compress(random_ids(20, 3));
+  EXPECT_TRUE(torch::equal(learned->context_block(chunks), tokens->context_block(chunks)));
+}
+
+TEST(ContextMarkers, LearnedRowsFrameTheBlock) {
+  CoEncoder m = tiny("mean", kLearned);
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> chunks = m->compress(random_ids(22, 9));  // 4 + 2 vectors
+  torch::Tensor before = m->context_block(chunks);
+  auto gen = at::detail::createCPUGenerator(11);
+  m->connector->begin_of_context.copy_(torch::randn({32}, gen));
+  m->connector->end_of_context.copy_(torch::randn({32}, gen));
+  torch::Tensor block = m->context_block(chunks);
+  ASSERT_EQ(block.sizes(), (std::vector<int64_t>{8, 32}));
+  EXPECT_TRUE(torch::equal(block[0], m->connector->begin_of_context));
+  EXPECT_TRUE(torch::equal(block[7], m->connector->end_of_context));
+  EXPECT_FALSE(torch::equal(block[0], token_marks(m)[0]));
+  EXPECT_TRUE(torch::equal(block.narrow(0, 1, 6), before.narrow(0, 1, 6)));  // the vectors are untouched
+  EXPECT_TRUE(torch::equal(m->context_marks(), torch::stack({block[0], block[7]})));
+  // The decoder reads them: the logits after the block change.
+  Session s1(m->language_model), s2(m->language_model);
+  EXPECT_GT(max_diff(s1.prefill_all_logits({Segment::embeddings(before)}),
+                     s2.prefill_all_logits({Segment::embeddings(block)})),
+            1e-4);
+}
+
+TEST(ContextMarkers, LearnedRowsGetGradientsThroughTheTrainingObjective) {
+  CoEncoder m = tiny("mean", kLearned);
+  {
+    torch::Tensor marks = m->context_marks();
+    EXPECT_TRUE(marks.requires_grad());
+    torch::NoGradGuard no_grad;
+    EXPECT_FALSE(m->context_marks().requires_grad());  // inference: no graph
+  }
+  // The trainer's batch (co_encoder_batch_loss reads context_marks()): the loss reaches both rows.
+  data::Example ex;
+  ex.objective = data::Objective::Reconstruction;
+  ex.context = random_ids(20, 4);
+  ex.target = random_ids(6, 5);
+  data::BatchLoss loss = data::co_encoder_batch_loss(*m, {ex});
+  const auto r = static_cast<size_t>(data::Objective::Reconstruction);
+  ASSERT_TRUE(loss.loss_sum[r].defined());
+  loss.loss_sum[r].backward();
+  for (torch::Tensor* t : {&m->connector->begin_of_context, &m->connector->end_of_context}) {
+    ASSERT_TRUE(t->grad().defined());
+    EXPECT_GT(t->grad().abs().sum().item<double>(), 0.0);
+  }
+  // "tokens" with a frozen decoder: the rows are constants.
+  CoEncoder tokens = tiny("mean");
+  EXPECT_FALSE(tokens->context_marks().requires_grad());
+}
+
 // ---- checkpoints -------------------------------------------------------------------------------------------------
 
 TEST(CoEncoderCheckpoint, SaveLoadRoundTripIsExact) {
@@ -450,6 +545,71 @@ TEST(CoEncoderCheckpoint, MismatchesAreNamed) {
   });
   EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
                      "wrong shapes: context_tower.tower.model.norm.weight [25] (expected [24])");
+}
+
+TEST(CoEncoderCheckpoint, LearnedMarkersRoundTripExactly) {
+  TempDir dir;
+  CoEncoder m = tiny("dynamic", kLearned);
+  {
+    torch::NoGradGuard no_grad;
+    auto gen = at::detail::createCPUGenerator(12);
+    m->connector->begin_of_context.copy_(torch::randn({32}, gen));
+    m->connector->end_of_context.copy_(torch::randn({32}, gen));
+  }
+  save_co_encoder(*m, dir.path());
+  EXPECT_EQ(json::parse(test::read_file(dir / "config.json"))["context_markers"], "learned");
+  {
+    auto file = SafetensorsFile::open(dir / "model.safetensors");
+    ASSERT_TRUE(file->contains("connector.begin_of_context"));
+    EXPECT_EQ(file->tensor("connector.end_of_context").sizes(), (std::vector<int64_t>{32}));
+  }
+  CoEncoder back = load_co_encoder(dir.path(), DeviceOptions{});
+  EXPECT_EQ(back->config().context_markers, ContextMarkers::Learned);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(back->context_marks(), m->context_marks()));
+  EXPECT_FALSE(back->connector->begin_of_context.requires_grad());  // loaded frozen, as every weight
+  std::vector<torch::Tensor> chunks = m->compress(random_ids(20, 6));
+  EXPECT_TRUE(torch::equal(back->context_block(chunks), m->context_block(chunks)));
+  // A "tokens" checkpoint holds no marker tensors.
+  TempDir plain;
+  save_co_encoder(*tiny("dynamic"), plain.path());
+  auto file = SafetensorsFile::open(plain / "model.safetensors");
+  EXPECT_FALSE(file->contains("connector.begin_of_context"));
+  EXPECT_FALSE(file->contains("connector.end_of_context"));
+}
+
+TEST(CoEncoderCheckpoint, LearnedMarkerMismatchesAreNamed) {
+  TempDir dir;
+  CoEncoder m = tiny("mean", kLearned);
+  save_co_encoder(*m, dir.path());
+  const std::string cfg = test::read_file(dir / "config.json");
+  // Missing.
+  rewrite_weights(dir, [](const std::string& name, torch::Tensor t) {
+    return name == "connector.end_of_context" ? torch::Tensor() : t;
+  });
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "the checkpoint has no connector.end_of_context but the config says context_markers "
+                     "\"learned\"");
+  // Mis-shaped.
+  save_co_encoder(*m, dir.path());
+  rewrite_weights(dir, [](const std::string& name, torch::Tensor t) {
+    return name == "connector.begin_of_context" ? t.unsqueeze(0) : t;
+  });
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "connector.begin_of_context [1, 32] must be [32] (text_config.hidden_size)");
+  // Present, but the config says "tokens" (an edited config.json, or the tensors pasted into another checkpoint).
+  save_co_encoder(*m, dir.path());
+  json j = json::parse(cfg);
+  j["context_markers"] = "tokens";
+  test::write_file(dir / "config.json", j.dump());
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}),
+                     "the checkpoint holds connector.begin_of_context but the config says context_markers "
+                     "\"tokens\"");
+  j.erase("context_markers");  // absent means "tokens"
+  test::write_file(dir / "config.json", j.dump());
+  EXPECT_COENC_ERROR(load_co_encoder(dir.path(), DeviceOptions{}), "holds connector.begin_of_context");
+  test::write_file(dir / "config.json", cfg);
+  EXPECT_NO_THROW(load_co_encoder(dir.path(), DeviceOptions{}));
 }
 
 }  // namespace

@@ -37,9 +37,10 @@ json co_json(int64_t vocab = 97) {
           {"chunk_size", 16}};
 }
 
-CoEncoder tiny(uint64_t seed = 1, int64_t vocab = 97) {
-  return random_co_encoder(CoEncoderConfig::from_json(co_json(vocab), "config.json"), DeviceOptions{}, seed,
-                           0.2);
+CoEncoder tiny(uint64_t seed = 1, int64_t vocab = 97, const std::string& markers = "tokens") {
+  json j = co_json(vocab);
+  j["context_markers"] = markers;
+  return random_co_encoder(CoEncoderConfig::from_json(j, "config.json"), DeviceOptions{}, seed, 0.2);
 }
 
 TokenIds ids_of(int64_t n, int64_t vocab = 97) {
@@ -115,6 +116,29 @@ TEST_F(Coctx, FingerprintFollowsTheWeightsNotTheProcess) {
     torch::NoGradGuard no_grad;
     auto w = other->named_parameters()["connector.linear_2.bias"];
     w[0].add_(0.05);
+  }
+  EXPECT_NE(other->fingerprint(), model_->fingerprint());
+}
+
+TEST_F(Coctx, FingerprintLeavesOutLearnedMarkers) {
+  // Learned BOC/EOC rows belong to the decoder side: the same tower and connector read the same files, whatever
+  // the markers are and however they train.
+  CoEncoder learned = tiny(1, 97, "learned");
+  EXPECT_EQ(learned->fingerprint(), model_->fingerprint());
+  CoEncoder fresh = tiny(1, 97, "learned");
+  {
+    torch::NoGradGuard no_grad;  // rows moved by training
+    fresh->named_parameters()["connector.begin_of_context"].add_(1.0);
+    fresh->named_parameters()["connector.end_of_context"].mul_(-3.0);
+  }
+  EXPECT_EQ(fresh->fingerprint(), model_->fingerprint());
+  CompressedDocument back = read_coctx(path(), *fresh);
+  EXPECT_TRUE(torch::equal(back.chunks[0], doc_.chunks[0]));
+  // A connector weight still counts.
+  CoEncoder other = tiny(1, 97, "learned");
+  {
+    torch::NoGradGuard no_grad;
+    other->named_parameters()["connector.linear_2.bias"][0].add_(0.05);
   }
   EXPECT_NE(other->fingerprint(), model_->fingerprint());
 }
