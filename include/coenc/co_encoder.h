@@ -133,6 +133,10 @@ class CoEncoderImpl : public torch::nn::Module {
   torch::Tensor context_block(const std::vector<torch::Tensor>& chunks);
   // The seed's decoder input: the compressed block as an embedding segment, then the question's tokens.
   std::vector<Segment> decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question);
+  // Several compressed documents (each a list of chunks [k_i, d_text]): one embedding segment per document,
+  // [BOC] v [EOC] [BOC] v [EOC] ..., in order, then the question's tokens (when not empty).
+  std::vector<Segment> decoder_input(const std::vector<std::vector<torch::Tensor>>& documents,
+                                     const TokenIds& question);
 
   // Sets every connector parameter to the seed's initialisation (normal(0, std) matrices, zero biases,
   // scale_param 0.01) from `seed`, with requires_grad = `trainable`. Learned BOC/EOC rows start as the
@@ -190,26 +194,36 @@ struct CoEncoderTokenizers {
 // looked in when one is missing, and InvalidInput when a tokenizer has more ids than its model's vocab_size.
 CoEncoderTokenizers load_co_encoder_tokenizers(const std::filesystem::path& dir, const CoEncoderConfig& config);
 
-// How `ask_prompt` lays out a question about a compressed document.
+// How `ask_prompt` lays out a question about compressed documents.
 struct AskOptions {
   bool chat = true;         // use the text tokenizer's chat template when it has one
   std::string chat_format;  // chatml, llama3, ... (default: recognised from the template; see resolve_chat_format)
   std::string system;       // a system message (chat only)
 };
 
-// The decoder input for `question` about the compressed document `chunks` (each [k_i, d_text]).
+// The decoder input for a question about compressed documents.
 struct AskPrompt {
   std::vector<Segment> segments;
+  std::vector<size_t> document_segments;  // segments[document_segments[d]] is document d's [BOC v EOC] block
   TokenIds stop_tokens;  // the decoder's eos ids, plus the chat format's end-of-turn token
   bool chat = false;     // whether the chat template was applied
   int64_t n_positions = 0;
 };
 
-// Without a chat template (or with options.chat false): exactly the seed's layout, `[BOC] vectors [EOC]` followed
-// by the question's tokens (no BOS, special-token text in the question read as plain text). With one: the user
-// turn holds the compressed block and then the question; the chat text is rendered around a placeholder and
-// split there, giving [tokens before] [BOC vectors EOC] [question, end of turn, assistant header]. Throws
-// Unsupported for an unrecognised template (name the format in options.chat_format, or set chat false).
+// `documents[d]` is document d's chunks (each [k_i, d_text]); each document becomes its own block
+// [BOC] v_1 .. v_k [EOC] (an embedding segment), in the order given. Without a chat template (or with
+// options.chat false): the seed's layout, `[BOC] v [EOC] [BOC] v [EOC] ... question` — nothing between the
+// blocks, the question's tokens after them (no BOS, special-token text in the question read as plain text);
+// one document gives exactly the seed's `[BOC] v [EOC] question`. With one: the user turn holds block 1,
+// block 2, ... and then the question; the chat text is rendered around placeholders and split there, giving
+// [tokens before] [block 1] [block 2] ... [question, end of turn, assistant header]. No documents: the question
+// alone (a no-context baseline). Throws Unsupported for an unrecognised template (name the format in
+// options.chat_format, or set chat false). Positions are not checked against the decoder's
+// max_position_embeddings: compare n_positions with it.
+AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
+                     const std::vector<std::vector<torch::Tensor>>& documents, const std::string& question,
+                     const AskOptions& options = {});
+// One document: ask_prompt(model, text_tokenizer, {chunks}, question, options).
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<torch::Tensor>& chunks,
                      const std::string& question, const AskOptions& options = {});
 

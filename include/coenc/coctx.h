@@ -60,4 +60,8 @@ CompressedDocument read_coctx(const std::filesystem::path& path);
 // As above, and checks that `model` made it (fingerprint, pooling, ratio, chunk size, d_text).
 CompressedDocument read_coctx(const std::filesystem::path& path, CoEncoderImpl& model);
 
+// The model check of read_coctx(path, model) alone, for a file already read with read_coctx(path) (e.g. before
+// the model was loaded). Throws InvalidInput naming `path` when another model made `doc`.
+void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, const std::filesystem::path& path);
+
 }  // namespace coenc

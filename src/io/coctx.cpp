@@ -267,6 +267,11 @@ CompressedDocument read_coctx(const fs::path& path) {
 
 CompressedDocument read_coctx(const fs::path& path, CoEncoderImpl& model) {
   CompressedDocument doc = read_coctx(path);
+  check_coctx_model(doc, model, path);
+  return doc;
+}
+
+void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, const fs::path& path) {
   const std::string where = path.string();
   COENC_CHECK(
       doc.model_fingerprint == model.fingerprint(),
@@ -280,7 +285,6 @@ CompressedDocument read_coctx(const fs::path& path, CoEncoderImpl& model) {
               "{}: made for d_text {}, chunk_size {}, pooling {}, ratio {}; the model has {}, {}, {}, {}",
               where, doc.d_text, doc.chunk_size, doc.pooling, doc.ratio, c.text.hidden_size, c.chunk_size,
               pooling_mode_name(c.pooling), c.ratio);
-  return doc;
 }
 
 }  // namespace coenc

@@ -185,7 +185,13 @@ torch::Tensor CoEncoderImpl::context_block(const std::vector<torch::Tensor>& chu
 }
 
 std::vector<Segment> CoEncoderImpl::decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question) {
-  std::vector<Segment> segments = {Segment::embeddings(context_block(chunks))};
+  return decoder_input(std::vector<std::vector<torch::Tensor>>{chunks}, question);
+}
+
+std::vector<Segment> CoEncoderImpl::decoder_input(const std::vector<std::vector<torch::Tensor>>& documents,
+                                                  const TokenIds& question) {
+  std::vector<Segment> segments;
+  for (const auto& chunks : documents) segments.push_back(Segment::embeddings(context_block(chunks)));
   if (!question.empty()) segments.push_back(Segment::tokens(question));
   return segments;
 }

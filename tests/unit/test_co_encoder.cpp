@@ -1,6 +1,6 @@
 // The Co-Encoder on CPU with tiny random models: config parsing and its errors, each pooling mode's shapes and
-// masks, gradients (the dynamic size estimate included), chunked compression, decoder input, learned BOC/EOC
-// rows, checkpoints.
+// masks, gradients (the dynamic size estimate included), chunked compression, decoder input (several documents
+// included), learned BOC/EOC rows, checkpoints.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -369,6 +369,33 @@ TEST(DecoderInput, BlockIsBocVectorsEoc) {
   EXPECT_TRUE(input[1].is_tokens());
   Session s(m->language_model);
   EXPECT_EQ(s.prefill_all_logits(input).sizes(), (std::vector<int64_t>{11, 101}));
+}
+
+TEST(DecoderInput, SeveralDocumentsAreBlocksInOrder) {
+  CoEncoder m = tiny("mean");
+  std::vector<torch::Tensor> a = m->compress(random_ids(22, 9));  // 4 + 2 vectors
+  std::vector<torch::Tensor> b = m->compress(random_ids(7, 10));  // 2 vectors
+  std::vector<Segment> input = m->decoder_input(std::vector<std::vector<torch::Tensor>>{a, b}, {5, 6, 7});
+  ASSERT_EQ(input.size(), 3u);
+  ASSERT_FALSE(input[0].is_tokens());
+  ASSERT_FALSE(input[1].is_tokens());
+  EXPECT_TRUE(torch::equal(input[0].rows, m->context_block(a)));  // [BOC] a [EOC]
+  EXPECT_TRUE(torch::equal(input[1].rows, m->context_block(b)));  // [BOC] b [EOC]
+  EXPECT_EQ(input[1].rows.size(0), 4);
+  EXPECT_EQ(input[2].ids, (TokenIds{5, 6, 7}));
+  // One document: the seed's input, segment for segment.
+  std::vector<Segment> one = m->decoder_input(std::vector<std::vector<torch::Tensor>>{a}, {5, 6, 7});
+  std::vector<Segment> seed = m->decoder_input(a, {5, 6, 7});
+  ASSERT_EQ(one.size(), seed.size());
+  EXPECT_TRUE(torch::equal(one[0].rows, seed[0].rows));
+  // The decoder reads the two blocks as one sequence: 8 + 4 + 3 positions, and what follows the first block
+  // sees it (the logits there differ from the second block read alone).
+  Session s(m->language_model);
+  torch::Tensor both = s.prefill_all_logits(input);
+  EXPECT_EQ(both.sizes(), (std::vector<int64_t>{15, 101}));
+  Session alone(m->language_model);
+  torch::Tensor second = alone.prefill_all_logits({input[1], input[2]});
+  EXPECT_GT(max_diff(both.narrow(0, 8, 7), second), 1e-4);
 }
 
 // ---- learned BOC / EOC rows ---------------------------------------------------------------------------------------

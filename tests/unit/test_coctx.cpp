@@ -1,6 +1,6 @@
 // .coctx files: the round trip keeps every vector and record bit for bit; every kind of damage, a file of
 // another model or format version is refused with a message naming the file and the fault. Also the
-// checkpoint's tokenizers and the layout of a question about a compressed document (ask_prompt).
+// checkpoint's tokenizers and the layout of a question about compressed documents (ask_prompt, one or several).
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -143,6 +143,13 @@ TEST_F(Coctx, FingerprintLeavesOutLearnedMarkers) {
   EXPECT_NE(other->fingerprint(), model_->fingerprint());
 }
 
+TEST_F(Coctx, CheckAgainstTheModelAfterReading) {
+  const CompressedDocument read = read_coctx(path());  // no model needed yet
+  EXPECT_NO_THROW(check_coctx_model(read, *model_, path()));
+  CoEncoder foreign = tiny(/*seed=*/2);
+  EXPECT_COENC_ERROR(check_coctx_model(read, *foreign, path()), "doc.coctx: compressed by another model");
+}
+
 TEST_F(Coctx, RefusesAFileOfAnotherModel) {
   CoEncoder foreign = tiny(/*seed=*/2);
   EXPECT_COENC_ERROR(read_coctx(path(), *foreign), "doc.coctx: compressed by another model");
@@ -260,6 +267,74 @@ TEST(AskPrompt, RawLayoutIsTheSeeds) {
   eo.parse_special = false;
   EXPECT_EQ(p.segments[1].ids, tok->encode("What is it?", eo));
   EXPECT_EQ(p.n_positions, 2 + 5 + static_cast<int64_t>(p.segments[1].ids.size()));  // 4 + 1 vectors
+}
+
+TEST(AskPrompt, TwoDocumentsRawLayoutIsBlockBlockQuestion) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const std::vector<torch::Tensor> a = m->compress(ids_of(20, 1200));  // 4 + 1 vectors
+  const TokenIds long_ids = ids_of(45, 1200);
+  const std::vector<torch::Tensor> b = m->compress(TokenIds(long_ids.begin() + 38, long_ids.end()));
+  ASSERT_EQ(b.size(), 1u);  // 7 tokens: 2 vectors
+  AskOptions o;
+  o.chat = false;
+  AskPrompt p = ask_prompt(*m, *tok, {a, b}, "What is it?", o);
+  EXPECT_FALSE(p.chat);
+  ASSERT_EQ(p.segments.size(), 3u);
+  EXPECT_EQ(p.document_segments, (std::vector<size_t>{0, 1}));
+  // [BOC] a [EOC] [BOC] b [EOC] question: each block is that document's own block.
+  EXPECT_TRUE(torch::equal(p.segments[0].rows, m->context_block(a)));
+  EXPECT_TRUE(torch::equal(p.segments[1].rows, m->context_block(b)));
+  ASSERT_EQ(p.segments[1].rows.size(0), 4);
+  torch::Tensor marks = m->context_marks();
+  EXPECT_TRUE(torch::equal(p.segments[1].rows[0], marks[0]));
+  EXPECT_TRUE(torch::equal(p.segments[1].rows.narrow(0, 1, 2), b[0]));
+  EXPECT_TRUE(torch::equal(p.segments[1].rows[3], marks[1]));
+  EncodeOptions eo;
+  eo.parse_special = false;
+  EXPECT_EQ(p.segments[2].ids, tok->encode("What is it?", eo));
+  EXPECT_EQ(p.n_positions, (2 + 5) + (2 + 2) + static_cast<int64_t>(p.segments[2].ids.size()));
+  // The same as the model's own decoder input for these documents.
+  std::vector<Segment> input = m->decoder_input(std::vector<std::vector<torch::Tensor>>{a, b}, p.segments[2].ids);
+  ASSERT_EQ(input.size(), 3u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(input[i].rows, p.segments[i].rows)) << i;
+  // Order matters: b first gives b's block first.
+  AskPrompt swapped = ask_prompt(*m, *tok, {b, a}, "What is it?", o);
+  EXPECT_TRUE(torch::equal(swapped.segments[0].rows, p.segments[1].rows));
+  // The one-document overload is a list of one.
+  AskPrompt one = ask_prompt(*m, *tok, a, "What is it?", o);
+  AskPrompt list = ask_prompt(*m, *tok, std::vector<std::vector<torch::Tensor>>{a}, "What is it?", o);
+  ASSERT_EQ(one.segments.size(), 2u);
+  ASSERT_EQ(list.segments.size(), 2u);
+  EXPECT_TRUE(torch::equal(one.segments[0].rows, list.segments[0].rows));
+  EXPECT_EQ(one.segments[1].ids, list.segments[1].ids);
+  EXPECT_EQ(one.document_segments, (std::vector<size_t>{0}));
+  // No documents: the question alone.
+  AskPrompt none = ask_prompt(*m, *tok, std::vector<std::vector<torch::Tensor>>{}, "What is it?", o);
+  ASSERT_EQ(none.segments.size(), 1u);
+  EXPECT_TRUE(none.document_segments.empty());
+  EXPECT_COENC_ERROR(ask_prompt(*m, *tok, std::vector<std::vector<torch::Tensor>>{}, "", o), "nothing to ask");
+}
+
+TEST(AskPrompt, TwoDocumentsSitInTheUserTurnBeforeTheQuestion) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const std::vector<torch::Tensor> a = m->compress(ids_of(20, 1200)), b = m->compress(ids_of(9, 1200));
+  AskPrompt p = ask_prompt(*m, *tok, {a, b}, "What is it?");
+  EXPECT_TRUE(p.chat);
+  ASSERT_EQ(p.segments.size(), 4u);
+  EXPECT_EQ(p.segments[0].ids, tok->encode("<|im_start|>user\n"));
+  EXPECT_EQ(p.document_segments, (std::vector<size_t>{1, 2}));
+  EXPECT_TRUE(torch::equal(p.segments[1].rows, m->context_block(a)));
+  EXPECT_TRUE(torch::equal(p.segments[2].rows, m->context_block(b)));
+  EXPECT_EQ(p.segments[3].ids, tok->encode("What is it?<|im_end|>\n<|im_start|>assistant\n"));
+  int64_t n = 0;
+  for (const auto& s : p.segments) n += s.length();
+  EXPECT_EQ(p.n_positions, n);
+  // No documents: the plain chat prompt.
+  AskPrompt none = ask_prompt(*m, *tok, std::vector<std::vector<torch::Tensor>>{}, "What is it?");
+  ASSERT_EQ(none.segments.size(), 1u);
+  EXPECT_EQ(none.segments[0].ids, tok->encode("<|im_start|>user\nWhat is it?<|im_end|>\n<|im_start|>assistant\n"));
 }
 
 TEST(AskPrompt, ChatTemplateWrapsTheBlockInTheUserTurn) {
