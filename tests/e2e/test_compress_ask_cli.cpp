@@ -1,7 +1,8 @@
 // `coenc compress` and `coenc ask` run as a user runs them, on a tiny random Co-Encoder checkpoint with the
 // trained test tokenizer in context_tokenizer/ and text_tokenizer/: compress -> .coctx -> ask gives what `ask
-// --doc` and an in-process computation give, with the chat template and with the seed's raw layout; damaged
-// and foreign .coctx files and bad input end in one clear line and a non-zero exit.
+// --doc` and an in-process computation give, with the chat template and with the seed's raw layout; several
+// documents in one prompt (--ctx / --doc repeated, mixed); learned BOC/EOC rows; damaged and foreign .coctx
+// files and bad input end in one clear line and a non-zero exit.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -35,10 +36,18 @@ json co_config() {
 }
 
 // Saves a random checkpoint with both tokenizers; `chat` false leaves the chat template out of
-// text_tokenizer/.
-void make_checkpoint(const fs::path& dir, uint64_t seed, bool chat) {
-  save_co_encoder(
-      *random_co_encoder(CoEncoderConfig::from_json(co_config(), "test"), DeviceOptions{}, seed, 0.3), dir);
+// text_tokenizer/. `learned` gives it learned BOC/EOC rows, moved away from the token embeddings they start as.
+void make_checkpoint(const fs::path& dir, uint64_t seed, bool chat, bool learned = false) {
+  json config = co_config();
+  if (learned) config["context_markers"] = "learned";
+  CoEncoder m = random_co_encoder(CoEncoderConfig::from_json(config, "test"), DeviceOptions{}, seed, 0.3);
+  if (learned) {
+    torch::NoGradGuard no_grad;
+    auto gen = at::detail::createCPUGenerator(seed + 100);
+    m->named_parameters()["connector.begin_of_context"].copy_(torch::randn({32}, gen));
+    m->named_parameters()["connector.end_of_context"].copy_(torch::randn({32}, gen));
+  }
+  save_co_encoder(*m, dir);
   for (const char* sub : {"context_tokenizer", "text_tokenizer"}) {
     fs::create_directories(dir / sub);
     fs::copy_file(kTokenizerDir / "tokenizer.json", dir / sub / "tokenizer.json");
@@ -65,25 +74,31 @@ class CompressAskCli : public ::testing::Test {
     make_checkpoint(chat(), 5, true);
     make_checkpoint(raw(), 5, false);  // the same weights, no chat template
     make_checkpoint(foreign(), 6, true);
+    make_checkpoint(learned(), 5, true, /*learned=*/true);  // the same tower and connector as chat()
     write_file(doc(), document_text(120));
+    write_file(doc2(), document_text(45).substr(40));
   }
   static void TearDownTestSuite() { delete dir_; }
   static fs::path chat() { return dir_->path() / "chat"; }
   static fs::path raw() { return dir_->path() / "raw"; }
   static fs::path foreign() { return dir_->path() / "foreign"; }
+  static fs::path learned() { return dir_->path() / "learned"; }
   static fs::path doc() { return dir_->path() / "doc.txt"; }
+  static fs::path doc2() { return dir_->path() / "doc2.txt"; }
   static std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-  // What `ask --temp 0` must answer, computed in this process: compress, lay out, greedy decoding.
-  static TokenIds greedy_answer(const fs::path& ckpt, const std::string& question, int n,
-                                int64_t* n_vectors) {
+  // What `ask --temp 0` must answer, computed in this process: compress each of `docs`, lay out, greedy
+  // decoding. `n_prompt` receives the prompt's positions.
+  static TokenIds greedy_answer(const fs::path& ckpt, const std::string& question, int n, int64_t* n_prompt,
+                                const std::vector<fs::path>& docs = {doc()}) {
     CoEncoder m = load_co_encoder(ckpt, DeviceOptions{});
     CoEncoderTokenizers tok = load_co_encoder_tokenizers(ckpt, m->config());
     EncodeOptions eo;
     eo.parse_special = false;
-    const std::vector<torch::Tensor> chunks = m->compress(tok.context->encode(read_file(doc()), eo));
-    AskPrompt p = ask_prompt(*m, *tok.text, chunks, question);
-    *n_vectors = p.n_positions;
+    std::vector<std::vector<torch::Tensor>> documents;
+    for (const auto& d : docs) documents.push_back(m->compress(tok.context->encode(read_file(d), eo)));
+    AskPrompt p = ask_prompt(*m, *tok.text, documents, question);
+    *n_prompt = p.n_positions;
     Session s(m->language_model);
     torch::Tensor logits = s.prefill(p.segments);
     TokenIds out;
@@ -182,6 +197,107 @@ TEST_F(CompressAskCli, SeededSamplingIsRepeatable) {
   EXPECT_EQ(json::parse(a.out)["ids"], json::parse(b.out)["ids"]);
 }
 
+// ---- several documents, learned markers
+// ------------------------------------------------------------------------------
+
+TEST_F(CompressAskCli, SeveralDocumentsInOnePrompt) {
+  TempDir d;
+  for (const auto& [text, out] : {std::pair{doc(), d / "a.coctx"}, std::pair{doc2(), d / "b.coctx"}})
+    ASSERT_EQ(run_coenc("compress -q -m " + q(raw()) + " --doc " + q(text) + " -o " + q(out)).exit_code, 0);
+  const CompressedDocument a = read_coctx(d / "a.coctx"), b = read_coctx(d / "b.coctx");
+  auto tok = Tokenizer::load((raw() / "text_tokenizer").string());
+  const int64_t n_question = static_cast<int64_t>(tok->encode("Why?").size());
+
+  // Raw layout: [BOC] a [EOC] [BOC] b [EOC] question, and the JSON counts add up.
+  RunResult r = run_coenc("ask -m " + q(raw()) + " --ctx " + q(d / "a.coctx") + " --ctx " + q(d / "b.coctx") +
+                          " --temp 0 -n 6 --json Why?");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["n_prompt"], (2 + a.n_vectors()) + (2 + b.n_vectors()) + n_question);
+  EXPECT_EQ(j["n_vectors"], a.n_vectors() + b.n_vectors());
+  EXPECT_EQ(j["n_context_tokens"], a.n_tokens() + b.n_tokens());
+  ASSERT_EQ(j["documents"].size(), 2u);
+  EXPECT_EQ(j["documents"][0]["source"], (d / "a.coctx").string());
+  EXPECT_EQ(j["documents"][0]["from"], "ctx");
+  EXPECT_EQ(j["documents"][0]["n_vectors"], a.n_vectors());
+  EXPECT_EQ(j["documents"][0]["n_chunks"], a.chunks.size());
+  EXPECT_EQ(j["documents"][1]["n_context_tokens"], b.n_tokens());
+  EXPECT_EQ(j["documents"][1]["n_vectors"], b.n_vectors());
+  int64_t n_prompt = 0;
+  EXPECT_EQ(j["ids"].get<TokenIds>(), greedy_answer(raw(), "Why?", 6, &n_prompt, {doc(), doc2()}));
+  EXPECT_EQ(j["n_prompt"], n_prompt);
+
+  // Mixed, in the order given: --doc b, --ctx a, with the chat template; equals compressing both here.
+  RunResult mixed = run_coenc("ask -m " + q(chat()) + " --doc " + q(doc2()) + " --ctx " + q(d / "a.coctx") +
+                              " --temp 0 -n 8 --json 'What was built?'");
+  ASSERT_EQ(mixed.exit_code, 0) << mixed.err;
+  json m = json::parse(mixed.out);
+  ASSERT_EQ(m["documents"].size(), 2u);
+  EXPECT_EQ(m["documents"][0]["from"], "doc");
+  EXPECT_EQ(m["documents"][0]["source"], doc2().string());
+  EXPECT_EQ(m["documents"][0]["n_vectors"], b.n_vectors());
+  EXPECT_EQ(m["documents"][1]["from"], "ctx");
+  EXPECT_EQ(m["ids"].get<TokenIds>(), greedy_answer(chat(), "What was built?", 8, &n_prompt, {doc2(), doc()}));
+  EXPECT_EQ(m["n_prompt"], n_prompt);
+
+  // One file twice, a document between: three blocks, in that order.
+  RunResult three = run_coenc("ask -m " + q(raw()) + " --ctx " + q(d / "b.coctx") + " --doc " + q(doc()) +
+                              " --ctx " + q(d / "b.coctx") + " --temp 0 -n 2 --json Why?");
+  ASSERT_EQ(three.exit_code, 0) << three.err;
+  json t = json::parse(three.out);
+  ASSERT_EQ(t["documents"].size(), 3u);
+  EXPECT_EQ(t["documents"][0]["from"], "ctx");
+  EXPECT_EQ(t["documents"][1]["from"], "doc");
+  EXPECT_EQ(t["documents"][2]["from"], "ctx");
+  EXPECT_EQ(t["n_prompt"], (2 + b.n_vectors()) * 2 + (2 + a.n_vectors()) + n_question);
+}
+
+TEST_F(CompressAskCli, SeveralDocumentsTooLongTogether) {
+  // Each fits the decoder's 256 positions alone; two do not (one file twice neither).
+  TempDir d;
+  write_file(d / "x.txt", document_text(240));  // 633 tokens: 159 vectors
+  write_file(d / "y.txt", document_text(230));  // 606 tokens: 152 vectors
+  ASSERT_EQ(
+      run_coenc("compress -q -m " + q(raw()) + " --doc " + q(d / "x.txt") + " -o " + q(d / "x.coctx")).exit_code,
+      0);
+  const int64_t k = read_coctx(d / "x.coctx").n_vectors();
+  ASSERT_GT(2 * k + 4, 256);
+  ASSERT_EQ(run_coenc("ask -m " + q(raw()) + " --ctx " + q(d / "x.coctx") + " -n 1 hi").exit_code, 0);
+  RunResult files = run_coenc("ask -m " + q(raw()) + " --ctx " + q(d / "x.coctx") + " --ctx " + q(d / "x.coctx") +
+                              " hi");
+  expect_one_line_error(files, (d / "x.coctx").string() + ", " + (d / "x.coctx").string() +
+                                   format(": the 2 documents compress into {} + {} vectors", k, k));
+  EXPECT_NE(files.err.find("but the decoder reads at most 256 (text_config.max_position_embeddings): ask about "
+                           "fewer or shorter documents"),
+            std::string::npos)
+      << files.err;
+  // Text documents are refused before anything is compressed (mean pooling: the count is known).
+  RunResult docs = run_coenc("ask -m " + q(raw()) + " --doc " + q(d / "x.txt") + " --doc " + q(d / "y.txt") + " hi");
+  expect_one_line_error(docs, (d / "x.txt").string() + ", " + (d / "y.txt").string() + ": the 2 documents");
+  EXPECT_EQ(docs.err.find("compressing"), std::string::npos) << docs.err;
+  // Mixed.
+  expect_one_line_error(
+      run_coenc("ask -m " + q(chat()) + " --ctx " + q(d / "x.coctx") + " --doc " + q(d / "y.txt") + " hi"),
+      "x.coctx, " + (d / "y.txt").string() + ": the 2 documents");
+}
+
+TEST_F(CompressAskCli, LearnedMarkersReadTheSameFiles) {
+  // learned() has chat()'s tower and connector: the same fingerprint, so the .coctx file serves both; the
+  // answer is the in-process one with the learned rows.
+  TempDir d;
+  ASSERT_EQ(
+      run_coenc("compress -q -m " + q(chat()) + " --doc " + q(doc()) + " -o " + q(d / "a.coctx")).exit_code, 0);
+  RunResult r = run_coenc("ask -m " + q(learned()) + " --ctx " + q(d / "a.coctx") + " --temp 0 -n 10 --json Why?");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int64_t n_prompt = 0;
+  const TokenIds expected = greedy_answer(learned(), "Why?", 10, &n_prompt);
+  EXPECT_EQ(json::parse(r.out)["ids"].get<TokenIds>(), expected);
+  EXPECT_EQ(json::parse(r.out)["n_prompt"], n_prompt);
+  RunResult by_doc = run_coenc("ask -m " + q(learned()) + " --doc " + q(doc()) + " --temp 0 -n 10 --json Why?");
+  ASSERT_EQ(by_doc.exit_code, 0) << by_doc.err;
+  EXPECT_EQ(json::parse(by_doc.out)["ids"], json::parse(r.out)["ids"]);
+}
+
 // ---- refused files and bad input
 // --------------------------------------------------------------------------------
 
@@ -233,9 +349,14 @@ TEST_F(CompressAskCli, BadDocuments) {
 
 TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " hi"),
-                        "give exactly one of --doc (a document) and --ctx");
-  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc a --ctx b hi"),
-                        "give exactly one of --doc");
+                        "give at least one --doc (a document) or --ctx (a .coctx file); either may be repeated");
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc - --doc - hi", "some text"),
+                        "--doc - (standard input) may be given only once");
+  // A missing file among several is named, whichever place it has.
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --ctx nope.coctx hi"),
+                        "nope.coctx");
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --doc missing.txt hi"),
+                        "missing.txt: document not found");
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " ''"),
                         "the question is empty");
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --chat-format vicuna hi"),
@@ -251,6 +372,10 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
                         "/nonexistent/ckpt");
   RunResult help = run_coenc("compress --help");
   EXPECT_NE(help.out.find("coenc ask -m CKPT --ctx report.coctx"), std::string::npos) << help.out;
+  RunResult ask_help = run_coenc("ask --help");
+  EXPECT_NE(ask_help.out.find("--ctx report.coctx --ctx minutes.coctx --doc memo.txt"), std::string::npos)
+      << ask_help.out;
+  EXPECT_NE(ask_help.out.find("[BOC] v1 [EOC] [BOC] v2 [EOC]"), std::string::npos) << ask_help.out;
 }
 
 }  // namespace

@@ -49,10 +49,6 @@ TokenIds parse_id_list(const std::string& text, const char* flag) {
 }
 
 
-namespace {
-
-// The fewest vectors a document of `n_tokens` can compress into: mean and attn pool exactly ceil(T / r) per
-// chunk, dynamic pooling at least min_output_size.
 int64_t min_vectors(const CoEncoderConfig& c, int64_t n_tokens) {
   int64_t n = 0;
   for (int64_t begin = 0; begin < n_tokens; begin += c.chunk_size) {
@@ -61,6 +57,8 @@ int64_t min_vectors(const CoEncoderConfig& c, int64_t n_tokens) {
   }
   return n;
 }
+
+namespace {
 
 void check_fits(const std::string& path, const CoEncoderConfig& c, int64_t n_tokens, int64_t n_vectors,
                 bool exact, int64_t reserve) {

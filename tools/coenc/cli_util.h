@@ -40,6 +40,10 @@ TokenIds merge_ids(TokenIds stop_tokens, const TokenIds& more);
 
 // ---- documents (compress, ask --doc)
 
+// The fewest vectors a document of `n_tokens` can compress into: mean and attn pool exactly ceil(T / r) per
+// chunk, dynamic pooling at least min_output_size.
+int64_t min_vectors(const CoEncoderConfig& config, int64_t n_tokens);
+
 // Reads the document `path` and encodes it with the context tokenizer (no special tokens added; special-token
 // text in it is plain text). Refuses, naming the file, an empty document and one that compresses into more
 // positions than the decoder reads (`reserve` of them kept for what follows the compressed block).
