@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -46,13 +48,32 @@ class RmsNormImpl : public torch::nn::Module {
 TORCH_MODULE(RmsNorm);
 
 // y = x W^T + b with W [out, in]; parameters are allocated uninitialised (they are loaded or initialised later).
+// With a LoRA adapter attached (add_lora), y += (alpha / rank) x A^T B^T.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
+
+  // Attaches a low-rank adapter (LoRA, Hu et al. 2021) as submodules `lora_A` ([rank, in], Kaiming-uniform from
+  // `seed`, as PEFT) and `lora_B` ([out, rank], zero, so the output starts unchanged), both float32 and trainable.
+  void add_lora(int64_t rank, double alpha, uint64_t seed);
+  // Folds the adapter into W (W += alpha / rank · B A, in W's dtype) and removes it.
+  void merge_lora();
+  bool has_lora() const { return static_cast<bool>(lora_A); }
+
   torch::Tensor weight, bias;
+  std::shared_ptr<LinearImpl> lora_A, lora_B;
+  double lora_scale = 0;
 };
 TORCH_MODULE(Linear);
+
+// Which projections of a decoder get LoRA adapters, and their shape.
+struct LoraOptions {
+  int64_t rank = 8;
+  double alpha = 16;
+  // Names of the projections in each layer: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+};
 
 // Token embeddings: weight [vocab, d_model].
 class EmbeddingImpl : public torch::nn::Module {
@@ -123,6 +144,16 @@ class DecoderLmImpl : public torch::nn::Module {
   // RoPE tables for `positions` [T] (int64, on the model's device): cos, sin [1, T, head_dim] in the compute dtype.
   std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positions);
 
+  // Attaches LoRA adapters to the `options.targets` projections of every layer (seeded per layer and projection)
+  // and returns their parameters (trainable). The fused inference paths step aside for an adapted projection.
+  std::vector<torch::Tensor> add_lora(const LoraOptions& options, uint64_t seed);
+  // Folds every adapter into its weight and removes it: the model is a plain one again, saved as such.
+  void merge_lora();
+
+  // Activation checkpointing for training (model/checkpointing.h): under gradient mode, each layer keeps only its
+  // input and is recomputed in the backward pass.
+  void set_activation_checkpointing(bool on) { checkpoint_layers_ = on; }
+
   // Fuses the projections that read the same input (q/k/v, gate/up) into single matrix products for inference
   // (with gradients off); parameters keep their names and become views of the fused matrices. load_decoder and
   // random_decoder do this.
@@ -142,6 +173,7 @@ class DecoderLmImpl : public torch::nn::Module {
   ModelConfig config_;
   DeviceOptions options_;
   torch::Tensor inv_freq_;      // [head_dim / 2] float32, RoPE frequencies after scaling
+  bool checkpoint_layers_ = false;
 };
 TORCH_MODULE(DecoderLm);
 

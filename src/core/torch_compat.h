@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -59,6 +60,54 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, c
 }
 
 inline bool cuda_available() { return torch::cuda::is_available(); }
+
+// Autocast (mixed precision) on the CPU or CUDA: the ops autocast lists (matrix products, attention) run in
+// `dtype` while the weights stay float32. Thread-local, as in PyTorch: a recomputation in the autograd engine's
+// thread must set it again (see model/checkpointing.h).
+struct AutocastState {
+  bool enabled = false;
+  torch::ScalarType dtype = torch::kBFloat16;
+};
+
+inline AutocastState autocast_state(torch::DeviceType device) {
+#if COENC_TORCH_AT_LEAST(2, 4)
+  return {at::autocast::is_autocast_enabled(device), at::autocast::get_autocast_dtype(device)};
+#else
+  if (device == torch::kCUDA) return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+  return {at::autocast::is_cpu_enabled(), at::autocast::get_autocast_cpu_dtype()};
+#endif
+}
+
+inline void set_autocast_state(torch::DeviceType device, const AutocastState& s) {
+#if COENC_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(device, s.enabled);
+  at::autocast::set_autocast_dtype(device, s.dtype);
+#else
+  if (device == torch::kCUDA) {
+    at::autocast::set_enabled(s.enabled);
+    at::autocast::set_autocast_gpu_dtype(s.dtype);
+  } else {
+    at::autocast::set_cpu_enabled(s.enabled);
+    at::autocast::set_autocast_cpu_dtype(s.dtype);
+  }
+#endif
+  if (!s.enabled) at::autocast::clear_cache();
+}
+
+// Sets autocast for a scope and restores what was there before.
+class AutocastScope {
+ public:
+  AutocastScope(torch::DeviceType device, AutocastState s) : device_(device), before_(autocast_state(device)) {
+    set_autocast_state(device_, s);
+  }
+  ~AutocastScope() { set_autocast_state(device_, before_); }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  torch::DeviceType device_;
+  AutocastState before_;
+};
 
 // float32 matrix products through TF32 tensor cores (training on CUDA); "high" exists in 1.13 and 2.x.
 inline void allow_tf32(bool on) { at::globalContext().setFloat32MatmulPrecision(on ? "high" : "highest"); }

@@ -1,11 +1,13 @@
 #include "coenc/decoder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "coenc/error.h"
 #include "core/torch_compat.h"
 #include "kernels/decode_kernels.h"
+#include "model/checkpointing.h"
 #include "model/rope.h"
 
 namespace coenc {
@@ -88,7 +90,44 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::Ten
   if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return project(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = project(x, weight, bias);
+  if (!lora_A) return y;
+  // The adapter computes in float32 (or autocast's dtype); its contribution joins in the output's dtype.
+  torch::Tensor delta = lora_B->forward(lora_A->forward(x.to(lora_A->weight.scalar_type()))) * lora_scale;
+  return y + delta.to(y.scalar_type());
+}
+
+void LinearImpl::add_lora(int64_t rank, double alpha, uint64_t seed) {
+  COENC_CHECK(rank > 0 && alpha > 0, "LoRA rank and alpha must be positive, got {} and {}", rank, alpha);
+  COENC_CHECK_CODE(!lora_A, Internal, "a LoRA adapter is already attached");
+  const int64_t out = weight.size(0), in = weight.size(1);
+  auto f32 = torch::TensorOptions().device(weight.device()).dtype(torch::kFloat32);
+  lora_A = register_module("lora_A", Linear(in, rank, false, f32));
+  lora_B = register_module("lora_B", Linear(rank, out, false, f32));
+  torch::NoGradGuard no_grad;
+  // PEFT's default: A ~ kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+  auto gen = at::detail::createCPUGenerator(seed);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  lora_A->weight.copy_(torch::rand({rank, in}, gen, torch::kFloat32) * (2 * bound) - bound);
+  lora_B->weight.zero_();
+  lora_scale = alpha / static_cast<double>(rank);
+  lora_A->weight.set_requires_grad(true);
+  lora_B->weight.set_requires_grad(true);
+}
+
+void LinearImpl::merge_lora() {
+  if (!lora_A) return;
+  {
+    torch::NoGradGuard no_grad;
+    auto delta = torch::matmul(lora_B->weight, lora_A->weight) * lora_scale;  // [out, in] float32
+    weight.add_(delta.to(weight.scalar_type()));  // in place: a fused matrix viewing W sees it too
+  }
+  unregister_module("lora_A");
+  unregister_module("lora_B");
+  lora_A.reset();
+  lora_B.reset();
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& options) {
   weight = register_parameter("weight", torch::empty({vocab, dim}, options));
@@ -130,7 +169,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   torch::Tensor q, k, v;
   // Inference uses the fused projection (one matrix product, and RoPE applied to q and k in one pass); training
   // goes through the separate weights so that gradients reach them.
-  if (qkv_weight.defined() && !torch::GradMode::is_enabled() && args.static_pos.defined() && !q_norm && b == 1 &&
+  // An adapted projection (LoRA) goes through its own Linear.
+  const bool fused = qkv_weight.defined() && !torch::GradMode::is_enabled() && !q_proj->has_lora() &&
+                     !k_proj->has_lora() && !v_proj->has_lora();
+  if (fused && args.static_pos.defined() && !q_norm && b == 1 &&
       t == 1 && x.is_cuda() && kernels::available()) {
     // One token (CUDA graph decoding): RoPE on q and k and the cache writes are one kernel.
     auto qkv = project(x, qkv_weight, qkv_bias).view({n_heads + 2 * n_kv_heads, head_dim});
@@ -142,7 +184,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     auto out = compat::attention(q, k, v, mask, is_causal, 1.0 / std::sqrt(static_cast<double>(head_dim)));
     return o_proj(out.reshape({b, t, n_heads * head_dim}));
   }
-  if (qkv_weight.defined() && !torch::GradMode::is_enabled()) {
+  if (fused) {
     auto qkv = project(x, qkv_weight, qkv_bias).view({b, t, n_heads + 2 * n_kv_heads, head_dim});
     v = qkv.narrow(2, n_heads + n_kv_heads, n_kv_heads).transpose(1, 2);  // [B, Hkv, T, hd]
     if (q_norm) {
@@ -188,7 +230,7 @@ void MlpImpl::fuse_projections() {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  if (gate_up_weight.defined() && !torch::GradMode::is_enabled()) {
+  if (gate_up_weight.defined() && !torch::GradMode::is_enabled() && !gate_proj->has_lora() && !up_proj->has_lora()) {
     auto gate_up = project(x, gate_up_weight);
     if (x.is_cuda() && kernels::available()) return down_proj(kernels::silu_mul(gate_up));
     auto halves = gate_up.chunk(2, -1);
@@ -276,7 +318,8 @@ torch::Tensor DecoderLmImpl::run_layers(const torch::Tensor& x, int64_t n_run, c
                                         bool is_causal, const ForwardArgs& args, bool final_norm) {
   // The residual stream h and each sublayer's output `delta`. "h += delta; normed = norm(h)" is one fused CUDA
   // kernel at inference (two passes over h instead of nine); everywhere else it is the Hugging Face formula.
-  const bool fused = x.is_cuda() && kernels::available() && !torch::GradMode::is_enabled();
+  const bool fused = x.is_cuda() && kernels::available() && !torch::GradMode::is_enabled() &&
+                     !compat::autocast_state(torch::kCUDA).enabled;
   torch::Tensor h = fused ? x.contiguous() : x, delta;
   auto add_norm = [&](RmsNormImpl& norm) {
     if (fused) {
@@ -288,8 +331,19 @@ torch::Tensor DecoderLmImpl::run_layers(const torch::Tensor& x, int64_t n_run, c
     if (delta.defined()) h = h + delta;
     return norm.forward(h);
   };
+  const bool checkpoint = checkpoint_layers_ && torch::GradMode::is_enabled() && !args.cache;
   for (int64_t i = 0; i < n_run; ++i) {
     auto layer = model->layers[i]->as<DecoderLayerImpl>();
+    if (checkpoint) {
+      // The whole layer as one recomputed block: h -> h + attn(norm(h)) -> ... + mlp(norm(...)).
+      auto block = [layer, cos, sin, mask, is_causal, args, i](const torch::Tensor& in) {
+        torch::Tensor a = in + layer->self_attn->forward(layer->input_layernorm->forward(in), cos, sin, mask,
+                                                         is_causal, args, i);
+        return a + layer->mlp->forward(layer->post_attention_layernorm->forward(a));
+      };
+      h = checkpointed(block, h, layer->parameters());
+      continue;
+    }
     delta = layer->self_attn->forward(add_norm(*layer->input_layernorm), cos, sin, mask, is_causal, args, i);
     delta = layer->mlp(add_norm(*layer->post_attention_layernorm));
   }
@@ -309,6 +363,42 @@ torch::Tensor DecoderLmImpl::forward_static(const torch::Tensor& x, const Forwar
   torch::Tensor mask = torch::zeros({1, args.static_len}, x.options())
                            .masked_fill(allowed.logical_not().unsqueeze(0), -std::numeric_limits<float>::infinity());
   return run_layers(x, config_.n_layers, cos, sin, mask, false, args, true);
+}
+
+std::vector<torch::Tensor> DecoderLmImpl::add_lora(const LoraOptions& o, uint64_t seed) {
+  static const std::vector<std::string> known = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  COENC_CHECK(!o.targets.empty(), "LoRA: no target projections given (expected some of q_proj, k_proj, v_proj, "
+              "o_proj, gate_proj, up_proj, down_proj)");
+  for (const auto& t : o.targets)
+    COENC_CHECK(std::find(known.begin(), known.end(), t) != known.end(),
+                "LoRA: unknown target \"{}\" (expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)", t);
+  std::vector<torch::Tensor> params;
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto* l = model->layers[i]->as<DecoderLayerImpl>();
+    const std::vector<std::pair<std::string, Linear>> projections = {
+        {"q_proj", l->self_attn->q_proj},  {"k_proj", l->self_attn->k_proj}, {"v_proj", l->self_attn->v_proj},
+        {"o_proj", l->self_attn->o_proj},  {"gate_proj", l->mlp->gate_proj}, {"up_proj", l->mlp->up_proj},
+        {"down_proj", l->mlp->down_proj}};
+    for (size_t j = 0; j < projections.size(); ++j) {
+      const std::string& name = projections[j].first;
+      Linear lin = projections[j].second;
+      if (std::find(o.targets.begin(), o.targets.end(), name) == o.targets.end()) continue;
+      lin->add_lora(o.rank, o.alpha, seed + 1000003ULL * i + j);
+      params.push_back(lin->lora_A->weight);
+      params.push_back(lin->lora_B->weight);
+    }
+  }
+  return params;
+}
+
+void DecoderLmImpl::merge_lora() {
+  for (const auto& layer : *model->layers) {
+    auto* l = layer->as<DecoderLayerImpl>();
+    for (Linear lin : {l->self_attn->q_proj, l->self_attn->k_proj, l->self_attn->v_proj, l->self_attn->o_proj,
+                       l->mlp->gate_proj, l->mlp->up_proj, l->mlp->down_proj})
+      lin->merge_lora();
+  }
 }
 
 void DecoderLmImpl::fuse_projections() {
