@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coenc/decoder.h"
 #include "coenc/model_config.h"
 
 namespace coenc {
@@ -56,10 +57,25 @@ struct TrainConfig {
   // decoder_from.
   std::string context_tokenizer, text_tokenizer;
   std::vector<std::string> qa_files;      // JSONL: {"context", "question", "answers": [..] or "..."} per line
-  // "train": which parts learn. The connector ("connector": true); "tower": "frozen" | "full";
-  // "decoder": "frozen" | "full". ("lora" is recognised and refused: not implemented.)
+  // "train": which parts learn. The connector ("connector": true); "tower": "frozen" | "full" | "lora";
+  // "decoder": "frozen" | "full" | "lora".
   bool train_connector = true;
   std::string train_tower = "frozen", train_decoder = "frozen";
+  // "lora": {"rank", "alpha", "targets"} for the parts trained with "lora". Adapters are merged into the weights
+  // when the trained model is written, so the checkpoint stays in the seed's layout (the part is then embedded).
+  LoraOptions lora;
+  // "autocast": "none" | "bf16" | "f16": mixed precision (matrix products and attention in that dtype, weights,
+  // optimizer state and losses in float32). bf16 on the CPU or CUDA, f16 on CUDA.
+  std::string autocast = "none";
+  // "activation_checkpointing": recompute each tower / decoder layer in the backward pass instead of keeping its
+  // activations (big towers, long chunks).
+  bool activation_checkpointing = false;
+  // A frozen tower / decoder loaded from a directory (tower_from, decoder_from, or a checkpoint's
+  // *_path) is referenced from the written checkpoint by a relative path; "embed_tower" / "embed_decoder" copy it
+  // in instead. A trained part is always embedded.
+  bool embed_tower = false, embed_decoder = false;
+  // "save_dtype": "f32" | "bf16": the dtype of the tensors in the written checkpoint (run checkpoints stay f32).
+  std::string save_dtype = "f32";
   int64_t context_tokens = 0;             // tokens compressed per reconstruction / continuation example (0: chunk_size)
   int64_t continuation_tokens = 64;       // tokens of text after the compressed part (continuation, lm)
   int64_t max_context_tokens = 0;         // QA contexts are cut to this many tokens (0: 4 x chunk_size)

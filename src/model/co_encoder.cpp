@@ -257,10 +257,17 @@ CoEncoder load_co_encoder(const fs::path& dir, const DeviceOptions& options) {
 }
 
 void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, torch::ScalarType storage) {
+  save_co_encoder(model, dir, model.config().context_tower_path, model.config().language_model_path, storage);
+}
+
+void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, const std::string& context_tower_path,
+                     const std::string& language_model_path, torch::ScalarType storage) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   COENC_CHECK(!ec, "{}: cannot create the checkpoint directory: {}", dir.string(), ec.message());
-  const CoEncoderConfig& c = model.config();
+  CoEncoderConfig c = model.config();
+  c.context_tower_path = context_tower_path;
+  c.language_model_path = language_model_path;
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : model.named_parameters()) {
     if (!c.context_tower_path.empty() && starts_with(p.key(), kTowerPrefix)) continue;

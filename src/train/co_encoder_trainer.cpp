@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -20,6 +21,7 @@
 #include "core/torch_compat.h"
 #include "train/co_encoder_data.h"
 #include "train/co_encoder_objectives.h"
+#include "train/data_parallel.h"
 #include "train/loss_curve.h"
 #include "train/run_checkpoint.h"
 
@@ -215,17 +217,31 @@ void write_loss_curve(const fs::path& metrics, const fs::path& svg) {
 TrainResult train_co_encoder(const TrainConfig& c) {
   const auto t0 = std::chrono::steady_clock::now();
   SigintScope sigint;
-  const DeviceOptions dev = parse_device_options(c.device, "f32");
+  DeviceOptions dev = parse_device_options(c.device, "f32");
+  dev.device = data_parallel_device(dev.device);
+  // Data parallel (src/train/data_parallel.h): each process takes grad_accum / world of every step's micro-batches.
+  std::unique_ptr<DataParallel> dp = DataParallel::from_environment(dev.device);
+  const int rank = dp ? dp->rank() : 0, world = dp ? dp->world_size() : 1;
+  const bool lead = rank == 0;  // the process that writes metrics, checkpoints and the model
+  COENC_CHECK(c.grad_accum % world == 0,
+              "grad_accum ({}) must be a multiple of the number of processes ({}): each process takes grad_accum / "
+              "{} of a step's micro-batches, so that the step is the one-process step of the same global batch",
+              c.grad_accum, world, world);
+  const bool progress = c.progress && lead;
   if (dev.device.is_cuda()) compat::allow_tf32(true);
   Built built = build_model(c, dev);
   CoEncoderImpl& model = *built.model;
   const CoEncoderConfig& cfg = model.config();
-  COENC_CHECK(c.train_tower != "full" || cfg.context_tower_path.empty(),
-              "train.tower \"full\": the checkpoint references its tower by context_tower_path, so the trained "
-              "tower would not be saved");
-  COENC_CHECK(c.train_decoder != "full" || cfg.language_model_path.empty(),
-              "train.decoder \"full\": the checkpoint references its decoder by language_model_path, so the trained "
-              "decoder would not be saved");
+  COENC_CHECK_CODE(c.autocast != "f16" || dev.device.is_cuda(), Unsupported,
+                   "\"autocast\": \"f16\" runs on CUDA only (use \"bf16\" on the CPU)");
+  const compat::AutocastState autocast{c.autocast != "none",
+                                       c.autocast == "f16" ? torch::kFloat16 : torch::kBFloat16};
+  DecoderLmImpl& tower = *model.context_tower->tower;
+  DecoderLmImpl& decoder = *model.language_model;
+  tower.set_activation_checkpointing(c.activation_checkpointing);
+  decoder.set_activation_checkpointing(c.activation_checkpointing);
+  if (c.train_tower == "lora") tower.add_lora(c.lora, c.seed + 3);
+  if (c.train_decoder == "lora") decoder.add_lora(c.lora, c.seed + 4);
 
   // Which objectives, with weights normalised to sum 1.
   std::array<double, data::kNumObjectives> weight{};
@@ -245,7 +261,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm))
     text = std::make_unique<data::TextExamples>(
         c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
-        c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), c.progress);
+        c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress);
   if (active(Objective::Qa))
     qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
                                             c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size);
@@ -265,9 +281,11 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   std::vector<std::pair<std::string, torch::Tensor>> trainable;
   for (auto& p : model.named_parameters()) {
     const std::string& name = p.key();
+    const bool lora = name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+    auto part_on = [&](const std::string& mode) { return mode == "full" || (mode == "lora" && lora); };
     const bool on = (name.rfind("connector.", 0) == 0 && c.train_connector) ||
-                    (name.rfind("context_tower.", 0) == 0 && c.train_tower == "full") ||
-                    (name.rfind("language_model.", 0) == 0 && c.train_decoder == "full");
+                    (name.rfind("context_tower.", 0) == 0 && part_on(c.train_tower)) ||
+                    (name.rfind("language_model.", 0) == 0 && part_on(c.train_decoder));
     p.value().set_requires_grad(on);
     if (on) trainable.emplace_back(name, p.value());
   }
@@ -287,6 +305,8 @@ TrainResult train_co_encoder(const TrainConfig& c) {
     groups.emplace_back(no_decay,
                         std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(0)));
   torch::optim::AdamW opt(groups, AdamWOptions(c.lr));
+  // Every process starts from the first one's weights (they agree already when built from the same seed).
+  if (dp) dp->broadcast_from_first(all_params);
 
   // Evaluation: the same held-out examples every time (a fresh generator), plus continuation and QA again
   // without their context, the baseline the compressed context must beat.
@@ -298,6 +318,8 @@ TrainResult train_co_encoder(const TrainConfig& c) {
     int64_t correct = 0;
     for (int64_t i = 0; i < c.eval_batches; ++i) {
       std::vector<data::Example> ex = make_batch(rng, true), bare;
+      if (i % world != rank) continue;  // every process draws every batch (one generator), evaluates its share
+      compat::AutocastScope mixed(dev.device.type(), autocast);
       data::BatchLoss bl = data::co_encoder_batch_loss(model, ex);
       for (int o = 0; o < data::kNumObjectives; ++o)
         if (bl.tokens[o] > 0) sum[o] += bl.loss_sum[o].item<double>(), tokens[o] += bl.tokens[o];
@@ -311,6 +333,22 @@ TrainResult train_co_encoder(const TrainConfig& c) {
       data::BatchLoss bn = data::co_encoder_batch_loss(model, bare);
       for (int o = 0; o < data::kNumObjectives; ++o)
         if (bn.tokens[o] > 0) none_sum[o] += bn.loss_sum[o].item<double>(), none_tokens[o] += bn.tokens[o];
+    }
+    if (dp) {
+      std::vector<double> all;
+      for (int o = 0; o < data::kNumObjectives; ++o)
+        all.insert(all.end(), {sum[o], none_sum[o], static_cast<double>(tokens[o]), static_cast<double>(none_tokens[o])});
+      all.push_back(static_cast<double>(correct));
+      torch::Tensor t = torch::tensor(all, torch::kFloat64).to(dev.device);
+      dp->all_reduce_sum({t});
+      t = t.cpu();
+      for (int o = 0; o < data::kNumObjectives; ++o) {
+        sum[o] = t[4 * o].item<double>();
+        none_sum[o] = t[4 * o + 1].item<double>();
+        tokens[o] = t[4 * o + 2].item<int64_t>();
+        none_tokens[o] = t[4 * o + 3].item<int64_t>();
+      }
+      correct = t[4 * data::kNumObjectives].item<int64_t>();
     }
     json m;
     double total = 0;
@@ -353,13 +391,14 @@ TrainResult train_co_encoder(const TrainConfig& c) {
     result.tokens_seen = state.at("tokens");
     result.initial_eval_loss = state.at("initial_eval_loss");
     window = Window::from_json(state.at("window"));
-    truncate_metrics(metrics_path, step0);
+    if (lead) truncate_metrics(metrics_path, step0);
   } else {
     COENC_CHECK(!find_run_checkpoint(ckpt), "{} holds a checkpoint of an earlier run: set \"resume\": true to "
                 "continue it, or remove it", ckpt.string());
-    write_file_atomic(metrics_path, "");
+    if (lead) write_file_atomic(metrics_path, "");
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
+  std::ofstream metrics;
+  if (lead) metrics.open(metrics_path, std::ios::app);
   if (step0 == 0) {
     json m = evaluate();
     result.initial_eval_loss = m["eval_loss"];
@@ -369,6 +408,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   }
 
   auto save = [&](int64_t steps_done, const std::string& rng_snapshot) {
+    if (!lead) return;
     json state = {{"format", 1},
                   {"step", steps_done},
                   {"rng", rng_snapshot},
@@ -379,7 +419,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
     save_run_checkpoint(ckpt, trainable, opt, state);
   };
 
-  ProgressBar bar("training", c.steps, "steps", c.progress);
+  ProgressBar bar("training", c.steps, "steps", progress);
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, step = step0;
   std::string rng_at_start;
@@ -392,8 +432,13 @@ TrainResult train_co_encoder(const TrainConfig& c) {
       double step_loss = 0, step_size = 0;
       std::array<double, data::kNumObjectives> step_obj{};
       int64_t correct = 0, recon_tokens = 0;
+      int64_t step_tokens = 0;
       for (int64_t a = 0; a < c.grad_accum; ++a) {
-        data::BatchLoss bl = data::co_encoder_batch_loss(model, make_batch(rng, false));
+        std::vector<data::Example> batch = make_batch(rng, false);
+        if (a % world != rank) continue;  // another process's micro-batch
+        std::optional<compat::AutocastScope> mixed;
+        mixed.emplace(dev.device.type(), autocast);
+        data::BatchLoss bl = data::co_encoder_batch_loss(model, batch);
         torch::Tensor loss;
         for (int o = 0; o < data::kNumObjectives; ++o) {
           if (weight[o] == 0 || bl.tokens[o] == 0) continue;
@@ -406,13 +451,40 @@ TrainResult train_co_encoder(const TrainConfig& c) {
           loss = loss + c.size_loss_weight * bl.size_loss;
         }
         loss = loss / static_cast<double>(c.grad_accum);
+        mixed.reset();  // backward outside autocast, as PyTorch recommends: each op's gradient in its forward dtype
         if (loss.requires_grad()) loss.backward();
         step_loss += loss.item<double>();
         correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
         recon_tokens += bl.tokens[static_cast<int>(Objective::Reconstruction)];
-        window_tokens += bl.context_tokens + bl.decoder_positions;
-        result.tokens_seen += bl.context_tokens + bl.decoder_positions;
+        step_tokens += bl.context_tokens + bl.decoder_positions;
       }
+      bool interrupted = g_interrupted.load();
+      if (dp) {
+        // Gradients summed over the processes (each micro-batch loss is already divided by grad_accum), then the
+        // step's statistics and whether any process was interrupted, so all take the same decisions.
+        std::vector<torch::Tensor> grads;
+        for (auto& p : all_params) {
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+          grads.push_back(p.mutable_grad());
+        }
+        dp->all_reduce_sum(grads);
+        std::vector<double> stats = {step_loss, step_size, static_cast<double>(correct),
+                                     static_cast<double>(recon_tokens), static_cast<double>(step_tokens),
+                                     interrupted ? 1.0 : 0.0};
+        stats.insert(stats.end(), step_obj.begin(), step_obj.end());
+        torch::Tensor t = torch::tensor(stats, torch::kFloat64).to(dev.device);
+        dp->all_reduce_sum({t});
+        t = t.cpu();
+        step_loss = t[0].item<double>();
+        step_size = t[1].item<double>();
+        correct = t[2].item<int64_t>();
+        recon_tokens = t[3].item<int64_t>();
+        step_tokens = t[4].item<int64_t>();
+        interrupted = t[5].item<double>() > 0;
+        for (int o = 0; o < data::kNumObjectives; ++o) step_obj[o] = t[6 + o].item<double>();
+      }
+      window_tokens += step_tokens;
+      result.tokens_seen += step_tokens;
       COENC_CHECK_CODE(std::isfinite(step_loss), Internal, "training diverged at step {} (loss {}); lower lr", step,
                        step_loss);
       if (c.grad_clip > 0) torch::nn::utils::clip_grad_norm_(all_params, c.grad_clip);
@@ -457,11 +529,11 @@ TrainResult train_co_encoder(const TrainConfig& c) {
         metrics << m.dump() << "\n";
         metrics.flush();
       }
-      const bool stop = g_interrupted.load() || (c.stop_after > 0 && done - step0 >= c.stop_after);
+      const bool stop = interrupted || (c.stop_after > 0 && done - step0 >= c.stop_after);
       if (stop || (c.save_every > 0 && done % c.save_every == 0)) save(done, rng_state(rng));
       if (stop) {
         result.stopped = true;
-        result.interrupted = g_interrupted.load();
+        result.interrupted = interrupted;
         ++step;
         break;
       }
@@ -479,19 +551,27 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   result.steps_done = step;
   bar.finish(result.stopped ? format("stopped at step {}; checkpoint in {}", step, ckpt.string())
                             : format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
-  metrics.close();
-  if (!result.stopped) {
+  if (lead) metrics.close();
+  if (!result.stopped && lead) {
     for (auto& [name, p] : trainable) p.set_requires_grad(false);
-    save_co_encoder(model, out);
-    // A tower or decoder referenced by path stays where it was: point at it from the new directory.
-    if (!cfg.context_tower_path.empty() || !cfg.language_model_path.empty()) {
-      json j = read_json_file(out / "config.json", "Co-Encoder config");
-      if (!cfg.context_tower_path.empty())
-        j["context_tower_path"] = fs::absolute(built.ckpt_dir / cfg.context_tower_path).string();
-      if (!cfg.language_model_path.empty())
-        j["language_model_path"] = fs::absolute(built.ckpt_dir / cfg.language_model_path).string();
-      write_file_atomic(out / "config.json", j.dump(2) + "\n");
-    }
+    tower.merge_lora();
+    decoder.merge_lora();
+    // A frozen tower or decoder that came from a directory stays there: the checkpoint points at it by a path
+    // relative to itself (so the pair can move together); a trained one is stored in the checkpoint.
+    auto source_dir = [&](const std::string& ckpt_path, const std::string& from) -> fs::path {
+      if (!ckpt_path.empty()) return built.ckpt_dir / ckpt_path;
+      return from;
+    };
+    auto reference = [&](const fs::path& src, const std::string& mode, bool embed) -> std::string {
+      if (src.empty() || mode != "frozen" || embed) return "";
+      const fs::path target = fs::weakly_canonical(src), here = fs::weakly_canonical(out);
+      const fs::path rel = target.lexically_relative(here);
+      return rel.empty() ? target.string() : rel.string();
+    };
+    save_co_encoder(model, out,
+                    reference(source_dir(cfg.context_tower_path, c.tower_from), c.train_tower, c.embed_tower),
+                    reference(source_dir(cfg.language_model_path, c.decoder_from), c.train_decoder, c.embed_decoder),
+                    c.save_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
     // The seed's layout: each tokenizer in its subfolder.
     for (auto [src, sub] : {std::pair{built.context_tok_src, "context_tokenizer"},
                             std::pair{built.text_tok_src, "text_tokenizer"}}) {
@@ -502,7 +582,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
         if (fs::exists(from / f)) write_file_atomic(to / f, read_file_bytes(from / f, "tokenizer file"));
     }
   }
-  write_loss_curve(metrics_path, out / "loss_curve.svg");
+  if (lead) write_loss_curve(metrics_path, out / "loss_curve.svg");
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

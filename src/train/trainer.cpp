@@ -60,8 +60,10 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
       // the Co-Encoder objectives
       "co_encoder", "co_encoder_config", "tower_from", "decoder_from", "init_std", "context_tokenizer",
       "text_tokenizer", "qa_files", "train", "context_tokens", "continuation_tokens", "max_context_tokens",
-      "size_loss_weight", "log_every", "save_every", "resume", "stop_after"};
-  static const std::set<std::string> co_encoder_only = {
+      "size_loss_weight", "log_every", "save_every", "resume", "stop_after", "lora", "autocast",
+      "activation_checkpointing", "embed_tower", "embed_decoder", "save_dtype"};
+  static const std::set<std::string> co_encoder_only = {"lora", "autocast", "activation_checkpointing", "embed_tower",
+      "embed_decoder", "save_dtype",
       "tower_from", "decoder_from", "init_std", "context_tokenizer", "text_tokenizer", "qa_files", "train",
       "context_tokens", "continuation_tokens", "max_context_tokens", "size_loss_weight", "log_every", "save_every",
       "resume", "stop_after"};
@@ -152,16 +154,43 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
         c.train_connector = item.value().get<bool>();
         continue;
       }
-      COENC_CHECK(item.value().is_string(), "{}: field \"train.{}\" must be \"frozen\" or \"full\", got {}", where,
-                  key, item.value().dump());
+      COENC_CHECK(item.value().is_string(), "{}: field \"train.{}\" must be \"frozen\", \"full\" or \"lora\", got {}",
+                  where, key, item.value().dump());
       const std::string v = item.value().get<std::string>();
-      COENC_CHECK_CODE(v != "lora", Unsupported,
-                       "{}: field \"train.{}\": LoRA is not supported yet (use \"frozen\" or \"full\")", where, key);
-      COENC_CHECK(v == "frozen" || v == "full", "{}: field \"train.{}\" must be \"frozen\" or \"full\", got \"{}\"",
-                  where, key, v);
+      COENC_CHECK(v == "frozen" || v == "full" || v == "lora",
+                  "{}: field \"train.{}\" must be \"frozen\", \"full\" or \"lora\", got \"{}\"", where, key, v);
       (key == "tower" ? c.train_tower : c.train_decoder) = v;
     }
   }
+  if (j.contains("lora")) {
+    const json& l = j["lora"];
+    COENC_CHECK(l.is_object(), "{}: field \"lora\" must be an object such as {{\"rank\": 8, \"alpha\": 16}}, got {}",
+                where, l.dump());
+    for (const auto& item : l.items())
+      COENC_CHECK(item.key() == "rank" || item.key() == "alpha" || item.key() == "targets",
+                  "{}: unknown field \"lora.{}\" (expected rank, alpha, targets)", where, item.key());
+    const std::string lw = where + ": field \"lora\"";
+    read_field(l, "rank", c.lora.rank, lw);
+    read_field(l, "alpha", c.lora.alpha, lw);
+    read_field(l, "targets", c.lora.targets, lw);
+    COENC_CHECK(c.lora.rank > 0 && c.lora.alpha > 0, "{}: lora.rank and lora.alpha must be positive", where);
+    COENC_CHECK(!c.lora.targets.empty(), "{}: lora.targets is empty", where);
+    for (const auto& t : c.lora.targets)
+      COENC_CHECK(t == "q_proj" || t == "k_proj" || t == "v_proj" || t == "o_proj" || t == "gate_proj" ||
+                      t == "up_proj" || t == "down_proj",
+                  "{}: unknown lora.targets entry \"{}\" (expected q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                  "up_proj, down_proj)",
+                  where, t);
+  }
+  read_field(j, "autocast", c.autocast, where);
+  COENC_CHECK(c.autocast == "none" || c.autocast == "bf16" || c.autocast == "f16",
+              "{}: field \"autocast\" must be \"none\", \"bf16\" or \"f16\", got \"{}\"", where, c.autocast);
+  read_field(j, "activation_checkpointing", c.activation_checkpointing, where);
+  read_field(j, "embed_tower", c.embed_tower, where);
+  read_field(j, "embed_decoder", c.embed_decoder, where);
+  read_field(j, "save_dtype", c.save_dtype, where);
+  COENC_CHECK(c.save_dtype == "f32" || c.save_dtype == "bf16",
+              "{}: field \"save_dtype\" must be \"f32\" or \"bf16\", got \"{}\"", where, c.save_dtype);
   // Relative paths are relative to the config file's folder, so a config travels with its data.
   const fs::path base = fs::path(where).parent_path();
   auto resolve = [&](std::string& p) {
@@ -227,10 +256,13 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
               where);
   COENC_CHECK(c.qa_files.empty() || c.objectives.count("qa"),
               "{}: field \"qa_files\" is given but objective \"qa\" has no weight", where);
-  COENC_CHECK(c.train_connector || c.train_tower == "full" || c.train_decoder == "full",
+  COENC_CHECK(c.train_connector || c.train_tower != "frozen" || c.train_decoder != "frozen",
               "{}: field \"train\" leaves nothing to train", where);
-  COENC_CHECK(!c.objectives.count("lm") || c.train_decoder == "full",
-              "{}: objective \"lm\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}}", where);
+  COENC_CHECK(!c.objectives.count("lm") || c.train_decoder != "frozen",
+              "{}: objective \"lm\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "
+              "\"lora\"", where);
+  COENC_CHECK(!j.contains("lora") || c.train_tower == "lora" || c.train_decoder == "lora",
+              "{}: field \"lora\" is given but neither train.tower nor train.decoder is \"lora\"", where);
   COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0,
               "{}: context_tokens and max_context_tokens must be >= 0 (0: the default)", where);
   COENC_CHECK(c.continuation_tokens >= 1, "{}: continuation_tokens must be at least 1, got {}", where,

@@ -12,6 +12,7 @@
 #include "coenc/co_encoder.h"
 #include "coenc/safetensors.h"
 #include "coenc/train.h"
+#include "core/torch_compat.h"
 #include "test_util.h"
 
 namespace coenc {
@@ -333,6 +334,165 @@ TEST(CoEncoderTrain, QaJsonlErrorsNameFileAndLine) {
   TrainResult r = train(TrainConfig::from_json(j, "run.json"));
   EXPECT_TRUE(r.final_eval.contains("eval_qa_loss"));
   EXPECT_TRUE(r.final_eval.contains("eval_qa_no_context_loss"));
+}
+
+
+// ---- LoRA, activation checkpointing, autocast -------------------------------------------------------------------
+
+ModelConfig tiny_decoder_config() {
+  return CoEncoderConfig::from_json(tiny_co_encoder_config("mean"), "tiny").text;
+}
+
+torch::Tensor tiny_input(const ModelConfig& c, uint64_t seed) {
+  return torch::randint(c.vocab_size, {2, 12}, at::detail::createCPUGenerator(seed), torch::kInt64);
+}
+
+TEST(Lora, StartsAsTheBaseModelTrainsOnlyAdaptersAndMergesExactly) {
+  const ModelConfig cfg = tiny_decoder_config();
+  DecoderLm lm = random_decoder(cfg, DeviceOptions{}, 1);
+  const torch::Tensor ids = tiny_input(cfg, 2);
+  auto hidden = [&] { return lm->forward_hidden(lm->embed(ids), ForwardArgs{}); };
+  torch::Tensor base;
+  {
+    torch::NoGradGuard no_grad;
+    base = hidden();
+  }
+  LoraOptions o;
+  o.rank = 4;
+  o.alpha = 8;
+  std::vector<torch::Tensor> params = lm->add_lora(o, 3);
+  ASSERT_EQ(params.size(), static_cast<size_t>(2 * 7 * cfg.n_layers));
+  {
+    torch::NoGradGuard no_grad;
+    // B = 0: an adapter starts as the identity (up to the rounding of unfused projections).
+    EXPECT_TRUE(torch::allclose(hidden(), base, 1e-5, 1e-6));
+    for (size_t i = 1; i < params.size(); i += 2) params[i].normal_(0.0, 0.05);  // make every B non-zero
+  }
+  torch::Tensor adapted_inference;
+  {
+    torch::NoGradGuard no_grad;  // the fused inference paths must step aside for adapted projections
+    adapted_inference = hidden();
+  }
+  torch::Tensor adapted = hidden();
+  EXPECT_TRUE(torch::allclose(adapted_inference, adapted, 1e-5, 1e-6));
+  EXPECT_GT((adapted - base).abs().max().item<double>(), 1e-3) << "the adapters change the output";
+  adapted.square().mean().backward();
+  for (const auto& p : params) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_GT(p.grad().abs().sum().item<double>(), 0);
+  }
+  for (const auto& p : lm->named_parameters())
+    if (p.key().find(".lora_") == std::string::npos) EXPECT_FALSE(p.value().grad().defined()) << p.key();
+  lm->merge_lora();
+  for (const auto& p : lm->named_parameters()) EXPECT_EQ(p.key().find("lora"), std::string::npos) << p.key();
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(hidden(), adapted_inference, 1e-5, 1e-5)) << "merged weights = base + adapters";
+  EXPECT_COENC_ERROR(lm->add_lora(LoraOptions{4, 8, {"qkv"}}, 1), "unknown target \"qkv\"");
+}
+
+TEST(ActivationCheckpointing, SameOutputAndGradientsAsKeepingActivations) {
+  const ModelConfig cfg = tiny_decoder_config();
+  const torch::Tensor ids = tiny_input(cfg, 4);
+  std::vector<std::vector<torch::Tensor>> grads;
+  std::vector<torch::Tensor> outputs;
+  for (bool checkpointing : {false, true}) {
+    DecoderLm lm = random_decoder(cfg, DeviceOptions{}, 5);
+    std::vector<torch::Tensor> params = lm->add_lora(LoraOptions{}, 6);
+    {
+      torch::NoGradGuard no_grad;
+      auto gen = at::detail::createCPUGenerator(11);  // the same B in both models
+      for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn(params[i].sizes(), gen) * 0.05);
+    }
+    lm->set_activation_checkpointing(checkpointing);
+    torch::Tensor x = lm->embed(ids).detach().requires_grad_(true);
+    torch::Tensor h = lm->forward_hidden(x, ForwardArgs{});
+    h.square().mean().backward();
+    outputs.push_back(h.detach());
+    std::vector<torch::Tensor> g = {x.grad()};
+    for (const auto& p : params) g.push_back(p.grad());
+    grads.push_back(g);
+  }
+  EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 1e-5, 1e-6));
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    ASSERT_TRUE(grads[1][i].defined()) << "gradient " << i << " missing with checkpointing";
+    EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-4, 1e-7)) << "gradient " << i;
+  }
+}
+
+TEST(Autocast, Bf16OnTheCpuRoundsButKeepsTheResultAndIsScoped) {
+  const ModelConfig cfg = tiny_decoder_config();
+  DecoderLm lm = random_decoder(cfg, DeviceOptions{}, 7);
+  const torch::Tensor ids = tiny_input(cfg, 8);
+  torch::NoGradGuard no_grad;
+  torch::Tensor f32 = lm->forward_hidden(lm->embed(ids), ForwardArgs{}), mixed;
+  {
+    compat::AutocastScope scope(torch::kCPU, {true, torch::kBFloat16});
+    EXPECT_TRUE(compat::autocast_state(torch::kCPU).enabled);
+    mixed = lm->forward_hidden(lm->embed(ids), ForwardArgs{}).to(torch::kFloat32);
+  }
+  EXPECT_FALSE(compat::autocast_state(torch::kCPU).enabled);
+  const double rel = ((mixed - f32).norm() / f32.norm()).item<double>();
+  EXPECT_GT(rel, 0) << "autocast did not take effect";
+  EXPECT_LT(rel, 0.05);
+}
+
+// A tower trained with LoRA (merged and embedded when saved) and a frozen decoder loaded from a directory
+// (referenced by a relative path, so the pair can move together), in bf16 autocast with activation checkpointing.
+TEST(CoEncoderTrain, LoraTowerAndReferencedDecoder) {
+  TempDir dir;
+  test::write_file(dir / "train.txt", random_docs(60, 12, 9));
+  const CoEncoderConfig tiny = CoEncoderConfig::from_json(tiny_co_encoder_config("mean"), "tiny");
+  save_decoder(random_decoder(tiny.text, DeviceOptions{}, 10), dir / "models" / "decoder");
+  json cc = tiny_co_encoder_config("mean");
+  cc.erase("text_config");
+  json c = base_config(dir);
+  c["co_encoder_config"] = cc;
+  c["decoder_from"] = (dir / "models" / "decoder").string();
+  c["out"] = (dir / "models" / "trained").string();
+  c["train_files"] = {(dir / "train.txt").string()};
+  c["objectives"] = {{"reconstruction", 1.0}};
+  c["train"] = {{"tower", "lora"}};
+  c["lora"] = {{"rank", 4}, {"alpha", 8}, {"targets", {"q_proj", "v_proj", "down_proj"}}};
+  c["autocast"] = "bf16";
+  c["activation_checkpointing"] = true;
+  c["save_dtype"] = "bf16";
+  c["steps"] = 4;
+  c["lr"] = 1e-2;
+  train(TrainConfig::from_json(c, "run.json"));
+
+  const json written = json::parse(test::read_file(dir / "models" / "trained" / "config.json"));
+  EXPECT_EQ(written.value("language_model_path", ""), "../decoder");
+  EXPECT_FALSE(written.contains("context_tower_path"));
+  auto weights = SafetensorsFile::open(dir / "models" / "trained" / "model.safetensors");
+  bool has_tower = false;
+  for (const auto& entry : weights->entries()) {
+    const std::string& name = entry.name;
+    EXPECT_EQ(name.find("language_model."), std::string::npos) << "the referenced decoder was copied: " << name;
+    EXPECT_EQ(name.find("lora"), std::string::npos) << "adapters are merged when saved: " << name;
+    has_tower = has_tower || name.rfind("context_tower.", 0) == 0;
+    EXPECT_EQ(entry.dtype, "BF16") << name;
+  }
+  EXPECT_TRUE(has_tower);
+  // Moved together, the two directories still load; the tower's adapted projections moved, the others did not.
+  test::copy_tree(dir / "models", dir / "moved");
+  CoEncoder m = load_co_encoder(dir / "moved" / "trained", DeviceOptions{});
+  DecoderLm initial = random_decoder(tiny.context, DeviceOptions{}, 0);  // the run's seed 0 made the tower
+  auto* l0 = m->context_tower->tower->model->layers[0]->as<DecoderLayerImpl>();
+  auto* i0 = initial->model->layers[0]->as<DecoderLayerImpl>();
+  auto bf16 = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat32); };
+  EXPECT_GT((l0->self_attn->q_proj->weight - bf16(i0->self_attn->q_proj->weight)).abs().max().item<double>(), 0);
+  EXPECT_TRUE(torch::equal(l0->self_attn->k_proj->weight, bf16(i0->self_attn->k_proj->weight)));
+  // A bad "lora" field names itself.
+  json bad = c;
+  bad["lora"] = {{"rank", 4}, {"targets", {"qkv"}}};
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "unknown lora.targets entry \"qkv\"");
+  bad = c;
+  bad["autocast"] = "fp8";
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"autocast\" must be");
+  bad = c;
+  bad["train"] = {{"tower", "frozen"}};
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lora\" is given but");
 }
 
 }  // namespace

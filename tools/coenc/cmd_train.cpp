@@ -1,11 +1,14 @@
 // coenc train: run a training described by a JSON config.
+#include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "coenc/train.h"
+#include "train/data_parallel.h"
 #include "commands.h"
 
 namespace coenc::cli {
@@ -16,9 +19,20 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> overrides;  // key=value, JSON values (strings may be bare)
   bool quiet = false;
+  int nproc = 1;
 };
 
-int run_train(const TrainArgs& a) {
+// This process's command line (argv as the kernel recorded it).
+std::vector<std::string> own_command_line() {
+  std::istringstream in(read_file_bytes("/proc/self/cmdline", "command line"));
+  std::vector<std::string> args;
+  std::string arg;
+  while (std::getline(in, arg, '\0')) args.push_back(arg);
+  return args;
+}
+
+// The config file with the --set overrides applied.
+nlohmann::json read_config(const TrainArgs& a) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file_bytes(a.config, "training config"));
@@ -37,7 +51,32 @@ int run_train(const TrainArgs& a) {
     }
   }
   if (a.quiet) j["progress"] = false;
+  return j;
+}
+
+int run_train(const TrainArgs& a) {
+  nlohmann::json j = read_config(a);
   TrainConfig config = TrainConfig::from_json(j, a.config);
+  if (a.nproc > 1) {
+    // Checked here, once, rather than by every process.
+    COENC_CHECK(config.co_encoder_mode(), "--nproc: data parallel training is for Co-Encoder runs (co_encoder or "
+                "co_encoder_config)");
+    COENC_CHECK(config.grad_accum % a.nproc == 0,
+                "grad_accum ({}) must be a multiple of the number of processes ({}): each process takes grad_accum / "
+                "{} of a step's micro-batches, so that the step is the one-process step of the same global batch",
+                config.grad_accum, a.nproc, a.nproc);
+    // Start the processes, each this same command without --nproc (src/train/data_parallel.h).
+    std::vector<std::string> argv = own_command_line(), child;
+    for (size_t i = 0; i < argv.size(); ++i) {
+      if (argv[i] == "--nproc") {
+        ++i;
+        continue;
+      }
+      if (argv[i].rfind("--nproc=", 0) == 0) continue;
+      child.push_back(argv[i]);
+    }
+    return launch_data_parallel(a.nproc, child);
+  }
   TrainResult r = train(config);
   nlohmann::json summary = {{"out", config.out},
                             {"initial_eval_loss", r.initial_eval_loss},
@@ -51,6 +90,8 @@ int run_train(const TrainArgs& a) {
     summary["interrupted"] = r.interrupted;
     if (!r.final_eval.is_null()) summary["final_eval"] = r.final_eval;
   }
+  const char* rank = std::getenv("RANK");
+  if (rank && std::string(rank) != "0") return r.interrupted ? 130 : 0;  // the first process reports
   std::cout << summary.dump() << "\n";
   if (r.stopped) {
     std::cerr << "coenc train: stopped at step " << r.steps_done << "; checkpoint in " << config.out
@@ -77,7 +118,11 @@ CommandFn setup_train(CLI::App& app) {
       "  co_encoder_config (config.json object; tower_from / decoder_from model dirs, else random, init_std [0.02]),\n"
       "  objectives {\"reconstruction\": w, \"continuation\": w, \"qa\": w, \"lm\": w}, train_files (text) and/or\n"
       "  qa_files (JSONL {context, question, answers}), tokenizer | context_tokenizer + text_tokenizer [the\n"
-      "  checkpoint's], train {\"connector\": true, \"tower\": \"frozen\"|\"full\", \"decoder\": \"frozen\"|\"full\"},\n"
+      "  checkpoint's], train {\"connector\": true, \"tower\": \"frozen\"|\"full\"|\"lora\", \"decoder\": same},\n"
+      "  lora {\"rank\": 8, \"alpha\": 16, \"targets\": [q_proj, ... down_proj]} (merged into the weights when saved),\n"
+      "  autocast [\"none\"] | \"bf16\" | \"f16\" (mixed precision; f16 on CUDA only), activation_checkpointing [false],\n"
+      "  embed_tower / embed_decoder [false] (a frozen part loaded from a directory is referenced by a relative\n"
+      "  path instead of copied), save_dtype [\"f32\"] | \"bf16\" (the written checkpoint's tensors),\n"
       "  context_tokens [chunk_size], continuation_tokens [64], max_context_tokens [4 x chunk_size],\n"
       "  size_loss_weight [0.1], log_every [eval_every], save_every [0], resume [false], stop_after [0].\n"
       "  batch_size counts examples of each objective. Writes OUT/ as a Co-Encoder checkpoint (+ context_tokenizer/,\n"
@@ -87,6 +132,11 @@ CommandFn setup_train(CLI::App& app) {
   cmd->add_option("--config,-c", a->config, "training config (JSON)")->required();
   cmd->add_option("--set", a->overrides, "override a config field, e.g. --set steps=100 (repeatable)");
   cmd->add_flag("--quiet", a->quiet, "no progress bars");
+  cmd->add_option("--nproc", a->nproc,
+                  "data parallel: run N processes (one per GPU: cuda:0..N-1; or N on the CPU) that share each step; "
+                  "grad_accum must be a multiple of N. torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, ...) work "
+                  "too")
+      ->check(CLI::Range(1, 64));
   return [a] { return run_train(*a); };
 }
 

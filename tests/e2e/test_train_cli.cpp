@@ -1,0 +1,128 @@
+// `coenc train` for a Co-Encoder run as a user runs it: a config file, the trained checkpoint answering through
+// `coenc ask`, data parallel over two processes (Gloo on the CPU) giving the one-process run, and bad configs
+// ending in one clear line.
+#include <random>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace coenc::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Documents of random words that the test tokenizer keeps whole, in the corpus format.
+std::string random_docs(int n, int len, uint64_t seed) {
+  static const char* words[] = {"the", "over", "one", "two", "three", "four", "and", "of", "to", "in", "is", "was"};
+  std::mt19937_64 rng(seed);
+  std::string out;
+  for (int d = 0; d < n; ++d) {
+    for (int i = 0; i < len; ++i) out += std::string(" ") + words[rng() % 12];
+    out += "\n\n<|doc|>\n";
+  }
+  return out;
+}
+
+// A run config with relative paths (resolved against the config's folder, as a user writes them).
+json run_config() {
+  json tower = {{"model_type", "llama"}, {"vocab_size", 1200}, {"hidden_size", 48}, {"intermediate_size", 96},
+                {"num_hidden_layers", 1}, {"num_attention_heads", 4}, {"num_key_value_heads", 4},
+                {"max_position_embeddings", 64}};
+  json decoder = tower;
+  decoder["num_hidden_layers"] = 2;
+  decoder["tie_word_embeddings"] = true;
+  return {{"co_encoder_config",
+           {{"model_type", "co_encoder"}, {"context_config", tower}, {"text_config", decoder},
+            {"context_feature_layer", -1}, {"projector_hidden_act", "gelu"}, {"begin_of_context_token_id", 1198},
+            {"end_of_context_token_id", 1199}, {"pooling", "mean"}, {"compression_ratio", 2}, {"chunk_size", 16},
+            {"min_output_size", 1}, {"max_output_size", 8}}},
+          {"tokenizer", (test_dir() / "golden/tokenizer/trained").string()},
+          {"train_files", {"docs.txt"}},
+          {"objectives", {{"reconstruction", 1.0}, {"continuation", 1.0}}},
+          {"train", {{"tower", "lora"}}},
+          {"out", "out"},
+          {"batch_size", 8},
+          {"grad_accum", 2},
+          {"steps", 6},
+          {"warmup_steps", 2},
+          {"eval_every", 3},
+          {"log_every", 1},
+          {"eval_batches", 2},
+          {"eval_fraction", 0.1}};
+}
+
+std::vector<json> metrics(const fs::path& out) {
+  std::vector<json> lines;
+  std::istringstream in(read_file(out / "metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(json::parse(line));
+  return lines;
+}
+
+TEST(TrainCli, TrainsACheckpointThatAnswers) {
+  TempDir dir;
+  write_file(dir / "docs.txt", random_docs(200, 30, 1));
+  write_file(dir / "run.json", run_config().dump(2));
+  RunResult r = run_coenc("train -c '" + (dir / "run.json").string() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json summary = json::parse(r.out);
+  EXPECT_EQ(summary.at("steps"), 6);
+  EXPECT_NE(r.err.find("training"), std::string::npos) << "a progress bar on stderr";
+  EXPECT_EQ(metrics(dir / "out").size(), 7u);  // step 0 and every step
+  EXPECT_TRUE(fs::exists(dir / "out" / "loss_curve.svg"));
+
+  write_file(dir / "doc.txt", random_docs(1, 40, 2));
+  RunResult a = run_coenc("ask -m '" + (dir / "out").string() + "' --doc '" + (dir / "doc.txt").string() +
+                          "' -n 4 --temp 0 --json 'what came first?'");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  json answer = json::parse(a.out);
+  EXPECT_LE(answer.at("ids").size(), 4u);
+  EXPECT_GT(answer.at("n_vectors").get<int64_t>(), 0);
+}
+
+TEST(TrainCli, TwoProcessesTrainAsOne) {
+  TempDir dir;
+  write_file(dir / "docs.txt", random_docs(200, 30, 3));
+  write_file(dir / "run.json", run_config().dump(2));
+  const std::string cfg = "train -c '" + (dir / "run.json").string() + "' --quiet ";
+  RunResult one = run_coenc(cfg + "--set out=one");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  RunResult two = run_coenc(cfg + "--set out=two --nproc 2");
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'), 1) << "one summary, from the first process: " << two.out;
+  const std::vector<json> a = metrics(dir / "one"), b = metrics(dir / "two");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    for (const char* k : {"train_loss", "eval_loss"})
+      if (a[i].contains(k)) {
+        ASSERT_TRUE(b[i].contains(k));
+        EXPECT_NEAR(a[i][k].get<double>(), b[i][k].get<double>(), 1e-6 * std::abs(a[i][k].get<double>()))
+            << k << " at step " << a[i]["step"];
+      }
+  EXPECT_EQ(read_file(dir / "one" / "model.safetensors"), read_file(dir / "two" / "model.safetensors"));
+  // A step's micro-batches must split evenly over the processes.
+  expect_one_line_error(run_coenc(cfg + "--set out=three --nproc 3"), "must be a multiple of the number of processes");
+}
+
+TEST(TrainCli, BadConfigsEndInOneLine) {
+  TempDir dir;
+  write_file(dir / "docs.txt", random_docs(20, 30, 4));
+  auto with = [&](const std::string& key, const json& value) {
+    json c = run_config();
+    c[key] = value;
+    write_file(dir / "bad.json", c.dump());
+    return run_coenc("train -c '" + (dir / "bad.json").string() + "' --quiet");
+  };
+  expect_one_line_error(with("lora_rank", 4), "unknown field \"lora_rank\"");
+  expect_one_line_error(with("train", json{{"tower", "half"}}), "field \"train.tower\" must be");
+  expect_one_line_error(with("lora", json{{"rank", -1}}), "lora.rank and lora.alpha must be positive");
+  expect_one_line_error(with("train_files", json{"missing.txt"}), "missing.txt");
+  write_file(dir / "broken.json", "{\"steps\": ");
+  expect_one_line_error(run_coenc("train -c '" + (dir / "broken.json").string() + "'"), "malformed JSON");
+}
+
+}  // namespace
+}  // namespace coenc::test
