@@ -14,6 +14,7 @@
 #include "coenc/shapes.h"
 #include "commands.h"
 #include "core/torch_compat.h"
+#include "train/co_encoder_objectives.h"
 
 namespace coenc::cli {
 
@@ -34,6 +35,10 @@ struct BenchArgs {
   std::vector<int64_t> ratios = {4, 8};  // compression ratios of --ttft (mean pooling)
   int64_t question = 32;                 // question tokens after the document
   int64_t chunk = 512;                   // tokens per chunk
+  int64_t train_batch = 0;               // > 0: time Co-Encoder training steps of this many chunks each
+  int64_t target = 128;                  // continuation tokens per training example
+  std::string train_tower = "full";      // how the tower trains in --train-step: full | lora | frozen
+  bool checkpointing = false;            // activation checkpointing in --train-step
   bool json = false;
   DeviceArgs device;
 };
@@ -110,9 +115,100 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
   return out;
 }
 
+// Training step throughput of a Co-Encoder as `coenc train` runs it: tower --tower-shape and decoder --shape with
+// random float32 weights, bf16 autocast on CUDA, decoder frozen, connector (mean pooling at the first --ratios
+// value) and tower (--train-tower) trained with AdamW. Each step is --train-step continuation examples: a chunk of
+// --chunk tokens compressed, then --target tokens the decoder predicts. Timed: forward, backward, optimizer step.
+nlohmann::json train_step_throughput(const BenchArgs& a, const ModelConfig& decoder_cfg, torch::Device device) {
+  using clock = std::chrono::steady_clock;
+  const DeviceOptions f32{device, torch::kFloat32};
+  if (device.is_cuda()) compat::allow_tf32(true);
+  DecoderLm tower = random_decoder(named_shape(a.tower_shape), f32, 3);
+  DecoderLm decoder = random_decoder(decoder_cfg, f32, 1);
+  CoEncoderConfig cc;
+  cc.context = tower->config();
+  cc.text = decoder_cfg;
+  cc.pooling = PoolingMode::Mean;
+  cc.ratio = a.ratios.empty() ? 4 : a.ratios[0];
+  cc.chunk_size = a.chunk;
+  cc.min_output_size = 1;
+  cc.max_output_size = a.chunk;
+  cc.begin_of_context_token_id = 1;
+  cc.end_of_context_token_id = 2;
+  CoEncoder co(cc, tower, decoder, f32);
+  co->init_connector(5, 0.02, true);
+  std::vector<torch::Tensor> params;
+  for (auto& p : co->named_parameters())
+    if (p.key().rfind("connector.", 0) == 0) params.push_back(p.value());
+  COENC_CHECK(a.train_tower == "full" || a.train_tower == "lora" || a.train_tower == "frozen",
+              "--train-tower must be full, lora or frozen, got \"{}\"", a.train_tower);
+  if (a.train_tower == "full") {
+    for (auto& p : tower->parameters()) p.set_requires_grad(true), params.push_back(p);
+  } else if (a.train_tower == "lora") {
+    for (auto& p : tower->add_lora(LoraOptions{}, 7)) params.push_back(p);
+  }
+  tower->set_activation_checkpointing(a.checkpointing);
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-5));
+  const int64_t vocab = std::min(cc.context.vocab_size, decoder_cfg.vocab_size);
+  std::vector<data::Example> batch;
+  for (int64_t i = 0; i < a.train_batch; ++i) {
+    data::Example e;
+    e.objective = data::Objective::Continuation;
+    e.context = random_ids(a.chunk, vocab, 100 + i);
+    e.target = random_ids(a.target, vocab, 200 + i);
+    batch.push_back(std::move(e));
+  }
+  const compat::AutocastState autocast{device.is_cuda(), torch::kBFloat16};
+  std::vector<double> times;
+  int64_t context_tokens = 0, positions = 0;
+  compat::reset_peak_memory(device);
+  for (int r = 0; r < a.reps + 1; ++r) {
+    compat::synchronize(device);
+    auto t0 = clock::now();
+    torch::Tensor loss;
+    {
+      compat::AutocastScope mixed(device.type(), autocast);
+      data::BatchLoss bl = data::co_encoder_batch_loss(*co, batch);
+      const int c = static_cast<int>(data::Objective::Continuation);
+      loss = bl.loss_sum[c] / static_cast<double>(bl.tokens[c]);
+      context_tokens = bl.context_tokens;
+      positions = bl.decoder_positions;
+    }
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    compat::synchronize(device);
+    if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  const double s = median(times);
+  return {{"tower", a.tower_shape}, {"train_tower", a.train_tower}, {"examples", a.train_batch},
+          {"chunk", a.chunk}, {"target", a.target}, {"ratio", cc.ratio}, {"activation_checkpointing", a.checkpointing},
+          {"autocast", autocast.enabled ? "bf16" : "none"}, {"seconds_per_step", s},
+          {"context_tokens_per_s", context_tokens / s}, {"tokens_per_s", (context_tokens + positions) / s},
+          {"decoder_positions", positions}, {"peak_bytes", compat::peak_memory_bytes(device)}};
+}
+
 int run_bench(const BenchArgs& a) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
+  if (a.train_batch > 0) {
+    // Weights of its own (float32, trainable parts): runs alone, without the inference model beside it.
+    DeviceOptions dev = parse_device_options(a.device.device, "f32");
+    const ModelConfig cfg = a.model.empty() ? named_shape(a.shape) : ModelConfig::load(a.model);
+    nlohmann::json t = train_step_throughput(a, cfg, dev.device);
+    if (a.json) {
+      std::cout << nlohmann::json{{"train_step", t}}.dump(2) << "\n";
+      return 0;
+    }
+    std::printf("Co-Encoder training step (tower %s %s, decoder %s frozen, %s autocast): %lld examples of %lld + "
+                "%lld tokens in %.4f s, %.0f tokens/s (%.0f context tokens/s), peak %.1f GiB\n",
+                a.tower_shape.c_str(), a.train_tower.c_str(), (a.model.empty() ? a.shape : a.model).c_str(),
+                t["autocast"].get<std::string>().c_str(), static_cast<long long>(a.train_batch),
+                static_cast<long long>(a.chunk), static_cast<long long>(a.target), t["seconds_per_step"].get<double>(),
+                t["tokens_per_s"].get<double>(), t["context_tokens_per_s"].get<double>(),
+                t["peak_bytes"].get<double>() / (1 << 30));
+    return 0;
+  }
   COENC_CHECK(a.reps > 0 && a.n_gen >= 0 && a.decode_ctx > 0, "--reps and --decode-ctx must be positive, --gen >= 0");
   DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
   DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
@@ -259,6 +355,7 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 4096,32768 --json\n"
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
+      "  coenc bench --shape llama3-8b --device cuda --train-step 16 --tower-shape qwen2-0.5b --ratios 4\n"
       "Shapes (random weights): " + named_shape_list());
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
@@ -276,6 +373,12 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_option("--tower-shape", a->tower_shape, "context tower shape for --ttft")->capture_default_str();
   cmd->add_option("--ratios", a->ratios, "compression ratios for --ttft")->delimiter(',')->capture_default_str();
   cmd->add_option("--question", a->question, "question tokens for --ttft")->capture_default_str();
+  cmd->add_option("--train-step", a->train_batch,
+                  "time Co-Encoder training steps instead (tower --tower-shape, decoder --shape frozen, float32 "
+                  "weights, bf16 autocast on CUDA): this many examples per step");
+  cmd->add_option("--target", a->target, "continuation tokens per --train-step example")->capture_default_str();
+  cmd->add_option("--train-tower", a->train_tower, "full, lora or frozen (--train-step)")->capture_default_str();
+  cmd->add_flag("--checkpointing", a->checkpointing, "activation checkpointing in the tower (--train-step)");
   cmd->add_flag("--json", a->json, "print the report as JSON");
   add_device_options(*cmd, a->device);
   return [a] { return run_bench(*a); };
