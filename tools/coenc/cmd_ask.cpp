@@ -72,10 +72,9 @@ void check_documents_fit(const std::vector<AskDocument>& docs, const CoEncoderCo
   const int64_t limit = c.text.max_position_embeddings;
   if (total > limit)
     fail(ErrorCode::ExceedsContext,
-         "{}: the {} documents compress into {}{} vectors; with a [BOC] and an [EOC] row each and {} "
-         "positions "
-         "for the question and one answer token, they need {}{} positions, but the decoder reads at most {} "
-         "(text_config.max_position_embeddings): ask about fewer or shorter documents",
+         "{}: the {} documents compress into {}{} vectors; with a [BOC] and an [EOC] row each and "
+         "{} positions for the question and one answer token, they need {}{} positions, but the decoder "
+         "reads at most {} (text_config.max_position_embeddings): ask about fewer or shorter documents",
          document_names(docs), docs.size(), exact ? "" : "at least ", counts, reserve,
          exact ? "" : "at least ", total, limit);
 }
