@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <string>
 
@@ -50,12 +51,30 @@ int env_int(const char* name, int fallback) {
 }
 
 #if defined(COENC_WITH_GLOO) || defined(COENC_WITH_NCCL)
+// Newer backends want an explicit shutdown (PyTorch's destroy_process_group) before exit, and warn without one;
+// older ones have no such call.
+template <typename Group>
+auto shutdown_group(Group& g, int) -> decltype(g.shutdown(), void()) {
+  g.shutdown();
+}
+template <typename Group>
+void shutdown_group(Group&, long) {}
+
 // One process group of any backend: both expose allreduce / broadcast over a vector of tensors.
 template <typename Group>
 class GroupOf final : public DataParallel {
  public:
   GroupOf(int rank, int world, c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<Group> group)
       : DataParallel(rank, world), store_(std::move(store)), group_(std::move(group)) {}
+  ~GroupOf() override {
+    // Not while an exception unwinds: a peer may be gone, and the launcher stops the rest.
+    if (std::uncaught_exceptions() == 0) {
+      try {
+        shutdown_group(*group_, 0);
+      } catch (...) {
+      }
+    }
+  }
 
   void all_reduce_sum(const std::vector<torch::Tensor>& tensors) override {
     // One flat buffer per dtype: a single collective instead of one per tensor.

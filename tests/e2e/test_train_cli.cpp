@@ -91,6 +91,10 @@ TEST(TrainCli, TwoProcessesTrainAsOne) {
   RunResult one = run_coenc(cfg + "--set out=one");
   ASSERT_EQ(one.exit_code, 0) << one.err;
   RunResult two = run_coenc(cfg + "--set out=two --nproc 2");
+  // PyTorch's own libtorch (the GPU build) ships no Gloo headers: there, CPU data parallel is refused by design
+  // and the GPU run (NCCL) is checked by docs/benchmarks.md's two-GPU comparison instead.
+  if (two.exit_code != 0 && two.err.find("found no gloo headers") != std::string::npos)
+    GTEST_SKIP() << "this build has no Gloo: " << two.err;
   ASSERT_EQ(two.exit_code, 0) << two.err;
   EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'), 1) << "one summary, from the first process: " << two.out;
   const std::vector<json> a = metrics(dir / "one"), b = metrics(dir / "two");

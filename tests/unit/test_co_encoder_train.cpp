@@ -254,16 +254,13 @@ TEST(CoEncoderTrain, ConfigErrorsNameTheField) {
   expect_error(bad, "not both");
   bad = c;
   bad["train"] = {{"decoder", "lora"}};
-  try {
-    TrainConfig::from_json(bad, "run.json");
-    ADD_FAILURE() << "LoRA accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::Unsupported);
-    EXPECT_NE(std::string(e.what()).find("field \"train.decoder\": LoRA is not supported"), std::string::npos);
-  }
+  bad["lora"] = {{"rank", "eight"}};
+  expect_error(bad, "field \"rank\" has the wrong type");
+  bad["lora"] = {{"rank", 8}, {"dropout", 0.1}};
+  expect_error(bad, "unknown field \"lora.dropout\"");
   bad = c;
   bad["train"] = {{"tower", "half"}};
-  expect_error(bad, "field \"train.tower\" must be \"frozen\" or \"full\"");
+  expect_error(bad, "field \"train.tower\" must be \"frozen\", \"full\" or \"lora\"");
   bad = c;
   bad["train"] = {{"encoder", "full"}};
   expect_error(bad, "unknown field \"train.encoder\"");
