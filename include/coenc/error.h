@@ -30,11 +30,21 @@ class Error : public std::runtime_error {
 };
 
 namespace detail {
-inline void format_into(std::ostringstream& out, const char* fmt) { out << fmt; }
+// "{{" and "}}" stand for literal braces, as in std::format.
+inline void format_into(std::ostringstream& out, const char* fmt) {
+  for (; *fmt; ++fmt) {
+    if ((fmt[0] == '{' && fmt[1] == '{') || (fmt[0] == '}' && fmt[1] == '}')) ++fmt;
+    out << *fmt;
+  }
+}
 
 template <typename T, typename... Rest>
 void format_into(std::ostringstream& out, const char* fmt, T&& value, Rest&&... rest) {
   for (; *fmt; ++fmt) {
+    if ((fmt[0] == '{' && fmt[1] == '{') || (fmt[0] == '}' && fmt[1] == '}')) {
+      out << *fmt++;
+      continue;
+    }
     if (fmt[0] == '{' && fmt[1] == '}') {
       out << value;
       format_into(out, fmt + 2, std::forward<Rest>(rest)...);
@@ -45,7 +55,8 @@ void format_into(std::ostringstream& out, const char* fmt, T&& value, Rest&&... 
 }
 }  // namespace detail
 
-// format("tensor {} has shape {}", name, shape): each "{}" takes the next argument, streamed with <<.
+// format("tensor {} has shape {}", name, shape): each "{}" takes the next argument, streamed with <<; "{{" and "}}"
+// are literal braces.
 template <typename... Args>
 std::string format(const char* fmt, Args&&... args) {
   std::ostringstream out;
