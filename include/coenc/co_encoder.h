@@ -225,6 +225,10 @@ struct AskPrompt {
 // alone (a no-context baseline). Throws Unsupported for an unrecognised template (name the format in
 // options.chat_format, or set chat false). Positions are not checked against the decoder's
 // max_position_embeddings: compare n_positions with it.
+// Documents interleaved with text: the question may name documents by placeholder, `{doc1}`, `{doc2}`, ...
+// (1-based, each at most once); a named document's block stands there instead, inside the text (e.g. "Compare
+// {doc1} with {doc2}. Which is older?"), in both layouts. Documents not named keep their place before the
+// question. A placeholder past the last document, or one used twice, is an InvalidInput error.
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
                      const std::vector<std::vector<torch::Tensor>>& documents, const std::string& question,
                      const AskOptions& options = {});

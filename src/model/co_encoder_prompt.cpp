@@ -1,6 +1,8 @@
 // The decoder input of a question about compressed documents: the seed's raw layout, or the decoder's chat
 // template with the compressed blocks inside the user turn.
 #include <algorithm>
+#include <cctype>
+#include <string>
 
 #include "coenc/co_encoder.h"
 #include "coenc/error.h"
@@ -9,12 +11,43 @@ namespace coenc {
 
 namespace {
 
-// Stands for the compressed blocks while the chat text is rendered; control characters keep it out of real
-// text.
-constexpr const char* kContextMark = "\x1f\x1e coenc compressed context \x1e\x1f";
-
 void add_unique(TokenIds& ids, TokenId id) {
   if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+}
+
+// Document d's mark in the text before it is split (control characters keep it out of real text).
+std::string document_mark(size_t d) { return "\x1f\x1e coenc document " + std::to_string(d) + " \x1e\x1f"; }
+
+// The user text with every document's mark: "{docN}" placeholders replaced by document N-1's mark, and the marks
+// of documents not named at the start, in order.
+std::string mark_documents(const std::string& question, size_t n_documents) {
+  std::string body;
+  std::vector<bool> named(n_documents, false);
+  size_t i = 0;
+  while (i < question.size()) {
+    const size_t open = question.find("{doc", i);
+    if (open == std::string::npos) break;
+    size_t j = open + 4;
+    while (j < question.size() && std::isdigit(static_cast<unsigned char>(question[j]))) ++j;
+    if (j == open + 4 || j >= question.size() || question[j] != '}') {  // not a placeholder: plain text
+      body += question.substr(i, open + 4 - i);
+      i = open + 4;
+      continue;
+    }
+    const std::string digits = question.substr(open + 4, j - open - 4);
+    const size_t n = digits.size() > 6 ? 0 : std::stoul(digits);
+    COENC_CHECK(n >= 1 && n <= n_documents, "the question names {{doc{}}}, but {} document(s) were given ({{doc1}} is "
+                "the first)", digits, n_documents);
+    COENC_CHECK(!named[n - 1], "the question names {{doc{}}} twice: each document's block can stand in one place", n);
+    named[n - 1] = true;
+    body += question.substr(i, open - i) + document_mark(n - 1);
+    i = j + 1;
+  }
+  body += question.substr(std::min(i, question.size()));
+  std::string front;
+  for (size_t d = 0; d < n_documents; ++d)
+    if (!named[d]) front += document_mark(d);
+  return front + body;
 }
 
 }  // namespace
@@ -26,10 +59,25 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
   for (TokenId id : model.config().text.eos_token_ids) add_unique(p.stop_tokens, id);
   std::vector<torch::Tensor> blocks;  // each [2 + sum k, d_text]
   for (const auto& chunks : documents) blocks.push_back(model.context_block(chunks));
-  auto add_blocks = [&] {
-    for (auto& block : blocks) {
-      p.document_segments.push_back(p.segments.size());
-      p.segments.push_back(Segment::embeddings(block));
+  COENC_CHECK(question.find("\x1f\x1e coenc") == std::string::npos, "the question contains coenc's document marker");
+  // The text with each document's mark where its block goes, then split at the marks: text pieces become token
+  // segments, marks become the blocks.
+  const std::string user = mark_documents(question, documents.size());
+  p.document_segments.assign(documents.size(), 0);
+  auto add_split = [&](const std::string& text, const EncodeOptions& eo) {
+    size_t at = 0;
+    while (at <= text.size()) {
+      size_t next = std::string::npos, doc = 0;
+      for (size_t d = 0; d < documents.size(); ++d) {
+        const size_t pos = text.find(document_mark(d), at);
+        if (pos < next) next = pos, doc = d;
+      }
+      TokenIds piece = tok.encode(text.substr(at, next == std::string::npos ? std::string::npos : next - at), eo);
+      if (!piece.empty()) p.segments.push_back(Segment::tokens(std::move(piece)));
+      if (next == std::string::npos) break;
+      p.document_segments[doc] = p.segments.size();
+      p.segments.push_back(Segment::embeddings(blocks[doc]));
+      at = next + document_mark(doc).size();
     }
   };
   p.chat = options.chat && (!tok.chat_template().empty() || !options.chat_format.empty());
@@ -39,37 +87,24 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
     EncodeOptions eo;
     eo.add_special = false;
     eo.parse_special = false;  // the question is user text: "<|im_end|>" typed in it is not the special token
-    add_blocks();
-    TokenIds q = tok.encode(question, eo);
-    if (!q.empty()) p.segments.push_back(Segment::tokens(std::move(q)));
+    add_split(user, eo);
   } else {
-    COENC_CHECK(question.find(kContextMark) == std::string::npos,
-                "the question contains coenc's context marker");
     const ChatFormat format = resolve_chat_format(tok, options.chat_format);
     std::vector<ChatMessage> messages;
     if (!options.system.empty()) messages.push_back({"system", options.system});
-    // One mark for all the blocks: they sit next to each other at the start of the user turn.
-    messages.push_back({"user", (documents.empty() ? std::string() : std::string(kContextMark)) + question});
+    messages.push_back({"user", user});
     ChatRenderOptions ro;
     if (auto bos = tok.bos_id()) ro.bos_token = tok.id_to_piece(*bos);
     if (auto eos = tok.eos_id()) ro.eos_token = tok.id_to_piece(*eos);
     const std::string text = render_chat(messages, format, ro);
+    for (size_t d = 0; d < documents.size(); ++d)
+      COENC_CHECK(text.find(document_mark(d)) != std::string::npos, "the {} chat template dropped the user turn's text",
+                  chat_format_name(format));
     // As encode_chat (Hugging Face's apply_chat_template): special-token text is parsed, nothing is added.
     EncodeOptions eo;
     eo.add_special = false;
     eo.parse_special = true;
-    size_t at = text.size(), mark_length = 0;
-    if (!documents.empty()) {
-      at = text.find(kContextMark);
-      mark_length = std::char_traits<char>::length(kContextMark);
-      COENC_CHECK(at != std::string::npos, "the {} chat template dropped the user turn's text",
-                  chat_format_name(format));
-    }
-    TokenIds before = tok.encode(text.substr(0, at), eo);
-    TokenIds after = at < text.size() ? tok.encode(text.substr(at + mark_length), eo) : TokenIds();
-    if (!before.empty()) p.segments.push_back(Segment::tokens(std::move(before)));
-    add_blocks();
-    if (!after.empty()) p.segments.push_back(Segment::tokens(std::move(after)));
+    add_split(text, eo);
     for (TokenId id : chat_stop_ids(tok, format)) add_unique(p.stop_tokens, id);
   }
   for (const auto& s : p.segments) p.n_positions += s.length();

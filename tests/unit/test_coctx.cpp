@@ -316,6 +316,43 @@ TEST(AskPrompt, TwoDocumentsRawLayoutIsBlockBlockQuestion) {
   EXPECT_COENC_ERROR(ask_prompt(*m, *tok, std::vector<std::vector<torch::Tensor>>{}, "", o), "nothing to ask");
 }
 
+// "{docN}" placeholders put a document's block inside the text, in both layouts; unnamed documents stay in front.
+TEST(AskPrompt, PlaceholdersInterleaveDocumentsWithText) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const std::vector<torch::Tensor> a = m->compress(ids_of(20, 1200)), b = m->compress(ids_of(9, 1200)),
+                                   c = m->compress(ids_of(5, 1200));
+  EncodeOptions raw;
+  raw.parse_special = false;
+  AskOptions o;
+  o.chat = false;
+  AskPrompt p = ask_prompt(*m, *tok, {a, b, c}, "Compare {doc3} with {doc1}. Which is older?", o);
+  // b is not named: it stays in front; then the text with c and a where their placeholders were.
+  ASSERT_EQ(p.segments.size(), 6u);
+  EXPECT_EQ(p.document_segments, (std::vector<size_t>{4, 0, 2}));
+  EXPECT_TRUE(torch::equal(p.segments[0].rows, m->context_block(b)));
+  EXPECT_EQ(p.segments[1].ids, tok->encode("Compare ", raw));
+  EXPECT_TRUE(torch::equal(p.segments[2].rows, m->context_block(c)));
+  EXPECT_EQ(p.segments[3].ids, tok->encode(" with ", raw));
+  EXPECT_TRUE(torch::equal(p.segments[4].rows, m->context_block(a)));
+  EXPECT_EQ(p.segments[5].ids, tok->encode(". Which is older?", raw));
+  // In the chat layout the same pieces sit inside the user turn.
+  AskPrompt chat = ask_prompt(*m, *tok, {a, b}, "Is {doc2} a summary of {doc1}?");
+  ASSERT_EQ(chat.segments.size(), 5u);
+  EXPECT_EQ(chat.segments[0].ids, tok->encode("<|im_start|>user\nIs "));
+  EXPECT_TRUE(torch::equal(chat.segments[1].rows, m->context_block(b)));
+  EXPECT_EQ(chat.segments[2].ids, tok->encode(" a summary of "));
+  EXPECT_TRUE(torch::equal(chat.segments[3].rows, m->context_block(a)));
+  EXPECT_EQ(chat.segments[4].ids, tok->encode("?<|im_end|>\n<|im_start|>assistant\n"));
+  // Text that only looks like a placeholder stays text; bad placeholders are named.
+  AskPrompt plain = ask_prompt(*m, *tok, {a}, "What is {document} or {doc} or {docx}?", o);
+  ASSERT_EQ(plain.segments.size(), 2u);
+  EXPECT_EQ(plain.segments[1].ids, tok->encode("What is {document} or {doc} or {docx}?", raw));
+  EXPECT_COENC_ERROR(ask_prompt(*m, *tok, {a, b}, "Compare {doc3}", o), "names {doc3}, but 2 document(s)");
+  EXPECT_COENC_ERROR(ask_prompt(*m, *tok, {a, b}, "Compare {doc0}", o), "names {doc0}");
+  EXPECT_COENC_ERROR(ask_prompt(*m, *tok, {a, b}, "{doc1} and {doc1}", o), "names {doc1} twice");
+}
+
 TEST(AskPrompt, TwoDocumentsSitInTheUserTurnBeforeTheQuestion) {
   CoEncoder m = tiny(1, 1200);
   auto tok = Tokenizer::load(kTokenizerDir.string());
