@@ -42,7 +42,6 @@ Session::Session(DecoderLm model, SessionOptions options)
 Session::~Session() = default;
 
 torch::Tensor Session::embed_segments(const std::vector<Segment>& segments, int64_t begin, int64_t end) {
-  const auto& cfg = model_->config();
   const auto& dev = model_->device_options();
   std::vector<torch::Tensor> parts;
   int64_t offset = 0;

@@ -20,11 +20,15 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 #if defined(COENC_WITH_GLOO)
+#ifndef USE_C10D_GLOO  // Debian's Torch config passes it already
 #define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #if defined(COENC_WITH_NCCL)
+#ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL
+#endif
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
