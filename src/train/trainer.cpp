@@ -2,6 +2,7 @@
 // held-out evaluation, metrics as JSON lines, and the model written as a Hugging Face directory at the end.
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 
@@ -277,6 +278,11 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
 
 TrainResult train(const TrainConfig& c) {
   if (c.co_encoder_mode()) return train_co_encoder(c);
+  const char* world = std::getenv("WORLD_SIZE");
+  COENC_CHECK_CODE(!world || std::string(world) == "1" || std::string(world).empty(), Unsupported,
+                   "WORLD_SIZE={}: data parallel training is for Co-Encoder runs; the plain LM trainer runs in one "
+                   "process",
+                   world ? world : "");
   const auto t0 = std::chrono::steady_clock::now();
   DeviceOptions dev = parse_device_options(c.device, "f32");
   auto tokenizer = Tokenizer::load(c.tokenizer);
