@@ -178,7 +178,9 @@ TORCH_MODULE(CoEncoder);
 CoEncoder load_co_encoder(const std::filesystem::path& dir, const DeviceOptions& options);
 
 // Writes `model` as a checkpoint directory in the seed's layout (config.json, model.safetensors, every tensor
-// under its seed name), atomically per file.
+// under its seed name), atomically per file. A tower / decoder the config references by path is skipped and the
+// path written as it is: it is relative to the checkpoint the model was loaded from, so write such a model into
+// that same directory, or name the paths with the overload below.
 void save_co_encoder(CoEncoderImpl& model, const std::filesystem::path& dir,
                      torch::ScalarType storage = torch::kFloat32);
 // The same, choosing how the tower and decoder are written: a non-empty `context_tower_path` /
