@@ -2,22 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "coenc/error.h"
+#include "tokenizer/utf8.h"
 
 namespace coenc {
-
-size_t incomplete_utf8_suffix(const std::string& s) {
-  // Look back at most 3 bytes for a lead byte whose sequence is longer than what follows it.
-  const size_t n = s.size();
-  for (size_t back = 1; back <= 3 && back <= n; ++back) {
-    const auto c = static_cast<unsigned char>(s[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    return need > back ? back : 0;
-  }
-  return 0;
-}
 
 namespace {
 
@@ -36,12 +26,49 @@ size_t stop_prefix_overlap(const std::string& text, const std::vector<std::strin
 
 }  // namespace
 
+TextStream::TextStream(std::function<std::string(const TokenIds&)> detokenize, std::vector<std::string> stop_strings)
+    : detokenize_(std::move(detokenize)), stops_(std::move(stop_strings)) {
+  for (const auto& s : stops_) COENC_CHECK(!s.empty(), "stop strings must not be empty");
+}
+
+std::string TextStream::update(const TokenIds& ids) {
+  if (stop_hit_) return "";
+  // The answer's bytes are decoded again as a whole (tokenizers whose pieces depend on context, such as
+  // SentencePiece's leading space, stay exact; answers are short enough that this costs nothing measurable).
+  // Bytes that one more token could still complete into a character are held back; the rest is repaired exactly
+  // as Tokenizer::decode repairs it. Repair decides each character from its own bytes, so the repaired prefix
+  // never changes as tokens are added, and the deltas add up to the final text.
+  const std::string bytes = detokenize_(ids);
+  std::string stable =
+      tok::sanitize_utf8(std::string_view(bytes).substr(0, bytes.size() - tok::incomplete_utf8_tail(bytes)));
+  size_t cut = std::string::npos;
+  for (const auto& stop : stops_) cut = std::min(cut, stable.find(stop));
+  if (cut != std::string::npos) {
+    stable.resize(cut);
+    stop_hit_ = true;
+    text_ = stable;
+  } else {
+    text_ = tok::sanitize_utf8(bytes);
+  }
+  const size_t visible = stop_hit_ ? stable.size() : stable.size() - stop_prefix_overlap(stable, stops_);
+  if (visible <= shown_) return "";
+  std::string delta = stable.substr(shown_, visible - shown_);
+  shown_ = visible;
+  return delta;
+}
+
+std::string TextStream::flush() {
+  if (stop_hit_ || text_.size() <= shown_) return "";
+  std::string rest = text_.substr(shown_);
+  shown_ = text_.size();
+  return rest;
+}
+
 GenerationResult generate(Session& session, const std::vector<Segment>& prompt, const GenerationOptions& options,
                           const TokenCallback& on_token) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(options.max_new_tokens >= 0, "the number of tokens to generate must be >= 0, got {}", options.max_new_tokens);
   COENC_CHECK(options.stop_strings.empty() || options.detokenize, "stop strings need a tokenizer to detokenize");
-  for (const auto& s : options.stop_strings) COENC_CHECK(!s.empty(), "stop strings must not be empty");
 
   GenerationResult result;
   Sampler sampler(options.sampling);
@@ -51,8 +78,9 @@ GenerationResult generate(Session& session, const std::vector<Segment>& prompt, 
   auto t1 = clock::now();
   result.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
-  size_t shown = 0;  // bytes of result.text already passed to on_token
   result.stop_reason = "length";
+  std::optional<TextStream> stream;
+  if (options.detokenize) stream.emplace(options.detokenize, options.stop_strings);
   for (int i = 0; i < options.max_new_tokens; ++i) {
     TokenId next = sampler.sample(logits, session.history());
     if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) != options.stop_tokens.end()) {
@@ -60,29 +88,8 @@ GenerationResult generate(Session& session, const std::vector<Segment>& prompt, 
       break;
     }
     result.ids.push_back(next);
-    std::string delta;
-    bool stop_string_hit = false;
-    if (options.detokenize) {
-      // Re-decoding the whole answer keeps tokenizers whose pieces depend on context (SentencePiece's leading
-      // space) exact; answers are short enough that this costs nothing measurable.
-      std::string text = options.detokenize(result.ids);
-      size_t cut = std::string::npos;
-      for (const auto& stop : options.stop_strings) cut = std::min(cut, text.find(stop));
-      if (cut != std::string::npos) {
-        text.resize(cut);
-        stop_string_hit = true;
-      }
-      result.text = text;
-      size_t visible = text.size();
-      if (!stop_string_hit) {
-        visible -= std::max(incomplete_utf8_suffix(text), stop_prefix_overlap(text, options.stop_strings));
-      }
-      if (visible > shown) {
-        delta = text.substr(shown, visible - shown);
-        shown = visible;
-      }
-    }
-    if (stop_string_hit) {
+    const std::string delta = stream ? stream->update(result.ids) : std::string();
+    if (stream && stream->stop_hit()) {
       if (on_token && !delta.empty()) on_token(next, delta);
       result.stop_reason = "stop_string";
       break;
@@ -97,9 +104,12 @@ GenerationResult generate(Session& session, const std::vector<Segment>& prompt, 
     }
     if (i + 1 < options.max_new_tokens) logits = session.decode(next);
   }
-  // Flush text held back for a stop string that never came (or an incomplete last character).
-  if (on_token && result.text.size() > shown && result.stop_reason != "stop_string")
-    on_token(result.ids.empty() ? -1 : result.ids.back(), result.text.substr(shown));
+  if (stream) {
+    // Text held back for a stop string that never came, or an incomplete last character (repaired to U+FFFD).
+    const std::string rest = stream->flush();
+    if (on_token && !rest.empty()) on_token(result.ids.empty() ? -1 : result.ids.back(), rest);
+    result.text = stream->text();
+  }
   result.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return result;
 }

@@ -412,14 +412,6 @@ TEST(Generate, StopsAtTokensStringsAndLength) {
   EXPECT_EQ(calls, 3);
 }
 
-TEST(Generate, Utf8Holdback) {
-  EXPECT_EQ(incomplete_utf8_suffix("abc"), 0u);
-  EXPECT_EQ(incomplete_utf8_suffix("ab\xE3\x81"), 2u);
-  EXPECT_EQ(incomplete_utf8_suffix("ab\xE3\x81\x82"), 0u);
-  EXPECT_EQ(incomplete_utf8_suffix("\xF0\x9F\x98"), 3u);
-  EXPECT_EQ(incomplete_utf8_suffix("\xF0\x9F\x98\x80"), 0u);
-}
-
 TEST(Shapes, NamedShapesAreConsistent) {
   ModelConfig c = named_shape("llama3-8b");
   EXPECT_EQ(c.n_layers, 32);

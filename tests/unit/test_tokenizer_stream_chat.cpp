@@ -3,6 +3,7 @@
 
 #include <random>
 
+#include "coenc/generate.h"
 #include "coenc/tokenizer.h"
 #include "test_util.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
@@ -71,6 +72,74 @@ TEST(StreamDecoder, ConcatenationEqualsDecode) {
     expect_stream_equals_decode(*bpe, text);
     expect_stream_equals_decode(*spm, text);
   }
+}
+
+// TextStream, the path generation streams through: ids fed one at a time (as a model emits them), every delta is
+// whole UTF-8 with no U+FFFD that the final text does not have at that place, and the deltas add up to decode().
+void expect_text_stream_exact(const Tokenizer& t, const std::string& text) {
+  TokenIds ids = t.encode(text, EncodeOptions{false, false});
+  TextStream stream([&](const TokenIds& x) { return t.decode_bytes(x, true); });
+  std::string streamed;
+  TokenIds so_far;
+  for (TokenId id : ids) {
+    so_far.push_back(id);
+    std::string delta = stream.update(so_far);
+    EXPECT_TRUE(tok::is_valid_utf8(delta)) << text;
+    streamed += delta;
+    // What was streamed is always a prefix of the final text: nothing shown is ever taken back.
+    EXPECT_EQ(t.decode(ids, true).compare(0, streamed.size(), streamed), 0) << text;
+  }
+  streamed += stream.flush();
+  EXPECT_EQ(streamed, t.decode(ids, true)) << text;
+  EXPECT_EQ(stream.text(), t.decode(ids, true)) << text;
+}
+
+const char* const kSplitCharacterTexts[] = {
+    "東京は日本の首都です。大阪は",                                  // Japanese: 3 bytes a character
+    "絵文字😀👍🏽 and a family 👨‍👩‍👧",                                // 4-byte emoji, skin tone, ZWJ sequence
+    "combining: e\xCC\x81 a\xCC\x8A n\xCC\x83 (decomposed accents)",  // base letter + combining mark
+    "mixed 日本語 text, ascii, и кириллица"};
+
+TEST(TextStream, CharactersSplitAcrossTokensStreamExactly) {
+  TempDir dir;
+  auto tiny = load_tokenizer_json(dir, tiny_tokenizer_json());                   // byte-level, one token a byte
+  auto trained = Tokenizer::load((test_dir() / "golden/tokenizer/trained").string());  // byte-level BPE
+  auto spm = Tokenizer::load(tiny_spm().string());                              // SentencePiece, byte fallback
+  for (const char* text : kSplitCharacterTexts) {
+    // The test is about characters that really are split: check that each vocabulary splits some.
+    for (const Tokenizer* t : {tiny.get(), trained.get(), spm.get()}) {
+      TokenIds ids = t->encode(text, EncodeOptions{false, false});
+      bool split = false;
+      for (TokenId id : ids) split = split || !tok::is_valid_utf8(t->decode_bytes({id}, true));
+      EXPECT_TRUE(split) << text;
+      expect_text_stream_exact(*t, text);
+    }
+  }
+}
+
+TEST(TextStream, StopStringsAcrossCharactersAndTheHeldBackTail) {
+  TempDir dir;
+  auto t = load_tokenizer_json(dir, tiny_tokenizer_json());
+  const std::string text = "答えは東京です。次の質問";
+  TokenIds ids = t->encode(text, EncodeOptions{false, false});
+  TextStream stream([&](const TokenIds& x) { return t->decode_bytes(x, true); }, {"。"});
+  std::string streamed;
+  TokenIds so_far;
+  for (TokenId id : ids) {
+    so_far.push_back(id);
+    streamed += stream.update(so_far);
+    if (stream.stop_hit()) break;
+  }
+  streamed += stream.flush();
+  EXPECT_TRUE(stream.stop_hit());
+  EXPECT_EQ(streamed, "答えは東京です");
+  EXPECT_EQ(stream.text(), "答えは東京です");
+  // An answer that ends inside a character: the tail comes out once, repaired, at the end.
+  TextStream cut([&](const TokenIds& x) { return t->decode_bytes(x, true); });
+  TokenIds partial(ids.begin(), ids.begin() + 4);  // 答 (3 bytes) and the first byte of え
+  EXPECT_EQ(cut.update(partial), "答");
+  EXPECT_EQ(cut.flush(), "\xEF\xBF\xBD");
+  EXPECT_EQ(cut.text(), t->decode(partial, true));
 }
 
 TEST(SentencePiece, EncodesAsTheLibraryDoesAndAddsBos) {

@@ -154,7 +154,7 @@ int run_ask(const AskArgs& a) {
   go.max_new_tokens = a.n_predict;
   go.sampling = a.sampling;
   go.stop_tokens = prompt.stop_tokens;
-  go.detokenize = [&](const TokenIds& out) { return tok.text->decode(out, /*skip_special=*/true); };
+  go.detokenize = [&](const TokenIds& out) { return tok.text->decode_bytes(out, /*skip_special=*/true); };
   GenerationResult r =
       generate(session, prompt.segments, go, a.json ? TokenCallback() : stream_to_stdout(tok.text.get()));
   if (a.json) {

@@ -116,7 +116,7 @@ int run_generate(const GenerateArgs& a) {
   go.sampling = a.sampling;
   go.stop_tokens = stop_tokens;
   go.stop_strings = a.stop;
-  if (tok) go.detokenize = [&](const TokenIds& ids) { return tok->decode(ids, /*skip_special=*/true); };
+  if (tok) go.detokenize = [&](const TokenIds& ids) { return tok->decode_bytes(ids, /*skip_special=*/true); };
   COENC_CHECK(a.stop.empty() || tok, "--stop needs a tokenizer (none found in {})", a.model);
 
   GenerationResult r =
