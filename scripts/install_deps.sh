@@ -4,13 +4,13 @@
 set -euo pipefail
 packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config git xz-utils
+  g++ cmake ninja-build pkg-config git xz-utils ccache
   # tensors: libtorch 1.13 (CPU) and an optimised BLAS (the reference BLAS is ~16x slower)
   libtorch-dev libopenblas0-pthread
   # Gloo headers: data-parallel training across processes on the CPU (libtorch has Gloo built in)
   libgloo-dev
   # header-only and small libraries
-  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libutf8proc-dev
+  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libutf8proc-dev liblzma-dev
   # tests
   libgtest-dev
 )
