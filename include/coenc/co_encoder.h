@@ -146,6 +146,10 @@ class CoEncoderImpl : public torch::nn::Module {
 
   const CoEncoderConfig& config() const { return config_; }
   const DeviceOptions& device_options() const { return options_; }
+  // Compresses at `ratio` tokens per vector from now on (pooling "mean" or "attn": their pooling has no
+  // parameters tied to r, so one connector can serve several ratios; evaluation and multi-ratio training use
+  // this). The fingerprint then names the new ratio. Throws Unsupported for "dynamic", InvalidInput for r < 1.
+  void set_compression_ratio(int64_t ratio);
   ConnectorImpl& connector_impl();
 
   // 32 hex digits identifying everything that determines the compressed vectors: the tower and connector weights
@@ -237,6 +241,12 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
 // One document: ask_prompt(model, text_tokenizer, {chunks}, question, options).
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<torch::Tensor>& chunks,
                      const std::string& question, const AskOptions& options = {});
+
+// The uncompressed counterpart of `[BOC] v [EOC] question` (the full-context reading that training's qa_text
+// objective teaches and evaluation's "full" condition measures): the context's text ids, a newline, then the
+// question's ids.
+TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& context_text_ids,
+                           const TokenIds& question_ids);
 
 // A Co-Encoder of `config` with random tower and decoder (random_decoder, frozen) and a seed-initialised,
 // trainable connector; for tests.

@@ -14,6 +14,8 @@ class ProgressBar {
   ProgressBar(std::string label, int64_t total, std::string unit, bool enabled = true);
   // Reports `done` units and an optional note (e.g. "loss 3.21, 41k tok/s"). Cheap: draws at most 10x a second.
   void update(int64_t done, const std::string& note = "");
+  // The work turned out to be `total` units (a training run shortened to fit its time budget).
+  void set_total(int64_t total) { total_ = total; }
   // Draws the final state and ends the line.
   void finish(const std::string& note = "");
 

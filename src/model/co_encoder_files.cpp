@@ -5,6 +5,7 @@
 #include "coenc/co_encoder.h"
 #include "coenc/error.h"
 #include "core/hash.h"
+#include "model/connector.h"
 
 namespace coenc {
 
@@ -43,6 +44,17 @@ CoEncoderTokenizers load_co_encoder_tokenizers(const fs::path& dir, const CoEnco
   t.context = load_one(dir, "context_tokenizer", config.context_tower_path, config.context, "context_config");
   t.text = load_one(dir, "text_tokenizer", config.language_model_path, config.text, "text_config");
   return t;
+}
+
+void CoEncoderImpl::set_compression_ratio(int64_t ratio) {
+  COENC_CHECK(ratio >= 1, "compression ratio must be >= 1, got {}", ratio);
+  COENC_CHECK_CODE(config_.pooling != PoolingMode::Dynamic, Unsupported,
+                   "pooling \"dynamic\" estimates its own size: the compression ratio can only be changed for "
+                   "\"mean\" and \"attn\" pooling");
+  if (ratio == config_.ratio) return;
+  config_.ratio = ratio;
+  connector_impl().ratio = ratio;
+  fingerprint_ = std::make_shared<FingerprintCache>();  // another ratio gives other vectors
 }
 
 const std::string& CoEncoderImpl::fingerprint() {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coenc/atomic_file.h"
+#include "coenc/co_encoder.h"
 #include "coenc/error.h"
 #include "train/text_dataset.h"
 
@@ -16,6 +17,7 @@ const char* objective_name(Objective o) {
     case Objective::Continuation: return "continuation";
     case Objective::Qa: return "qa";
     case Objective::Lm: return "lm";
+    case Objective::QaText: return "qa_text";
   }
   return "?";
 }
@@ -109,7 +111,8 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
 }
 
 QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
-                       double eval_fraction, int64_t max_context_tokens) {
+                       double eval_fraction, int64_t max_context_tokens)
+    : text_tok_(&text_tok) {
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   const auto eos = text_tok.eos_id();
   for (const auto& file : files) {
@@ -153,6 +156,9 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
       ex.context = context_tok.encode(j["context"].get<std::string>(), EncodeOptions{false, false});
       COENC_CHECK(!ex.context.empty(), "{}:{}: the context encodes to no tokens", file, line_no);
       if (static_cast<int64_t>(ex.context.size()) > max_context_tokens) ex.context.resize(max_context_tokens);
+      TokenIds text_context = text_tok.encode(j["context"].get<std::string>(), EncodeOptions{false, false});
+      if (static_cast<int64_t>(text_context.size()) > max_context_tokens) text_context.resize(max_context_tokens);
+      text_contexts_.push_back(std::move(text_context));
       ex.prompt = text_tok.encode(j["question"].get<std::string>(), EncodeOptions{false, false});
       ex.target = text_tok.encode(" " + answer, EncodeOptions{false, false});
       if (eos) ex.target.push_back(*eos);
@@ -164,9 +170,19 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
   split_ = n - std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * eval_fraction));
 }
 
-Example QaExamples::sample(std::mt19937_64& rng, bool eval) const {
+Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
+  COENC_CHECK_CODE(o == Objective::Qa || o == Objective::QaText, Internal, "not a QA objective");
   std::uniform_int_distribution<int64_t> pick(eval ? split_ : 0, eval ? static_cast<int64_t>(items_.size()) - 1 : split_ - 1);
-  return items_[pick(rng)];
+  const int64_t i = pick(rng);
+  Example ex = items_[i];
+  if (o == Objective::QaText) {
+    ex.objective = Objective::QaText;
+    ex.context.clear();
+    ex.prompt = plain_text_prompt(*text_tok_, text_contexts_[i], ex.prompt);
+  }
+  return ex;
 }
+
+
 
 }  // namespace coenc::data

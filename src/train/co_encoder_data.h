@@ -13,8 +13,8 @@
 
 namespace coenc::data {
 
-enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3 };
-constexpr int kNumObjectives = 4;
+enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4 };
+constexpr int kNumObjectives = 5;
 const char* objective_name(Objective o);
 
 struct Example {
@@ -58,17 +58,21 @@ class TextExamples {
 // Question answering, JSONL: one {"context": str, "question": str, "answers": [str, ...] | str} object per line
 // (other fields ignored; blank lines skipped). The context is encoded with the context tokenizer and cut to
 // max_context_tokens; the prompt is the question, the target " " + the first answer, then the text tokenizer's EOS
-// when it has one. Malformed lines are errors naming the file and line.
+// when it has one. QaText is the same item read in full: no context block, the prompt is the context's text
+// (text tokenizer, cut to max_context_tokens) then the question, as plain_text_prompt (coenc/co_encoder.h) lays it out. Malformed lines are
+// errors naming the file and line.
 class QaExamples {
  public:
   QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
              double eval_fraction, int64_t max_context_tokens);
-  Example sample(std::mt19937_64& rng, bool eval) const;
+  Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
   int64_t n_train() const { return split_; }
   int64_t n_eval() const { return static_cast<int64_t>(items_.size()) - split_; }
 
  private:
   std::vector<Example> items_;
+  const Tokenizer* text_tok_;
+  std::vector<TokenIds> text_contexts_;   // each item's context in text-tokenizer ids, cut to max_context_tokens
   int64_t split_ = 0;
 };
 

@@ -108,6 +108,11 @@ Built build_model(const TrainConfig& c, const DeviceOptions& dev) {
     json j = c.co_encoder_config;
     if (!c.tower_from.empty() && !j.contains("context_config") && !j.contains("context_tower_path"))
       j["context_config"] = read_json_file(fs::path(c.tower_from) / "config.json", "model config");
+    if (c.tower_layers > 0) {
+      const int64_t n = j["context_config"].value("num_hidden_layers", int64_t{0});
+      COENC_CHECK(c.tower_layers <= n, "tower_layers {} exceeds the {} layers of {}", c.tower_layers, n, c.tower_from);
+      j["context_config"]["num_hidden_layers"] = c.tower_layers;
+    }
     if (!c.decoder_from.empty() && !j.contains("text_config") && !j.contains("language_model_path"))
       j["text_config"] = read_json_file(fs::path(c.decoder_from) / "config.json", "model config");
     CoEncoderConfig cfg = CoEncoderConfig::from_json(j, "co_encoder_config", fs::current_path());
@@ -116,6 +121,14 @@ Built build_model(const TrainConfig& c, const DeviceOptions& dev) {
                 "language_model_path");
     DecoderLm tower = c.tower_from.empty() ? random_decoder(cfg.context, dev, c.seed, c.init_std)
                                            : load_decoder(c.tower_from, dev);
+    if (c.tower_layers > 0) {
+      // The first tower_layers layers (and the embeddings, final norm, head) of the loaded model.
+      DecoderLm cut = random_decoder(cfg.context, dev, c.seed, c.init_std);
+      torch::NoGradGuard no_grad;
+      auto from = tower->named_parameters();
+      for (auto& p : cut->named_parameters()) p.value().copy_(from[p.key()]);
+      tower = cut;
+    }
     DecoderLm decoder = c.decoder_from.empty() ? random_decoder(cfg.text, dev, c.seed + 1, c.init_std)
                                                : load_decoder(c.decoder_from, dev);
     COENC_CHECK(tower->config().hidden_size == cfg.context.hidden_size &&
@@ -214,7 +227,8 @@ void write_loss_curve(const fs::path& metrics, const fs::path& svg) {
 
 }  // namespace
 
-TrainResult train_co_encoder(const TrainConfig& c) {
+TrainResult train_co_encoder(const TrainConfig& config) {
+  TrainConfig c = config;  // c.steps may shrink to fit time_budget_s
   const auto t0 = std::chrono::steady_clock::now();
   SigintScope sigint;
   DeviceOptions dev = parse_device_options(c.device, "f32");
@@ -262,11 +276,11 @@ TrainResult train_co_encoder(const TrainConfig& c) {
     text = std::make_unique<data::TextExamples>(
         c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
         c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress);
-  if (active(Objective::Qa))
+  if (active(Objective::Qa) || active(Objective::QaText))
     qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
                                             c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size);
   auto sample = [&](Objective o, std::mt19937_64& rng, bool eval) {
-    return o == Objective::Qa ? qa->sample(rng, eval) : text->sample(o, rng, eval);
+    return o == Objective::Qa || o == Objective::QaText ? qa->sample(o, rng, eval) : text->sample(o, rng, eval);
   };
   const int64_t micro = c.batch_size / c.grad_accum;
   auto make_batch = [&](std::mt19937_64& rng, bool eval) {
@@ -310,8 +324,12 @@ TrainResult train_co_encoder(const TrainConfig& c) {
 
   // Evaluation: the same held-out examples every time (a fresh generator), plus continuation and QA again
   // without their context, the baseline the compressed context must beat.
+  const int64_t config_ratio = cfg.ratio;
+  COENC_CHECK_CODE(c.compression_ratios.empty() || cfg.pooling != PoolingMode::Dynamic, Unsupported,
+                   "\"compression_ratios\" needs pooling \"mean\" or \"attn\" (dynamic pooling sizes itself)");
   auto evaluate = [&]() {
     torch::NoGradGuard no_grad;
+    if (!c.compression_ratios.empty()) model.set_compression_ratio(config_ratio);
     std::mt19937_64 rng(c.seed ^ 0x5eedc0de5eedc0deULL);
     std::array<double, data::kNumObjectives> sum{}, none_sum{};
     std::array<int64_t, data::kNumObjectives> tokens{}, none_tokens{};
@@ -371,6 +389,8 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   fs::create_directories(out);
   std::mt19937_64 rng(c.seed);
   int64_t step0 = 0;
+  double train_seconds_before = 0;  // training-loop seconds of the earlier parts of a resumed run
+  bool planned_fixed = false;       // c.steps was fitted to time_budget_s by an earlier part
   TrainResult result;
   Window window;
   if (c.resume) {
@@ -387,6 +407,11 @@ TrainResult train_co_encoder(const TrainConfig& c) {
       COENC_CHECK(now.contains(item.key()), "\"resume\": field \"{}\" was set in the checkpointed run ({})",
                   item.key(), item.value().dump());
     step0 = state.at("step");
+    if (state.value("planned_steps_fixed", false)) {
+      c.steps = state.at("planned_steps");
+      planned_fixed = true;
+    }
+    train_seconds_before = state.value("train_seconds", 0.0);
     std::istringstream(state.at("rng").get<std::string>()) >> rng;
     result.tokens_seen = state.at("tokens");
     result.initial_eval_loss = state.at("initial_eval_loss");
@@ -399,18 +424,32 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   }
   std::ofstream metrics;
   if (lead) metrics.open(metrics_path, std::ios::app);
+  double eval_seconds = 0;
   if (step0 == 0) {
+    const auto e0 = std::chrono::steady_clock::now();
     json m = evaluate();
+    eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
     result.initial_eval_loss = m["eval_loss"];
     m["step"] = 0;
     metrics << m.dump() << "\n";
     metrics.flush();
   }
 
+  // time_budget_s: the run's length is fixed once this process has timed its first steps; a resumed run whose
+  // length was fixed keeps it (state.json's planned_steps), one stopped before that measures with what is left.
+  std::optional<std::chrono::steady_clock::time_point> loop_start;
+  auto loop_seconds = [&] {
+    return loop_start ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *loop_start).count() : 0.0;
+  };
+  StepBudget budget{c.time_budget_s > 0, c.time_budget_s - train_seconds_before};
+  budget.fixed = planned_fixed;
   auto save = [&](int64_t steps_done, const std::string& rng_snapshot) {
     if (!lead) return;
     json state = {{"format", 1},
                   {"step", steps_done},
+                  {"train_seconds", train_seconds_before + loop_seconds()},
+                  {"planned_steps", c.steps},
+                  {"planned_steps_fixed", budget.fixed},
                   {"rng", rng_snapshot},
                   {"tokens", result.tokens_seen},
                   {"initial_eval_loss", result.initial_eval_loss},
@@ -420,6 +459,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
   };
 
   ProgressBar bar("training", c.steps, "steps", progress);
+  loop_start = std::chrono::steady_clock::now();
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, step = step0;
   std::string rng_at_start;
@@ -434,6 +474,10 @@ TrainResult train_co_encoder(const TrainConfig& c) {
       int64_t correct = 0, recon_tokens = 0;
       int64_t step_tokens = 0;
       for (int64_t a = 0; a < c.grad_accum; ++a) {
+        if (!c.compression_ratios.empty()) {
+          std::uniform_int_distribution<size_t> pick(0, c.compression_ratios.size() - 1);
+          model.set_compression_ratio(c.compression_ratios[pick(rng)]);
+        }
         std::vector<data::Example> batch = make_batch(rng, false);
         if (a % world != rank) continue;  // another process's micro-batch
         std::optional<compat::AutocastScope> mixed;
@@ -503,6 +547,17 @@ TrainResult train_co_encoder(const TrainConfig& c) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tok_s = static_cast<double>(window_tokens) / std::max(secs, 1e-9);
       bar.update(done, format("loss {} | {} tok/s", std::round(step_loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
+      if (auto planned = budget.observe(done - step0, loop_seconds(), eval_seconds, c.eval_every, done, c.steps)) {
+        if (dp) {
+          // Every process must stop at the same step: they agree on the mean of their plans (all decide here).
+          torch::Tensor t = torch::tensor({static_cast<double>(*planned)}, torch::kFloat64).to(dev.device);
+          dp->all_reduce_sum({t});
+          planned = std::max(done, static_cast<int64_t>(t.cpu().item<double>() / world));
+          budget.fixed = done * 4 >= *planned;  // as every process decides it from the agreed plan
+        }
+        c.steps = *planned;
+        bar.set_total(c.steps);
+      }
       const bool log = done % c.log_every == 0 || done == c.steps, eval = done % c.eval_every == 0 || done == c.steps;
       if (log || eval) {
         json m = {{"step", done}, {"lr", lr}, {"tokens", result.tokens_seen}};
@@ -553,6 +608,7 @@ TrainResult train_co_encoder(const TrainConfig& c) {
                             : format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
   if (lead) metrics.close();
   if (!result.stopped && lead) {
+    if (!c.compression_ratios.empty()) model.set_compression_ratio(config_ratio);  // the checkpoint's own ratio
     for (auto& [name, p] : trainable) p.set_requires_grad(false);
     tower.merge_lora();
     decoder.merge_lora();

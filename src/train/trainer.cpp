@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "coenc/atomic_file.h"
@@ -62,8 +63,10 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
       "co_encoder", "co_encoder_config", "tower_from", "decoder_from", "init_std", "context_tokenizer",
       "text_tokenizer", "qa_files", "train", "context_tokens", "continuation_tokens", "max_context_tokens",
       "size_loss_weight", "log_every", "save_every", "resume", "stop_after", "lora", "autocast",
-      "activation_checkpointing", "embed_tower", "embed_decoder", "save_dtype"};
-  static const std::set<std::string> co_encoder_only = {"lora", "autocast", "activation_checkpointing", "embed_tower",
+      "activation_checkpointing", "embed_tower", "embed_decoder", "save_dtype", "time_budget_s", "tower_layers",
+      "compression_ratios"};
+  static const std::set<std::string> co_encoder_only = {"lora", "activation_checkpointing", "embed_tower", "tower_layers",
+      "compression_ratios",
       "embed_decoder", "save_dtype",
       "tower_from", "decoder_from", "init_std", "context_tokenizer", "text_tokenizer", "qa_files", "train",
       "context_tokens", "continuation_tokens", "max_context_tokens", "size_loss_weight", "log_every", "save_every",
@@ -86,11 +89,11 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     const json& o = j["objectives"];
     COENC_CHECK(o.is_object(), "{}: field \"objectives\" must be an object of weights, got {}", where, o.dump());
     c.objectives.clear();
-    static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "lm"};
+    static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm"};
     double total = 0;
     for (const auto& item : o.items()) {
       COENC_CHECK(names.count(item.key()),
-                  "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, lm)", where,
+                  "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm)", where,
                   item.key());
       COENC_CHECK(item.value().is_number() && item.value().get<double>() >= 0 &&
                       std::isfinite(item.value().get<double>()),
@@ -142,6 +145,14 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "save_every", c.save_every, where);
   read_field(j, "resume", c.resume, where);
   read_field(j, "stop_after", c.stop_after, where);
+  read_field(j, "time_budget_s", c.time_budget_s, where);
+  COENC_CHECK(c.time_budget_s >= 0, "{}: time_budget_s must be >= 0 (0: no budget), got {}", where, c.time_budget_s);
+  read_field(j, "tower_layers", c.tower_layers, where);
+  read_field(j, "compression_ratios", c.compression_ratios, where);
+  for (int64_t r : c.compression_ratios)
+    COENC_CHECK(r >= 1, "{}: field \"compression_ratios\" holds {}; every ratio must be >= 1", where, r);
+  COENC_CHECK(c.tower_layers >= 0, "{}: tower_layers must be >= 0 (0: all of the tower's layers), got {}", where,
+              c.tower_layers);
   if (j.contains("train")) {
     const json& t = j["train"];
     COENC_CHECK(t.is_object(), "{}: field \"train\" must be an object such as {{\"tower\": \"frozen\"}}, got {}",
@@ -250,18 +261,22 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
                               c.objectives.count("lm");
   COENC_CHECK(!text_objective || !c.train_files.empty(),
               "{}: objectives reconstruction / continuation / lm read \"train_files\" (plain text), none given", where);
-  COENC_CHECK(!c.objectives.count("qa") || !c.qa_files.empty(),
-              "{}: objective \"qa\" reads \"qa_files\" (JSONL), none given", where);
+  const bool qa_objective = c.objectives.count("qa") || c.objectives.count("qa_text");
+  COENC_CHECK(!qa_objective || !c.qa_files.empty(),
+              "{}: objectives qa / qa_text read \"qa_files\" (JSONL), none given", where);
   COENC_CHECK(c.train_files.empty() || text_objective,
               "{}: field \"train_files\" is given but no objective reads it (reconstruction, continuation, lm)",
               where);
-  COENC_CHECK(c.qa_files.empty() || c.objectives.count("qa"),
-              "{}: field \"qa_files\" is given but objective \"qa\" has no weight", where);
+  COENC_CHECK(c.qa_files.empty() || qa_objective,
+              "{}: field \"qa_files\" is given but objectives qa / qa_text have no weight", where);
   COENC_CHECK(c.train_connector || c.train_tower != "frozen" || c.train_decoder != "frozen",
               "{}: field \"train\" leaves nothing to train", where);
-  COENC_CHECK(!c.objectives.count("lm") || c.train_decoder != "frozen",
-              "{}: objective \"lm\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "
-              "\"lora\"", where);
+  for (const char* o : {"lm", "qa_text"})
+    COENC_CHECK(!c.objectives.count(o) || c.train_decoder != "frozen",
+                "{}: objective \"{}\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "
+                "\"lora\"", where, o);
+  COENC_CHECK(c.tower_layers == 0 || !c.tower_from.empty(),
+              "{}: field \"tower_layers\" keeps the first layers of \"tower_from\", which is not given", where);
   COENC_CHECK(!j.contains("lora") || c.train_tower == "lora" || c.train_decoder == "lora",
               "{}: field \"lora\" is given but neither train.tower nor train.decoder is \"lora\"", where);
   COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0,
@@ -276,8 +291,30 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   return c;
 }
 
-TrainResult train(const TrainConfig& c) {
-  if (c.co_encoder_mode()) return train_co_encoder(c);
+std::optional<int64_t> StepBudget::observe(int64_t done_here, double seconds, double eval_seconds,
+                                           int64_t eval_every, int64_t done_total, int64_t planned) {
+  if (!enabled || fixed || done_here < kWarmSteps || (done_here - kWarmSteps) % kWindowSteps != 0) return std::nullopt;
+  if (done_here == kWarmSteps) {
+    mark_seconds = seconds;
+    if (seconds < budget_s) return std::nullopt;
+  }
+  if (seconds >= budget_s) {  // spent (a resumed run's earlier parts may have used it up)
+    fixed = true;
+    return std::min(planned, done_total);
+  }
+  const double per_step = (seconds - mark_seconds) / kWindowSteps +
+                          eval_seconds / static_cast<double>(std::max<int64_t>(1, eval_every));
+  mark_seconds = seconds;
+  const int64_t more = static_cast<int64_t>(std::floor((budget_s - seconds) / std::max(per_step, 1e-9)));
+  const int64_t plan = std::max(done_total, std::min(planned, done_total + more));
+  // Fixed once a quarter of the planned run is behind: later changes would bend the decaying schedule.
+  fixed = done_total * 4 >= plan;
+  return plan;
+}
+
+TrainResult train(const TrainConfig& config) {
+  if (config.co_encoder_mode()) return train_co_encoder(config);
+  TrainConfig c = config;  // c.steps may shrink to fit time_budget_s
   const char* world = std::getenv("WORLD_SIZE");
   COENC_CHECK_CODE(!world || std::string(world) == "1" || std::string(world).empty(), Unsupported,
                    "WORLD_SIZE={}: data parallel training is for Co-Encoder runs; the plain LM trainer runs in one "
@@ -300,6 +337,10 @@ TrainResult train(const TrainConfig& c) {
   COENC_CHECK(c.seq_len <= mc.max_position_embeddings, "seq_len {} exceeds the model's max_position_embeddings {}",
               c.seq_len, mc.max_position_embeddings);
   if (dev.device.is_cuda()) compat::allow_tf32(true);
+  COENC_CHECK_CODE(c.autocast != "f16" || dev.device.is_cuda(), Unsupported,
+                   "\"autocast\": \"f16\" runs on CUDA only (use \"bf16\" on the CPU)");
+  const compat::AutocastState autocast{c.autocast != "none",
+                                       c.autocast == "f16" ? torch::kFloat16 : torch::kBFloat16};
 
   torch::manual_seed(c.seed);
   data::TextDataset dataset(c.train_files, *tokenizer, c.eval_fraction, c.seq_len, c.progress);
@@ -323,6 +364,7 @@ TrainResult train(const TrainConfig& c) {
     const int64_t per_batch = std::max<int64_t>(1, c.batch_size / c.grad_accum);
     for (int64_t i = 0; i < c.eval_batches; ++i) {
       auto [x, y] = dataset.eval_window(i, per_batch);
+      compat::AutocastScope mixed(dev.device.type(), autocast);
       sum += lm_loss(lm, x.to(dev.device), y.to(dev.device)).item<double>();
     }
     lm->train();
@@ -332,7 +374,11 @@ TrainResult train(const TrainConfig& c) {
   fs::create_directories(c.out);
   std::ofstream metrics(fs::path(c.out) / "metrics.jsonl", std::ios::app);
   TrainResult result;
+  const auto e0 = std::chrono::steady_clock::now();
   result.initial_eval_loss = evaluate();
+  const double eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+  StepBudget budget{c.time_budget_s > 0, c.time_budget_s};
+  const auto loop_start = std::chrono::steady_clock::now();
   std::mt19937_64 rng(c.seed);
   const int64_t micro = c.batch_size / c.grad_accum;
   ProgressBar bar("training", c.steps, "steps", c.progress);
@@ -346,7 +392,10 @@ TrainResult train(const TrainConfig& c) {
     double step_loss = 0;
     for (int64_t a = 0; a < c.grad_accum; ++a) {
       auto [x, y] = dataset.sample(micro, rng);
+      std::optional<compat::AutocastScope> mixed;
+      mixed.emplace(dev.device.type(), autocast);
       torch::Tensor loss = lm_loss(lm, x.to(dev.device), y.to(dev.device)) / static_cast<double>(c.grad_accum);
+      mixed.reset();  // backward outside autocast
       loss.backward();
       step_loss += loss.item<double>();
     }
@@ -362,6 +411,13 @@ TrainResult train(const TrainConfig& c) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
     const double tok_s = static_cast<double>(window_steps * c.batch_size * c.seq_len) / std::max(secs, 1e-9);
     bar.update(step + 1, format("loss {} | {} tok/s", std::round(step_loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
+    const auto planned = budget.observe(
+        step + 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count(), eval_seconds,
+        c.eval_every, step + 1, c.steps);
+    if (planned && *planned != c.steps) {
+      c.steps = *planned;
+      bar.set_total(c.steps);
+    }
     if ((step + 1) % c.eval_every == 0 || step + 1 == c.steps) {
       result.final_eval_loss = evaluate();
       metrics << json{{"step", step + 1},

@@ -50,6 +50,46 @@ TEST(Train, TinyDecoderLearnsRepeatedText) {
   EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2);
 }
 
+// time_budget_s: plans from the latest window's speed, so a run whose steps speed up gets the longer plan, and the
+// plan is fixed once a quarter of it is done.
+TEST(Train, StepBudgetPlansFromTheLatestSpeed) {
+  StepBudget b{true, 1000.0};
+  double t = 0;
+  std::optional<int64_t> plan;
+  int64_t done = 0;
+  auto step = [&](double seconds) {
+    t += seconds;
+    ++done;
+    return b.observe(done, t, 0, 100, done, 100000);
+  };
+  for (int i = 0; i < StepBudget::kWarmSteps; ++i) EXPECT_FALSE(step(5.0));  // slow warm-up steps: not timed
+  for (int i = 0; i < StepBudget::kWindowSteps - 1; ++i) EXPECT_FALSE(step(2.0));
+  plan = step(2.0);  // 2 s a step, 800 s left: 400 more steps
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(*plan, 70 + 400);
+  EXPECT_FALSE(b.fixed);
+  for (int i = 0; i < StepBudget::kWindowSteps - 1; ++i) EXPECT_FALSE(step(1.0));
+  plan = step(1.0);  // faster now: 1 s a step, 750 s left
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(*plan, 120 + 750);
+  // Evaluations count too: 10 s every 10 steps adds 1 s a step.
+  StepBudget e{true, 1000.0};
+  for (int64_t d = 1; d <= StepBudget::kWarmSteps + StepBudget::kWindowSteps; ++d) plan = e.observe(d, d * 1.0, 10, 10, d, 100000);
+  EXPECT_EQ(*plan, 70 + 930 / 2);
+  // Fixed once done >= a quarter of the plan: 200 s budget at 1 s a step plans 200 steps; at step 70 that is a third.
+  StepBudget f{true, 200.0};
+  for (int64_t d = 1; d <= 70; ++d) plan = f.observe(d, d * 1.0, 0, 100, d, 100000);
+  EXPECT_EQ(*plan, 200);
+  EXPECT_TRUE(f.fixed);
+  EXPECT_FALSE(f.observe(120, 120, 0, 100, 120, 200));
+  // Spent before the first plan (a resumed run whose earlier parts used the budget): stop where it is.
+  StepBudget spent{true, -5.0};
+  plan = std::nullopt;
+  for (int64_t d = 1; d <= StepBudget::kWarmSteps && !plan; ++d) plan = spent.observe(d, d * 1.0, 0, 100, 300 + d, 1000);
+  EXPECT_EQ(*plan, 300 + StepBudget::kWarmSteps);
+  EXPECT_FALSE(StepBudget{}.observe(70, 70, 0, 100, 70, 1000));  // no budget: never plans
+}
+
 TEST(Train, SameSeedSameLoss) {
   TempDir a, b;
   json ca = tiny_train_config(a), cb = tiny_train_config(b);
