@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libsentencepiece0
-          libutf8proc-dev libutf8proc2 googletest libgtest-dev)
+          libutf8proc-dev libutf8proc2 liblzma-dev liblzma5 googletest libgtest-dev)
 case "${1:-}" in
   download)
     mkdir -p .deps

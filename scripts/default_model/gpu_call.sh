@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine whose commands may run at most 10 minutes (docs/default-model.md, "Training"):
+# builds coenc once, runs the part of a training stage that fits the call, and packs what must come back into
+# $OUT as pieces of at most 15 MiB (join them with `cat NAME.tar.* | tar x`).
+#
+#   gpu_call.sh decoder                      build, stage 1 (decoder pretraining), pack .train/decoder
+#   gpu_call.sh co_encoder TOTAL_SECONDS     stage 2 within this call; interrupted and checkpointed at the call's
+#                                            deadline, resumed by the next call with the same TOTAL_SECONDS; packs
+#                                            .train/co_encoder once the run has finished
+#   gpu_call.sh pieces NAME FIRST LAST       copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
+#                                            ($OUT takes at most 64 MiB a call)
+# CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+deadline=${CALL_SECONDS:-560}
+out=${OUT:?set OUT to the folder whose files come back}
+build=build-gpu
+export PYTHONUNBUFFERED=1
+
+ensure_built() {
+  if [ ! -x "$build/coenc" ]; then
+    COENC_TARGETS=coenc scripts/gpu_build.sh "$build" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+    echo "gpu_call: built coenc in ${SECONDS}s"
+  fi
+}
+
+# pack NAME: .train/NAME's model files as .train/pack/NAME.tar.aa, .ab, ... (15 MiB each).
+pack() {
+  local name=$1
+  rm -rf ".train/pack/$name" && mkdir -p ".train/pack/$name"
+  (cd .train && find "$name" -maxdepth 2 -type f ! -path "*/checkpoint*" -print0 | sort -z |
+     tar --null -cf - -T -) | split -b 15M - ".train/pack/$name/$name.tar."
+  ls -l ".train/pack/$name"
+}
+
+pieces() {
+  local name=$1 first=$2 last=$3 i=0
+  for f in ".train/pack/$name/$name.tar."*; do
+    i=$((i + 1))
+    if [ "$i" -ge "$first" ] && [ "$i" -le "$last" ]; then cp "$f" "$out/"; fi
+  done
+}
+
+case "${1:-}" in
+  decoder)
+    ensure_built
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    budget=$((deadline - SECONDS - 70))
+    echo "gpu_call: stage 1 with a ${budget}s training budget"
+    scripts/default_model/train.sh decoder "$build" "$budget" 2>&1 | tee "$out/decoder.log" | grep -v '^tokenizing'
+    pack decoder
+    pieces decoder 1 4
+    ;;
+  co_encoder)
+    total=${2:?usage: gpu_call.sh co_encoder TOTAL_SECONDS}
+    ensure_built
+    stop_after=$((deadline - SECONDS - 40))
+    echo "gpu_call: stage 2 (${total}s in all), this part stops after ${stop_after}s"
+    scripts/default_model/train.sh co_encoder "$build" "$total" "$stop_after" 2>&1 | tee "$out/co_encoder.log" |
+      grep -v '^tokenizing'
+    cp .train/co_encoder/metrics.jsonl "$out/" 2>/dev/null || true
+    if [ -f .train/co_encoder/model.safetensors ]; then
+      pack co_encoder
+      pieces co_encoder 1 3
+    fi
+    ;;
+  pieces)
+    pieces "${2:?}" "${3:?}" "${4:?}"
+    ;;
+  *)
+    echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | pieces NAME FIRST LAST" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Prepares the training and validation files of the default Co-Encoder from ../shared/corpus (standard library).
+
+    python3 scripts/prepare_training_data.py [CORPUS_DIR] [OUT_DIR]      (defaults: ../shared/corpus, .train)
+
+Writes into OUT_DIR (an ignored folder; nothing here is committed):
+  pretrain/*.txt.xz       the pretraining shards, copied as they are (the GPU run unpacks them itself)
+  qa-train.jsonl          answerable questions of the QA train splits: SQuAD (minus the validation articles),
+                          FairytaleQA train, bAbI train (minus every 10th story of each task)
+  val/squad-val.jsonl     SQuAD train-split articles held out for choosing designs (never trained on)
+  val/fairytaleqa-val.jsonl   FairytaleQA's own validation split
+  val/babi-val.jsonl      every 10th bAbI train question of each task (never trained on)
+
+The corpus README's rule holds: nothing of eval/, of the test or val splits, or of the held-out validation slices
+is trained on. Designs are chosen on val/; the test splits are read only for the final table.
+"""
+import json
+import lzma
+import os
+import shutil
+import sys
+
+# Four of SQuAD's 36 train articles, held out as its validation set (the corpus gives SQuAD no val split).
+SQUAD_VAL_ARTICLES = {"Amazon rainforest", "Force", "Normans", "Teacher"}
+PRETRAIN = ["wiki-00", "sotu-00", "gutenberg-00", "gutenberg-01", "gutenberg-02", "gutenberg-03"]
+
+
+def items(path):
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def main():
+    corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpus")
+    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", ".train")
+    os.makedirs(os.path.join(out, "pretrain"), exist_ok=True)
+    os.makedirs(os.path.join(out, "val"), exist_ok=True)
+    for name in PRETRAIN:
+        src = os.path.join(corpus, "pretrain", name + ".txt.xz")
+        dst = os.path.join(out, "pretrain", name + ".txt.xz")
+        if not os.path.exists(dst):
+            shutil.copyfile(src, dst)
+    train, val = [], {"squad": [], "fairytaleqa": [], "babi": []}
+    for it in items(os.path.join(corpus, "qa", "squad.jsonl.xz")):
+        if it["split"] != "train" or not it["answers"]:
+            continue
+        (val["squad"] if it["meta"]["title"] in SQUAD_VAL_ARTICLES else train).append(it)
+    for it in items(os.path.join(corpus, "qa", "fairytaleqa.jsonl.xz")):
+        if it["split"] == "train":
+            train.append(it)
+        elif it["split"] == "val":
+            val["fairytaleqa"].append(it)
+    for it in items(os.path.join(corpus, "qa", "babi.jsonl.xz")):
+        if it["split"] != "train":
+            continue
+        n = int(it["id"].rsplit("-", 1)[1])
+        (val["babi"] if n % 10 == 0 else train).append(it)
+    with open(os.path.join(out, "qa-train.jsonl"), "w", encoding="utf-8") as f:
+        for it in train:
+            f.write(json.dumps(it, ensure_ascii=False) + "\n")
+    for name, rows in val.items():
+        with open(os.path.join(out, "val", name + "-val.jsonl"), "w", encoding="utf-8") as f:
+            for it in rows:
+                f.write(json.dumps(it, ensure_ascii=False) + "\n")
+    print(f"qa-train.jsonl: {len(train)} questions; val: " + ", ".join(f"{k} {len(v)}" for k, v in val.items()))
+
+
+if __name__ == "__main__":
+    main()
