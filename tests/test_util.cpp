@@ -8,7 +8,57 @@
 
 #include <gtest/gtest.h>
 
+#include "coenc/co_encoder.h"
+
 namespace coenc::test {
+
+using nlohmann::json;
+
+json tiny_co_encoder_config() {
+  json tower = {{"model_type", "qwen2"},    {"vocab_size", 1200},           {"hidden_size", 32},
+                {"intermediate_size", 48},  {"num_hidden_layers", 2},       {"num_attention_heads", 4},
+                {"num_key_value_heads", 2}, {"max_position_embeddings", 64}};
+  json decoder = {{"model_type", "llama"},    {"vocab_size", 1200},
+                  {"hidden_size", 32},        {"intermediate_size", 48},
+                  {"num_hidden_layers", 2},   {"num_attention_heads", 4},
+                  {"num_key_value_heads", 2}, {"max_position_embeddings", 256},
+                  {"eos_token_id", 0}};
+  return {{"model_type", "co_encoder"},   {"context_config", tower},
+          {"text_config", decoder},       {"begin_of_context_token_id", 1},
+          {"end_of_context_token_id", 2}, {"pooling", "mean"},
+          {"compression_ratio", 4},       {"chunk_size", 32}};
+}
+
+void make_tiny_co_encoder(const std::filesystem::path& dir, uint64_t seed, bool chat, bool learned) {
+  const std::filesystem::path tokenizer = test_dir() / "golden/tokenizer/trained";
+  json config = tiny_co_encoder_config();
+  if (learned) config["context_markers"] = "learned";
+  CoEncoder m = random_co_encoder(CoEncoderConfig::from_json(config, "test"), DeviceOptions{}, seed, 0.3);
+  if (learned) {
+    torch::NoGradGuard no_grad;
+    auto gen = at::detail::createCPUGenerator(seed + 100);
+    m->named_parameters()["connector.begin_of_context"].copy_(torch::randn({32}, gen));
+    m->named_parameters()["connector.end_of_context"].copy_(torch::randn({32}, gen));
+  }
+  save_co_encoder(*m, dir);
+  for (const char* sub : {"context_tokenizer", "text_tokenizer"}) {
+    std::filesystem::create_directories(dir / sub);
+    std::filesystem::copy_file(tokenizer / "tokenizer.json", dir / sub / "tokenizer.json");
+    json tc = json::parse(read_file(tokenizer / "tokenizer_config.json"));
+    if (!chat && std::string(sub) == "text_tokenizer") tc.erase("chat_template");
+    write_file(dir / sub / "tokenizer_config.json", tc.dump(1));
+  }
+}
+
+std::string sample_document_text(int words) {
+  static const char* kWords[] = {"the",    "river",  "city",   "council", "bridge",  "north",
+                                 "market", "winter", "report", "stone",   "harbour", "year",
+                                 "people", "built",  "old",    "long"};
+  std::string s;
+  for (int i = 0; i < words; ++i)
+    s += std::string(kWords[(i * 7 + i / 3) % 16]) + (i % 11 == 10 ? ". " : " ");
+  return s;
+}
 
 void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
 
@@ -51,6 +53,19 @@ void expect_one_line_error(const RunResult& r, const std::string& needle);
 // Writes `text` to `path`.
 void write_file(const std::filesystem::path& path, const std::string& text);
 std::string read_file(const std::filesystem::path& path);
+
+// ---- a tiny Co-Encoder checkpoint (e2e tests of compress, ask, eval) ----
+
+// The config.json of a tiny Co-Encoder: a 2-layer Qwen2 tower (width 32, 64 positions), a 2-layer Llama decoder
+// (width 32, 256 positions), mean pooling at ratio 4, chunks of 32 tokens, vocabularies of 1200 ids.
+nlohmann::json tiny_co_encoder_config();
+// Saves a random tiny Co-Encoder (tiny_co_encoder_config) into `dir` with the trained test tokenizer
+// (tests/golden/tokenizer/trained, byte-level BPE with a ChatML template) in context_tokenizer/ and
+// text_tokenizer/. `chat` false leaves the chat template out of text_tokenizer/; `learned` gives it learned
+// BOC/EOC rows, moved away from the token embeddings they start as.
+void make_tiny_co_encoder(const std::filesystem::path& dir, uint64_t seed, bool chat, bool learned = false);
+// Deterministic English-looking text of `words` words from a 16-word vocabulary.
+std::string sample_document_text(int words);
 
 // Expects `fn` to throw coenc::Error whose message contains `needle`.
 #define EXPECT_COENC_ERROR(stmt, needle)                                                   \

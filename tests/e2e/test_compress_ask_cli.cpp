@@ -18,65 +18,16 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const fs::path kTokenizerDir = test_dir() / "golden/tokenizer/trained";  // byte-level BPE, 1200 ids, ChatML
-
-json co_config() {
-  json tower = {{"model_type", "qwen2"},    {"vocab_size", 1200},           {"hidden_size", 32},
-                {"intermediate_size", 48},  {"num_hidden_layers", 2},       {"num_attention_heads", 4},
-                {"num_key_value_heads", 2}, {"max_position_embeddings", 64}};
-  json decoder = {{"model_type", "llama"},    {"vocab_size", 1200},
-                  {"hidden_size", 32},        {"intermediate_size", 48},
-                  {"num_hidden_layers", 2},   {"num_attention_heads", 4},
-                  {"num_key_value_heads", 2}, {"max_position_embeddings", 256},
-                  {"eos_token_id", 0}};
-  return {{"model_type", "co_encoder"},   {"context_config", tower},
-          {"text_config", decoder},       {"begin_of_context_token_id", 1},
-          {"end_of_context_token_id", 2}, {"pooling", "mean"},
-          {"compression_ratio", 4},       {"chunk_size", 32}};
-}
-
-// Saves a random checkpoint with both tokenizers; `chat` false leaves the chat template out of
-// text_tokenizer/. `learned` gives it learned BOC/EOC rows, moved away from the token embeddings they start as.
-void make_checkpoint(const fs::path& dir, uint64_t seed, bool chat, bool learned = false) {
-  json config = co_config();
-  if (learned) config["context_markers"] = "learned";
-  CoEncoder m = random_co_encoder(CoEncoderConfig::from_json(config, "test"), DeviceOptions{}, seed, 0.3);
-  if (learned) {
-    torch::NoGradGuard no_grad;
-    auto gen = at::detail::createCPUGenerator(seed + 100);
-    m->named_parameters()["connector.begin_of_context"].copy_(torch::randn({32}, gen));
-    m->named_parameters()["connector.end_of_context"].copy_(torch::randn({32}, gen));
-  }
-  save_co_encoder(*m, dir);
-  for (const char* sub : {"context_tokenizer", "text_tokenizer"}) {
-    fs::create_directories(dir / sub);
-    fs::copy_file(kTokenizerDir / "tokenizer.json", dir / sub / "tokenizer.json");
-    json tc = json::parse(read_file(kTokenizerDir / "tokenizer_config.json"));
-    if (!chat && std::string(sub) == "text_tokenizer") tc.erase("chat_template");
-    write_file(dir / sub / "tokenizer_config.json", tc.dump(1));
-  }
-}
-
-std::string document_text(int words) {
-  static const char* kWords[] = {"the",    "river",  "city",   "council", "bridge",  "north",
-                                 "market", "winter", "report", "stone",   "harbour", "year",
-                                 "people", "built",  "old",    "long"};
-  std::string s;
-  for (int i = 0; i < words; ++i)
-    s += std::string(kWords[(i * 7 + i / 3) % 16]) + (i % 11 == 10 ? ". " : " ");
-  return s;
-}
-
 class CompressAskCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    make_checkpoint(chat(), 5, true);
-    make_checkpoint(raw(), 5, false);  // the same weights, no chat template
-    make_checkpoint(foreign(), 6, true);
-    make_checkpoint(learned(), 5, true, /*learned=*/true);  // the same tower and connector as chat()
-    write_file(doc(), document_text(120));
-    write_file(doc2(), document_text(45).substr(40));
+    make_tiny_co_encoder(chat(), 5, true);
+    make_tiny_co_encoder(raw(), 5, false);  // the same weights, no chat template
+    make_tiny_co_encoder(foreign(), 6, true);
+    make_tiny_co_encoder(learned(), 5, true, /*learned=*/true);  // the same tower and connector as chat()
+    write_file(doc(), sample_document_text(120));
+    write_file(doc2(), sample_document_text(45).substr(40));
   }
   static void TearDownTestSuite() { delete dir_; }
   static fs::path chat() { return dir_->path() / "chat"; }
@@ -255,8 +206,8 @@ TEST_F(CompressAskCli, SeveralDocumentsInOnePrompt) {
 TEST_F(CompressAskCli, SeveralDocumentsTooLongTogether) {
   // Each fits the decoder's 256 positions alone; two do not (one file twice neither).
   TempDir d;
-  write_file(d / "x.txt", document_text(240));  // 633 tokens: 159 vectors
-  write_file(d / "y.txt", document_text(230));  // 606 tokens: 152 vectors
+  write_file(d / "x.txt", sample_document_text(240));  // 633 tokens: 159 vectors
+  write_file(d / "y.txt", sample_document_text(230));  // 606 tokens: 152 vectors
   ASSERT_EQ(
       run_coenc("compress -q -m " + q(raw()) + " --doc " + q(d / "x.txt") + " -o " + q(d / "x.coctx")).exit_code,
       0);
@@ -338,7 +289,7 @@ TEST_F(CompressAskCli, BadDocuments) {
       run_coenc("compress -m " + q(chat()) + " --doc " + q(d / "missing.txt") + " -o " + q(d / "e.coctx")),
       "missing.txt: document not found");
   // Far more text than the decoder's 256 positions hold, compressed 4:1.
-  write_file(d / "long.txt", document_text(3000));
+  write_file(d / "long.txt", sample_document_text(3000));
   expect_one_line_error(
       run_coenc("compress -m " + q(chat()) + " --doc " + q(d / "long.txt") + " -o " + q(d / "l.coctx")),
       "long.txt: ");

@@ -19,5 +19,6 @@ CommandFn setup_inspect(CLI::App& app);
 CommandFn setup_tokenize(CLI::App& app);
 CommandFn setup_tokenizer(CLI::App& app);
 CommandFn setup_train(CLI::App& app);
+CommandFn setup_eval(CLI::App& app);
 
 }  // namespace coenc::cli

@@ -1,0 +1,564 @@
+// The evaluation harness (docs/eval.md): every task runs each item under every condition with the same decoder —
+// no context, the full context, the context compressed at each ratio, and the context truncated to the decoder's
+// window where it does not fit — and reports quality next to cost (decoder positions, KV-cache bytes, seconds).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+
+#include "coenc/error.h"
+#include "coenc/eval.h"
+#include "coenc/generate.h"
+#include "coenc/session.h"
+#include "core/progress.h"
+
+namespace coenc {
+
+using nlohmann::json;
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+double since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
+
+// Running sums of one condition: its metrics and its cost.
+struct Condition {
+  std::map<std::string, double> sum;  // metric -> sum over items
+  std::map<std::string, int64_t> count;
+  int64_t positions = 0, items = 0;
+  double seconds = 0;
+
+  void add(const std::string& metric, double value, int64_t n = 1) {
+    sum[metric] += value;
+    count[metric] += n;
+  }
+  double mean(const std::string& metric) const {
+    auto it = count.find(metric);
+    return it == count.end() || it->second == 0 ? std::nan("") : sum.at(metric) / static_cast<double>(it->second);
+  }
+};
+
+// Scores and answers through the engine, exactly as `coenc ask` reads a prompt.
+class Reader {
+ public:
+  Reader(CoEncoderImpl& model, const CoEncoderTokenizers& tok) : model_(model), tok_(tok) {
+    const ModelConfig& t = model.config().text;
+    window_ = t.max_position_embeddings;
+    const int64_t elem = torch::elementSize(model.device_options().dtype);
+    kv_bytes_per_position_ = t.n_layers * 2 * t.n_kv_heads * t.head_dim * elem;
+    for (TokenId id : t.eos_token_ids) stop_.push_back(id);
+    if (auto eos = tok.text->eos_id())
+      if (std::find(stop_.begin(), stop_.end(), *eos) == stop_.end()) stop_.push_back(*eos);
+  }
+
+  int64_t window() const { return window_; }
+  int64_t kv_bytes(int64_t positions) const { return positions * kv_bytes_per_position_; }
+
+  struct TargetScore {
+    double nll_sum = 0;
+    int64_t tokens = 0, correct = 0;
+  };
+  // Teacher-forced: the summed NLL and argmax hits of `target` read after `prompt`. With an empty prompt the first
+  // target token has nothing to be predicted from and is not scored.
+  TargetScore score(const std::vector<Segment>& prompt, const TokenIds& target) {
+    torch::NoGradGuard no_grad;
+    Session s(model_.language_model);
+    std::vector<Segment> all = prompt;
+    all.push_back(Segment::tokens(target));
+    int64_t p = 0;
+    for (const auto& seg : prompt) p += seg.length();
+    torch::Tensor logits = s.prefill_all_logits(all);  // [p + n, V] float32, CPU
+    const int64_t n = static_cast<int64_t>(target.size()), first = p == 0 ? 1 : 0;
+    TargetScore out;
+    if (n <= first) return out;
+    torch::Tensor rows = logits.narrow(0, p - 1 + first, n - first).log_softmax(-1);  // predicts target[first..]
+    torch::Tensor ids = torch::tensor(TokenIds(target.begin() + first, target.end()), torch::kInt64);
+    out.nll_sum = -rows.gather(1, ids.unsqueeze(1)).sum().item<double>();
+    out.correct = (rows.argmax(1) == ids).sum().item<int64_t>();
+    out.tokens = n - first;
+    return out;
+  }
+
+  // Greedy answer of at most `max_tokens`, stopping at the decoder's end-of-text (and a newline when `one_line`).
+  GenerationResult answer(const std::vector<Segment>& prompt, int64_t max_tokens, bool one_line = true) {
+    torch::NoGradGuard no_grad;
+    Session s(model_.language_model);
+    GenerationOptions go;
+    go.max_new_tokens = static_cast<int>(max_tokens);
+    go.sampling.temperature = 0;
+    go.stop_tokens = stop_;
+    if (one_line) go.stop_strings = {"\n"};
+    go.detokenize = [&](const TokenIds& ids) { return tok_.text->decode_bytes(ids, true); };
+    return generate(s, prompt, go);
+  }
+
+  // The text tokenizer's ids of `text` (documents are read as plain text: special-token spellings stay text).
+  TokenIds text_ids(const std::string& text) const { return tok_.text->encode(text, EncodeOptions{false, false}); }
+  TokenIds context_ids(const std::string& text) const {
+    return tok_.context->encode(text, EncodeOptions{false, false});
+  }
+  // Context-tokenizer ids as the decoder's text ids (the same ids when one tokenizer serves both).
+  TokenIds as_text(const TokenIds& context_ids) const {
+    if (tok_.context.get() == tok_.text.get()) return context_ids;
+    return text_ids(tok_.context->decode(context_ids));
+  }
+  // The compressed block of `context_ids` at the model's current ratio, as one embedding segment.
+  Segment compressed(const TokenIds& context_ids) {
+    torch::NoGradGuard no_grad;
+    return Segment::embeddings(model_.context_block(model_.compress(context_ids)));
+  }
+  const Tokenizer& text_tokenizer() const { return *tok_.text; }
+  std::optional<TokenId> bos() const {
+    if (auto b = tok_.text->bos_id()) return b;
+    return tok_.text->eos_id();
+  }
+
+ private:
+  CoEncoderImpl& model_;
+  const CoEncoderTokenizers& tok_;
+  int64_t window_ = 0, kv_bytes_per_position_ = 0;
+  TokenIds stop_;
+};
+
+int64_t length_of(const std::vector<Segment>& segs) {
+  int64_t n = 0;
+  for (const auto& s : segs) n += s.length();
+  return n;
+}
+
+std::string compressed_name(int64_t r) { return "compressed@" + std::to_string(r); }
+
+json cost_json(const Condition& c, const Reader& reader) {
+  const double n = std::max<double>(1, static_cast<double>(c.items));
+  return {{"positions", static_cast<double>(c.positions) / n},
+          {"kv_bytes", static_cast<double>(reader.kv_bytes(c.positions)) / n},
+          {"seconds", c.seconds},
+          {"n", c.items}};
+}
+
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+// Sets the model's ratio for the duration of a scope and restores the checkpoint's own afterwards.
+class RatioScope {
+ public:
+  RatioScope(CoEncoderImpl& model, int64_t r) : model_(model), own_(model.config().ratio) {
+    if (r != own_) model.set_compression_ratio(r);
+  }
+  ~RatioScope() {
+    if (model_.config().ratio != own_) model_.set_compression_ratio(own_);
+  }
+
+ private:
+  CoEncoderImpl& model_;
+  int64_t own_;
+};
+
+// ---- recon ---------------------------------------------------------------------------------------------------------
+
+json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  std::vector<std::string> docs = read_eval_documents(o.data);
+  std::shuffle(docs.begin(), docs.end(), rng);
+  const int64_t limit = o.limit > 0 ? o.limit : 200, c = model.config().chunk_size;
+  std::vector<TokenIds> chunks;
+  for (const auto& d : docs) {
+    const TokenIds ids = reader.context_ids(d);
+    for (size_t s = 0; s < ids.size() && static_cast<int64_t>(chunks.size()) < limit; s += c)
+      chunks.emplace_back(ids.begin() + s, ids.begin() + std::min(ids.size(), s + c));
+    if (static_cast<int64_t>(chunks.size()) >= limit) break;
+  }
+  COENC_CHECK(!chunks.empty(), "{}: the documents encode to no tokens", o.data.front());
+  std::map<std::string, Condition> cond;
+  std::map<std::string, std::vector<TokenIds>> greedy_out;
+  std::vector<TokenIds> targets;
+  ProgressBar bar("recon", static_cast<int64_t>(chunks.size()), "chunks", o.progress);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const TokenIds target = reader.as_text(chunks[i]);
+    targets.push_back(target);
+    // No context: how much of the chunk the decoder guesses alone (from its first token on).
+    {
+      auto t0 = clock::now();
+      auto sc = reader.score({}, target);
+      Condition& k = cond["none"];
+      k.add("token_accuracy", static_cast<double>(sc.correct), sc.tokens);
+      k.add("nll", sc.nll_sum, sc.tokens);
+      k.positions += static_cast<int64_t>(target.size());
+      ++k.items;
+      k.seconds += since(t0);
+    }
+    for (int64_t r : o.ratios) {
+      RatioScope ratio(model, r);
+      const std::string name = compressed_name(r);
+      Condition& k = cond[name];
+      auto t0 = clock::now();
+      std::vector<Segment> prompt = {reader.compressed(chunks[i])};
+      auto sc = reader.score(prompt, target);
+      k.add("token_accuracy", static_cast<double>(sc.correct), sc.tokens);
+      k.add("nll", sc.nll_sum, sc.tokens);
+      // Greedy regeneration, as long as the chunk (the reconstruction prompt has no stop string).
+      GenerationResult g = reader.answer(prompt, static_cast<int64_t>(target.size()), false);
+      int64_t same = 0;
+      for (size_t t = 0; t < target.size() && t < g.ids.size(); ++t) same += g.ids[t] == target[t];
+      k.add("exact_accuracy", static_cast<double>(same), static_cast<int64_t>(target.size()));
+      greedy_out[name].push_back(g.ids);
+      k.positions += length_of(prompt) + static_cast<int64_t>(target.size());
+      ++k.items;
+      k.seconds += since(t0);
+    }
+    bar.update(static_cast<int64_t>(i + 1));
+  }
+  bar.finish();
+  json out = {{"n", chunks.size()}, {"conditions", json::object()}};
+  for (auto& [name, k] : cond) {
+    json m = cost_json(k, reader);
+    m["token_accuracy"] = number_or_null(k.mean("token_accuracy"));
+    m["nll"] = number_or_null(k.mean("nll"));
+    if (name != "none") {
+      m["exact_accuracy"] = number_or_null(k.mean("exact_accuracy"));
+      m["bleu4"] = corpus_bleu4(greedy_out[name], targets);
+    }
+    out["conditions"][name] = m;
+  }
+  return out;
+}
+
+// ---- ppl -----------------------------------------------------------------------------------------------------------
+
+json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  const int64_t k_ctx = o.context_tokens, m = o.target_tokens;
+  COENC_CHECK(k_ctx >= 1 && m >= 1, "--context-tokens and --target-tokens must be >= 1");
+  std::vector<std::string> docs = read_eval_documents(o.data);
+  std::shuffle(docs.begin(), docs.end(), rng);
+  const int64_t limit = o.limit > 0 ? o.limit : 200;
+  struct Item {
+    TokenIds context, target;  // context-tokenizer ids; text ids of the target
+  };
+  std::vector<Item> items;
+  for (const auto& d : docs) {
+    if (static_cast<int64_t>(items.size()) >= limit) break;
+    const TokenIds ids = reader.context_ids(d);
+    if (static_cast<int64_t>(ids.size()) < k_ctx + m) continue;
+    std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(ids.size()) - k_ctx - m);
+    const int64_t s = start(rng);
+    Item it;
+    it.context.assign(ids.begin() + s, ids.begin() + s + k_ctx);
+    it.target = reader.as_text(TokenIds(ids.begin() + s + k_ctx, ids.begin() + s + k_ctx + m));
+    if (static_cast<int64_t>(it.target.size()) > m) it.target.resize(m);
+    items.push_back(std::move(it));
+  }
+  COENC_CHECK(!items.empty(), "{}: no document has the {} + {} tokens a ppl item needs (--context-tokens, "
+              "--target-tokens)", o.data.front(), k_ctx, m);
+  std::map<std::string, Condition> cond;
+  ProgressBar bar("ppl", static_cast<int64_t>(items.size()), "documents", o.progress);
+  const auto bos = reader.bos();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
+    auto run = [&](const std::string& name, const std::vector<Segment>& prompt) {
+      auto t0 = clock::now();
+      auto sc = reader.score(prompt, it.target);
+      Condition& k = cond[name];
+      k.add("nll", sc.nll_sum, sc.tokens);
+      k.positions += length_of(prompt) + static_cast<int64_t>(it.target.size());
+      ++k.items;
+      k.seconds += since(t0);
+    };
+    // Every condition scores all M target tokens: with no context the decoder starts from its BOS (the token that
+    // separates documents in pretraining).
+    run("none", bos ? std::vector<Segment>{Segment::tokens({*bos})} : std::vector<Segment>{});
+    const TokenIds full = reader.as_text(it.context);
+    const int64_t room = reader.window() - static_cast<int64_t>(it.target.size());
+    if (static_cast<int64_t>(full.size()) <= room) {
+      run("full", {Segment::tokens(full)});
+    } else {
+      run("truncated", {Segment::tokens(TokenIds(full.end() - room, full.end()))});
+    }
+    for (int64_t r : o.ratios) {
+      RatioScope ratio(model, r);
+      auto t0 = clock::now();
+      std::vector<Segment> prompt = {reader.compressed(it.context)};
+      const double tower = since(t0);
+      run(compressed_name(r), prompt);
+      cond[compressed_name(r)].seconds += tower;
+    }
+    bar.update(static_cast<int64_t>(i + 1));
+  }
+  bar.finish();
+  json out = {{"n", items.size()}, {"context_tokens", k_ctx}, {"target_tokens", m}, {"conditions", json::object()}};
+  for (auto& [name, k] : cond) {
+    json j = cost_json(k, reader);
+    const double nll = k.mean("nll");
+    j["nll"] = number_or_null(nll);
+    j["ppl"] = number_or_null(std::exp(nll));
+    out["conditions"][name] = j;
+  }
+  if (cond.count("full"))
+    for (int64_t r : o.ratios) {
+      auto g = gain_retained(cond["none"].mean("nll"), cond[compressed_name(r)].mean("nll"), cond["full"].mean("nll"));
+      out["gain_retained@" + std::to_string(r)] = g ? json(*g) : json(nullptr);
+    }
+  return out;
+}
+
+// ---- qa ------------------------------------------------------------------------------------------------------------
+
+json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  std::vector<QaItem> all = read_qa_items(o.data), items;
+  for (auto& it : all)
+    if (!it.answers.empty() || !it.options.empty()) items.push_back(std::move(it));
+  COENC_CHECK(!items.empty(), "{}: no answerable question", o.data.front());
+  std::shuffle(items.begin(), items.end(), rng);
+  const int64_t limit = o.limit > 0 ? o.limit : 500;
+  if (static_cast<int64_t>(items.size()) > limit) items.resize(limit);
+  std::map<std::string, Condition> cond;
+  ProgressBar bar("qa", static_cast<int64_t>(items.size()), "questions", o.progress);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const QaItem& it = items[i];
+    const TokenIds question = reader.text_ids(it.question);
+    const TokenIds context = reader.context_ids(it.context);
+    auto run = [&](const std::string& name, const std::vector<Segment>& prompt, double extra_seconds) {
+      auto t0 = clock::now();
+      Condition& k = cond[name];
+      if (!it.options.empty()) {
+        // The option with the highest mean log-likelihood per token.
+        int64_t best = -1;
+        double best_ll = -INFINITY;
+        for (size_t opt = 0; opt < it.options.size(); ++opt) {
+          auto sc = reader.score(prompt, reader.text_ids(" " + it.options[opt]));
+          const double ll = sc.tokens > 0 ? -sc.nll_sum / static_cast<double>(sc.tokens) : -INFINITY;
+          if (ll > best_ll) best_ll = ll, best = static_cast<int64_t>(opt);
+        }
+        k.add("accuracy", best == it.answer_index ? 1.0 : 0.0);
+      } else {
+        GenerationResult g = reader.answer(prompt, o.max_answer_tokens);
+        k.add("em", exact_match(g.text, it.answers));
+        k.add("f1", f1_score(g.text, it.answers));
+      }
+      k.positions += length_of(prompt);
+      ++k.items;
+      k.seconds += since(t0) + extra_seconds;
+    };
+    run("none", {Segment::tokens(question)}, 0);
+    const TokenIds full = plain_text_prompt(reader.text_tokenizer(), reader.as_text(context), question);
+    const int64_t room = reader.window() - o.max_answer_tokens;
+    if (static_cast<int64_t>(full.size()) <= room) {
+      run("full", {Segment::tokens(full)}, 0);
+    } else {
+      const TokenIds ctx_text = reader.as_text(context);
+      const int64_t keep = std::max<int64_t>(0, static_cast<int64_t>(ctx_text.size()) -
+                                                    (static_cast<int64_t>(full.size()) - room));
+      run("truncated", {Segment::tokens(plain_text_prompt(reader.text_tokenizer(),
+                                                          TokenIds(ctx_text.begin(), ctx_text.begin() + keep),
+                                                          question))},
+          0);
+    }
+    for (int64_t r : o.ratios) {
+      RatioScope ratio(model, r);
+      auto t0 = clock::now();
+      std::vector<Segment> prompt = {reader.compressed(context), Segment::tokens(question)};
+      const double tower = since(t0);
+      if (length_of(prompt) + o.max_answer_tokens > reader.window()) continue;  // reported as fewer items
+      run(compressed_name(r), prompt, tower);
+    }
+    bar.update(static_cast<int64_t>(i + 1));
+  }
+  bar.finish();
+  const bool choice = !items.front().options.empty();
+  const std::string score = choice ? "accuracy" : "f1";
+  json out = {{"n", items.size()}, {"conditions", json::object()}};
+  for (auto& [name, k] : cond) {
+    json j = cost_json(k, reader);
+    if (k.count.count("accuracy")) j["accuracy"] = number_or_null(k.mean("accuracy"));
+    if (k.count.count("em")) j["em"] = number_or_null(k.mean("em"));
+    if (k.count.count("f1")) j["f1"] = number_or_null(k.mean("f1"));
+    out["conditions"][name] = j;
+  }
+  const std::string full_name = cond.count("full") ? "full" : "truncated";
+  for (int64_t r : o.ratios) {
+    const double f = cond[full_name].mean(score), c = cond[compressed_name(r)].mean(score);
+    out["retention@" + std::to_string(r)] = f > 0 && std::isfinite(c) ? json(c / f) : json(nullptr);
+  }
+  return out;
+}
+
+// ---- needle --------------------------------------------------------------------------------------------------------
+
+json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  std::vector<std::string> docs = read_eval_documents(o.data);
+  std::shuffle(docs.begin(), docs.end(), rng);
+  // One long stream of filler tokens, cut into haystacks.
+  const int64_t reserve = 64;  // positions kept for the question and the answer
+  const int64_t unit = reader.window() - reserve;
+  COENC_CHECK(unit > 16, "the decoder's window ({} positions) is too short for the needle test", reader.window());
+  const std::vector<double> multiples = {0.5, 1, 2, 4, 8}, depths = {0, 0.25, 0.5, 0.75, 1.0};
+  const int64_t longest = static_cast<int64_t>(multiples.back() * static_cast<double>(unit));
+  TokenIds filler;
+  for (const auto& d : docs) {
+    const TokenIds ids = reader.context_ids(d + "\n\n");
+    filler.insert(filler.end(), ids.begin(), ids.end());
+    if (static_cast<int64_t>(filler.size()) >= 2 * longest) break;
+  }
+  COENC_CHECK(static_cast<int64_t>(filler.size()) >= longest, "{}: the filler text has {} tokens; the needle test "
+              "needs {} (8 windows)", o.data.front(), filler.size(), longest);
+  const int64_t trials = o.limit > 0 ? o.limit : 2;
+  const TokenIds question = reader.text_ids("What is the secret number?");
+  std::map<std::string, std::map<std::pair<size_t, size_t>, Condition>> cells;  // condition -> (length, depth)
+  std::map<std::string, Condition> total;
+  ProgressBar bar("needle", static_cast<int64_t>(multiples.size() * depths.size()) * trials, "trials", o.progress);
+  int64_t done = 0;
+  for (size_t li = 0; li < multiples.size(); ++li) {
+    const int64_t length = static_cast<int64_t>(multiples[li] * static_cast<double>(unit));
+    for (size_t di = 0; di < depths.size(); ++di) {
+      for (int64_t t = 0; t < trials; ++t) {
+        std::uniform_int_distribution<int64_t> number(10000, 99999), start(0, static_cast<int64_t>(filler.size()) - length);
+        const std::string passkey = std::to_string(number(rng));
+        const TokenIds needle = reader.context_ids(" The secret number is " + passkey + ". ");
+        const int64_t hay = length - static_cast<int64_t>(needle.size()), s = start(rng);
+        const int64_t at = static_cast<int64_t>(std::llround(depths[di] * static_cast<double>(hay)));
+        TokenIds doc(filler.begin() + s, filler.begin() + s + at);
+        doc.insert(doc.end(), needle.begin(), needle.end());
+        doc.insert(doc.end(), filler.begin() + s + at, filler.begin() + s + hay);
+        auto run = [&](const std::string& name, const std::vector<Segment>& prompt, double extra) {
+          auto t0 = clock::now();
+          GenerationResult g = reader.answer(prompt, 8);
+          const double hit = g.text.find(passkey) != std::string::npos ? 1.0 : 0.0;
+          for (Condition* k : {&cells[name][{li, di}], &total[name]}) {
+            k->add("accuracy", hit);
+            k->positions += length_of(prompt);
+            ++k->items;
+            k->seconds += since(t0) + extra;
+          }
+        };
+        const TokenIds text = reader.as_text(doc);
+        if (static_cast<int64_t>(text.size()) <= unit) {
+          run("full", {Segment::tokens(plain_text_prompt(reader.text_tokenizer(), text, question))}, 0);
+        } else {
+          run("truncated", {Segment::tokens(plain_text_prompt(
+                                reader.text_tokenizer(), TokenIds(text.end() - unit, text.end()), question))},
+              0);
+        }
+        for (int64_t r : o.ratios) {
+          RatioScope ratio(model, r);
+          const int64_t n_chunks = (length + model.config().chunk_size - 1) / model.config().chunk_size;
+          // mean / attn pooling: ceil(chunk / r) vectors a chunk; skip what cannot fit before compressing it.
+          if (model.config().pooling != PoolingMode::Dynamic &&
+              (length + r - 1) / r + n_chunks + 2 > unit) continue;
+          auto t0 = clock::now();
+          Segment block = reader.compressed(doc);
+          const double tower = since(t0);
+          if (block.length() > unit) continue;
+          run(compressed_name(r), {block, Segment::tokens(question)}, tower);
+        }
+        bar.update(++done);
+      }
+    }
+  }
+  bar.finish();
+  json out = {{"n", done}, {"window", reader.window()}, {"conditions", json::object()}};
+  for (auto& [name, k] : total) {
+    json j = cost_json(k, reader);
+    j["accuracy"] = number_or_null(k.mean("accuracy"));
+    json list = json::array();
+    for (size_t li = 0; li < multiples.size(); ++li)
+      for (size_t di = 0; di < depths.size(); ++di) {
+        auto it = cells[name].find({li, di});
+        list.push_back({{"length_windows", multiples[li]},
+                        {"tokens", static_cast<int64_t>(multiples[li] * static_cast<double>(unit))},
+                        {"depth", depths[di]},
+                        {"accuracy", it == cells[name].end() ? json(nullptr) : json(it->second.mean("accuracy"))}});
+      }
+    j["cells"] = list;
+    out["conditions"][name] = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOptions& options,
+              const std::string& model_name) {
+  EvalOptions o = options;
+  const CoEncoderConfig& cfg = model.config();
+  if (o.ratios.empty()) o.ratios = {cfg.ratio};
+  for (int64_t r : o.ratios) {
+    COENC_CHECK(r >= 1, "--ratio {}: a compression ratio is at least 1", r);
+    COENC_CHECK_CODE(cfg.pooling != PoolingMode::Dynamic || r == cfg.ratio, Unsupported,
+                     "--ratio {}: this checkpoint pools \"dynamic\" (it sizes its own output); only its ratio {} "
+                     "applies",
+                     r, cfg.ratio);
+  }
+  COENC_CHECK(o.limit >= 0, "--limit must be >= 0 (0: the task's default), got {}", o.limit);
+  COENC_CHECK(o.max_answer_tokens >= 1, "the answer length must be >= 1");
+  Reader reader(model, tok);
+  std::mt19937_64 rng(o.seed);
+  const auto t0 = clock::now();
+  json out;
+  if (o.task == "recon") {
+    out = run_recon(model, reader, o, rng);
+  } else if (o.task == "ppl") {
+    out = run_ppl(model, reader, o, rng);
+  } else if (o.task == "qa") {
+    out = run_qa(model, reader, o, rng);
+  } else if (o.task == "needle") {
+    out = run_needle(model, reader, o, rng);
+  } else {
+    fail(ErrorCode::InvalidInput, "--task \"{}\": expected recon, ppl, qa or needle", o.task);
+  }
+  json result = {{"task", o.task}, {"model", model_name}, {"ratios", o.ratios}, {"seed", o.seed},
+                 {"data", o.data}, {"device", model.device_options().device.str()}};
+  result.update(out);
+  result["seconds"] = since(t0);
+  return result;
+}
+
+std::string needle_heatmap_svg(const json& r) {
+  // One panel per condition: rows are depths (0% at the top), columns lengths; green = found, red = missed.
+  const auto& conds = r.at("conditions");
+  const int cw = 56, ch = 28, left = 70, top = 50, gap = 40;
+  std::vector<double> lengths, depths;
+  for (const auto& [name, c] : conds.items())
+    for (const auto& cell : c.at("cells")) {
+      const double l = cell.at("length_windows"), d = cell.at("depth");
+      if (std::find(lengths.begin(), lengths.end(), l) == lengths.end()) lengths.push_back(l);
+      if (std::find(depths.begin(), depths.end(), d) == depths.end()) depths.push_back(d);
+    }
+  const int panel_w = left + cw * static_cast<int>(lengths.size());
+  const int width = gap + static_cast<int>(conds.size()) * (panel_w + gap);
+  const int height = top + ch * static_cast<int>(depths.size()) + 60;
+  std::string svg = format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+                           "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" "
+                           "fill=\"white\"/>\n",
+                           width, height);
+  int x0 = gap;
+  for (const auto& [name, c] : conds.items()) {
+    svg += format("<text x=\"{}\" y=\"20\" font-size=\"13\" font-weight=\"bold\">{}</text>\n", x0, name);
+    for (size_t li = 0; li < lengths.size(); ++li)
+      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}x</text>\n", x0 + left + cw * li + cw / 2,
+                    top - 8, lengths[li]);
+    for (size_t di = 0; di < depths.size(); ++di)
+      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">depth {}%</text>\n", x0 + left - 6,
+                    top + ch * di + ch / 2 + 4, static_cast<int>(depths[di] * 100));
+    for (const auto& cell : c.at("cells")) {
+      const size_t li = std::find(lengths.begin(), lengths.end(), cell.at("length_windows").get<double>()) - lengths.begin();
+      const size_t di = std::find(depths.begin(), depths.end(), cell.at("depth").get<double>()) - depths.begin();
+      std::string fill = "#dddddd", label = "-";
+      if (!cell.at("accuracy").is_null()) {
+        const double a = cell.at("accuracy");
+        fill = format("rgb({},{},80)", static_cast<int>(220 * (1 - a) + 30), static_cast<int>(190 * a + 40));
+        label = format("{}%", static_cast<int>(std::lround(a * 100)));
+      }
+      svg += format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"white\"/>\n",
+                    x0 + left + cw * li, top + ch * di, cw, ch, fill);
+      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + left + cw * li + cw / 2,
+                    top + ch * di + ch / 2 + 4, label);
+    }
+    x0 += panel_w + gap;
+  }
+  svg += format("<text x=\"{}\" y=\"{}\">document length in decoder windows ({} positions); - : does not fit"
+                "</text>\n</svg>\n",
+                gap, height - 15, r.value("window", 0));
+  return svg;
+}
+
+}  // namespace coenc

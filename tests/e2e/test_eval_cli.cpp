@@ -1,0 +1,163 @@
+// `coenc eval` run as a user runs it, on a tiny random Co-Encoder: every task prints the documented JSON with
+// every condition, the cost accounting adds up (positions and KV bytes follow from the layout), the same seed gives
+// the same numbers, the needle heatmap is written, and bad input ends in one clear line.
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace coenc::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class EvalCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    make_tiny_co_encoder(model(), 5, /*chat=*/false);
+    std::string docs;
+    for (int d = 0; d < 6; ++d) docs += (d ? "\n\n<|doc|>\n" : "") + sample_document_text(300 + 40 * d);
+    write_file(text(), docs);
+    std::string qa;
+    for (int i = 0; i < 4; ++i)
+      qa += json{{"context", sample_document_text(60 + 10 * i)},
+                 {"question", "Which river?"},
+                 {"answers", {"the river", "river"}},
+                 {"options", nullptr}}
+                .dump() +
+            "\n";
+    write_file(dir_->path() / "qa.jsonl", qa);
+    write_file(dir_->path() / "choice.jsonl",
+               json{{"context", sample_document_text(50)},
+                    {"question", "Which one?"},
+                    {"answers", {"bridge"}},
+                    {"options", {"river", "bridge", "stone"}}}
+                       .dump() +
+                   "\n");
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static fs::path model() { return dir_->path() / "ckpt"; }
+  static fs::path text() { return dir_->path() / "docs.txt"; }
+  static std::string m() { return "eval -m '" + model().string() + "' -q "; }
+  static json run_json(const std::string& args) {
+    RunResult r = run_coenc(m() + args + " --json");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out);
+  }
+  // Decoder KV bytes per position of the tiny model: 2 layers x (K, V) x 2 kv heads x head_dim 8 x 4 bytes (f32).
+  static constexpr double kKvPerPosition = 2 * 2 * 2 * 8 * 4;
+  static TempDir* dir_;
+};
+TempDir* EvalCli::dir_ = nullptr;
+
+TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
+  json r = run_json("--task ppl --data '" + text().string() + "' --ratio 4,8 --limit 5 --context-tokens 64 "
+                    "--target-tokens 16");
+  EXPECT_EQ(r["task"], "ppl");
+  EXPECT_EQ(r["n"], 5);
+  EXPECT_EQ(r["ratios"], json({4, 8}));
+  for (const char* c : {"none", "full", "compressed@4", "compressed@8"}) {
+    ASSERT_TRUE(r["conditions"].contains(c)) << c;
+    const json& k = r["conditions"][c];
+    EXPECT_TRUE(std::isfinite(k["nll"].get<double>())) << c;
+    EXPECT_NEAR(k["ppl"].get<double>(), std::exp(k["nll"].get<double>()), 1e-6 * k["ppl"].get<double>());
+    EXPECT_NEAR(k["kv_bytes"].get<double>(), k["positions"].get<double>() * kKvPerPosition, 1e-6) << c;
+  }
+  // Positions follow from the layout: BOS + 16 targets; 64 context + 16; two chunks of 32 at r -> 2 x 32 / r
+  // vectors, [BOC], [EOC], 16 targets.
+  EXPECT_EQ(r["conditions"]["none"]["positions"], 17.0);
+  EXPECT_EQ(r["conditions"]["full"]["positions"], 80.0);
+  EXPECT_EQ(r["conditions"]["compressed@4"]["positions"], 16.0 + 2 + 16);
+  EXPECT_EQ(r["conditions"]["compressed@8"]["positions"], 8.0 + 2 + 16);
+  // gain retained is what its definition says of the reported NLLs.
+  const double none = r["conditions"]["none"]["nll"], full = r["conditions"]["full"]["nll"],
+               c4 = r["conditions"]["compressed@4"]["nll"];
+  if (none - full > 0)
+    EXPECT_NEAR(r["gain_retained@4"].get<double>(), (none - c4) / (none - full), 1e-9);
+  else
+    EXPECT_TRUE(r["gain_retained@4"].is_null());
+  // Deterministic: the same seed gives the same numbers; another seed other windows.
+  json again = run_json("--task ppl --data '" + text().string() + "' --ratio 4,8 --limit 5 --context-tokens 64 "
+                        "--target-tokens 16");
+  EXPECT_EQ(again["conditions"]["compressed@4"]["nll"], r["conditions"]["compressed@4"]["nll"]);
+  json other = run_json("--task ppl --data '" + text().string() + "' --ratio 4,8 --limit 5 --context-tokens 64 "
+                        "--target-tokens 16 --seed 7");
+  EXPECT_NE(other["conditions"]["none"]["nll"], r["conditions"]["none"]["nll"]);
+  // The table form names the conditions too.
+  RunResult table = run_coenc(m() + "--task ppl --data '" + text().string() + "' --limit 2 --context-tokens 64");
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("compressed@4"), std::string::npos);
+  EXPECT_NE(table.out.find("gain_retained@4"), std::string::npos);
+}
+
+TEST_F(EvalCli, TruncatedWhenTheContextOutgrowsTheWindow) {
+  // 400 context tokens + 16 targets do not fit the 256-position decoder: truncated instead of full.
+  json r = run_json("--task ppl --data '" + text().string() + "' --limit 2 --context-tokens 400 --target-tokens 16");
+  EXPECT_FALSE(r["conditions"].contains("full"));
+  ASSERT_TRUE(r["conditions"].contains("truncated"));
+  EXPECT_EQ(r["conditions"]["truncated"]["positions"], 256.0);
+  EXPECT_EQ(r["conditions"]["compressed@4"]["positions"], 100.0 + 2 + 16);  // 12 chunks of 32 + one of 16
+}
+
+TEST_F(EvalCli, ReconAndQa) {
+  json rec = run_json("--task recon --data '" + text().string() + "' --limit 3");
+  EXPECT_EQ(rec["n"], 3);
+  for (const char* key : {"token_accuracy", "exact_accuracy", "bleu4"}) {
+    const double v = rec["conditions"]["compressed@4"][key];
+    EXPECT_GE(v, 0.0);
+    EXPECT_LE(v, 1.0);
+  }
+  EXPECT_TRUE(rec["conditions"]["none"].contains("token_accuracy"));
+  EXPECT_EQ(rec["conditions"]["compressed@4"]["positions"], 8.0 + 2 + 32);  // a chunk: 8 vectors, then its text
+
+  json qa = run_json("--task qa --data '" + (dir_->path() / "qa.jsonl").string() + "' --ratio 4,8");
+  EXPECT_EQ(qa["n"], 4);
+  for (const char* c : {"none", "full", "compressed@4", "compressed@8"})
+    for (const char* key : {"em", "f1"}) {
+      const double v = qa["conditions"][c][key];
+      EXPECT_GE(v, 0.0) << c;
+      EXPECT_LE(v, 1.0) << c;
+    }
+  EXPECT_TRUE(qa.contains("retention@4"));
+  json choice = run_json("--task qa --data '" + (dir_->path() / "choice.jsonl").string() + "'");
+  EXPECT_TRUE(choice["conditions"]["full"].contains("accuracy"));
+  EXPECT_FALSE(choice["conditions"]["full"].contains("f1"));
+}
+
+TEST_F(EvalCli, NeedleWritesItsHeatmap) {
+  const fs::path out = dir_->path() / "needle-out";
+  json r = run_json("--task needle --data '" + text().string() + "' --limit 1 --out '" + out.string() + "'");
+  EXPECT_EQ(r["n"], 25);  // 5 lengths x 5 depths x 1 trial
+  ASSERT_TRUE(r["conditions"].contains("full"));
+  ASSERT_TRUE(r["conditions"].contains("truncated"));
+  EXPECT_EQ(r["conditions"]["full"]["cells"].size(), 25u);
+  // Only the half-window haystacks fit whole; 8 windows at r = 4 (384 vectors) never fit 256 positions.
+  for (const auto& cell : r["conditions"]["full"]["cells"])
+    EXPECT_EQ(cell["accuracy"].is_null(), cell["length_windows"].get<double>() > 1) << cell.dump();
+  for (const auto& cell : r["conditions"]["compressed@4"]["cells"])
+    if (cell["length_windows"].get<double>() == 8) EXPECT_TRUE(cell["accuracy"].is_null());
+  const std::string svg = read_file(out / "needle.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("compressed@4"), std::string::npos);
+  EXPECT_EQ(json::parse(read_file(out / "needle.json"))["n"], 25);
+}
+
+TEST_F(EvalCli, BadInputIsOneLine) {
+  write_file(dir_->path() / "bad.jsonl", "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n{oops\n");
+  expect_one_line_error(run_coenc(m() + "--task qa --data '" + (dir_->path() / "bad.jsonl").string() + "'"),
+                        "bad.jsonl:2: malformed JSON");
+  expect_one_line_error(run_coenc(m() + "--task ppl --data '" + text().string() + "' --ratio 0"), "--ratio 0");
+  expect_one_line_error(run_coenc(m() + "--task ppl --data /nonexistent/x.txt"), "/nonexistent/x.txt");
+  expect_one_line_error(
+      run_coenc(m() + "--task ppl --data '" + text().string() + "' --context-tokens 100000"),
+      "--context-tokens");
+  RunResult bad_task = run_coenc(m() + "--task summarize --data '" + text().string() + "'");
+  EXPECT_NE(bad_task.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace coenc::test

@@ -1,0 +1,100 @@
+// The evaluation metrics on hand-checked cases, and the evaluation data readers (plain, .jsonl, .xz, errors).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "coenc/eval.h"
+#include "test_util.h"
+
+namespace coenc::test {
+namespace {
+
+TEST(EvalMetrics, SquadNormalisation) {
+  // evaluate-v1.1.py: lower case, punctuation out, articles out, whitespace collapsed.
+  EXPECT_EQ(squad_normalize("The  Denver Broncos!"), "denver broncos");
+  EXPECT_EQ(squad_normalize("an apple, a pear and THE plum."), "apple pear and plum");
+  EXPECT_EQ(squad_normalize("  Saint-Denis (1871) "), "saintdenis 1871");
+  EXPECT_EQ(squad_normalize("theory of an answer"), "theory of answer");  // "the" only as a whole word
+}
+
+TEST(EvalMetrics, ExactMatchAndF1TakeTheBestAnswer) {
+  EXPECT_EQ(exact_match("the Broncos", {"Denver Broncos", "Broncos"}), 1.0);
+  EXPECT_EQ(exact_match("Broncos!", {"Denver Broncos"}), 0.0);
+  // One shared token of two predicted and one reference: precision 1/2, recall 1 -> F1 2/3.
+  EXPECT_NEAR(f1_score("Denver Broncos", {"Broncos"}), 2.0 / 3.0, 1e-12);
+  // The best of several answers counts.
+  EXPECT_NEAR(f1_score("Denver Broncos", {"Carolina Panthers", "Broncos", "the Denver Broncos"}), 1.0, 1e-12);
+  EXPECT_EQ(f1_score("Panthers", {"Broncos"}), 0.0);
+  // Repeated tokens are matched at most as often as the reference has them: 1 of 3 predicted, 1 of 1 reference.
+  EXPECT_NEAR(f1_score("yes yes yes", {"yes"}), 0.5, 1e-12);
+  EXPECT_EQ(f1_score("", {""}), 1.0);
+}
+
+TEST(EvalMetrics, Bleu4OnKnownPairs) {
+  const TokenIds ref = {1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_NEAR(corpus_bleu4({ref}, {ref}), 1.0, 1e-12);
+  // One substitution in eight: precisions 7/8, 5/7, 3/6, 1/5 -> (1/16)^(1/4) = 0.5.
+  EXPECT_NEAR(corpus_bleu4({{1, 2, 3, 4, 9, 6, 7, 8}}, {ref}), 0.5, 1e-12);
+  // Half the reference, all correct: brevity penalty exp(1 - 8/4).
+  EXPECT_NEAR(corpus_bleu4({{1, 2, 3, 4}}, {ref}), std::exp(-1.0), 1e-12);
+  // No 4-gram in common: 0 (unsmoothed, as the corpus-level definition).
+  EXPECT_EQ(corpus_bleu4({{1, 2, 3, 9, 4, 5, 6, 9}}, {ref}), 0.0);
+  // Corpus level: counts are pooled before the ratio, not averaged per sentence.
+  EXPECT_NEAR(corpus_bleu4({ref, {1, 2, 3, 4, 9, 6, 7, 8}}, {ref, ref}),
+              std::pow((15.0 / 16) * (12.0 / 14) * (9.0 / 12) * (6.0 / 10), 0.25), 1e-12);
+}
+
+TEST(EvalMetrics, GainRetained) {
+  EXPECT_NEAR(*gain_retained(5.0, 4.0, 3.0), 0.5, 1e-12);
+  EXPECT_NEAR(*gain_retained(5.0, 3.0, 3.0), 1.0, 1e-12);
+  EXPECT_NEAR(*gain_retained(5.0, 6.0, 3.0), -0.5, 1e-12);  // worse than no context at all
+  EXPECT_FALSE(gain_retained(5.0, 4.0, 5.0).has_value());    // the full context gains nothing
+  EXPECT_FALSE(gain_retained(5.0, 4.0, 5.5).has_value());
+}
+
+TEST(EvalData, ReadsTextJsonlAndXz) {
+  TempDir d;
+  write_file(d / "a.txt", "first doc\n\n<|doc|>\nsecond doc");
+  write_file(d / "b.jsonl", "{\"text\": \"third\"}\n\n{\"id\": 4, \"text\": \"fourth\"}\n");
+  write_file(d / "c.txt", "fifth doc");
+  ASSERT_EQ(std::system(("xz -z '" + (d / "c.txt").string() + "'").c_str()), 0);  // leaves c.txt.xz
+  auto docs = read_eval_documents({(d / "a.txt").string(), (d / "b.jsonl").string(), (d / "c.txt.xz").string()});
+  EXPECT_EQ(docs, (std::vector<std::string>{"first doc", "second doc", "third", "fourth", "fifth doc"}));
+}
+
+TEST(EvalData, ReadsQaItemsWithAndWithoutOptions) {
+  TempDir d;
+  write_file(d / "q.jsonl",
+             "{\"context\": \"c1\", \"question\": \"q1\", \"answers\": [\"a\", \"b\"], \"options\": null}\n"
+             "{\"context\": \"c2\", \"question\": \"q2\", \"answers\": [\"y\"], \"options\": [\"x\", \"y\", \"z\"]}\n"
+             "{\"context\": \"c3\", \"question\": \"q3\", \"answers\": [], \"options\": [\"x\", \"y\"], "
+             "\"meta\": {\"answer_index\": 0}}\n");
+  auto items = read_qa_items({(d / "q.jsonl").string()});
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0].answers, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(items[0].options.empty());
+  EXPECT_EQ(items[1].answer_index, 1);  // the option equal to answers[0]
+  EXPECT_EQ(items[2].answer_index, 0);  // meta.answer_index
+}
+
+TEST(EvalData, MalformedLinesNameFileLineAndField) {
+  TempDir d;
+  const std::string f = (d / "bad.jsonl").string();
+  write_file(f, "{\"text\": \"ok\"}\n{\"text\": 5}\n");
+  EXPECT_COENC_ERROR(read_eval_documents({f}), "bad.jsonl:2: field \"text\" must be a string");
+  write_file(f, "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n{\"context\": \"c\", \"question\"\n");
+  EXPECT_COENC_ERROR(read_qa_items({f}), "bad.jsonl:2: malformed JSON");
+  write_file(f, "{\"context\": \"c\", \"question\": \"q\", \"answers\": \"a\"}\n");
+  EXPECT_COENC_ERROR(read_qa_items({f}), "bad.jsonl:1: field \"answers\" must be a list of strings");
+  write_file(f, "{\"context\": \"c\", \"question\": \"q\", \"answers\": [], \"options\": [\"x\"], "
+                "\"meta\": {\"answer_index\": 3}}\n");
+  EXPECT_COENC_ERROR(read_qa_items({f}), "bad.jsonl:1: field \"meta.answer_index\" must be an index");
+  write_file(d / "broken.txt.xz", "not xz at all");
+  EXPECT_COENC_ERROR(read_eval_documents({(d / "broken.txt.xz").string()}), "broken.txt.xz: not a valid .xz file");
+  write_file(d / "doc.csv", "a,b");
+  EXPECT_COENC_ERROR(read_eval_documents({(d / "doc.csv").string()}), "expected a .txt or .jsonl file");
+}
+
+}  // namespace
+}  // namespace coenc::test

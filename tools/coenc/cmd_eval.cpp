@@ -1,0 +1,143 @@
+// coenc eval: compression quality side by side (no context / full / compressed at each ratio / truncated), with
+// its cost. docs/eval.md.
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "cli_util.h"
+#include "coenc/atomic_file.h"
+#include "coenc/error.h"
+#include "coenc/eval.h"
+#include "commands.h"
+
+namespace coenc::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string model;
+  std::string ratios;  // "4,8"
+  EvalOptions options;
+  bool json = false;
+  bool quiet = false;
+  DeviceArgs device;
+};
+
+std::string cell(const nlohmann::json& m, const char* key, bool percent) {
+  if (!m.contains(key) || m[key].is_null()) return "";
+  const double v = m[key].get<double>();
+  char buf[32];
+  if (percent)
+    std::snprintf(buf, sizeof buf, "%.1f%%", 100 * v);
+  else
+    std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+// The result as a table: one row per condition, the task's metrics, then cost.
+void print_table(const nlohmann::json& r) {
+  std::vector<std::pair<const char*, bool>> metrics;  // name, shown as percent
+  const std::string task = r["task"];
+  if (task == "recon") metrics = {{"token_accuracy", true}, {"exact_accuracy", true}, {"bleu4", false}, {"nll", false}};
+  if (task == "ppl") metrics = {{"nll", false}, {"ppl", false}};
+  if (task == "qa") metrics = {{"accuracy", true}, {"em", true}, {"f1", true}};
+  if (task == "needle") metrics = {{"accuracy", true}};
+  std::printf("%s on %s: %lld items, seed %llu\n", task.c_str(), r["model"].get<std::string>().c_str(),
+              static_cast<long long>(r["n"].get<int64_t>()), static_cast<unsigned long long>(r["seed"].get<uint64_t>()));
+  std::printf("%-16s", "condition");
+  for (auto& [name, pct] : metrics) std::printf(" %14s", name);
+  std::printf(" %10s %12s %9s\n", "positions", "kv_bytes", "seconds");
+  for (const auto& [name, m] : r["conditions"].items()) {
+    std::printf("%-16s", name.c_str());
+    bool any = false;
+    for (auto& [metric, pct] : metrics) {
+      const std::string v = cell(m, metric, pct);
+      any = any || !v.empty();
+      std::printf(" %14s", v.c_str());
+    }
+    (void)any;
+    std::printf(" %10.1f %12.0f %9.2f\n", m["positions"].get<double>(), m["kv_bytes"].get<double>(),
+                m["seconds"].get<double>());
+  }
+  for (const auto& [key, v] : r.items())
+    if ((key.rfind("gain_retained@", 0) == 0 || key.rfind("retention@", 0) == 0))
+      std::printf("%s: %s\n", key.c_str(), v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key.c_str(), true).c_str());
+}
+
+int run_eval_command(EvalArgs& a) {
+  if (!a.ratios.empty())
+    for (TokenId r : parse_id_list(a.ratios, "--ratio")) a.options.ratios.push_back(r);
+  a.options.progress = !a.quiet;
+  // Data and configuration errors before the (slow) model load.
+  CoEncoderConfig config = CoEncoderConfig::load(a.model);
+  CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
+  for (const auto& f : a.options.data)
+    COENC_CHECK_CODE(std::filesystem::exists(f), NotFound, "--data {}: no such file", f);
+  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  nlohmann::json r = run_eval(*model, tok, a.options, std::filesystem::path(a.model).filename().string());
+  if (!a.options.out.empty()) {
+    std::filesystem::create_directories(a.options.out);
+    write_file_atomic(std::filesystem::path(a.options.out) / (a.options.task + ".json"), r.dump(2) + "\n");
+    if (a.options.task == "needle")
+      write_file_atomic(std::filesystem::path(a.options.out) / "needle.svg", needle_heatmap_svg(r));
+  }
+  if (a.json)
+    std::cout << r.dump() << "\n";
+  else
+    print_table(r);
+  return 0;
+}
+
+}  // namespace
+
+CommandFn setup_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand(
+      "eval", "Measure compression quality side by side: no context, full context, compressed, truncated.");
+  cmd->footer(
+      "Every item runs under every condition with the same decoder: none (the question or target alone), full\n"
+      "(the document as text), compressed@R (the document compressed at ratio R, [BOC] v [EOC]), and truncated\n"
+      "(the text cut to the decoder's window) where the full text does not fit. Each condition reports its\n"
+      "metrics and its cost: mean decoder positions, KV-cache bytes, seconds (tower included).\n\n"
+      "Tasks:\n"
+      "  recon   the decoder regenerates each chunk from its vectors: teacher-forced token accuracy, greedy\n"
+      "          exact-token accuracy, BLEU-4 (none: the decoder guessing the chunk alone)\n"
+      "  ppl     K context tokens then M target tokens per document: mean NLL per target token and perplexity;\n"
+      "          gain_retained@R = (NLL_none - NLL_compressed) / (NLL_none - NLL_full)\n"
+      "  qa      questions with options: accuracy of the most likely option (mean log-likelihood per token);\n"
+      "          without: greedy answer, SQuAD-normalised EM and F1; retention@R = score_compressed / score_full\n"
+      "  needle  'The secret number is NNNNN.' at depths 0-100% of filler text 0.5-8 windows long: retrieval\n"
+      "          accuracy per cell; --out DIR writes needle.svg (depth x length heatmap per condition)\n\n"
+      "Data (--data, repeatable; any may end in .xz): .txt documents separated by '\\n\\n<|doc|>\\n' or .jsonl with\n"
+      "\"text\" (recon, ppl, needle filler); QA .jsonl with \"context\", \"question\", \"answers\", optional\n"
+      "\"options\" and \"meta.answer_index\" (qa). --json prints one object: {\"task\", \"model\", \"n\", \"ratios\",\n"
+      "\"conditions\": {\"none\": {...}, \"full\": {...}, \"compressed@4\": {...}, \"truncated\": {...}},\n"
+      "\"gain_retained@4\" | \"retention@4\", ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll,\n"
+      "ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and cells). The same --seed gives the\n"
+      "same items and numbers. Choose designs on validation splits, never on test (docs/eval.md).\n\n"
+      "Examples:\n"
+      "  coenc eval -m CKPT --task ppl --data corpus/eval/brown.jsonl.xz --ratio 4,8 --limit 100\n"
+      "  coenc eval -m CKPT --task qa --data squad-val.jsonl --json > qa.json\n"
+      "  coenc eval -m CKPT --task needle --data corpus/eval/gutenberg_heldout.jsonl.xz --out results/");
+  cmd->add_option("--model,-m", a->model, "Co-Encoder checkpoint directory")->required();
+  cmd->add_option("--task", a->options.task, "recon, ppl, qa or needle")
+      ->required()
+      ->check(CLI::IsMember({"recon", "ppl", "qa", "needle"}));
+  cmd->add_option("--data", a->options.data, "data file (repeatable; .txt, .jsonl, optionally .xz)")->required();
+  cmd->add_option("--ratio", a->ratios,
+                  "compression ratios to evaluate, comma-separated (default: the checkpoint's; mean and attn "
+                  "pooling take any)");
+  cmd->add_option("--limit", a->options.limit,
+                  "items to evaluate: chunks (recon, default 200), documents (ppl, 200), questions (qa, 500), "
+                  "trials per cell (needle, 2)");
+  cmd->add_option("--seed", a->options.seed, "sampling seed of items, windows and needle numbers (default 0)");
+  cmd->add_option("--context-tokens", a->options.context_tokens, "ppl: K context tokens (default 512)");
+  cmd->add_option("--target-tokens", a->options.target_tokens, "ppl: M target tokens scored (default 128)");
+  cmd->add_option("--out", a->options.out, "folder for TASK.json (and needle.svg)");
+  cmd->add_flag("--json", a->json, "print one JSON object instead of the table");
+  cmd->add_flag("--quiet,-q", a->quiet, "no progress bar");
+  add_device_options(*cmd, a->device);
+  return [a] { return run_eval_command(*a); };
+}
+
+}  // namespace coenc::cli
