@@ -79,6 +79,8 @@ struct TrainConfig {
   // "save_dtype": "f32" | "bf16": the dtype of the tensors in the written checkpoint (run checkpoints stay f32).
   std::string save_dtype = "f32";
   int64_t context_tokens = 0;             // tokens compressed per reconstruction / continuation example (0: chunk_size)
+  int64_t min_context_tokens = 0;         // > 0: training examples draw their context length from
+                                          // [min_context_tokens, context_tokens] (evaluation keeps context_tokens)
   int64_t continuation_tokens = 64;       // tokens of text after the compressed part (continuation, lm)
   int64_t max_context_tokens = 0;         // QA contexts are cut to this many tokens (0: 4 x chunk_size)
   double size_loss_weight = 0.1;          // weight of the connector's size_loss (dynamic pooling only)

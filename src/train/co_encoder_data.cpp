@@ -37,12 +37,15 @@ std::vector<int64_t> cumulative(const std::vector<int64_t>& weights) {
 TextExamples::TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,
                            const Tokenizer& text_tok, bool same_tokenizer, double eval_fraction,
                            int64_t context_tokens, int64_t continuation_tokens, bool need_continuation,
-                           bool progress)
+                           bool progress, int64_t min_context_tokens)
     : context_tok_(context_tok),
       text_tok_(text_tok),
       same_tokenizer_(same_tokenizer),
       context_tokens_(context_tokens),
-      continuation_tokens_(continuation_tokens) {
+      continuation_tokens_(continuation_tokens),
+      min_context_tokens_(min_context_tokens) {
+  COENC_CHECK(min_context_tokens >= 0 && min_context_tokens <= context_tokens,
+              "min_context_tokens ({}) must be in [0, context_tokens ({})]", min_context_tokens, context_tokens);
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   for_each_document(
       files, progress,
@@ -88,9 +91,12 @@ TokenIds TextExamples::as_text(const std::vector<int32_t>& doc, int64_t begin, i
 Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
   Example ex;
   ex.objective = o;
+  int64_t n_context = context_tokens_;
+  if (!eval && min_context_tokens_ > 0 && min_context_tokens_ < context_tokens_)
+    n_context = std::uniform_int_distribution<int64_t>(min_context_tokens_, context_tokens_)(rng);
   if (o == Objective::Reconstruction) {
     const auto& doc = docs_[pick_doc(eval ? all_eval_ : all_train_, eval ? split_ : 0, rng)];
-    const int64_t len = static_cast<int64_t>(doc.size()), w = std::min(len, context_tokens_);
+    const int64_t len = static_cast<int64_t>(doc.size()), w = std::min(len, n_context);
     std::uniform_int_distribution<int64_t> start(0, len - w);
     const int64_t s = start(rng);
     ex.context.assign(doc.begin() + s, doc.begin() + s + w);
@@ -101,8 +107,8 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
   const int64_t len = static_cast<int64_t>(doc.size());
-  std::uniform_int_distribution<int64_t> start(0, std::max<int64_t>(0, len - context_tokens_ - continuation_tokens_));
-  const int64_t s = start(rng), mid = s + context_tokens_, end = std::min(len, mid + continuation_tokens_);
+  std::uniform_int_distribution<int64_t> start(0, std::max<int64_t>(0, len - n_context - continuation_tokens_));
+  const int64_t s = start(rng), mid = s + n_context, end = std::min(len, mid + continuation_tokens_);
   if (o == Objective::Continuation) ex.context.assign(doc.begin() + s, doc.begin() + mid);
   ex.target = as_text(doc, mid, end);
   if (static_cast<int64_t>(ex.target.size()) > continuation_tokens_) ex.target.resize(continuation_tokens_);

@@ -58,19 +58,19 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   static const std::set<std::string> known = {
       "objective", "objectives", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction", "out",
       "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "beta1",
-      "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device", "progress",
+      "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device", "progress", "autocast", "time_budget_s",
       // the Co-Encoder objectives
-      "co_encoder", "co_encoder_config", "tower_from", "decoder_from", "init_std", "context_tokenizer",
-      "text_tokenizer", "qa_files", "train", "context_tokens", "continuation_tokens", "max_context_tokens",
-      "size_loss_weight", "log_every", "save_every", "resume", "stop_after", "lora", "autocast",
-      "activation_checkpointing", "embed_tower", "embed_decoder", "save_dtype", "time_budget_s", "tower_layers",
-      "compression_ratios"};
-  static const std::set<std::string> co_encoder_only = {"lora", "activation_checkpointing", "embed_tower", "tower_layers",
-      "compression_ratios",
-      "embed_decoder", "save_dtype",
-      "tower_from", "decoder_from", "init_std", "context_tokenizer", "text_tokenizer", "qa_files", "train",
-      "context_tokens", "continuation_tokens", "max_context_tokens", "size_loss_weight", "log_every", "save_every",
-      "resume", "stop_after"};
+      "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
+      "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
+      "continuation_tokens", "max_context_tokens", "compression_ratios", "size_loss_weight", "log_every",
+      "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower", "embed_decoder",
+      "save_dtype"};
+  static const std::set<std::string> co_encoder_only = {
+      "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
+      "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
+      "continuation_tokens", "max_context_tokens", "compression_ratios", "size_loss_weight", "log_every",
+      "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower", "embed_decoder",
+      "save_dtype"};
   for (const auto& item : j.items())
     COENC_CHECK(known.count(item.key()), "{}: unknown field \"{}\"", where, item.key());
   TrainConfig c;
@@ -138,6 +138,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "text_tokenizer", c.text_tokenizer, where);
   read_field(j, "qa_files", c.qa_files, where);
   read_field(j, "context_tokens", c.context_tokens, where);
+  read_field(j, "min_context_tokens", c.min_context_tokens, where);
   read_field(j, "continuation_tokens", c.continuation_tokens, where);
   read_field(j, "max_context_tokens", c.max_context_tokens, where);
   read_field(j, "size_loss_weight", c.size_loss_weight, where);
@@ -281,6 +282,10 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
               "{}: field \"lora\" is given but neither train.tower nor train.decoder is \"lora\"", where);
   COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0,
               "{}: context_tokens and max_context_tokens must be >= 0 (0: the default)", where);
+  COENC_CHECK(c.min_context_tokens >= 0 && (c.min_context_tokens == 0 || c.context_tokens == 0 ||
+                                            c.min_context_tokens <= c.context_tokens),
+              "{}: min_context_tokens ({}) must be >= 0 and at most context_tokens ({})", where, c.min_context_tokens,
+              c.context_tokens);
   COENC_CHECK(c.continuation_tokens >= 1, "{}: continuation_tokens must be at least 1, got {}", where,
               c.continuation_tokens);
   COENC_CHECK(c.size_loss_weight >= 0, "{}: size_loss_weight must be >= 0, got {}", where, c.size_loss_weight);

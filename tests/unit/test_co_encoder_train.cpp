@@ -4,6 +4,7 @@
 #include <csignal>
 #include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include "coenc/train.h"
 #include "core/torch_compat.h"
 #include "test_util.h"
+#include "train/co_encoder_data.h"
 
 namespace coenc {
 namespace {
@@ -490,6 +492,31 @@ TEST(CoEncoderTrain, LoraTowerAndReferencedDecoder) {
   bad = c;
   bad["train"] = {{"tower", "frozen"}};
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lora\" is given but");
+}
+
+// min_context_tokens: training examples draw their context length from [min, context_tokens] (every length
+// in between turns up); evaluation examples keep context_tokens, so eval losses stay comparable across runs.
+TEST(CoEncoderTrain, ContextLengthsVaryBetweenMinAndMax) {
+  TempDir d;
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(400);
+  test::write_file(d / "t.txt", text);
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 20);
+  std::mt19937_64 rng(1);
+  std::set<size_t> lengths;
+  for (int i = 0; i < 400; ++i) {
+    for (auto o : {data::Objective::Reconstruction, data::Objective::Continuation}) {
+      const auto e = ex.sample(o, rng, false);
+      EXPECT_GE(e.context.size(), 20u);
+      EXPECT_LE(e.context.size(), 40u);
+      lengths.insert(e.context.size());
+    }
+  }
+  EXPECT_EQ(lengths.size(), 21u);  // 20..40, all of them
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(ex.sample(data::Objective::Continuation, rng, true).context.size(), 40u);
+  EXPECT_COENC_ERROR(data::TextExamples({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 41),
+                     "min_context_tokens (41) must be in [0, context_tokens (40)]");
 }
 
 }  // namespace
