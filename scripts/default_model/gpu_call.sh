@@ -7,6 +7,7 @@
 #   gpu_call.sh co_encoder TOTAL_SECONDS     stage 2 within this call; interrupted and checkpointed at the call's
 #                                            deadline, resumed by the next call with the same TOTAL_SECONDS; packs
 #                                            .train/co_encoder once the run has finished
+#   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh pieces NAME FIRST LAST       copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
 #                                            ($OUT takes at most 64 MiB a call)
 # CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
@@ -64,11 +65,18 @@ case "${1:-}" in
       pieces co_encoder 1 3
     fi
     ;;
+  co_encoder_more)
+    ensure_built
+    scripts/default_model/train.sh co_encoder_more "$build" 2>&1 | tee "$out/co_encoder2.log" | grep -v '^tokenizing'
+    cp .train/co_encoder2/metrics.jsonl "$out/metrics2.jsonl"
+    pack co_encoder2
+    pieces co_encoder2 1 1
+    ;;
   pieces)
     pieces "${2:?}" "${3:?}" "${4:?}"
     ;;
   *)
-    echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | pieces NAME FIRST LAST" >&2
+    echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | co_encoder_more | pieces NAME FIRST LAST" >&2
     exit 2
     ;;
 esac

@@ -10,11 +10,15 @@
 #       reconstruction, continuation, compressed and plain-text QA and plain LM (co_encoder.json). With
 #       STOP_AFTER_SECONDS the run is interrupted then (SIGINT: the step finishes and a checkpoint is saved); the
 #       same command again resumes it exactly, so the run can be cut into pieces of at most 10 minutes.
+#   scripts/default_model/train.sh co_encoder_more BUILD
+#       stage 3: 2,600 more steps from stage 2's model with reconstruction weighted up (co_encoder_more.json) ->
+#       .train/co_encoder2 (about 470 s on an H200)
 #
-# BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder.
+# BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
+# .train/co_encoder2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more BUILD [SECONDS] [STOP_AFTER_SECONDS]}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
@@ -49,8 +53,11 @@ case "$stage" in
       "$coenc" train -c scripts/default_model/co_encoder.json "${args[@]}"
     fi
     ;;
+  co_encoder_more)
+    "$coenc" train -c scripts/default_model/co_encoder_more.json
+    ;;
   *)
-    echo "train.sh: unknown stage '$stage' (expected decoder or co_encoder)" >&2
+    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder or co_encoder_more)" >&2
     exit 2
     ;;
 esac
