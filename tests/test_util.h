@@ -56,8 +56,8 @@ std::string read_file(const std::filesystem::path& path);
 
 // ---- a tiny Co-Encoder checkpoint (e2e tests of compress, ask, eval) ----
 
-// The config.json of a tiny Co-Encoder: a 2-layer Qwen2 tower (width 32, 64 positions), a 2-layer Llama decoder
-// (width 32, 256 positions), mean pooling at ratio 4, chunks of 32 tokens, vocabularies of 1200 ids.
+// The config.json of a tiny Co-Encoder: a 2-layer Qwen2 tower (width 32, 64 positions), a 2-layer Llama
+// decoder (width 32, 256 positions), mean pooling at ratio 4, chunks of 32 tokens, vocabularies of 1200 ids.
 nlohmann::json tiny_co_encoder_config();
 // Saves a random tiny Co-Encoder (tiny_co_encoder_config) into `dir` with the trained test tokenizer
 // (tests/golden/tokenizer/trained, byte-level BPE with a ChatML template) in context_tokenizer/ and

@@ -148,7 +148,8 @@ class CoEncoderImpl : public torch::nn::Module {
   const DeviceOptions& device_options() const { return options_; }
   // Compresses at `ratio` tokens per vector from now on (pooling "mean" or "attn": their pooling has no
   // parameters tied to r, so one connector can serve several ratios; evaluation and multi-ratio training use
-  // this). The fingerprint then names the new ratio. Throws Unsupported for "dynamic", InvalidInput for r < 1.
+  // this). The fingerprint then names the new ratio. Throws Unsupported for "dynamic", InvalidInput for a
+  // ratio below 1.
   void set_compression_ratio(int64_t ratio);
   ConnectorImpl& connector_impl();
 

@@ -1,6 +1,6 @@
-// Evaluation of compression quality, always side by side (docs/eval.md): the same decoder reads no context, the
-// full context, the context compressed at each ratio, and (where the document outgrows the decoder) the context
-// truncated to its window. `coenc eval` is the command line of run_eval.
+// Evaluation of compression quality, always side by side (docs/eval.md): the same decoder reads no context,
+// the full context, the context compressed at each ratio, and (where the document outgrows the decoder) the
+// context truncated to its window. `coenc eval` is the command line of run_eval.
 #pragma once
 
 #include <functional>
@@ -15,10 +15,12 @@
 
 namespace coenc {
 
-// ---- metrics (src/eval/metrics.cpp) ----------------------------------------------------------------------------
+// ---- metrics (src/eval/metrics.cpp)
+// ----------------------------------------------------------------------------
 
-// SQuAD's answer normalisation: lower case, punctuation removed, the articles a / an / the removed, whitespace
-// collapsed to single spaces (the official evaluate-v1.1.py's normalize_answer, ASCII punctuation).
+// SQuAD's answer normalisation: lower case, punctuation removed, the articles a / an / the removed,
+// whitespace collapsed to single spaces (the official evaluate-v1.1.py's normalize_answer, ASCII
+// punctuation).
 std::string squad_normalize(const std::string& text);
 // 1 if the normalised prediction equals any normalised answer, else 0 (SQuAD's exact match).
 double exact_match(const std::string& prediction, const std::vector<std::string>& answers);
@@ -26,52 +28,57 @@ double exact_match(const std::string& prediction, const std::vector<std::string>
 double f1_score(const std::string& prediction, const std::vector<std::string>& answers);
 
 // Corpus BLEU-4 over token sequences: modified n-gram precisions for n = 1..4 summed over all pairs, their
-// geometric mean, times the brevity penalty exp(1 - r / c) when the candidates are shorter than the references
-// (Papineni et al. 2002; no smoothing: 0 when some order has no match). In [0, 1].
+// geometric mean, times the brevity penalty exp(1 - r / c) when the candidates are shorter than the
+// references (Papineni et al. 2002; no smoothing: 0 when some order has no match). In [0, 1].
 double corpus_bleu4(const std::vector<TokenIds>& candidates, const std::vector<TokenIds>& references);
 
-// Context gain retained: (nll_none - nll_compressed) / (nll_none - nll_full), the share of what the full context
-// gains over none that the compressed context keeps. nullopt when the full context gains nothing (<= 0).
+// Context gain retained: (nll_none - nll_compressed) / (nll_none - nll_full), the share of what the full
+// context gains over none that the compressed context keeps. nullopt when the full context gains nothing (<=
+// 0).
 std::optional<double> gain_retained(double nll_none, double nll_compressed, double nll_full);
 
-// ---- data (src/eval/eval_data.cpp) -----------------------------------------------------------------------------
+// ---- data (src/eval/eval_data.cpp)
+// -----------------------------------------------------------------------------
 
-// Documents of text files: `.txt` (documents separated by "\n\n<|doc|>\n", as in the project's corpus) or `.jsonl`
-// with a string field "text" per line; either may be `.xz`-compressed. Throws InvalidInput naming file:line and
-// the field for a malformed line, and the file for an unreadable or corrupt one.
+// Documents of text files: `.txt` (documents separated by "\n\n<|doc|>\n", as in the project's corpus) or
+// `.jsonl` with a string field "text" per line; either may be `.xz`-compressed. Throws InvalidInput naming
+// file:line and the field for a malformed line, and the file for an unreadable or corrupt one.
 std::vector<std::string> read_eval_documents(const std::vector<std::string>& files);
 
 struct QaItem {
   std::string id, context, question;
   std::vector<std::string> answers;  // acceptable answers, first = main (empty: unanswerable, skipped)
   std::vector<std::string> options;  // multiple choice when not empty
-  int64_t answer_index = -1;         // the right option (meta.answer_index, or the option equal to answers[0])
+  int64_t answer_index = -1;  // the right option (meta.answer_index, or the option equal to answers[0])
 };
-// QA JSONL in the corpus schema: "context", "question", "answers" (list of strings), optional "options" (list or
-// null) and "meta.answer_index"; `.xz` allowed. Throws InvalidInput naming file:line and the field.
+// QA JSONL in the corpus schema: "context", "question", "answers" (list of strings), optional "options" (list
+// or null) and "meta.answer_index"; `.xz` allowed. Throws InvalidInput naming file:line and the field.
 std::vector<QaItem> read_qa_items(const std::vector<std::string>& files);
 
-// ---- the harness (src/eval/eval.cpp) ---------------------------------------------------------------------------
+// ---- the harness (src/eval/eval.cpp)
+// ---------------------------------------------------------------------------
 
 struct EvalOptions {
-  std::string task;                  // "recon", "ppl", "qa" or "needle"
-  std::vector<std::string> data;     // --data files
-  std::vector<int64_t> ratios;       // compression ratios to evaluate (empty: the checkpoint's own)
-  int64_t limit = 0;                 // items: chunks (recon), documents (ppl), questions (qa), trials per cell
-                                     // (needle); 0: the task's default (200, 200, 500, 2)
-  uint64_t seed = 0;                 // sampling of documents, windows, needle numbers: the same seed, the same items
-  int64_t context_tokens = 512;      // ppl: K tokens of context
-  int64_t target_tokens = 128;       // ppl: M target tokens scored
-  int64_t max_answer_tokens = 32;    // qa, needle: greedy answer length
-  std::string out;                   // needle: folder for needle.svg (and results.json); "" for none
+  std::string task;               // "recon", "ppl", "qa" or "needle"
+  std::vector<std::string> data;  // --data files
+  std::vector<int64_t> ratios;    // compression ratios to evaluate (empty: the checkpoint's own)
+  int64_t limit = 0;              // items: chunks (recon), documents (ppl), questions (qa), trials per cell
+                                  // (needle); 0: the task's default (200, 200, 500, 2)
+  uint64_t seed = 0;  // sampling of documents, windows, needle numbers: the same seed, the same items
+  int64_t context_tokens = 512;    // ppl: K tokens of context
+  int64_t target_tokens = 128;     // ppl: M target tokens scored
+  int64_t max_answer_tokens = 32;  // qa, needle: greedy answer length
+  std::string out;                 // needle: folder for needle.svg (and results.json); "" for none
   bool progress = true;
 };
 
-// Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json` prints:
+// Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json`
+// prints:
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
 //  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, recon vs full), ...} with metrics by name
-// (token_accuracy, exact_accuracy, bleu4, nll, ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy
-// and "cells"). `model_name` fills "model". Throws InvalidInput for unusable data (naming the file) or options.
+// (token_accuracy, exact_accuracy, bleu4, nll, ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle:
+// accuracy and "cells"). `model_name` fills "model". Throws InvalidInput for unusable data (naming the file)
+// or options.
 nlohmann::json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOptions& options,
                         const std::string& model_name);
 

@@ -15,16 +15,16 @@ struct GenerationOptions {
   SamplingOptions sampling;
   std::vector<TokenId> stop_tokens;       // e.g. the model's eos ids; the stop token is not part of the output
   std::vector<std::string> stop_strings;  // output ends before the first occurrence of any of these
-  // Turns generated ids into their bytes before UTF-8 repair (Tokenizer::decode_bytes): generation holds back a
-  // character split across tokens until it is complete, then repairs the text as Tokenizer::decode does. Needed
-  // for stop strings and text output; when empty, generation works on ids alone.
+  // Turns generated ids into their bytes before UTF-8 repair (Tokenizer::decode_bytes): generation holds back
+  // a character split across tokens until it is complete, then repairs the text as Tokenizer::decode does.
+  // Needed for stop strings and text output; when empty, generation works on ids alone.
   std::function<std::string(const TokenIds&)> detokenize;
 };
 
 struct GenerationResult {
   TokenIds ids;          // generated tokens (without the stop token)
-  std::string text;      // their text (as Tokenizer::decode gives it), cut before a stop string (empty without
-                         // detokenize); always the concatenation of the streamed text deltas
+  std::string text;  // their text (as Tokenizer::decode gives it), cut before a stop string (empty without
+                     // detokenize); always the concatenation of the streamed text deltas
   std::string stop_reason;  // "stop_token", "stop_string", "length", "context" or "cancelled"
   int64_t n_prompt = 0;     // prompt positions processed
   double prefill_seconds = 0, decode_seconds = 0;
@@ -34,14 +34,16 @@ struct GenerationResult {
 // start of a stop string is held back until it is known not to be). Return false to stop generating.
 using TokenCallback = std::function<bool(TokenId token, const std::string& text_delta)>;
 
-// The text of a growing answer, streamed safely: the one path that `coenc generate`, `coenc ask` and the server
-// stream through. Fed the ids generated so far after each new one, update() returns the text that became final:
-// never half a UTF-8 character (bytes a later token could complete are held back), never text that may still
-// turn into a stop string, and nothing after a stop string. The deltas, then flush(), add up to text() exactly.
+// The text of a growing answer, streamed safely: the one path that `coenc generate`, `coenc ask` and the
+// server stream through. Fed the ids generated so far after each new one, update() returns the text that
+// became final: never half a UTF-8 character (bytes a later token could complete are held back), never text
+// that may still turn into a stop string, and nothing after a stop string. The deltas, then flush(), add up
+// to text() exactly.
 class TextStream {
  public:
   // `detokenize`: ids to bytes before UTF-8 repair (Tokenizer::decode_bytes). Stop strings must be non-empty.
-  TextStream(std::function<std::string(const TokenIds&)> detokenize, std::vector<std::string> stop_strings = {});
+  TextStream(std::function<std::string(const TokenIds&)> detokenize,
+             std::vector<std::string> stop_strings = {});
   std::string update(const TokenIds& ids);
   // What is still held back once generation ends (an incomplete last character comes out as U+FFFD).
   std::string flush();

@@ -18,9 +18,10 @@ namespace coenc {
 
 // Everything a run needs; `coenc train --config FILE.json` fills it from a JSON object with the same field names.
 struct TrainConfig {
-  // "objectives": weight of each objective in the loss: "reconstruction", "continuation", "qa", "qa_text" (the QA
-  // example with its context as plain text before the question: the full-context reading), "lm". The older
-  // "objective": "lm" means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only "lm" is allowed.
+  // "objectives": weight of each objective in the loss: "reconstruction", "continuation", "qa", "qa_text"
+  // (the QA example with its context as plain text before the question: the full-context reading), "lm". The
+  // older "objective": "lm" means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only "lm"
+  // is allowed.
   std::map<std::string, double> objectives = {{"lm", 1.0}};
   // The model: start from a Hugging Face directory (`init_from`), or from scratch with `model_config` (a
   // config.json object) and random weights.
@@ -79,8 +80,9 @@ struct TrainConfig {
   // "save_dtype": "f32" | "bf16": the dtype of the tensors in the written checkpoint (run checkpoints stay f32).
   std::string save_dtype = "f32";
   int64_t context_tokens = 0;             // tokens compressed per reconstruction / continuation example (0: chunk_size)
-  int64_t min_context_tokens = 0;         // > 0: training examples draw their context length from
-                                          // [min_context_tokens, context_tokens] (evaluation keeps context_tokens)
+  // > 0: training examples draw their context length from [min_context_tokens, context_tokens] (evaluation
+  // examples keep context_tokens).
+  int64_t min_context_tokens = 0;
   int64_t continuation_tokens = 64;       // tokens of text after the compressed part (continuation, lm)
   int64_t max_context_tokens = 0;         // QA contexts are cut to this many tokens (0: 4 x chunk_size)
   double size_loss_weight = 0.1;          // weight of the connector's size_loss (dynamic pooling only)
@@ -88,13 +90,14 @@ struct TrainConfig {
   int64_t save_every = 0;                 // steps between checkpoints in out/checkpoint (0: only when stopping)
   bool resume = false;                    // continue from out/checkpoint exactly where it stopped
   int64_t stop_after = 0;                 // stop (saving a checkpoint) after this many steps of this run; 0: never
-  // "time_budget_s": fit the run into this many seconds of training loop (0: no budget). `steps` becomes an upper
-  // bound: the run's length is planned from the measured speed of its latest steps (with the first evaluation's
-  // time spread over eval_every) every 50 steps until a quarter of it is done, then fixed (StepBudget); the cosine
-  // schedule decays over the planned run. A resumed run keeps a fixed plan, or goes on planning with what is left.
+  // "time_budget_s": fit the run into this many seconds of training loop (0: no budget). `steps` becomes an
+  // upper bound: the run's length is planned from the measured speed of its latest steps (with the first
+  // evaluation's time spread over eval_every) every 50 steps until a quarter of it is done, then fixed
+  // (StepBudget); the cosine schedule decays over the planned run. A resumed run keeps a fixed plan, or goes
+  // on planning with what is left.
   double time_budget_s = 0;
-  // "tower_layers": the tower keeps only the first N layers of `tower_from` (0: all); context_feature_layer then
-  // counts in the shortened tower. A small tower cut from the decoder's own pretrained layers.
+  // "tower_layers": the tower keeps only the first N layers of `tower_from` (0: all); context_feature_layer
+  // then counts in the shortened tower. A small tower cut from the decoder's own pretrained layers.
   int64_t tower_layers = 0;
   // "compression_ratios": train one connector at several ratios (pooling "mean" / "attn"): every micro-batch
   // draws its ratio uniformly from this list; evaluation and the written checkpoint use the config's ratio.
@@ -109,20 +112,20 @@ struct TrainConfig {
   static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
 
-// Fits a run into `budget_s` seconds (TrainConfig::time_budget_s). After kWarmSteps steps, at the end of every
-// window of kWindowSteps steps, it plans the run's length from the speed of that latest window (GPU steps speed up
-// for a while as allocators and kernels warm up, so the first steps alone would plan too short a run), until a
-// quarter of the planned run is done; then the length is fixed. Decisions fall on step counts only, so processes
-// of a data-parallel run decide at the same steps (and agree on the plan).
+// Fits a run into `budget_s` seconds (TrainConfig::time_budget_s). After kWarmSteps steps, at the end of
+// every window of kWindowSteps steps, it plans the run's length from the speed of that latest window (GPU
+// steps speed up for a while as allocators and kernels warm up, so the first steps alone would plan too short
+// a run), until a quarter of the planned run is done; then the length is fixed. Decisions fall on step counts
+// only, so processes of a data-parallel run decide at the same steps (and agree on the plan).
 struct StepBudget {
   static constexpr int64_t kWarmSteps = 20, kWindowSteps = 50;
   bool enabled = false;
-  double budget_s = 0;     // seconds of training loop left for this process (<= 0: spent, stop at once)
+  double budget_s = 0;  // seconds of training loop left for this process (<= 0: spent, stop at once)
   bool fixed = false;
   double mark_seconds = 0;
-  // done_here: steps this process has finished; seconds: since its loop started; eval_seconds: one evaluation's
-  // time; done_total, planned: steps done and planned in the whole run (a resumed one counts the earlier parts).
-  // Returns the new plan at a decision point, nullopt otherwise.
+  // done_here: steps this process has finished; seconds: since its loop started; eval_seconds: one
+  // evaluation's time; done_total, planned: steps done and planned in the whole run (a resumed one counts the
+  // earlier parts). Returns the new plan at a decision point, nullopt otherwise.
   std::optional<int64_t> observe(int64_t done_here, double seconds, double eval_seconds, int64_t eval_every,
                                  int64_t done_total, int64_t planned);
 };

@@ -26,7 +26,8 @@ size_t stop_prefix_overlap(const std::string& text, const std::vector<std::strin
 
 }  // namespace
 
-TextStream::TextStream(std::function<std::string(const TokenIds&)> detokenize, std::vector<std::string> stop_strings)
+TextStream::TextStream(std::function<std::string(const TokenIds&)> detokenize,
+                       std::vector<std::string> stop_strings)
     : detokenize_(std::move(detokenize)), stops_(std::move(stop_strings)) {
   for (const auto& s : stops_) COENC_CHECK(!s.empty(), "stop strings must not be empty");
 }
@@ -35,9 +36,9 @@ std::string TextStream::update(const TokenIds& ids) {
   if (stop_hit_) return "";
   // The answer's bytes are decoded again as a whole (tokenizers whose pieces depend on context, such as
   // SentencePiece's leading space, stay exact; answers are short enough that this costs nothing measurable).
-  // Bytes that one more token could still complete into a character are held back; the rest is repaired exactly
-  // as Tokenizer::decode repairs it. Repair decides each character from its own bytes, so the repaired prefix
-  // never changes as tokens are added, and the deltas add up to the final text.
+  // Bytes that one more token could still complete into a character are held back; the rest is repaired
+  // exactly as Tokenizer::decode repairs it. Repair decides each character from its own bytes, so the
+  // repaired prefix never changes as tokens are added, and the deltas add up to the final text.
   const std::string bytes = detokenize_(ids);
   std::string stable =
       tok::sanitize_utf8(std::string_view(bytes).substr(0, bytes.size() - tok::incomplete_utf8_tail(bytes)));
@@ -68,7 +69,8 @@ GenerationResult generate(Session& session, const std::vector<Segment>& prompt, 
                           const TokenCallback& on_token) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(options.max_new_tokens >= 0, "the number of tokens to generate must be >= 0, got {}", options.max_new_tokens);
-  COENC_CHECK(options.stop_strings.empty() || options.detokenize, "stop strings need a tokenizer to detokenize");
+  COENC_CHECK(options.stop_strings.empty() || options.detokenize,
+              "stop strings need a tokenizer to detokenize");
 
   GenerationResult result;
   Sampler sampler(options.sampling);

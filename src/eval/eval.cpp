@@ -1,6 +1,7 @@
-// The evaluation harness (docs/eval.md): every task runs each item under every condition with the same decoder —
-// no context, the full context, the context compressed at each ratio, and the context truncated to the decoder's
-// window where it does not fit — and reports quality next to cost (decoder positions, KV-cache bytes, seconds).
+// The evaluation harness (docs/eval.md): every task runs each item under every condition with the same
+// decoder — no context, the full context, the context compressed at each ratio, and the context truncated to
+// the decoder's window where it does not fit — and reports quality next to cost (decoder positions, KV-cache
+// bytes, seconds).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,7 +23,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-double since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
+double since(clock::time_point t0) {
+  return std::chrono::duration<double>(clock::now() - t0).count();
+}
 
 // Running sums of one condition: its metrics and its cost.
 struct Condition {
@@ -37,7 +40,8 @@ struct Condition {
   }
   double mean(const std::string& metric) const {
     auto it = count.find(metric);
-    return it == count.end() || it->second == 0 ? std::nan("") : sum.at(metric) / static_cast<double>(it->second);
+    return it == count.end() || it->second == 0 ? std::nan("")
+                                                : sum.at(metric) / static_cast<double>(it->second);
   }
 };
 
@@ -61,8 +65,8 @@ class Reader {
     double nll_sum = 0;
     int64_t tokens = 0, correct = 0;
   };
-  // Teacher-forced: the summed NLL and argmax hits of `target` read after `prompt`. With an empty prompt the first
-  // target token has nothing to be predicted from and is not scored.
+  // Teacher-forced: the summed NLL and argmax hits of `target` read after `prompt`. With an empty prompt the
+  // first target token has nothing to be predicted from and is not scored.
   TargetScore score(const std::vector<Segment>& prompt, const TokenIds& target) {
     torch::NoGradGuard no_grad;
     Session s(model_.language_model);
@@ -74,7 +78,8 @@ class Reader {
     const int64_t n = static_cast<int64_t>(target.size()), first = p == 0 ? 1 : 0;
     TargetScore out;
     if (n <= first) return out;
-    torch::Tensor rows = logits.narrow(0, p - 1 + first, n - first).log_softmax(-1);  // predicts target[first..]
+    torch::Tensor rows =
+        logits.narrow(0, p - 1 + first, n - first).log_softmax(-1);  // predicts target[first..]
     torch::Tensor ids = torch::tensor(TokenIds(target.begin() + first, target.end()), torch::kInt64);
     out.nll_sum = -rows.gather(1, ids.unsqueeze(1)).sum().item<double>();
     out.correct = (rows.argmax(1) == ids).sum().item<int64_t>();
@@ -82,7 +87,8 @@ class Reader {
     return out;
   }
 
-  // Greedy answer of at most `max_tokens`, stopping at the decoder's end-of-text (and a newline when `one_line`).
+  // Greedy answer of at most `max_tokens`, stopping at the decoder's end-of-text (and a newline when
+  // `one_line`).
   GenerationResult answer(const std::vector<Segment>& prompt, int64_t max_tokens, bool one_line = true) {
     torch::NoGradGuard no_grad;
     Session s(model_.language_model);
@@ -96,7 +102,9 @@ class Reader {
   }
 
   // The text tokenizer's ids of `text` (documents are read as plain text: special-token spellings stay text).
-  TokenIds text_ids(const std::string& text) const { return tok_.text->encode(text, EncodeOptions{false, false}); }
+  TokenIds text_ids(const std::string& text) const {
+    return tok_.text->encode(text, EncodeOptions{false, false});
+  }
   TokenIds context_ids(const std::string& text) const {
     return tok_.context->encode(text, EncodeOptions{false, false});
   }
@@ -129,7 +137,9 @@ int64_t length_of(const std::vector<Segment>& segs) {
   return n;
 }
 
-std::string compressed_name(int64_t r) { return "compressed@" + std::to_string(r); }
+std::string compressed_name(int64_t r) {
+  return "compressed@" + std::to_string(r);
+}
 
 json cost_json(const Condition& c, const Reader& reader) {
   const double n = std::max<double>(1, static_cast<double>(c.items));
@@ -139,7 +149,9 @@ json cost_json(const Condition& c, const Reader& reader) {
           {"n", c.items}};
 }
 
-json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json number_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 
 // Sets the model's ratio for the duration of a scope and restores the checkpoint's own afterwards.
 class RatioScope {
@@ -156,7 +168,8 @@ class RatioScope {
   int64_t own_;
 };
 
-// ---- recon ---------------------------------------------------------------------------------------------------------
+// ---- recon
+// ---------------------------------------------------------------------------------------------------------
 
 json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   std::vector<std::string> docs = read_eval_documents(o.data);
@@ -224,7 +237,8 @@ json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::
   return out;
 }
 
-// ---- ppl -----------------------------------------------------------------------------------------------------------
+// ---- ppl
+// -----------------------------------------------------------------------------------------------------------
 
 json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   const int64_t k_ctx = o.context_tokens, m = o.target_tokens;
@@ -248,8 +262,10 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
     if (static_cast<int64_t>(it.target.size()) > m) it.target.resize(m);
     items.push_back(std::move(it));
   }
-  COENC_CHECK(!items.empty(), "{}: no document has the {} + {} tokens a ppl item needs (--context-tokens, "
-              "--target-tokens)", o.data.front(), k_ctx, m);
+  COENC_CHECK(!items.empty(),
+              "{}: no document has the {} + {} tokens a ppl item needs (--context-tokens, "
+              "--target-tokens)",
+              o.data.front(), k_ctx, m);
   std::map<std::string, Condition> cond;
   ProgressBar bar("ppl", static_cast<int64_t>(items.size()), "documents", o.progress);
   const auto bos = reader.bos();
@@ -264,8 +280,8 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
       ++k.items;
       k.seconds += since(t0);
     };
-    // Every condition scores all M target tokens: with no context the decoder starts from its BOS (the token that
-    // separates documents in pretraining).
+    // Every condition scores all M target tokens: with no context the decoder starts from its BOS (the token
+    // that separates documents in pretraining).
     run("none", bos ? std::vector<Segment>{Segment::tokens({*bos})} : std::vector<Segment>{});
     const TokenIds full = reader.as_text(it.context);
     const int64_t room = reader.window() - static_cast<int64_t>(it.target.size());
@@ -285,7 +301,8 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
     bar.update(static_cast<int64_t>(i + 1));
   }
   bar.finish();
-  json out = {{"n", items.size()}, {"context_tokens", k_ctx}, {"target_tokens", m}, {"conditions", json::object()}};
+  json out = {
+      {"n", items.size()}, {"context_tokens", k_ctx}, {"target_tokens", m}, {"conditions", json::object()}};
   for (auto& [name, k] : cond) {
     json j = cost_json(k, reader);
     const double nll = k.mean("nll");
@@ -295,13 +312,15 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
   }
   if (cond.count("full"))
     for (int64_t r : o.ratios) {
-      auto g = gain_retained(cond["none"].mean("nll"), cond[compressed_name(r)].mean("nll"), cond["full"].mean("nll"));
+      auto g = gain_retained(cond["none"].mean("nll"), cond[compressed_name(r)].mean("nll"),
+                             cond["full"].mean("nll"));
       out["gain_retained@" + std::to_string(r)] = g ? json(*g) : json(nullptr);
     }
   return out;
 }
 
-// ---- qa ------------------------------------------------------------------------------------------------------------
+// ---- qa
+// ------------------------------------------------------------------------------------------------------------
 
 json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   std::vector<QaItem> all = read_qa_items(o.data), items;
@@ -346,11 +365,11 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
       run("full", {Segment::tokens(full)}, 0);
     } else {
       const TokenIds ctx_text = reader.as_text(context);
-      const int64_t keep = std::max<int64_t>(0, static_cast<int64_t>(ctx_text.size()) -
-                                                    (static_cast<int64_t>(full.size()) - room));
-      run("truncated", {Segment::tokens(plain_text_prompt(reader.text_tokenizer(),
-                                                          TokenIds(ctx_text.begin(), ctx_text.begin() + keep),
-                                                          question))},
+      const int64_t keep = std::max<int64_t>(
+          0, static_cast<int64_t>(ctx_text.size()) - (static_cast<int64_t>(full.size()) - room));
+      run("truncated",
+          {Segment::tokens(plain_text_prompt(reader.text_tokenizer(),
+                                             TokenIds(ctx_text.begin(), ctx_text.begin() + keep), question))},
           0);
     }
     for (int64_t r : o.ratios) {
@@ -382,7 +401,8 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
   return out;
 }
 
-// ---- needle --------------------------------------------------------------------------------------------------------
+// ---- needle
+// --------------------------------------------------------------------------------------------------------
 
 json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   std::vector<std::string> docs = read_eval_documents(o.data);
@@ -390,7 +410,8 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
   // One long stream of filler tokens, cut into haystacks.
   const int64_t reserve = 64;  // positions kept for the question and the answer
   const int64_t unit = reader.window() - reserve;
-  COENC_CHECK(unit > 16, "the decoder's window ({} positions) is too short for the needle test", reader.window());
+  COENC_CHECK(unit > 16, "the decoder's window ({} positions) is too short for the needle test",
+              reader.window());
   const std::vector<double> multiples = {0.5, 1, 2, 4, 8}, depths = {0, 0.25, 0.5, 0.75, 1.0};
   const int64_t longest = static_cast<int64_t>(multiples.back() * static_cast<double>(unit));
   TokenIds filler;
@@ -399,19 +420,24 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
     filler.insert(filler.end(), ids.begin(), ids.end());
     if (static_cast<int64_t>(filler.size()) >= 2 * longest) break;
   }
-  COENC_CHECK(static_cast<int64_t>(filler.size()) >= longest, "{}: the filler text has {} tokens; the needle test "
-              "needs {} (8 windows)", o.data.front(), filler.size(), longest);
+  COENC_CHECK(static_cast<int64_t>(filler.size()) >= longest,
+              "{}: the filler text has {} tokens; the needle test "
+              "needs {} (8 windows)",
+              o.data.front(), filler.size(), longest);
   const int64_t trials = o.limit > 0 ? o.limit : 2;
   const TokenIds question = reader.text_ids("What is the secret number?");
-  std::map<std::string, std::map<std::pair<size_t, size_t>, Condition>> cells;  // condition -> (length, depth)
+  std::map<std::string, std::map<std::pair<size_t, size_t>, Condition>>
+      cells;  // condition -> (length, depth)
   std::map<std::string, Condition> total;
-  ProgressBar bar("needle", static_cast<int64_t>(multiples.size() * depths.size()) * trials, "trials", o.progress);
+  ProgressBar bar("needle", static_cast<int64_t>(multiples.size() * depths.size()) * trials, "trials",
+                  o.progress);
   int64_t done = 0;
   for (size_t li = 0; li < multiples.size(); ++li) {
     const int64_t length = static_cast<int64_t>(multiples[li] * static_cast<double>(unit));
     for (size_t di = 0; di < depths.size(); ++di) {
       for (int64_t t = 0; t < trials; ++t) {
-        std::uniform_int_distribution<int64_t> number(10000, 99999), start(0, static_cast<int64_t>(filler.size()) - length);
+        std::uniform_int_distribution<int64_t> number(10000, 99999),
+            start(0, static_cast<int64_t>(filler.size()) - length);
         const std::string passkey = std::to_string(number(rng));
         const TokenIds needle = reader.context_ids(" The secret number is " + passkey + ". ");
         const int64_t hay = length - static_cast<int64_t>(needle.size()), s = start(rng);
@@ -434,16 +460,17 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
         if (static_cast<int64_t>(text.size()) <= unit) {
           run("full", {Segment::tokens(plain_text_prompt(reader.text_tokenizer(), text, question))}, 0);
         } else {
-          run("truncated", {Segment::tokens(plain_text_prompt(
-                                reader.text_tokenizer(), TokenIds(text.end() - unit, text.end()), question))},
+          run("truncated",
+              {Segment::tokens(plain_text_prompt(reader.text_tokenizer(),
+                                                 TokenIds(text.end() - unit, text.end()), question))},
               0);
         }
         for (int64_t r : o.ratios) {
           RatioScope ratio(model, r);
           const int64_t n_chunks = (length + model.config().chunk_size - 1) / model.config().chunk_size;
           // mean / attn pooling: ceil(chunk / r) vectors a chunk; skip what cannot fit before compressing it.
-          if (model.config().pooling != PoolingMode::Dynamic &&
-              (length + r - 1) / r + n_chunks + 2 > unit) continue;
+          if (model.config().pooling != PoolingMode::Dynamic && (length + r - 1) / r + n_chunks + 2 > unit)
+            continue;
           auto t0 = clock::now();
           Segment block = reader.compressed(doc);
           const double tower = since(t0);
@@ -463,10 +490,11 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
     for (size_t li = 0; li < multiples.size(); ++li)
       for (size_t di = 0; di < depths.size(); ++di) {
         auto it = cells[name].find({li, di});
-        list.push_back({{"length_windows", multiples[li]},
-                        {"tokens", static_cast<int64_t>(multiples[li] * static_cast<double>(unit))},
-                        {"depth", depths[di]},
-                        {"accuracy", it == cells[name].end() ? json(nullptr) : json(it->second.mean("accuracy"))}});
+        list.push_back(
+            {{"length_windows", multiples[li]},
+             {"tokens", static_cast<int64_t>(multiples[li] * static_cast<double>(unit))},
+             {"depth", depths[di]},
+             {"accuracy", it == cells[name].end() ? json(nullptr) : json(it->second.mean("accuracy"))}});
       }
     j["cells"] = list;
     out["conditions"][name] = j;
@@ -483,10 +511,11 @@ json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOp
   if (o.ratios.empty()) o.ratios = {cfg.ratio};
   for (int64_t r : o.ratios) {
     COENC_CHECK(r >= 1, "--ratio {}: a compression ratio is at least 1", r);
-    COENC_CHECK_CODE(cfg.pooling != PoolingMode::Dynamic || r == cfg.ratio, Unsupported,
-                     "--ratio {}: this checkpoint pools \"dynamic\" (it sizes its own output); only its ratio {} "
-                     "applies",
-                     r, cfg.ratio);
+    COENC_CHECK_CODE(
+        cfg.pooling != PoolingMode::Dynamic || r == cfg.ratio, Unsupported,
+        "--ratio {}: this checkpoint pools \"dynamic\" (it sizes its own output); only its ratio {} "
+        "applies",
+        r, cfg.ratio);
   }
   COENC_CHECK(o.limit >= 0, "--limit must be >= 0 (0: the task's default), got {}", o.limit);
   COENC_CHECK(o.max_answer_tokens >= 1, "the answer length must be >= 1");
@@ -505,8 +534,8 @@ json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOp
   } else {
     fail(ErrorCode::InvalidInput, "--task \"{}\": expected recon, ppl, qa or needle", o.task);
   }
-  json result = {{"task", o.task}, {"model", model_name}, {"ratios", o.ratios}, {"seed", o.seed},
-                 {"data", o.data}, {"device", model.device_options().device.str()}};
+  json result = {{"task", o.task}, {"model", model_name}, {"ratios", o.ratios},
+                 {"seed", o.seed}, {"data", o.data},      {"device", model.device_options().device.str()}};
   result.update(out);
   result["seconds"] = since(t0);
   return result;
@@ -526,22 +555,25 @@ std::string needle_heatmap_svg(const json& r) {
   const int panel_w = left + cw * static_cast<int>(lengths.size());
   const int width = gap + static_cast<int>(conds.size()) * (panel_w + gap);
   const int height = top + ch * static_cast<int>(depths.size()) + 60;
-  std::string svg = format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
-                           "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" "
-                           "fill=\"white\"/>\n",
-                           width, height);
+  std::string svg = format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" "
+      "fill=\"white\"/>\n",
+      width, height);
   int x0 = gap;
   for (const auto& [name, c] : conds.items()) {
     svg += format("<text x=\"{}\" y=\"20\" font-size=\"13\" font-weight=\"bold\">{}</text>\n", x0, name);
     for (size_t li = 0; li < lengths.size(); ++li)
-      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}x</text>\n", x0 + left + cw * li + cw / 2,
-                    top - 8, lengths[li]);
+      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}x</text>\n",
+                    x0 + left + cw * li + cw / 2, top - 8, lengths[li]);
     for (size_t di = 0; di < depths.size(); ++di)
       svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">depth {}%</text>\n", x0 + left - 6,
                     top + ch * di + ch / 2 + 4, static_cast<int>(depths[di] * 100));
     for (const auto& cell : c.at("cells")) {
-      const size_t li = std::find(lengths.begin(), lengths.end(), cell.at("length_windows").get<double>()) - lengths.begin();
-      const size_t di = std::find(depths.begin(), depths.end(), cell.at("depth").get<double>()) - depths.begin();
+      const size_t li = std::find(lengths.begin(), lengths.end(), cell.at("length_windows").get<double>()) -
+                        lengths.begin();
+      const size_t di =
+          std::find(depths.begin(), depths.end(), cell.at("depth").get<double>()) - depths.begin();
       std::string fill = "#dddddd", label = "-";
       if (!cell.at("accuracy").is_null()) {
         const double a = cell.at("accuracy");
@@ -550,14 +582,15 @@ std::string needle_heatmap_svg(const json& r) {
       }
       svg += format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"white\"/>\n",
                     x0 + left + cw * li, top + ch * di, cw, ch, fill);
-      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + left + cw * li + cw / 2,
-                    top + ch * di + ch / 2 + 4, label);
+      svg += format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                    x0 + left + cw * li + cw / 2, top + ch * di + ch / 2 + 4, label);
     }
     x0 += panel_w + gap;
   }
-  svg += format("<text x=\"{}\" y=\"{}\">document length in decoder windows ({} positions); - : does not fit"
-                "</text>\n</svg>\n",
-                gap, height - 15, r.value("window", 0));
+  svg += format(
+      "<text x=\"{}\" y=\"{}\">document length in decoder windows ({} positions); - : does not fit"
+      "</text>\n</svg>\n",
+      gap, height - 15, r.value("window", 0));
   return svg;
 }
 

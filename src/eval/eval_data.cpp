@@ -34,12 +34,16 @@ std::string read_maybe_xz(const std::string& path) {
     out.append(buf, sizeof buf - strm.avail_out);
   }
   lzma_end(&strm);
-  COENC_CHECK(ret == LZMA_STREAM_END, "{}: not a valid .xz file (liblzma error {}); decompress it with xz -t to see "
-              "what is wrong", path, static_cast<int>(ret));
+  COENC_CHECK(ret == LZMA_STREAM_END,
+              "{}: not a valid .xz file (liblzma error {}); decompress it with xz -t to see "
+              "what is wrong",
+              path, static_cast<int>(ret));
   return out;
 }
 
-std::string base_name(const std::string& path) { return ends_with(path, ".xz") ? path.substr(0, path.size() - 3) : path; }
+std::string base_name(const std::string& path) {
+  return ends_with(path, ".xz") ? path.substr(0, path.size() - 3) : path;
+}
 
 // Calls on_line(line_no, object) for every non-blank line of a JSONL file.
 template <typename F>
@@ -70,8 +74,8 @@ std::vector<std::string> string_list(const nlohmann::json& j, const char* field,
               j.dump().substr(0, 80));
   std::vector<std::string> out;
   for (const auto& x : j) {
-    COENC_CHECK(x.is_string(), "{}:{}: field \"{}\" must be a list of strings, got an element {}", path, line_no,
-                field, x.dump().substr(0, 80));
+    COENC_CHECK(x.is_string(), "{}:{}: field \"{}\" must be a list of strings, got an element {}", path,
+                line_no, field, x.dump().substr(0, 80));
     out.push_back(x.get<std::string>());
   }
   return out;
@@ -86,8 +90,8 @@ std::vector<std::string> read_eval_documents(const std::vector<std::string>& fil
     const std::string text = read_maybe_xz(path), name = base_name(path);
     if (ends_with(name, ".jsonl")) {
       for_each_jsonl(path, text, [&](int64_t line_no, const nlohmann::json& j) {
-        COENC_CHECK(j.contains("text") && j["text"].is_string(), "{}:{}: field \"text\" must be a string", path,
-                    line_no);
+        COENC_CHECK(j.contains("text") && j["text"].is_string(), "{}:{}: field \"text\" must be a string",
+                    path, line_no);
         if (!j["text"].get<std::string>().empty()) docs.push_back(j["text"].get<std::string>());
       });
       continue;
@@ -115,28 +119,32 @@ std::vector<QaItem> read_qa_items(const std::vector<std::string>& files) {
     for_each_jsonl(path, text, [&](int64_t line_no, const nlohmann::json& j) {
       QaItem it;
       for (const char* key : {"context", "question"})
-        COENC_CHECK(j.contains(key) && j[key].is_string(), "{}:{}: field \"{}\" must be a string", path, line_no,
-                    key);
+        COENC_CHECK(j.contains(key) && j[key].is_string(), "{}:{}: field \"{}\" must be a string", path,
+                    line_no, key);
       it.context = j["context"].get<std::string>();
       it.question = j["question"].get<std::string>();
       COENC_CHECK(!it.question.empty(), "{}:{}: field \"question\" is empty", path, line_no);
       COENC_CHECK(j.contains("answers"), "{}:{}: missing field \"answers\"", path, line_no);
       it.answers = string_list(j["answers"], "answers", path, line_no);
-      if (j.contains("options") && !j["options"].is_null()) it.options = string_list(j["options"], "options", path, line_no);
+      if (j.contains("options") && !j["options"].is_null())
+        it.options = string_list(j["options"], "options", path, line_no);
       if (j.contains("id") && j["id"].is_string()) it.id = j["id"].get<std::string>();
       if (!it.options.empty()) {
         if (j.contains("meta") && j["meta"].is_object() && j["meta"].contains("answer_index")) {
           const auto& a = j["meta"]["answer_index"];
           COENC_CHECK(a.is_number_integer() && a.get<int64_t>() >= 0 &&
                           a.get<int64_t>() < static_cast<int64_t>(it.options.size()),
-                      "{}:{}: field \"meta.answer_index\" must be an index into \"options\" (0..{}), got {}", path,
-                      line_no, it.options.size() - 1, a.dump());
+                      "{}:{}: field \"meta.answer_index\" must be an index into \"options\" (0..{}), got {}",
+                      path, line_no, it.options.size() - 1, a.dump());
           it.answer_index = a.get<int64_t>();
         } else {
           for (size_t o = 0; o < it.options.size(); ++o)
-            if (!it.answers.empty() && it.options[o] == it.answers[0]) it.answer_index = static_cast<int64_t>(o);
-          COENC_CHECK(it.answer_index >= 0, "{}:{}: multiple-choice item without \"meta.answer_index\" and no option "
-                      "equal to answers[0]", path, line_no);
+            if (!it.answers.empty() && it.options[o] == it.answers[0])
+              it.answer_index = static_cast<int64_t>(o);
+          COENC_CHECK(it.answer_index >= 0,
+                      "{}:{}: multiple-choice item without \"meta.answer_index\" and no option "
+                      "equal to answers[0]",
+                      path, line_no);
         }
       }
       items.push_back(std::move(it));

@@ -48,9 +48,10 @@ CoEncoderTokenizers load_co_encoder_tokenizers(const fs::path& dir, const CoEnco
 
 void CoEncoderImpl::set_compression_ratio(int64_t ratio) {
   COENC_CHECK(ratio >= 1, "compression ratio must be >= 1, got {}", ratio);
-  COENC_CHECK_CODE(config_.pooling != PoolingMode::Dynamic, Unsupported,
-                   "pooling \"dynamic\" estimates its own size: the compression ratio can only be changed for "
-                   "\"mean\" and \"attn\" pooling");
+  COENC_CHECK_CODE(
+      config_.pooling != PoolingMode::Dynamic, Unsupported,
+      "pooling \"dynamic\" estimates its own size: the compression ratio can only be changed for "
+      "\"mean\" and \"attn\" pooling");
   if (ratio == config_.ratio) return;
   config_.ratio = ratio;
   connector_impl().ratio = ratio;

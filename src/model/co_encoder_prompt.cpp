@@ -116,7 +116,8 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
   return ask_prompt(model, tok, std::vector<std::vector<torch::Tensor>>{chunks}, question, options);
 }
 
-TokenIds plain_text_prompt(const Tokenizer& tok, const TokenIds& context_text_ids, const TokenIds& question_ids) {
+TokenIds plain_text_prompt(const Tokenizer& tok, const TokenIds& context_text_ids,
+                           const TokenIds& question_ids) {
   TokenIds out = context_text_ids;
   const TokenIds newline = tok.encode("\n", EncodeOptions{false, false});
   out.insert(out.end(), newline.begin(), newline.end());

@@ -17,7 +17,8 @@ const char* objective_name(Objective o) {
     case Objective::Continuation: return "continuation";
     case Objective::Qa: return "qa";
     case Objective::Lm: return "lm";
-    case Objective::QaText: return "qa_text";
+    case Objective::QaText:
+      return "qa_text";
   }
   return "?";
 }
@@ -45,7 +46,8 @@ TextExamples::TextExamples(const std::vector<std::string>& files, const Tokenize
       continuation_tokens_(continuation_tokens),
       min_context_tokens_(min_context_tokens) {
   COENC_CHECK(min_context_tokens >= 0 && min_context_tokens <= context_tokens,
-              "min_context_tokens ({}) must be in [0, context_tokens ({})]", min_context_tokens, context_tokens);
+              "min_context_tokens ({}) must be in [0, context_tokens ({})]", min_context_tokens,
+              context_tokens);
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   for_each_document(
       files, progress,
@@ -107,7 +109,8 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
   const int64_t len = static_cast<int64_t>(doc.size());
-  std::uniform_int_distribution<int64_t> start(0, std::max<int64_t>(0, len - n_context - continuation_tokens_));
+  std::uniform_int_distribution<int64_t> start(0,
+                                               std::max<int64_t>(0, len - n_context - continuation_tokens_));
   const int64_t s = start(rng), mid = s + n_context, end = std::min(len, mid + continuation_tokens_);
   if (o == Objective::Continuation) ex.context.assign(doc.begin() + s, doc.begin() + mid);
   ex.target = as_text(doc, mid, end);
@@ -116,8 +119,8 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
   return ex;
 }
 
-QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
-                       double eval_fraction, int64_t max_context_tokens)
+QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,
+                       const Tokenizer& text_tok, double eval_fraction, int64_t max_context_tokens)
     : text_tok_(&text_tok) {
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   const auto eos = text_tok.eos_id();
@@ -163,7 +166,8 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
       COENC_CHECK(!ex.context.empty(), "{}:{}: the context encodes to no tokens", file, line_no);
       if (static_cast<int64_t>(ex.context.size()) > max_context_tokens) ex.context.resize(max_context_tokens);
       TokenIds text_context = text_tok.encode(j["context"].get<std::string>(), EncodeOptions{false, false});
-      if (static_cast<int64_t>(text_context.size()) > max_context_tokens) text_context.resize(max_context_tokens);
+      if (static_cast<int64_t>(text_context.size()) > max_context_tokens)
+        text_context.resize(max_context_tokens);
       text_contexts_.push_back(std::move(text_context));
       ex.prompt = text_tok.encode(j["question"].get<std::string>(), EncodeOptions{false, false});
       ex.target = text_tok.encode(" " + answer, EncodeOptions{false, false});
@@ -188,7 +192,5 @@ Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
   }
   return ex;
 }
-
-
 
 }  // namespace coenc::data

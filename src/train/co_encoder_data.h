@@ -33,10 +33,10 @@ class TextExamples {
                bool same_tokenizer, double eval_fraction, int64_t context_tokens, int64_t continuation_tokens,
                bool need_continuation, bool progress, int64_t min_context_tokens = 0);
 
-  // Reconstruction: a window of up to context_tokens tokens (a whole document when shorter) as context, its text as
-  // the target. Continuation: context_tokens tokens as context, the next (up to) continuation_tokens tokens'
-  // text as the target. Lm: the continuation example with no context. `eval` draws from the held-out documents.
-  // With min_context_tokens > 0, training examples draw their context length uniformly from
+  // Reconstruction: a window of up to context_tokens tokens (a whole document when shorter) as context, its
+  // text as the target. Continuation: context_tokens tokens as context, the next (up to) continuation_tokens
+  // tokens' text as the target. Lm: the continuation example with no context. `eval` draws from the held-out
+  // documents. With min_context_tokens > 0, training examples draw their context length uniformly from
   // [min_context_tokens, context_tokens] (so the decoder learns to read blocks of every length it will meet);
   // evaluation examples keep context_tokens.
   Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
@@ -56,15 +56,16 @@ class TextExamples {
   const Tokenizer& text_tok_;
   bool same_tokenizer_;
   int64_t context_tokens_, continuation_tokens_;
-  int64_t min_context_tokens_;  // > 0: a training example's context length is drawn from [min, context_tokens_]
+  int64_t
+      min_context_tokens_;  // > 0: a training example's context length is drawn from [min, context_tokens_]
 };
 
-// Question answering, JSONL: one {"context": str, "question": str, "answers": [str, ...] | str} object per line
-// (other fields ignored; blank lines skipped). The context is encoded with the context tokenizer and cut to
-// max_context_tokens; the prompt is the question, the target " " + the first answer, then the text tokenizer's EOS
-// when it has one. QaText is the same item read in full: no context block, the prompt is the context's text
-// (text tokenizer, cut to max_context_tokens) then the question, as plain_text_prompt (coenc/co_encoder.h) lays it out. Malformed lines are
-// errors naming the file and line.
+// Question answering, JSONL: one {"context": str, "question": str, "answers": [str, ...] | str} object per
+// line (other fields ignored; blank lines skipped). The context is encoded with the context tokenizer and cut
+// to max_context_tokens; the prompt is the question, the target " " + the first answer, then the text
+// tokenizer's EOS when it has one. QaText is the same item read in full: no context block, the prompt is the
+// context's text (text tokenizer, cut to max_context_tokens) then the question, as plain_text_prompt
+// (coenc/co_encoder.h) lays it out. Malformed lines are errors naming the file and line.
 class QaExamples {
  public:
   QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
@@ -76,7 +77,8 @@ class QaExamples {
  private:
   std::vector<Example> items_;
   const Tokenizer* text_tok_;
-  std::vector<TokenIds> text_contexts_;   // each item's context in text-tokenizer ids, cut to max_context_tokens
+  std::vector<TokenIds>
+      text_contexts_;  // each item's context in text-tokenizer ids, cut to max_context_tokens
   int64_t split_ = 0;
 };
 

@@ -110,7 +110,8 @@ Built build_model(const TrainConfig& c, const DeviceOptions& dev) {
       j["context_config"] = read_json_file(fs::path(c.tower_from) / "config.json", "model config");
     if (c.tower_layers > 0) {
       const int64_t n = j["context_config"].value("num_hidden_layers", int64_t{0});
-      COENC_CHECK(c.tower_layers <= n, "tower_layers {} exceeds the {} layers of {}", c.tower_layers, n, c.tower_from);
+      COENC_CHECK(c.tower_layers <= n, "tower_layers {} exceeds the {} layers of {}", c.tower_layers, n,
+                  c.tower_from);
       j["context_config"]["num_hidden_layers"] = c.tower_layers;
     }
     if (!c.decoder_from.empty() && !j.contains("text_config") && !j.contains("language_model_path"))
@@ -274,14 +275,15 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   std::unique_ptr<data::QaExamples> qa;
   if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm))
     text = std::make_unique<data::TextExamples>(
-        c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
-        c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress,
-        c.min_context_tokens);
+        c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction,
+        context_tokens, c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm),
+        progress, c.min_context_tokens);
   if (active(Objective::Qa) || active(Objective::QaText))
     qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
                                             c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size);
   auto sample = [&](Objective o, std::mt19937_64& rng, bool eval) {
-    return o == Objective::Qa || o == Objective::QaText ? qa->sample(o, rng, eval) : text->sample(o, rng, eval);
+    return o == Objective::Qa || o == Objective::QaText ? qa->sample(o, rng, eval)
+                                                        : text->sample(o, rng, eval);
   };
   const int64_t micro = c.batch_size / c.grad_accum;
   auto make_batch = [&](std::mt19937_64& rng, bool eval) {
@@ -326,8 +328,9 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   // Evaluation: the same held-out examples every time (a fresh generator), plus continuation and QA again
   // without their context, the baseline the compressed context must beat.
   const int64_t config_ratio = cfg.ratio;
-  COENC_CHECK_CODE(c.compression_ratios.empty() || cfg.pooling != PoolingMode::Dynamic, Unsupported,
-                   "\"compression_ratios\" needs pooling \"mean\" or \"attn\" (dynamic pooling sizes itself)");
+  COENC_CHECK_CODE(
+      c.compression_ratios.empty() || cfg.pooling != PoolingMode::Dynamic, Unsupported,
+      "\"compression_ratios\" needs pooling \"mean\" or \"attn\" (dynamic pooling sizes itself)");
   auto evaluate = [&]() {
     torch::NoGradGuard no_grad;
     if (!c.compression_ratios.empty()) model.set_compression_ratio(config_ratio);
@@ -437,10 +440,12 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   }
 
   // time_budget_s: the run's length is fixed once this process has timed its first steps; a resumed run whose
-  // length was fixed keeps it (state.json's planned_steps), one stopped before that measures with what is left.
+  // length was fixed keeps it (state.json's planned_steps), one stopped before that measures with what is
+  // left.
   std::optional<std::chrono::steady_clock::time_point> loop_start;
   auto loop_seconds = [&] {
-    return loop_start ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *loop_start).count() : 0.0;
+    return loop_start ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *loop_start).count()
+                      : 0.0;
   };
   StepBudget budget{c.time_budget_s > 0, c.time_budget_s - train_seconds_before};
   budget.fixed = planned_fixed;
@@ -548,9 +553,11 @@ TrainResult train_co_encoder(const TrainConfig& config) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tok_s = static_cast<double>(window_tokens) / std::max(secs, 1e-9);
       bar.update(done, format("loss {} | {} tok/s", std::round(step_loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
-      if (auto planned = budget.observe(done - step0, loop_seconds(), eval_seconds, c.eval_every, done, c.steps)) {
+      if (auto planned =
+              budget.observe(done - step0, loop_seconds(), eval_seconds, c.eval_every, done, c.steps)) {
         if (dp) {
-          // Every process must stop at the same step: they agree on the mean of their plans (all decide here).
+          // Every process must stop at the same step: they agree on the mean of their plans (all decide
+          // here).
           torch::Tensor t = torch::tensor({static_cast<double>(*planned)}, torch::kFloat64).to(dev.device);
           dp->all_reduce_sum({t});
           planned = std::max(done, static_cast<int64_t>(t.cpu().item<double>() / world));
@@ -609,7 +616,8 @@ TrainResult train_co_encoder(const TrainConfig& config) {
                             : format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
   if (lead) metrics.close();
   if (!result.stopped && lead) {
-    if (!c.compression_ratios.empty()) model.set_compression_ratio(config_ratio);  // the checkpoint's own ratio
+    if (!c.compression_ratios.empty())
+      model.set_compression_ratio(config_ratio);  // the checkpoint's own ratio
     for (auto& [name, p] : trainable) p.set_requires_grad(false);
     tower.merge_lora();
     decoder.merge_lora();

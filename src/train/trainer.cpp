@@ -56,21 +56,41 @@ torch::Tensor lm_loss(DecoderLm& lm, const torch::Tensor& x, const torch::Tensor
 TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   COENC_CHECK(j.is_object(), "{}: expected a JSON object", where);
   static const std::set<std::string> known = {
-      "objective", "objectives", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction", "out",
-      "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "beta1",
-      "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device", "progress", "autocast", "time_budget_s",
+      "objective", "objectives", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction",
+      "out", "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps",
+      "weight_decay", "beta1", "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device",
+      "progress", "autocast", "time_budget_s",
       // the Co-Encoder objectives
       "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
       "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
       "continuation_tokens", "max_context_tokens", "compression_ratios", "size_loss_weight", "log_every",
-      "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower", "embed_decoder",
-      "save_dtype"};
-  static const std::set<std::string> co_encoder_only = {
-      "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
-      "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
-      "continuation_tokens", "max_context_tokens", "compression_ratios", "size_loss_weight", "log_every",
-      "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower", "embed_decoder",
-      "save_dtype"};
+      "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower",
+      "embed_decoder", "save_dtype"};
+  static const std::set<std::string> co_encoder_only = {"co_encoder",
+                                                        "co_encoder_config",
+                                                        "tower_from",
+                                                        "tower_layers",
+                                                        "decoder_from",
+                                                        "init_std",
+                                                        "context_tokenizer",
+                                                        "text_tokenizer",
+                                                        "qa_files",
+                                                        "train",
+                                                        "context_tokens",
+                                                        "min_context_tokens",
+                                                        "continuation_tokens",
+                                                        "max_context_tokens",
+                                                        "compression_ratios",
+                                                        "size_loss_weight",
+                                                        "log_every",
+                                                        "save_every",
+                                                        "resume",
+                                                        "stop_after",
+                                                        "lora",
+                                                        "activation_checkpointing",
+                                                        "embed_tower",
+                                                        "embed_decoder",
+                                                        "save_dtype"};
   for (const auto& item : j.items())
     COENC_CHECK(known.count(item.key()), "{}: unknown field \"{}\"", where, item.key());
   TrainConfig c;
@@ -92,9 +112,10 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm"};
     double total = 0;
     for (const auto& item : o.items()) {
-      COENC_CHECK(names.count(item.key()),
-                  "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm)", where,
-                  item.key());
+      COENC_CHECK(
+          names.count(item.key()),
+          "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm)",
+          where, item.key());
       COENC_CHECK(item.value().is_number() && item.value().get<double>() >= 0 &&
                       std::isfinite(item.value().get<double>()),
                   "{}: field \"objectives.{}\" must be a weight >= 0, got {}", where, item.key(), item.value().dump());
@@ -147,13 +168,14 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "resume", c.resume, where);
   read_field(j, "stop_after", c.stop_after, where);
   read_field(j, "time_budget_s", c.time_budget_s, where);
-  COENC_CHECK(c.time_budget_s >= 0, "{}: time_budget_s must be >= 0 (0: no budget), got {}", where, c.time_budget_s);
+  COENC_CHECK(c.time_budget_s >= 0, "{}: time_budget_s must be >= 0 (0: no budget), got {}", where,
+              c.time_budget_s);
   read_field(j, "tower_layers", c.tower_layers, where);
   read_field(j, "compression_ratios", c.compression_ratios, where);
   for (int64_t r : c.compression_ratios)
     COENC_CHECK(r >= 1, "{}: field \"compression_ratios\" holds {}; every ratio must be >= 1", where, r);
-  COENC_CHECK(c.tower_layers >= 0, "{}: tower_layers must be >= 0 (0: all of the tower's layers), got {}", where,
-              c.tower_layers);
+  COENC_CHECK(c.tower_layers >= 0, "{}: tower_layers must be >= 0 (0: all of the tower's layers), got {}",
+              where, c.tower_layers);
   if (j.contains("train")) {
     const json& t = j["train"];
     COENC_CHECK(t.is_object(), "{}: field \"train\" must be an object such as {{\"tower\": \"frozen\"}}, got {}",
@@ -273,19 +295,22 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   COENC_CHECK(c.train_connector || c.train_tower != "frozen" || c.train_decoder != "frozen",
               "{}: field \"train\" leaves nothing to train", where);
   for (const char* o : {"lm", "qa_text"})
-    COENC_CHECK(!c.objectives.count(o) || c.train_decoder != "frozen",
-                "{}: objective \"{}\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "
-                "\"lora\"", where, o);
+    COENC_CHECK(
+        !c.objectives.count(o) || c.train_decoder != "frozen",
+        "{}: objective \"{}\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "
+        "\"lora\"",
+        where, o);
   COENC_CHECK(c.tower_layers == 0 || !c.tower_from.empty(),
-              "{}: field \"tower_layers\" keeps the first layers of \"tower_from\", which is not given", where);
+              "{}: field \"tower_layers\" keeps the first layers of \"tower_from\", which is not given",
+              where);
   COENC_CHECK(!j.contains("lora") || c.train_tower == "lora" || c.train_decoder == "lora",
               "{}: field \"lora\" is given but neither train.tower nor train.decoder is \"lora\"", where);
   COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0,
               "{}: context_tokens and max_context_tokens must be >= 0 (0: the default)", where);
   COENC_CHECK(c.min_context_tokens >= 0 && (c.min_context_tokens == 0 || c.context_tokens == 0 ||
                                             c.min_context_tokens <= c.context_tokens),
-              "{}: min_context_tokens ({}) must be >= 0 and at most context_tokens ({})", where, c.min_context_tokens,
-              c.context_tokens);
+              "{}: min_context_tokens ({}) must be >= 0 and at most context_tokens ({})", where,
+              c.min_context_tokens, c.context_tokens);
   COENC_CHECK(c.continuation_tokens >= 1, "{}: continuation_tokens must be at least 1, got {}", where,
               c.continuation_tokens);
   COENC_CHECK(c.size_loss_weight >= 0, "{}: size_loss_weight must be >= 0, got {}", where, c.size_loss_weight);
@@ -298,7 +323,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
 
 std::optional<int64_t> StepBudget::observe(int64_t done_here, double seconds, double eval_seconds,
                                            int64_t eval_every, int64_t done_total, int64_t planned) {
-  if (!enabled || fixed || done_here < kWarmSteps || (done_here - kWarmSteps) % kWindowSteps != 0) return std::nullopt;
+  if (!enabled || fixed || done_here < kWarmSteps || (done_here - kWarmSteps) % kWindowSteps != 0)
+    return std::nullopt;
   if (done_here == kWarmSteps) {
     mark_seconds = seconds;
     if (seconds < budget_s) return std::nullopt;
@@ -417,8 +443,8 @@ TrainResult train(const TrainConfig& config) {
     const double tok_s = static_cast<double>(window_steps * c.batch_size * c.seq_len) / std::max(secs, 1e-9);
     bar.update(step + 1, format("loss {} | {} tok/s", std::round(step_loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
     const auto planned = budget.observe(
-        step + 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count(), eval_seconds,
-        c.eval_every, step + 1, c.steps);
+        step + 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count(),
+        eval_seconds, c.eval_every, step + 1, c.steps);
     if (planned && *planned != c.steps) {
       c.steps = *planned;
       bar.set_total(c.steps);

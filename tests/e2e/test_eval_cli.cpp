@@ -1,6 +1,6 @@
 // `coenc eval` run as a user runs it, on a tiny random Co-Encoder: every task prints the documented JSON with
-// every condition, the cost accounting adds up (positions and KV bytes follow from the layout), the same seed gives
-// the same numbers, the needle heatmap is written, and bad input ends in one clear line.
+// every condition, the cost accounting adds up (positions and KV bytes follow from the layout), the same seed
+// gives the same numbers, the needle heatmap is written, and bad input ends in one clear line.
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -31,13 +31,12 @@ class EvalCli : public ::testing::Test {
                 .dump() +
             "\n";
     write_file(dir_->path() / "qa.jsonl", qa);
-    write_file(dir_->path() / "choice.jsonl",
-               json{{"context", sample_document_text(50)},
-                    {"question", "Which one?"},
-                    {"answers", {"bridge"}},
-                    {"options", {"river", "bridge", "stone"}}}
-                       .dump() +
-                   "\n");
+    write_file(dir_->path() / "choice.jsonl", json{{"context", sample_document_text(50)},
+                                                   {"question", "Which one?"},
+                                                   {"answers", {"bridge"}},
+                                                   {"options", {"river", "bridge", "stone"}}}
+                                                      .dump() +
+                                                  "\n");
   }
   static void TearDownTestSuite() { delete dir_; }
   static fs::path model() { return dir_->path() / "ckpt"; }
@@ -48,14 +47,16 @@ class EvalCli : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return json::parse(r.out);
   }
-  // Decoder KV bytes per position of the tiny model: 2 layers x (K, V) x 2 kv heads x head_dim 8 x 4 bytes (f32).
+  // Decoder KV bytes per position of the tiny model: 2 layers x (K, V) x 2 kv heads x head_dim 8 x 4 bytes
+  // (f32).
   static constexpr double kKvPerPosition = 2 * 2 * 2 * 8 * 4;
   static TempDir* dir_;
 };
 TempDir* EvalCli::dir_ = nullptr;
 
 TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
-  json r = run_json("--task ppl --data '" + text().string() + "' --ratio 4,8 --limit 5 --context-tokens 64 "
+  json r = run_json("--task ppl --data '" + text().string() +
+                    "' --ratio 4,8 --limit 5 --context-tokens 64 "
                     "--target-tokens 16");
   EXPECT_EQ(r["task"], "ppl");
   EXPECT_EQ(r["n"], 5);
@@ -81,14 +82,17 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
   else
     EXPECT_TRUE(r["gain_retained@4"].is_null());
   // Deterministic: the same seed gives the same numbers; another seed other windows.
-  json again = run_json("--task ppl --data '" + text().string() + "' --ratio 4,8 --limit 5 --context-tokens 64 "
+  json again = run_json("--task ppl --data '" + text().string() +
+                        "' --ratio 4,8 --limit 5 --context-tokens 64 "
                         "--target-tokens 16");
   EXPECT_EQ(again["conditions"]["compressed@4"]["nll"], r["conditions"]["compressed@4"]["nll"]);
-  json other = run_json("--task ppl --data '" + text().string() + "' --ratio 4,8 --limit 5 --context-tokens 64 "
+  json other = run_json("--task ppl --data '" + text().string() +
+                        "' --ratio 4,8 --limit 5 --context-tokens 64 "
                         "--target-tokens 16 --seed 7");
   EXPECT_NE(other["conditions"]["none"]["nll"], r["conditions"]["none"]["nll"]);
   // The table form names the conditions too.
-  RunResult table = run_coenc(m() + "--task ppl --data '" + text().string() + "' --limit 2 --context-tokens 64");
+  RunResult table =
+      run_coenc(m() + "--task ppl --data '" + text().string() + "' --limit 2 --context-tokens 64");
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("compressed@4"), std::string::npos);
   EXPECT_NE(table.out.find("gain_retained@4"), std::string::npos);
@@ -96,7 +100,8 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
 
 TEST_F(EvalCli, TruncatedWhenTheContextOutgrowsTheWindow) {
   // 400 context tokens + 16 targets do not fit the 256-position decoder: truncated instead of full.
-  json r = run_json("--task ppl --data '" + text().string() + "' --limit 2 --context-tokens 400 --target-tokens 16");
+  json r = run_json("--task ppl --data '" + text().string() +
+                    "' --limit 2 --context-tokens 400 --target-tokens 16");
   EXPECT_FALSE(r["conditions"].contains("full"));
   ASSERT_TRUE(r["conditions"].contains("truncated"));
   EXPECT_EQ(r["conditions"]["truncated"]["positions"], 256.0);
@@ -112,7 +117,8 @@ TEST_F(EvalCli, ReconAndQa) {
     EXPECT_LE(v, 1.0);
   }
   EXPECT_TRUE(rec["conditions"]["none"].contains("token_accuracy"));
-  EXPECT_EQ(rec["conditions"]["compressed@4"]["positions"], 8.0 + 2 + 32);  // a chunk: 8 vectors, then its text
+  EXPECT_EQ(rec["conditions"]["compressed@4"]["positions"],
+            8.0 + 2 + 32);  // a chunk: 8 vectors, then its text
 
   json qa = run_json("--task qa --data '" + (dir_->path() / "qa.jsonl").string() + "' --ratio 4,8");
   EXPECT_EQ(qa["n"], 4);
@@ -147,10 +153,12 @@ TEST_F(EvalCli, NeedleWritesItsHeatmap) {
 }
 
 TEST_F(EvalCli, BadInputIsOneLine) {
-  write_file(dir_->path() / "bad.jsonl", "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n{oops\n");
+  write_file(dir_->path() / "bad.jsonl",
+             "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n{oops\n");
   expect_one_line_error(run_coenc(m() + "--task qa --data '" + (dir_->path() / "bad.jsonl").string() + "'"),
                         "bad.jsonl:2: malformed JSON");
-  expect_one_line_error(run_coenc(m() + "--task ppl --data '" + text().string() + "' --ratio 0"), "--ratio 0");
+  expect_one_line_error(run_coenc(m() + "--task ppl --data '" + text().string() + "' --ratio 0"),
+                        "--ratio 0");
   expect_one_line_error(run_coenc(m() + "--task ppl --data /nonexistent/x.txt"), "/nonexistent/x.txt");
   expect_one_line_error(
       run_coenc(m() + "--task ppl --data '" + text().string() + "' --context-tokens 100000"),

@@ -208,20 +208,23 @@ TEST(InspectCli, DescribesTheDefaultModel) {
   EXPECT_NE(missing.err.find("/nonexistent/thing: no such file or directory"), std::string::npos) << missing.err;
 }
 
-// Characters split across tokens stream whole: the issue's own case (the English default model writes Japanese byte
-// by byte), sampled, and the streamed bytes equal --json's text exactly, with no U+FFFD the text does not have.
+// Characters split across tokens stream whole: the issue's own case (the English default model writes
+// Japanese byte by byte), sampled, and the streamed bytes equal --json's text exactly, with no U+FFFD the
+// text does not have.
 TEST(GenerateStreaming, JapaneseStreamsExactlyAsJsonText) {
   const std::string dir = (test_dir().parent_path() / "models/default").string();
   for (const char* seed : {"1", "2", "3"}) {
-    const std::string args = "generate -m '" + dir + "' -p '東京は日本の首都です。大阪は' -n 30 --temp 0.8 --seed " + seed;
+    const std::string args =
+        "generate -m '" + dir + "' -p '東京は日本の首都です。大阪は' -n 30 --temp 0.8 --seed " + seed;
     RunResult streamed = run_coenc(args), js = run_coenc(args + " --json");
     ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
     ASSERT_EQ(js.exit_code, 0) << js.err;
     const std::string text = nlohmann::json::parse(js.out)["text"];
     EXPECT_EQ(streamed.out, text + "\n") << "seed " << seed;
     // The model does write multi-byte characters here (the test would prove nothing otherwise).
-    EXPECT_TRUE(std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0xE0; }))
-        << text;
+    EXPECT_TRUE(std::any_of(text.begin(), text.end(), [](char c) {
+      return static_cast<unsigned char>(c) >= 0xE0;
+    })) << text;
   }
 }
 

@@ -275,7 +275,24 @@ TEST(CoEncoderTrain, ConfigErrorsNameTheField) {
   bad = c;
   bad["objectives"] = {{"qa", 1}};
   bad.erase("train_files");
-  expect_error(bad, "objective \"qa\" reads \"qa_files\"");
+  expect_error(bad, "objectives qa / qa_text read \"qa_files\" (JSONL), none given");
+  bad = c;
+  bad["objectives"]["qa_text"] = 1;
+  bad["qa_files"] = {"qa.jsonl"};
+  expect_error(bad, "objective \"qa_text\" trains the decoder alone");
+  bad = c;
+  bad["tower_layers"] = 1;
+  expect_error(bad, "\"tower_layers\" keeps the first layers of \"tower_from\", which is not given");
+  bad = c;
+  bad["context_tokens"] = 16;
+  bad["min_context_tokens"] = 32;
+  expect_error(bad, "min_context_tokens (32) must be >= 0 and at most context_tokens (16)");
+  bad = c;
+  bad["compression_ratios"] = {4, 0};
+  expect_error(bad, "field \"compression_ratios\" holds 0");
+  bad = c;
+  bad["time_budget_s"] = -1;
+  expect_error(bad, "time_budget_s must be >= 0");
   bad = c;
   bad["co_encoder"] = "ckpt";
   expect_error(bad, "not both");
@@ -514,9 +531,11 @@ TEST(CoEncoderTrain, ContextLengthsVaryBetweenMinAndMax) {
     }
   }
   EXPECT_EQ(lengths.size(), 21u);  // 20..40, all of them
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(ex.sample(data::Objective::Continuation, rng, true).context.size(), 40u);
-  EXPECT_COENC_ERROR(data::TextExamples({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 41),
-                     "min_context_tokens (41) must be in [0, context_tokens (40)]");
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(ex.sample(data::Objective::Continuation, rng, true).context.size(), 40u);
+  EXPECT_COENC_ERROR(
+      data::TextExamples({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 41),
+      "min_context_tokens (41) must be in [0, context_tokens (40)]");
 }
 
 }  // namespace

@@ -26,7 +26,8 @@ TEST(EvalMetrics, ExactMatchAndF1TakeTheBestAnswer) {
   // The best of several answers counts.
   EXPECT_NEAR(f1_score("Denver Broncos", {"Carolina Panthers", "Broncos", "the Denver Broncos"}), 1.0, 1e-12);
   EXPECT_EQ(f1_score("Panthers", {"Broncos"}), 0.0);
-  // Repeated tokens are matched at most as often as the reference has them: 1 of 3 predicted, 1 of 1 reference.
+  // Repeated tokens are matched at most as often as the reference has them: 1 of 3 predicted, 1 of 1
+  // reference.
   EXPECT_NEAR(f1_score("yes yes yes", {"yes"}), 0.5, 1e-12);
   EXPECT_EQ(f1_score("", {""}), 1.0);
 }
@@ -49,7 +50,7 @@ TEST(EvalMetrics, GainRetained) {
   EXPECT_NEAR(*gain_retained(5.0, 4.0, 3.0), 0.5, 1e-12);
   EXPECT_NEAR(*gain_retained(5.0, 3.0, 3.0), 1.0, 1e-12);
   EXPECT_NEAR(*gain_retained(5.0, 6.0, 3.0), -0.5, 1e-12);  // worse than no context at all
-  EXPECT_FALSE(gain_retained(5.0, 4.0, 5.0).has_value());    // the full context gains nothing
+  EXPECT_FALSE(gain_retained(5.0, 4.0, 5.0).has_value());   // the full context gains nothing
   EXPECT_FALSE(gain_retained(5.0, 4.0, 5.5).has_value());
 }
 
@@ -59,7 +60,8 @@ TEST(EvalData, ReadsTextJsonlAndXz) {
   write_file(d / "b.jsonl", "{\"text\": \"third\"}\n\n{\"id\": 4, \"text\": \"fourth\"}\n");
   write_file(d / "c.txt", "fifth doc");
   ASSERT_EQ(std::system(("xz -z '" + (d / "c.txt").string() + "'").c_str()), 0);  // leaves c.txt.xz
-  auto docs = read_eval_documents({(d / "a.txt").string(), (d / "b.jsonl").string(), (d / "c.txt.xz").string()});
+  auto docs =
+      read_eval_documents({(d / "a.txt").string(), (d / "b.jsonl").string(), (d / "c.txt.xz").string()});
   EXPECT_EQ(docs, (std::vector<std::string>{"first doc", "second doc", "third", "fourth", "fifth doc"}));
 }
 
@@ -67,7 +69,8 @@ TEST(EvalData, ReadsQaItemsWithAndWithoutOptions) {
   TempDir d;
   write_file(d / "q.jsonl",
              "{\"context\": \"c1\", \"question\": \"q1\", \"answers\": [\"a\", \"b\"], \"options\": null}\n"
-             "{\"context\": \"c2\", \"question\": \"q2\", \"answers\": [\"y\"], \"options\": [\"x\", \"y\", \"z\"]}\n"
+             "{\"context\": \"c2\", \"question\": \"q2\", \"answers\": [\"y\"], \"options\": [\"x\", \"y\", "
+             "\"z\"]}\n"
              "{\"context\": \"c3\", \"question\": \"q3\", \"answers\": [], \"options\": [\"x\", \"y\"], "
              "\"meta\": {\"answer_index\": 0}}\n");
   auto items = read_qa_items({(d / "q.jsonl").string()});
@@ -83,15 +86,19 @@ TEST(EvalData, MalformedLinesNameFileLineAndField) {
   const std::string f = (d / "bad.jsonl").string();
   write_file(f, "{\"text\": \"ok\"}\n{\"text\": 5}\n");
   EXPECT_COENC_ERROR(read_eval_documents({f}), "bad.jsonl:2: field \"text\" must be a string");
-  write_file(f, "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n{\"context\": \"c\", \"question\"\n");
+  write_file(
+      f,
+      "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n{\"context\": \"c\", \"question\"\n");
   EXPECT_COENC_ERROR(read_qa_items({f}), "bad.jsonl:2: malformed JSON");
   write_file(f, "{\"context\": \"c\", \"question\": \"q\", \"answers\": \"a\"}\n");
   EXPECT_COENC_ERROR(read_qa_items({f}), "bad.jsonl:1: field \"answers\" must be a list of strings");
-  write_file(f, "{\"context\": \"c\", \"question\": \"q\", \"answers\": [], \"options\": [\"x\"], "
-                "\"meta\": {\"answer_index\": 3}}\n");
+  write_file(f,
+             "{\"context\": \"c\", \"question\": \"q\", \"answers\": [], \"options\": [\"x\"], "
+             "\"meta\": {\"answer_index\": 3}}\n");
   EXPECT_COENC_ERROR(read_qa_items({f}), "bad.jsonl:1: field \"meta.answer_index\" must be an index");
   write_file(d / "broken.txt.xz", "not xz at all");
-  EXPECT_COENC_ERROR(read_eval_documents({(d / "broken.txt.xz").string()}), "broken.txt.xz: not a valid .xz file");
+  EXPECT_COENC_ERROR(read_eval_documents({(d / "broken.txt.xz").string()}),
+                     "broken.txt.xz: not a valid .xz file");
   write_file(d / "doc.csv", "a,b");
   EXPECT_COENC_ERROR(read_eval_documents({(d / "doc.csv").string()}), "expected a .txt or .jsonl file");
 }

@@ -74,8 +74,9 @@ TEST(StreamDecoder, ConcatenationEqualsDecode) {
   }
 }
 
-// TextStream, the path generation streams through: ids fed one at a time (as a model emits them), every delta is
-// whole UTF-8 with no U+FFFD that the final text does not have at that place, and the deltas add up to decode().
+// TextStream, the path generation streams through: ids fed one at a time (as a model emits them), every delta
+// is whole UTF-8 with no U+FFFD that the final text does not have at that place, and the deltas add up to
+// decode().
 void expect_text_stream_exact(const Tokenizer& t, const std::string& text) {
   TokenIds ids = t.encode(text, EncodeOptions{false, false});
   TextStream stream([&](const TokenIds& x) { return t.decode_bytes(x, true); });
@@ -95,16 +96,16 @@ void expect_text_stream_exact(const Tokenizer& t, const std::string& text) {
 }
 
 const char* const kSplitCharacterTexts[] = {
-    "東京は日本の首都です。大阪は",                                  // Japanese: 3 bytes a character
-    "絵文字😀👍🏽 and a family 👨‍👩‍👧",                                // 4-byte emoji, skin tone, ZWJ sequence
+    "東京は日本の首都です。大阪は",                                   // Japanese: 3 bytes a character
+    "絵文字😀👍🏽 and a family 👨‍👩‍👧",          // 4-byte emoji, skin tone, ZWJ sequence
     "combining: e\xCC\x81 a\xCC\x8A n\xCC\x83 (decomposed accents)",  // base letter + combining mark
     "mixed 日本語 text, ascii, и кириллица"};
 
 TEST(TextStream, CharactersSplitAcrossTokensStreamExactly) {
   TempDir dir;
-  auto tiny = load_tokenizer_json(dir, tiny_tokenizer_json());                   // byte-level, one token a byte
+  auto tiny = load_tokenizer_json(dir, tiny_tokenizer_json());  // byte-level, one token a byte
   auto trained = Tokenizer::load((test_dir() / "golden/tokenizer/trained").string());  // byte-level BPE
-  auto spm = Tokenizer::load(tiny_spm().string());                              // SentencePiece, byte fallback
+  auto spm = Tokenizer::load(tiny_spm().string());  // SentencePiece, byte fallback
   for (const char* text : kSplitCharacterTexts) {
     // The test is about characters that really are split: check that each vocabulary splits some.
     for (const Tokenizer* t : {tiny.get(), trained.get(), spm.get()}) {

@@ -50,8 +50,8 @@ TEST(Train, TinyDecoderLearnsRepeatedText) {
   EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2);
 }
 
-// time_budget_s: plans from the latest window's speed, so a run whose steps speed up gets the longer plan, and the
-// plan is fixed once a quarter of it is done.
+// time_budget_s: plans from the latest window's speed, so a run whose steps speed up gets the longer plan,
+// and the plan is fixed once a quarter of it is done.
 TEST(Train, StepBudgetPlansFromTheLatestSpeed) {
   StepBudget b{true, 1000.0};
   double t = 0;
@@ -74,9 +74,11 @@ TEST(Train, StepBudgetPlansFromTheLatestSpeed) {
   EXPECT_EQ(*plan, 120 + 750);
   // Evaluations count too: 10 s every 10 steps adds 1 s a step.
   StepBudget e{true, 1000.0};
-  for (int64_t d = 1; d <= StepBudget::kWarmSteps + StepBudget::kWindowSteps; ++d) plan = e.observe(d, d * 1.0, 10, 10, d, 100000);
+  for (int64_t d = 1; d <= StepBudget::kWarmSteps + StepBudget::kWindowSteps; ++d)
+    plan = e.observe(d, d * 1.0, 10, 10, d, 100000);
   EXPECT_EQ(*plan, 70 + 930 / 2);
-  // Fixed once done >= a quarter of the plan: 200 s budget at 1 s a step plans 200 steps; at step 70 that is a third.
+  // Fixed once done >= a quarter of the plan: 200 s budget at 1 s a step plans 200 steps; at step 70 that is
+  // a third.
   StepBudget f{true, 200.0};
   for (int64_t d = 1; d <= 70; ++d) plan = f.observe(d, d * 1.0, 0, 100, d, 100000);
   EXPECT_EQ(*plan, 200);
@@ -85,7 +87,8 @@ TEST(Train, StepBudgetPlansFromTheLatestSpeed) {
   // Spent before the first plan (a resumed run whose earlier parts used the budget): stop where it is.
   StepBudget spent{true, -5.0};
   plan = std::nullopt;
-  for (int64_t d = 1; d <= StepBudget::kWarmSteps && !plan; ++d) plan = spent.observe(d, d * 1.0, 0, 100, 300 + d, 1000);
+  for (int64_t d = 1; d <= StepBudget::kWarmSteps && !plan; ++d)
+    plan = spent.observe(d, d * 1.0, 0, 100, 300 + d, 1000);
   EXPECT_EQ(*plan, 300 + StepBudget::kWarmSteps);
   EXPECT_FALSE(StepBudget{}.observe(70, 70, 0, 100, 70, 1000));  // no budget: never plans
 }

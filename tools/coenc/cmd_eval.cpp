@@ -1,5 +1,5 @@
-// coenc eval: compression quality side by side (no context / full / compressed at each ratio / truncated), with
-// its cost. docs/eval.md.
+// coenc eval: compression quality side by side (no context / full / compressed at each ratio / truncated),
+// with its cost. docs/eval.md.
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -38,12 +38,14 @@ std::string cell(const nlohmann::json& m, const char* key, bool percent) {
 void print_table(const nlohmann::json& r) {
   std::vector<std::pair<const char*, bool>> metrics;  // name, shown as percent
   const std::string task = r["task"];
-  if (task == "recon") metrics = {{"token_accuracy", true}, {"exact_accuracy", true}, {"bleu4", false}, {"nll", false}};
+  if (task == "recon")
+    metrics = {{"token_accuracy", true}, {"exact_accuracy", true}, {"bleu4", false}, {"nll", false}};
   if (task == "ppl") metrics = {{"nll", false}, {"ppl", false}};
   if (task == "qa") metrics = {{"accuracy", true}, {"em", true}, {"f1", true}};
   if (task == "needle") metrics = {{"accuracy", true}};
   std::printf("%s on %s: %lld items, seed %llu\n", task.c_str(), r["model"].get<std::string>().c_str(),
-              static_cast<long long>(r["n"].get<int64_t>()), static_cast<unsigned long long>(r["seed"].get<uint64_t>()));
+              static_cast<long long>(r["n"].get<int64_t>()),
+              static_cast<unsigned long long>(r["seed"].get<uint64_t>()));
   std::printf("%-16s", "condition");
   for (auto& [name, pct] : metrics) std::printf(" %14s", name);
   std::printf(" %10s %12s %9s\n", "positions", "kv_bytes", "seconds");
@@ -61,7 +63,8 @@ void print_table(const nlohmann::json& r) {
   }
   for (const auto& [key, v] : r.items())
     if ((key.rfind("gain_retained@", 0) == 0 || key.rfind("retention@", 0) == 0))
-      std::printf("%s: %s\n", key.c_str(), v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key.c_str(), true).c_str());
+      std::printf("%s: %s\n", key.c_str(),
+                  v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key.c_str(), true).c_str());
 }
 
 int run_eval_command(EvalArgs& a) {
@@ -95,25 +98,36 @@ CommandFn setup_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "eval", "Measure compression quality side by side: no context, full context, compressed, truncated.");
   cmd->footer(
-      "Every item runs under every condition with the same decoder: none (the question or target alone), full\n"
-      "(the document as text), compressed@R (the document compressed at ratio R, [BOC] v [EOC]), and truncated\n"
+      "Every item runs under every condition with the same decoder: none (the question or target alone), "
+      "full\n"
+      "(the document as text), compressed@R (the document compressed at ratio R, [BOC] v [EOC]), and "
+      "truncated\n"
       "(the text cut to the decoder's window) where the full text does not fit. Each condition reports its\n"
       "metrics and its cost: mean decoder positions, KV-cache bytes, seconds (tower included).\n\n"
       "Tasks:\n"
       "  recon   the decoder regenerates each chunk from its vectors: teacher-forced token accuracy, greedy\n"
       "          exact-token accuracy, BLEU-4 (none: the decoder guessing the chunk alone)\n"
-      "  ppl     K context tokens then M target tokens per document: mean NLL per target token and perplexity;\n"
+      "  ppl     K context tokens then M target tokens per document: mean NLL per target token and "
+      "perplexity;\n"
       "          gain_retained@R = (NLL_none - NLL_compressed) / (NLL_none - NLL_full)\n"
-      "  qa      questions with options: accuracy of the most likely option (mean log-likelihood per token);\n"
-      "          without: greedy answer, SQuAD-normalised EM and F1; retention@R = score_compressed / score_full\n"
-      "  needle  'The secret number is NNNNN.' at depths 0-100% of filler text 0.5-8 windows long: retrieval\n"
+      "  qa      questions with options: accuracy of the most likely option (mean log-likelihood per "
+      "token);\n"
+      "          without: greedy answer, SQuAD-normalised EM and F1; retention@R = score_compressed / "
+      "score_full\n"
+      "  needle  'The secret number is NNNNN.' at depths 0-100% of filler text 0.5-8 windows long: "
+      "retrieval\n"
       "          accuracy per cell; --out DIR writes needle.svg (depth x length heatmap per condition)\n\n"
-      "Data (--data, repeatable; any may end in .xz): .txt documents separated by '\\n\\n<|doc|>\\n' or .jsonl with\n"
-      "\"text\" (recon, ppl, needle filler); QA .jsonl with \"context\", \"question\", \"answers\", optional\n"
-      "\"options\" and \"meta.answer_index\" (qa). --json prints one object: {\"task\", \"model\", \"n\", \"ratios\",\n"
+      "Data (--data, repeatable; any may end in .xz): .txt documents separated by '\\n\\n<|doc|>\\n' or "
+      ".jsonl with\n"
+      "\"text\" (recon, ppl, needle filler); QA .jsonl with \"context\", \"question\", \"answers\", "
+      "optional\n"
+      "\"options\" and \"meta.answer_index\" (qa). --json prints one object: {\"task\", \"model\", \"n\", "
+      "\"ratios\",\n"
       "\"conditions\": {\"none\": {...}, \"full\": {...}, \"compressed@4\": {...}, \"truncated\": {...}},\n"
-      "\"gain_retained@4\" | \"retention@4\", ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll,\n"
-      "ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and cells). The same --seed gives the\n"
+      "\"gain_retained@4\" | \"retention@4\", ...} with metrics by name (token_accuracy, exact_accuracy, "
+      "bleu4, nll,\n"
+      "ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and cells). The same --seed "
+      "gives the\n"
       "same items and numbers. Choose designs on validation splits, never on test (docs/eval.md).\n\n"
       "Examples:\n"
       "  coenc eval -m CKPT --task ppl --data corpus/eval/brown.jsonl.xz --ratio 4,8 --limit 100\n"
@@ -123,14 +137,17 @@ CommandFn setup_eval(CLI::App& app) {
   cmd->add_option("--task", a->options.task, "recon, ppl, qa or needle")
       ->required()
       ->check(CLI::IsMember({"recon", "ppl", "qa", "needle"}));
-  cmd->add_option("--data", a->options.data, "data file (repeatable; .txt, .jsonl, optionally .xz)")->required();
+  cmd->add_option("--data", a->options.data, "data file (repeatable; .txt, .jsonl, optionally .xz)")
+      ->required();
   cmd->add_option("--ratio", a->ratios,
                   "compression ratios to evaluate, comma-separated (default: the checkpoint's; mean and attn "
                   "pooling take any)");
-  cmd->add_option("--limit", a->options.limit,
-                  "items to evaluate: chunks (recon, default 200), documents (ppl, 200), questions (qa, 500), "
-                  "trials per cell (needle, 2)");
-  cmd->add_option("--seed", a->options.seed, "sampling seed of items, windows and needle numbers (default 0)");
+  cmd->add_option(
+      "--limit", a->options.limit,
+      "items to evaluate: chunks (recon, default 200), documents (ppl, 200), questions (qa, 500), "
+      "trials per cell (needle, 2)");
+  cmd->add_option("--seed", a->options.seed,
+                  "sampling seed of items, windows and needle numbers (default 0)");
   cmd->add_option("--context-tokens", a->options.context_tokens, "ppl: K context tokens (default 512)");
   cmd->add_option("--target-tokens", a->options.target_tokens, "ppl: M target tokens scored (default 128)");
   cmd->add_option("--out", a->options.out, "folder for TASK.json (and needle.svg)");
