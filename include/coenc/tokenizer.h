@@ -84,6 +84,10 @@ class Tokenizer {
   std::string chat_template_;
 };
 
+// The byte offset of the first byte of `text` that is not valid UTF-8 or is a NUL (the mark of a binary file),
+// nullopt for clean text. Documents are refused with it rather than compressed as noise.
+std::optional<size_t> first_non_text_byte(std::string_view text);
+
 // Incremental decoding for streaming generation: feed ids one at a time and get back only text that is
 // complete UTF-8. Bytes of a character split over several tokens are held back until the character is
 // complete; bytes that can never become valid UTF-8 come out as U+FFFD. The concatenation of everything

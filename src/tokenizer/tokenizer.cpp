@@ -82,6 +82,17 @@ std::string Tokenizer::decode(const TokenIds& ids, bool skip_special) const {
   return tok::sanitize_utf8(decode_bytes(ids, skip_special));
 }
 
+std::optional<size_t> first_non_text_byte(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '\0') return i;
+    const int len = static_cast<unsigned char>(text[i]) < 0x80 ? 1 : tok::utf8_sequence_length(text, i);
+    if (len == 0) return i;
+    i += static_cast<size_t>(len);
+  }
+  return std::nullopt;
+}
+
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
     : tokenizer_(tokenizer), skip_special_(skip_special) {}
 

@@ -288,6 +288,13 @@ TEST_F(CompressAskCli, BadDocuments) {
   expect_one_line_error(
       run_coenc("compress -m " + q(chat()) + " --doc " + q(d / "missing.txt") + " -o " + q(d / "e.coctx")),
       "missing.txt: document not found");
+  write_file(d / "binary.bin", std::string("ELF\x01\x00\x00\xff\xfe", 8));
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(d / "binary.bin") + " hi"),
+                        "binary.bin: not a text document (byte 4 is a NUL; expected UTF-8 text to compress)");
+  write_file(d / "latin1.txt", "caf\xe9 au lait");
+  expect_one_line_error(
+      run_coenc("compress -m " + q(chat()) + " --doc " + q(d / "latin1.txt") + " -o " + q(d / "x.coctx")),
+      "latin1.txt: not a text document (byte 3 is not valid UTF-8");
   // Far more text than the decoder's 256 positions hold, compressed 4:1.
   write_file(d / "long.txt", sample_document_text(3000));
   expect_one_line_error(

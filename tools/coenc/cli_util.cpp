@@ -108,6 +108,9 @@ TokenIds merge_ids(TokenIds ids, const TokenIds& more) {
 TokenIds read_document(const std::string& path, const Tokenizer& tok, const CoEncoderConfig& c,
                        int64_t reserve) {
   const std::string text = read_text_input(path, "document");
+  if (auto at = first_non_text_byte(text))
+    fail(ErrorCode::InvalidInput, "{}: not a text document (byte {} is {}; expected UTF-8 text to compress)", path,
+         *at, text[*at] == '\0' ? std::string("a NUL") : std::string("not valid UTF-8"));
   EncodeOptions eo;
   eo.add_special = false;
   eo.parse_special = false;
