@@ -439,9 +439,9 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     metrics.flush();
   }
 
-  // time_budget_s: the run's length is fixed once this process has timed its first steps; a resumed run whose
-  // length was fixed keeps it (state.json's planned_steps), one stopped before that measures with what is
-  // left.
+  // time_budget_s (StepBudget): the run's length is planned from this process's measured speed until a quarter of
+  // it is done; a resumed run whose plan was fixed keeps it (state.json's planned_steps), one stopped before that
+  // goes on planning with what is left of the budget.
   std::optional<std::chrono::steady_clock::time_point> loop_start;
   auto loop_seconds = [&] {
     return loop_start ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *loop_start).count()

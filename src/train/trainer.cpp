@@ -55,44 +55,21 @@ torch::Tensor lm_loss(DecoderLm& lm, const torch::Tensor& x, const torch::Tensor
 
 TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   COENC_CHECK(j.is_object(), "{}: expected a JSON object", where);
-  static const std::set<std::string> known = {
+  // The fields of the plain LM trainer, and those only a Co-Encoder run takes.
+  static const std::set<std::string> lm_fields = {
       "objective", "objectives", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction",
       "out", "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps",
       "weight_decay", "beta1", "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device",
-      "progress", "autocast", "time_budget_s",
-      // the Co-Encoder objectives
+      "progress", "autocast", "time_budget_s"};
+  static const std::set<std::string> co_encoder_only = {
       "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
       "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
       "continuation_tokens", "max_context_tokens", "compression_ratios", "size_loss_weight", "log_every",
       "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower",
       "embed_decoder", "save_dtype"};
-  static const std::set<std::string> co_encoder_only = {"co_encoder",
-                                                        "co_encoder_config",
-                                                        "tower_from",
-                                                        "tower_layers",
-                                                        "decoder_from",
-                                                        "init_std",
-                                                        "context_tokenizer",
-                                                        "text_tokenizer",
-                                                        "qa_files",
-                                                        "train",
-                                                        "context_tokens",
-                                                        "min_context_tokens",
-                                                        "continuation_tokens",
-                                                        "max_context_tokens",
-                                                        "compression_ratios",
-                                                        "size_loss_weight",
-                                                        "log_every",
-                                                        "save_every",
-                                                        "resume",
-                                                        "stop_after",
-                                                        "lora",
-                                                        "activation_checkpointing",
-                                                        "embed_tower",
-                                                        "embed_decoder",
-                                                        "save_dtype"};
   for (const auto& item : j.items())
-    COENC_CHECK(known.count(item.key()), "{}: unknown field \"{}\"", where, item.key());
+    COENC_CHECK(lm_fields.count(item.key()) || co_encoder_only.count(item.key()), "{}: unknown field \"{}\"",
+                where, item.key());
   TrainConfig c;
   c.source = j;
   COENC_CHECK(!(j.contains("objective") && j.contains("objectives")),
