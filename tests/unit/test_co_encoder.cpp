@@ -214,6 +214,26 @@ TEST(Pooling, MeanShapesAndMasks) {
   EXPECT_LT(max_diff(m->compress_chunk(ids)[2], expected), 1e-5);
 }
 
+// mean pooling against values worked out by hand: spans of r valid tokens, each averaged; padding never enters.
+TEST(Pooling, MeanEqualsHandComputedSpans) {
+  // Item 0: 5 valid tokens, r = 2 -> spans {0,1} {2,3} {4}. Item 1: 3 valid tokens then padding (whose values are
+  // large, to show they are not averaged in) -> spans {0,1} {2}.
+  torch::Tensor h = torch::tensor({1., 10., 3., 30., 5., 50., 7., 70., 9., 90.,    //
+                                   2., 20., 4., 40., 6., 60., 1e6, 1e6, 1e6, 1e6})
+                        .view({2, 5, 2});
+  torch::Tensor mask = torch::tensor({1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, torch::kBool).view({2, 5});
+  Pooled p = mean_pool(h, mask, 2);
+  ASSERT_EQ(p.states.sizes(), (std::vector<int64_t>{2, 3, 2}));
+  EXPECT_EQ(p.sizes[0].item<int64_t>(), 3);
+  EXPECT_EQ(p.sizes[1].item<int64_t>(), 2);
+  const torch::Tensor want0 = torch::tensor({2., 20., 6., 60., 9., 90.}).view({3, 2});
+  const torch::Tensor want1 = torch::tensor({3., 30., 6., 60.}).view({2, 2});
+  EXPECT_TRUE(torch::allclose(p.states[0], want0)) << p.states[0];
+  EXPECT_TRUE(torch::allclose(p.states[1].narrow(0, 0, 2), want1)) << p.states[1];
+  EXPECT_TRUE(p.mask[0].all().item<bool>());
+  EXPECT_FALSE(p.mask[1][2].item<bool>());
+}
+
 TEST(Pooling, AttnShapesAndMasks) {
   CoEncoder m = tiny("attn");
   EXPECT_EQ(m->compress_chunk(random_ids(13, 1)).sizes(), (std::vector<int64_t>{4, 32}));
