@@ -1,5 +1,6 @@
 // Metrics of the evaluation harness, each as its reference defines it (include/coenc/eval.h).
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <map>
