@@ -28,7 +28,8 @@ struct TrainConfig {
   std::string init_from;
   nlohmann::json model_config;
   std::string tokenizer;                  // tokenizer.json / tokenizer.model / folder; copied into the output
-  std::vector<std::string> train_files;   // plain UTF-8 text; documents separated by "\n\n<|doc|>\n" (corpus format)
+  // plain UTF-8 text, or .xz of it; documents separated by "\n\n<|doc|>\n" (corpus format)
+  std::vector<std::string> train_files;
   double eval_fraction = 0.01;            // the last fraction of the tokens is held out for evaluation
   std::string out;                        // output model directory (Hugging Face layout)
   int64_t seq_len = 256;                  // tokens per training sequence
@@ -59,7 +60,7 @@ struct TrainConfig {
   // by default those of the `co_encoder` checkpoint (context_tokenizer/, text_tokenizer/) or of tower_from /
   // decoder_from.
   std::string context_tokenizer, text_tokenizer;
-  std::vector<std::string> qa_files;      // JSONL: {"context", "question", "answers": [..] or "..."} per line
+  std::vector<std::string> qa_files;      // JSONL (or .xz of it): {"context", "question", "answers": [..] or "..."}
   // "train": which parts learn. The connector ("connector": true); "tower": "frozen" | "full" | "lora";
   // "decoder": "frozen" | "full" | "lora".
   bool train_connector = true;

@@ -7,6 +7,7 @@
 #include "coenc/atomic_file.h"
 #include "coenc/co_encoder.h"
 #include "coenc/error.h"
+#include "io/data_file.h"
 #include "train/text_dataset.h"
 
 namespace coenc::data {
@@ -125,26 +126,7 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   const auto eos = text_tok.eos_id();
   for (const auto& file : files) {
-    COENC_CHECK_CODE(file.size() < 3 || file.compare(file.size() - 3, 3, ".xz") != 0, Unsupported,
-                     "{}: compressed files are not read; decompress it first (xz -dk)", file);
-    const std::string text = read_file_bytes(file, "QA data");
-    size_t begin = 0;
-    int64_t line_no = 0;
-    while (begin < text.size()) {
-      size_t end = text.find('\n', begin);
-      if (end == std::string::npos) end = text.size();
-      const std::string_view line = std::string_view(text).substr(begin, end - begin);
-      begin = end + 1;
-      ++line_no;
-      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
-        fail(ErrorCode::InvalidInput, "{}:{}: malformed JSON: {}", file, line_no, e.what());
-      }
-      COENC_CHECK(j.is_object(), "{}:{}: expected a JSON object with \"context\", \"question\", \"answers\"", file,
-                  line_no);
+    for_each_jsonl(file, read_data_file(file, "QA data"), [&](int64_t line_no, const nlohmann::json& j) {
       for (const char* key : {"context", "question"})
         COENC_CHECK(j.contains(key) && j[key].is_string() && !j[key].get<std::string>().empty(),
                     "{}:{}: field \"{}\" must be a non-empty string", file, line_no, key);
@@ -173,7 +155,7 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
       ex.target = text_tok.encode(" " + answer, EncodeOptions{false, false});
       if (eos) ex.target.push_back(*eos);
       items_.push_back(std::move(ex));
-    }
+    });
   }
   const int64_t n = static_cast<int64_t>(items_.size());
   COENC_CHECK(n >= 2, "qa_files: {} example(s); need at least 2 (one held out for evaluation)", n);

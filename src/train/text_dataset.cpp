@@ -3,6 +3,7 @@
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "core/progress.h"
+#include "io/data_file.h"
 
 namespace coenc::data {
 
@@ -13,7 +14,7 @@ void for_each_document(const std::vector<std::string>& files, bool progress,
   const std::string sep = "\n\n<|doc|>\n";
   ProgressBar bar("tokenizing", static_cast<int64_t>(files.size()), "files", progress);
   for (size_t f = 0; f < files.size(); ++f) {
-    const std::string text = read_file_bytes(files[f], "training text");
+    const std::string text = read_data_file(files[f], "training text");
     size_t begin = 0;
     while (begin < text.size()) {
       size_t end = text.find(sep, begin);

@@ -2,6 +2,7 @@
 // context, an interrupted and resumed run equals an uninterrupted one, Ctrl-C saves, and bad configs and JSONL
 // lines are reported with the field / file and line.
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <set>
@@ -509,6 +510,25 @@ TEST(CoEncoderTrain, LoraTowerAndReferencedDecoder) {
   bad = c;
   bad["train"] = {{"tower", "frozen"}};
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lora\" is given but");
+}
+
+// Training reads the corpus files as they ship, .xz included, through the reader coenc eval uses.
+TEST(CoEncoderTrain, ReadsXzCompressedTextAndQa) {
+  TempDir d;
+  test::write_file(d / "t.txt", test::sample_document_text(300) + "\n\n<|doc|>\n" + test::sample_document_text(300));
+  std::string qa;
+  for (int i = 0; i < 3; ++i)
+    qa += "{\"context\": \"" + test::sample_document_text(20) + "\", \"question\": \"q?\", \"answers\": [\"a\"]}\n";
+  test::write_file(d / "qa.jsonl", qa);
+  ASSERT_EQ(std::system(("xz -z '" + (d / "t.txt").string() + "' '" + (d / "qa.jsonl").string() + "'").c_str()), 0);
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  data::QaExamples q({(d / "qa.jsonl.xz").string()}, *tok, *tok, 0.3, 64);
+  EXPECT_EQ(q.n_train() + q.n_eval(), 3);
+  data::TextExamples t({(d / "t.txt.xz").string()}, *tok, *tok, true, 0.3, 40, 8, true, false);
+  EXPECT_EQ(t.n_train_docs() + t.n_eval_docs(), 2);
+  test::write_file(d / "bad.jsonl.xz", "not xz");
+  EXPECT_COENC_ERROR(data::QaExamples({(d / "bad.jsonl.xz").string()}, *tok, *tok, 0.3, 64),
+                     "bad.jsonl.xz: not a valid .xz file");
 }
 
 // min_context_tokens: training examples draw their context length from [min, context_tokens] (every length
