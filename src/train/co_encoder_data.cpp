@@ -1,6 +1,7 @@
 #include "train/co_encoder_data.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -18,8 +19,9 @@ const char* objective_name(Objective o) {
     case Objective::Continuation: return "continuation";
     case Objective::Qa: return "qa";
     case Objective::Lm: return "lm";
-    case Objective::QaText:
-      return "qa_text";
+    case Objective::QaText: return "qa_text";
+    case Objective::Passkey:
+      return "passkey";
   }
   return "?";
 }
@@ -39,13 +41,14 @@ std::vector<int64_t> cumulative(const std::vector<int64_t>& weights) {
 TextExamples::TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,
                            const Tokenizer& text_tok, bool same_tokenizer, double eval_fraction,
                            int64_t context_tokens, int64_t continuation_tokens, bool need_continuation,
-                           bool progress, int64_t min_context_tokens)
+                           bool progress, int64_t min_context_tokens, int64_t passkey_tokens)
     : context_tok_(context_tok),
       text_tok_(text_tok),
       same_tokenizer_(same_tokenizer),
       context_tokens_(context_tokens),
       continuation_tokens_(continuation_tokens),
-      min_context_tokens_(min_context_tokens) {
+      min_context_tokens_(min_context_tokens),
+      passkey_tokens_(passkey_tokens > 0 ? passkey_tokens : context_tokens) {
   COENC_CHECK(min_context_tokens >= 0 && min_context_tokens <= context_tokens,
               "min_context_tokens ({}) must be in [0, context_tokens ({})]", min_context_tokens,
               context_tokens);
@@ -106,6 +109,7 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
     ex.target = as_text(doc, s, s + w);
     return ex;
   }
+  if (o == Objective::Passkey) return passkey(rng, eval);
   COENC_CHECK_CODE(o == Objective::Continuation || o == Objective::Lm, Internal, "not a text objective");
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
@@ -120,8 +124,37 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
   return ex;
 }
 
+Example TextExamples::passkey(std::mt19937_64& rng, bool eval) const {
+  const int64_t lo = std::min<int64_t>(64, passkey_tokens_), hi = passkey_tokens_;
+  std::uniform_real_distribution<double> log_len(std::log(static_cast<double>(lo)), std::log(static_cast<double>(hi)));
+  const int64_t want = std::clamp<int64_t>(std::llround(std::exp(log_len(rng))), lo, hi);
+  const int64_t first = eval ? split_ : 0, last = eval ? static_cast<int64_t>(docs_.size()) : split_;
+  int64_t d = pick_doc(eval ? all_eval_ : all_train_, first, rng);
+  std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(docs_[d].size()) - 1);
+  TokenIds hay(docs_[d].begin() + start(rng), docs_[d].end());
+  while (static_cast<int64_t>(hay.size()) < want) {  // run on into the next documents of the same split
+    d = d + 1 < last ? d + 1 : first;
+    hay.insert(hay.end(), docs_[d].begin(), docs_[d].end());
+  }
+  std::uniform_int_distribution<int> number(10000, 99999);
+  const std::string key = std::to_string(number(rng));
+  const TokenIds needle = context_tok_.encode(" The secret number is " + key + ". ", EncodeOptions{false, false});
+  const int64_t n_hay = std::max<int64_t>(0, want - static_cast<int64_t>(needle.size()));
+  const int64_t at = std::uniform_int_distribution<int64_t>(0, n_hay)(rng);
+  Example ex;
+  ex.objective = Objective::Passkey;
+  ex.context.assign(hay.begin(), hay.begin() + at);
+  ex.context.insert(ex.context.end(), needle.begin(), needle.end());
+  ex.context.insert(ex.context.end(), hay.begin() + at, hay.begin() + n_hay);
+  ex.prompt = text_tok_.encode("What is the secret number?", EncodeOptions{false, false});
+  ex.target = text_tok_.encode(" " + key, EncodeOptions{false, false});
+  if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
+  return ex;
+}
+
 QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,
-                       const Tokenizer& text_tok, double eval_fraction, int64_t max_context_tokens)
+                       const Tokenizer& text_tok, double eval_fraction, int64_t max_context_tokens,
+                       int64_t max_text_positions)
     : text_tok_(&text_tok) {
   COENC_CHECK(eval_fraction > 0 && eval_fraction < 0.5, "eval_fraction must be in (0, 0.5), got {}", eval_fraction);
   const auto eos = text_tok.eos_id();
@@ -160,12 +193,25 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
   const int64_t n = static_cast<int64_t>(items_.size());
   COENC_CHECK(n >= 2, "qa_files: {} example(s); need at least 2 (one held out for evaluation)", n);
   split_ = n - std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * eval_fraction));
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t reading = plain_text_prompt(text_tok, text_contexts_[i], items_[i].prompt).size() +
+                           items_[i].target.size();
+    if (static_cast<int64_t>(reading) <= max_text_positions) (i < split_ ? fits_train_ : fits_eval_).push_back(i);
+  }
 }
 
 Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
   COENC_CHECK_CODE(o == Objective::Qa || o == Objective::QaText, Internal, "not a QA objective");
   std::uniform_int_distribution<int64_t> pick(eval ? split_ : 0, eval ? static_cast<int64_t>(items_.size()) - 1 : split_ - 1);
-  const int64_t i = pick(rng);
+  int64_t i = pick(rng);
+  if (o == Objective::QaText) {
+    const auto& fits = eval ? fits_eval_ : fits_train_;
+    COENC_CHECK(!fits.empty(),
+                "qa_files: no {} item's context, question and answer fit the decoder's window as plain text "
+                "(objective qa_text)",
+                eval ? "held-out" : "training");
+    i = fits[std::uniform_int_distribution<size_t>(0, fits.size() - 1)(rng)];
+  }
   Example ex = items_[i];
   if (o == Objective::QaText) {
     ex.objective = Objective::QaText;

@@ -13,8 +13,8 @@
 
 namespace coenc::data {
 
-enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4 };
-constexpr int kNumObjectives = 5;
+enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5 };
+constexpr int kNumObjectives = 6;
 const char* objective_name(Objective o);
 
 struct Example {
@@ -31,7 +31,8 @@ class TextExamples {
   // `same_tokenizer`: context and text tokenizers are one, so targets reuse the context ids (no decode/encode).
   TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
                bool same_tokenizer, double eval_fraction, int64_t context_tokens, int64_t continuation_tokens,
-               bool need_continuation, bool progress, int64_t min_context_tokens = 0);
+               bool need_continuation, bool progress, int64_t min_context_tokens = 0,
+               int64_t passkey_tokens = 0);
 
   // Reconstruction: a window of up to context_tokens tokens (a whole document when shorter) as context, its
   // text as the target. Continuation: context_tokens tokens as context, the next (up to) continuation_tokens
@@ -39,6 +40,10 @@ class TextExamples {
   // documents. With min_context_tokens > 0, training examples draw their context length uniformly from
   // [min_context_tokens, context_tokens] (so the decoder learns to read blocks of every length it will meet);
   // evaluation examples keep context_tokens.
+  // Passkey: the retrieval drill `coenc eval --task needle` measures. A span of the documents (running on into
+  // the next ones where a document is short), its length drawn log-uniformly from [64, passkey_tokens], with
+  // " The secret number is NNNNN. " (a random five-digit number) inserted at a random depth; the prompt is
+  // "What is the secret number?", the target " NNNNN" then EOS.
   Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
 
   int64_t n_train_docs() const { return split_; }
@@ -47,6 +52,7 @@ class TextExamples {
  private:
   int64_t pick_doc(const std::vector<int64_t>& cumulative, int64_t first, std::mt19937_64& rng) const;
   TokenIds as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const;
+  Example passkey(std::mt19937_64& rng, bool eval) const;
   std::vector<std::vector<int32_t>> docs_;
   int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
   // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).
@@ -58,6 +64,7 @@ class TextExamples {
   int64_t context_tokens_, continuation_tokens_;
   int64_t
       min_context_tokens_;  // > 0: a training example's context length is drawn from [min, context_tokens_]
+  int64_t passkey_tokens_;  // the longest passkey haystack
 };
 
 // Question answering, JSONL: one {"context": str, "question": str, "answers": [str, ...] | str} object per
@@ -65,11 +72,13 @@ class TextExamples {
 // to max_context_tokens; the prompt is the question, the target " " + the first answer, then the text
 // tokenizer's EOS when it has one. QaText is the same item read in full: no context block, the prompt is the
 // context's text (text tokenizer, cut to max_context_tokens) then the question, as plain_text_prompt
-// (coenc/co_encoder.h) lays it out. Malformed lines are errors naming the file and line.
+// (coenc/co_encoder.h) lays it out; it draws only items whose full reading fits max_text_positions (the
+// decoder's window), since a cut context may have lost the answer. Malformed lines are errors naming the file
+// and line.
 class QaExamples {
  public:
   QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
-             double eval_fraction, int64_t max_context_tokens);
+             double eval_fraction, int64_t max_context_tokens, int64_t max_text_positions);
   Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
   int64_t n_train() const { return split_; }
   int64_t n_eval() const { return static_cast<int64_t>(items_.size()) - split_; }
@@ -80,6 +89,7 @@ class QaExamples {
   std::vector<TokenIds>
       text_contexts_;  // each item's context in text-tokenizer ids, cut to max_context_tokens
   int64_t split_ = 0;
+  std::vector<int64_t> fits_train_, fits_eval_;  // items whose QaText reading fits the decoder's window
 };
 
 }  // namespace coenc::data

@@ -81,7 +81,7 @@ BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>
   }
   COENC_CHECK_CODE(l_max <= cfg.text.max_position_embeddings, ExceedsContext,
                    "a training example needs {} decoder positions but the decoder holds {} "
-                   "(lower context_tokens, continuation_tokens or max_context_tokens)",
+                   "(lower context_tokens, continuation_tokens, max_context_tokens or passkey_tokens)",
                    l_max, cfg.text.max_position_embeddings);
   auto text = torch::zeros({b, n_max}, torch::kInt64);
   auto* tp = text.data_ptr<int64_t>();

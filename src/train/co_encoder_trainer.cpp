@@ -273,14 +273,16 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
   std::unique_ptr<data::TextExamples> text;
   std::unique_ptr<data::QaExamples> qa;
-  if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm))
+  if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
+      active(Objective::Passkey))
     text = std::make_unique<data::TextExamples>(
         c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction,
         context_tokens, c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm),
-        progress, c.min_context_tokens);
+        progress, c.min_context_tokens, c.passkey_tokens);
   if (active(Objective::Qa) || active(Objective::QaText))
     qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
-                                            c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size);
+                                            c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size,
+                                            cfg.text.max_position_embeddings);
   auto sample = [&](Objective o, std::mt19937_64& rng, bool eval) {
     return o == Objective::Qa || o == Objective::QaText ? qa->sample(o, rng, eval)
                                                         : text->sample(o, rng, eval);
@@ -347,7 +349,8 @@ TrainResult train_co_encoder(const TrainConfig& config) {
         if (bl.tokens[o] > 0) sum[o] += bl.loss_sum[o].item<double>(), tokens[o] += bl.tokens[o];
       correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
       for (auto e : ex)
-        if (e.objective == Objective::Continuation || e.objective == Objective::Qa) {
+        if (e.objective == Objective::Continuation || e.objective == Objective::Qa ||
+            e.objective == Objective::Passkey) {
           e.context.clear();
           bare.push_back(std::move(e));
         }

@@ -64,7 +64,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   static const std::set<std::string> co_encoder_only = {
       "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
       "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
-      "continuation_tokens", "max_context_tokens", "compression_ratios", "size_loss_weight", "log_every",
+      "continuation_tokens", "max_context_tokens", "passkey_tokens", "compression_ratios", "size_loss_weight", "log_every",
       "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower",
       "embed_decoder", "save_dtype"};
   for (const auto& item : j.items())
@@ -86,12 +86,14 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     const json& o = j["objectives"];
     COENC_CHECK(o.is_object(), "{}: field \"objectives\" must be an object of weights, got {}", where, o.dump());
     c.objectives.clear();
-    static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm"};
+    static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm",
+                                                "passkey"};
     double total = 0;
     for (const auto& item : o.items()) {
       COENC_CHECK(
           names.count(item.key()),
-          "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm)",
+          "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm, "
+          "passkey)",
           where, item.key());
       COENC_CHECK(item.value().is_number() && item.value().get<double>() >= 0 &&
                       std::isfinite(item.value().get<double>()),
@@ -139,6 +141,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "min_context_tokens", c.min_context_tokens, where);
   read_field(j, "continuation_tokens", c.continuation_tokens, where);
   read_field(j, "max_context_tokens", c.max_context_tokens, where);
+  read_field(j, "passkey_tokens", c.passkey_tokens, where);
   read_field(j, "size_loss_weight", c.size_loss_weight, where);
   read_field(j, "log_every", c.log_every, where);
   read_field(j, "save_every", c.save_every, where);
@@ -258,14 +261,17 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
               "{}: give \"tokenizer\" (both sides) or \"context_tokenizer\" / \"text_tokenizer\", not both", where);
   if (!c.tokenizer.empty()) c.context_tokenizer = c.text_tokenizer = c.tokenizer;
   const bool text_objective = c.objectives.count("reconstruction") || c.objectives.count("continuation") ||
-                              c.objectives.count("lm");
+                              c.objectives.count("lm") || c.objectives.count("passkey");
   COENC_CHECK(!text_objective || !c.train_files.empty(),
-              "{}: objectives reconstruction / continuation / lm read \"train_files\" (plain text), none given", where);
+              "{}: objectives reconstruction / continuation / lm / passkey read \"train_files\" (plain text), none "
+              "given",
+              where);
   const bool qa_objective = c.objectives.count("qa") || c.objectives.count("qa_text");
   COENC_CHECK(!qa_objective || !c.qa_files.empty(),
               "{}: objectives qa / qa_text read \"qa_files\" (JSONL), none given", where);
   COENC_CHECK(c.train_files.empty() || text_objective,
-              "{}: field \"train_files\" is given but no objective reads it (reconstruction, continuation, lm)",
+              "{}: field \"train_files\" is given but no objective reads it (reconstruction, continuation, lm, "
+              "passkey)",
               where);
   COENC_CHECK(c.qa_files.empty() || qa_objective,
               "{}: field \"qa_files\" is given but objectives qa / qa_text have no weight", where);
@@ -282,8 +288,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
               where);
   COENC_CHECK(!j.contains("lora") || c.train_tower == "lora" || c.train_decoder == "lora",
               "{}: field \"lora\" is given but neither train.tower nor train.decoder is \"lora\"", where);
-  COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0,
-              "{}: context_tokens and max_context_tokens must be >= 0 (0: the default)", where);
+  COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0 && c.passkey_tokens >= 0,
+              "{}: context_tokens, max_context_tokens and passkey_tokens must be >= 0 (0: the default)", where);
   COENC_CHECK(c.min_context_tokens >= 0 && (c.min_context_tokens == 0 || c.context_tokens == 0 ||
                                             c.min_context_tokens <= c.context_tokens),
               "{}: min_context_tokens ({}) must be >= 0 and at most context_tokens ({})", where,

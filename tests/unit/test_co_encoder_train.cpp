@@ -522,12 +522,12 @@ TEST(CoEncoderTrain, ReadsXzCompressedTextAndQa) {
   test::write_file(d / "qa.jsonl", qa);
   ASSERT_EQ(std::system(("xz -z '" + (d / "t.txt").string() + "' '" + (d / "qa.jsonl").string() + "'").c_str()), 0);
   auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
-  data::QaExamples q({(d / "qa.jsonl.xz").string()}, *tok, *tok, 0.3, 64);
+  data::QaExamples q({(d / "qa.jsonl.xz").string()}, *tok, *tok, 0.3, 64, 512);
   EXPECT_EQ(q.n_train() + q.n_eval(), 3);
   data::TextExamples t({(d / "t.txt.xz").string()}, *tok, *tok, true, 0.3, 40, 8, true, false);
   EXPECT_EQ(t.n_train_docs() + t.n_eval_docs(), 2);
   test::write_file(d / "bad.jsonl.xz", "not xz");
-  EXPECT_COENC_ERROR(data::QaExamples({(d / "bad.jsonl.xz").string()}, *tok, *tok, 0.3, 64),
+  EXPECT_COENC_ERROR(data::QaExamples({(d / "bad.jsonl.xz").string()}, *tok, *tok, 0.3, 64, 512),
                      "bad.jsonl.xz: not a valid .xz file");
 }
 
@@ -556,6 +556,56 @@ TEST(CoEncoderTrain, ContextLengthsVaryBetweenMinAndMax) {
   EXPECT_COENC_ERROR(
       data::TextExamples({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 41),
       "min_context_tokens (41) must be in [0, context_tokens (40)]");
+}
+
+// The passkey drill: the context is a haystack of the training text with " The secret number is NNNNN. " inside,
+// of a length between 64 and passkey_tokens (running on across documents), and the target is that same number.
+TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
+  TempDir d;
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(150);
+  test::write_file(d / "t.txt", text);
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false, 0, 600);
+  std::mt19937_64 rng(3);
+  size_t shortest = 1 << 30, longest = 0;
+  for (int i = 0; i < 200; ++i) {
+    const auto e = ex.sample(data::Objective::Passkey, rng, i % 4 == 0);
+    ASSERT_EQ(e.objective, data::Objective::Passkey);
+    shortest = std::min(shortest, e.context.size());
+    longest = std::max(longest, e.context.size());
+    ASSERT_TRUE(tok->eos_id() && e.target.back() == *tok->eos_id());
+    const std::string context = tok->decode(e.context),
+                      answer = tok->decode(TokenIds(e.target.begin(), e.target.end() - 1));
+    ASSERT_EQ(answer.size(), 6u) << answer;  // " NNNNN", then EOS
+    EXPECT_NE(context.find("The secret number is" + answer + "."), std::string::npos) << context;
+    EXPECT_EQ(tok->decode(e.prompt), "What is the secret number?");
+  }
+  EXPECT_GE(shortest, 64u);
+  EXPECT_LE(longest, 600u);
+  EXPECT_GT(longest, 400u);  // longer than any one document: the haystack runs on into the next
+}
+
+// qa_text reads the whole context as plain text, so it draws only the items whose reading fits the window;
+// with none that fit it says so.
+TEST(CoEncoderTrain, QaTextDrawsOnlyItemsThatFitTheWindow) {
+  TempDir d;
+  std::string qa;
+  for (int i = 0; i < 8; ++i)
+    qa += "{\"context\": \"" + test::sample_document_text(i % 2 ? 10 : 200) +
+          "\", \"question\": \"q?\", \"answers\": [\"a\"]}\n";
+  test::write_file(d / "qa.jsonl", qa);
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  data::QaExamples q({(d / "qa.jsonl").string()}, *tok, *tok, 0.3, 1000, 100);
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 50; ++i) {
+    const auto e = q.sample(data::Objective::QaText, rng, false);
+    EXPECT_LE(e.prompt.size() + e.target.size(), 100u);
+  }
+  data::QaExamples none({(d / "qa.jsonl").string()}, *tok, *tok, 0.3, 1000, 5);
+  EXPECT_COENC_ERROR(none.sample(data::Objective::QaText, rng, false),
+                     "fit the decoder's window as plain text");
+  EXPECT_EQ(none.sample(data::Objective::Qa, rng, false).objective, data::Objective::Qa);  // qa is unaffected
 }
 
 }  // namespace
