@@ -21,8 +21,10 @@ void KvCache::allocate(int64_t capacity) {
   std::vector<torch::Tensor> k, v;
   auto options = torch::TensorOptions().device(device_).dtype(dtype_);
   for (int64_t l = 0; l < n_layers_; ++l) {
-    k.push_back(torch::empty({batch_, n_kv_heads_, capacity, head_dim_}, options));
-    v.push_back(torch::empty({batch_, n_kv_heads_, capacity, head_dim_}, options));
+    // Zeroed, not empty: CUDA graph decoding attends to whole buckets of slots and masks the unwritten ones with
+    // -inf, which turns into NaN where the slot's stale bytes happen to read as NaN or infinity (bf16 often).
+    k.push_back(torch::zeros({batch_, n_kv_heads_, capacity, head_dim_}, options));
+    v.push_back(torch::zeros({batch_, n_kv_heads_, capacity, head_dim_}, options));
     if (length_ > 0) {
       k.back().narrow(2, 0, length_).copy_(k_[l].narrow(2, 0, length_));
       v.back().narrow(2, 0, length_).copy_(v_[l].narrow(2, 0, length_));
