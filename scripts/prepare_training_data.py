@@ -5,7 +5,7 @@
 
 Writes into OUT_DIR (an ignored folder; nothing here is committed):
   pretrain/*.txt.xz       the pretraining shards, copied as they are (the GPU run unpacks them itself)
-  qa-train.jsonl          answerable questions of the QA train splits: SQuAD (minus the validation articles),
+  qa-train.jsonl.xz       answerable questions of the QA train splits: SQuAD (minus the validation articles),
                           FairytaleQA train, bAbI train (minus every 10th story of each task)
   val/squad-val.jsonl     SQuAD train-split articles held out for choosing designs (never trained on)
   val/fairytaleqa-val.jsonl   FairytaleQA's own validation split
@@ -57,14 +57,14 @@ def main():
             continue
         n = int(it["id"].rsplit("-", 1)[1])
         (val["babi"] if n % 10 == 0 else train).append(it)
-    with open(os.path.join(out, "qa-train.jsonl"), "w", encoding="utf-8") as f:
+    with lzma.open(os.path.join(out, "qa-train.jsonl.xz"), "wt", encoding="utf-8") as f:
         for it in train:
             f.write(json.dumps(it, ensure_ascii=False) + "\n")
     for name, rows in val.items():
         with open(os.path.join(out, "val", name + "-val.jsonl"), "w", encoding="utf-8") as f:
             for it in rows:
                 f.write(json.dumps(it, ensure_ascii=False) + "\n")
-    print(f"qa-train.jsonl: {len(train)} questions; val: " + ", ".join(f"{k} {len(v)}" for k, v in val.items()))
+    print(f"qa-train.jsonl.xz: {len(train)} questions; val: " + ", ".join(f"{k} {len(v)}" for k, v in val.items()))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@
 #                                            deadline, resumed by the next call with the same TOTAL_SECONDS; packs
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
+#   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
+#   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
+#                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.* of a
+#                                            packed model (with NAME.count: their number) into .train/pieces, joined
+#                                            into .train/NAME once all are there: a model may travel over several calls
 #   gpu_call.sh pieces NAME FIRST LAST       copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
 #                                            ($OUT takes at most 64 MiB a call)
 # CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
@@ -52,18 +57,43 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 4
     ;;
-  co_encoder)
-    total=${2:?usage: gpu_call.sh co_encoder TOTAL_SECONDS}
+  co_encoder | co_encoder_long | co_encoder_final)
+    stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
+    dir=co_encoder; [ "$stage" = co_encoder_long ] && dir=co_encoder3
+    [ "$stage" = co_encoder_final ] && dir=co_encoder4
     ensure_built
     stop_after=$((deadline - SECONDS - 40))
-    echo "gpu_call: stage 2 (${total}s in all), this part stops after ${stop_after}s"
-    scripts/default_model/train.sh co_encoder "$build" "$total" "$stop_after" 2>&1 | tee "$out/co_encoder.log" |
+    echo "gpu_call: $stage (${total}s in all), this part stops after ${stop_after}s"
+    scripts/default_model/train.sh "$stage" "$build" "$total" "$stop_after" 2>&1 | tee "$out/$stage.log" |
       grep -v '^tokenizing'
-    cp .train/co_encoder/metrics.jsonl "$out/" 2>/dev/null || true
-    if [ -f .train/co_encoder/model.safetensors ]; then
-      pack co_encoder
-      pieces co_encoder 1 3
+    cp ".train/$dir/metrics.jsonl" "$out/" 2>/dev/null || true
+    if [ -f ".train/$dir/model.safetensors" ]; then
+      pack "$dir"
+      pieces "$dir" 1 3
     fi
+    ;;
+  stash)
+    shift
+    mkdir -p .train/pretrain .train/pieces
+    for d in "$@"; do
+      for f in "$d"/*; do
+        case "$(basename "$f")" in
+          *.txt.xz) cp "$f" .train/pretrain/ ;;
+          qa-train.jsonl.xz) cp "$f" .train/ ;;
+          *.tar.* | *.count) cp "$f" .train/pieces/ ;;
+          *) echo "gpu_call: stash: $f is not a shard, the QA file or a model piece" >&2; exit 2 ;;
+        esac
+      done
+    done
+    # Join every model whose pieces are all here (NAME.count, carried with them, says how many there are).
+    for name in $(ls .train/pieces 2>/dev/null | sed -n 's/\.tar\.[a-z]*$//p' | sort -u); do
+      want=$(cat ".train/pieces/$name.count" 2>/dev/null || echo 0)
+      have=$(ls ".train/pieces/$name.tar."* | wc -l)
+      if [ "$have" -eq "$want" ]; then
+        rm -rf ".train/$name" && cat ".train/pieces/$name.tar."* | tar -x -C .train && echo "gpu_call: joined .train/$name"
+      fi
+    done
+    ensure_built
     ;;
   co_encoder_more)
     ensure_built
@@ -76,7 +106,8 @@ case "${1:-}" in
     pieces "${2:?}" "${3:?}" "${4:?}"
     ;;
   *)
-    echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | co_encoder_more | pieces NAME FIRST LAST" >&2
+    echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | co_encoder_more | co_encoder_long TOTAL_SECONDS |" \
+      "stash DIR... | pieces NAME FIRST LAST" >&2
     exit 2
     ;;
 esac

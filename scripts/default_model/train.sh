@@ -13,28 +13,20 @@
 #   scripts/default_model/train.sh co_encoder_more BUILD
 #       stage 3: 2,600 more steps from stage 2's model with reconstruction weighted up (co_encoder_more.json) ->
 #       .train/co_encoder2 (about 470 s on an H200)
+#   scripts/default_model/train.sh co_encoder_long BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 4: from stage 3's model, reconstruction weighted up again, contexts of 128-512 tokens, passkey drills
+#       in haystacks of up to 3,800 tokens, ratios 4/8/16 (co_encoder_long.json) -> .train/co_encoder3; resumable
+#       in pieces like stage 2
 #
+# The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
 # .train/co_encoder2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long BUILD [SECONDS] [STOP_AFTER_SECONDS]}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
-
-# The corpus shards (and the QA file, if it travelled compressed) unpacked once into .train/data; a GPU machine may
-# lack xz, Python's lzma is always there.
-python3 - <<'PY'
-import glob, lzma, os, shutil
-os.makedirs(".train/data", exist_ok=True)
-for src in glob.glob(".train/pretrain/*.txt.xz") + glob.glob(".train/qa-train.jsonl*"):
-    dst = os.path.join(".train/data", os.path.basename(src).removesuffix(".xz"))
-    if not os.path.exists(dst):
-        with (lzma.open(src) if src.endswith(".xz") else open(src, "rb")) as f, open(dst + ".tmp", "wb") as g:
-            shutil.copyfileobj(f, g)
-        os.rename(dst + ".tmp", dst)
-PY
 
 args=()
 [ -n "$budget" ] && args+=(--set "time_budget_s=$budget")
@@ -42,22 +34,24 @@ case "$stage" in
   decoder)
     "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder)
-    [ -d .train/co_encoder/checkpoint ] && args+=(--set resume=true)
+  co_encoder | co_encoder_long | co_encoder_final)
+    out=.train/$stage; [ "$stage" = co_encoder_long ] && out=.train/co_encoder3
+    [ "$stage" = co_encoder_final ] && out=.train/co_encoder4
+    [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
       # SIGINT at the deadline: the trainer saves its checkpoint and exits with status 130.
       status=0
-      timeout -s INT "$stop_after" "$coenc" train -c scripts/default_model/co_encoder.json "${args[@]}" || status=$?
+      timeout -s INT "$stop_after" "$coenc" train -c "scripts/default_model/$stage.json" "${args[@]}" || status=$?
       [ "$status" -eq 0 ] || [ "$status" -eq 130 ] || [ "$status" -eq 124 ] || exit "$status"
     else
-      "$coenc" train -c scripts/default_model/co_encoder.json "${args[@]}"
+      "$coenc" train -c "scripts/default_model/$stage.json" "${args[@]}"
     fi
     ;;
   co_encoder_more)
     "$coenc" train -c scripts/default_model/co_encoder_more.json
     ;;
   *)
-    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder or co_encoder_more)" >&2
+    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more or co_encoder_long)" >&2
     exit 2
     ;;
 esac
