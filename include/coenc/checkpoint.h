@@ -33,6 +33,15 @@ class WeightSet {
   std::map<std::string, size_t> where_;
 };
 
+// Writes a model directory's weights as WeightSet::open reads them: one `model.safetensors`, or, when
+// `max_shard_bytes` > 0 and the tensors take more, Hugging Face shards `model-0000i-of-0000N.safetensors` of at
+// most that many bytes each (a tensor larger than the limit gets a shard of its own) plus
+// `model.safetensors.index.json`. Every file is written atomically; weight files of an earlier save that the new
+// layout does not use are removed afterwards, so the directory never holds two answers for one tensor.
+void write_model_weights(const std::filesystem::path& dir,
+                         const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                         int64_t max_shard_bytes = 0);
+
 // Which checkpoint names to skip (they are not weights of our modules) and how names map.
 struct LoadRules {
   std::string prefix;              // prepended to each module parameter name to form the checkpoint name

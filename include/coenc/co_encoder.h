@@ -186,13 +186,14 @@ CoEncoder load_co_encoder(const std::filesystem::path& dir, const DeviceOptions&
 // under its seed name), atomically per file. A tower / decoder the config references by path is skipped and the
 // path written as it is: it is relative to the checkpoint the model was loaded from, so write such a model into
 // that same directory, or name the paths with the overload below.
+// `max_shard_bytes` > 0 shards the weights (write_model_weights, coenc/checkpoint.h).
 void save_co_encoder(CoEncoderImpl& model, const std::filesystem::path& dir,
-                     torch::ScalarType storage = torch::kFloat32);
+                     torch::ScalarType storage = torch::kFloat32, int64_t max_shard_bytes = 0);
 // The same, choosing how the tower and decoder are written: a non-empty `context_tower_path` /
 // `language_model_path` (relative to `dir`, or absolute) references that Hugging Face directory instead of storing
 // the part's tensors (it must hold those very weights); an empty one stores them.
 void save_co_encoder(CoEncoderImpl& model, const std::filesystem::path& dir, const std::string& context_tower_path,
-                     const std::string& language_model_path, torch::ScalarType storage = torch::kFloat32);
+                     const std::string& language_model_path, torch::ScalarType storage = torch::kFloat32, int64_t max_shard_bytes = 0);
 
 // The two tokenizers of a checkpoint. The seed saves them in `context_tokenizer/` and `text_tokenizer/` inside the
 // checkpoint directory; a tower or decoder referenced by path (context_tower_path, language_model_path) may

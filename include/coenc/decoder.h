@@ -184,7 +184,9 @@ DecoderLm load_decoder(const std::filesystem::path& dir, const DeviceOptions& op
 
 // Writes `lm` as a Hugging Face model directory: config.json (classic layout) and model.safetensors in `storage`
 // dtype, each written atomically. transformers' from_pretrained reads the result.
-void save_decoder(const DecoderLm& lm, const std::filesystem::path& dir, torch::ScalarType storage = torch::kFloat32);
+// `max_shard_bytes` > 0 shards the weights (write_model_weights, coenc/checkpoint.h).
+void save_decoder(const DecoderLm& lm, const std::filesystem::path& dir, torch::ScalarType storage = torch::kFloat32,
+                  int64_t max_shard_bytes = 0);
 
 // A model of `config` with random weights (normal(0, std), norms at 1), for tests and benchmarks.
 DecoderLm random_decoder(const ModelConfig& config, const DeviceOptions& options, uint64_t seed, double std = 0.02);

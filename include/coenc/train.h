@@ -80,6 +80,9 @@ struct TrainConfig {
   bool embed_tower = false, embed_decoder = false;
   // "save_dtype": "f32" | "bf16": the dtype of the tensors in the written checkpoint (run checkpoints stay f32).
   std::string save_dtype = "f32";
+  // > 0: the written model's weights are shards of at most this many MB (10^6 bytes) with a
+  // model.safetensors.index.json (Hugging Face's layout); 0: one model.safetensors.
+  double max_shard_mb = 0;
   int64_t context_tokens = 0;             // tokens compressed per reconstruction / continuation example (0: chunk_size)
   // > 0: training examples draw their context length from [min_context_tokens, context_tokens] (evaluation
   // examples keep context_tokens).

@@ -1,5 +1,7 @@
 #include "coenc/checkpoint.h"
 
+#include <cstdio>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -66,6 +68,55 @@ WeightSet WeightSet::open_files(const std::vector<fs::path>& files) {
     set.files_.push_back(file);
   }
   return set;
+}
+
+void write_model_weights(const fs::path& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                         int64_t max_shard_bytes) {
+  COENC_CHECK(max_shard_bytes >= 0, "{}: the shard size must be >= 0 bytes (0: one file), got {}", dir.string(),
+              max_shard_bytes);
+  auto bytes_of = [](const torch::Tensor& t) { return static_cast<int64_t>(t.numel()) * t.element_size(); };
+  int64_t total = 0;
+  for (const auto& [name, t] : tensors) total += bytes_of(t);
+  // Greedy, in the given order: a shard is closed when the next tensor would take it past the limit.
+  std::vector<std::vector<std::pair<std::string, torch::Tensor>>> shards(1);
+  int64_t in_shard = 0;
+  if (max_shard_bytes > 0 && total > max_shard_bytes) {
+    for (const auto& entry : tensors) {
+      const int64_t n = bytes_of(entry.second);
+      if (!shards.back().empty() && in_shard + n > max_shard_bytes) shards.emplace_back(), in_shard = 0;
+      shards.back().push_back(entry);
+      in_shard += n;
+    }
+  } else {
+    shards[0] = tensors;
+  }
+  std::set<std::string> written;
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (shards.size() == 1) {
+    write_safetensors(dir / "model.safetensors", tensors, meta);
+    written.insert("model.safetensors");
+  } else {
+    json index = {{"metadata", {{"total_size", total}}}, {"weight_map", json::object()}};
+    const size_t n = shards.size();
+    for (size_t i = 0; i < n; ++i) {
+      char name[64];
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, n);
+      write_safetensors(dir / name, shards[i], meta);
+      written.insert(name);
+      for (const auto& [tensor, _] : shards[i]) index["weight_map"][tensor] = name;
+    }
+    write_file_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
+    written.insert("model.safetensors.index.json");
+  }
+  // What an earlier save left: the single file, the index or shards of another count.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string f = e.path().filename().string();
+    const bool weights = f == "model.safetensors" || f == "model.safetensors.index.json" ||
+                         (f.rfind("model-", 0) == 0 && f.find("-of-") != std::string::npos &&
+                          f.size() > 12 && f.compare(f.size() - 12, 12, ".safetensors") == 0);
+    if (weights && !written.count(f)) fs::remove(e.path(), ec);
+  }
 }
 
 torch::Tensor WeightSet::get(const std::string& name) const {

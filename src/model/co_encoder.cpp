@@ -256,12 +256,13 @@ CoEncoder load_co_encoder(const fs::path& dir, const DeviceOptions& options) {
   return model;
 }
 
-void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, torch::ScalarType storage) {
-  save_co_encoder(model, dir, model.config().context_tower_path, model.config().language_model_path, storage);
+void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, torch::ScalarType storage, int64_t max_shard_bytes) {
+  save_co_encoder(model, dir, model.config().context_tower_path, model.config().language_model_path, storage,
+                  max_shard_bytes);
 }
 
 void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, const std::string& context_tower_path,
-                     const std::string& language_model_path, torch::ScalarType storage) {
+                     const std::string& language_model_path, torch::ScalarType storage, int64_t max_shard_bytes) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   COENC_CHECK(!ec, "{}: cannot create the checkpoint directory: {}", dir.string(), ec.message());
@@ -276,7 +277,7 @@ void save_co_encoder(CoEncoderImpl& model, const fs::path& dir, const std::strin
   }
   nlohmann::json config = c.to_json();
   config["torch_dtype"] = storage == torch::kBFloat16 ? "bfloat16" : storage == torch::kFloat16 ? "float16" : "float32";
-  write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  write_model_weights(dir, tensors, max_shard_bytes);
   write_file_atomic(dir / "config.json", config.dump(2) + "\n");
 }
 

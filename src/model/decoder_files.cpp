@@ -20,7 +20,8 @@ DecoderLm load_decoder(const std::filesystem::path& dir, const DeviceOptions& op
   return lm;
 }
 
-void save_decoder(const DecoderLm& lm, const std::filesystem::path& dir, torch::ScalarType storage) {
+void save_decoder(const DecoderLm& lm, const std::filesystem::path& dir, torch::ScalarType storage,
+                  int64_t max_shard_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   COENC_CHECK(!ec, "{}: cannot create the model directory: {}", dir.string(), ec.message());
@@ -28,7 +29,7 @@ void save_decoder(const DecoderLm& lm, const std::filesystem::path& dir, torch::
   for (const auto& p : lm->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(torch::kCPU, storage));
   nlohmann::json config = lm->config().to_json();
   config["torch_dtype"] = storage == torch::kBFloat16 ? "bfloat16" : storage == torch::kFloat16 ? "float16" : "float32";
-  write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  write_model_weights(dir, tensors, max_shard_bytes);
   write_file_atomic(dir / "config.json", config.dump(2) + "\n");
 }
 

@@ -639,7 +639,8 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     save_co_encoder(model, out,
                     reference(source_dir(cfg.context_tower_path, c.tower_from), c.train_tower, c.embed_tower),
                     reference(source_dir(cfg.language_model_path, c.decoder_from), c.train_decoder, c.embed_decoder),
-                    c.save_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+                    c.save_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32,
+                    static_cast<int64_t>(c.max_shard_mb * 1e6));
     // The seed's layout: each tokenizer in its subfolder.
     for (auto [src, sub] : {std::pair{built.context_tok_src, "context_tokenizer"},
                             std::pair{built.text_tok_src, "text_tokenizer"}}) {

@@ -60,7 +60,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
       "objective", "objectives", "init_from", "model_config", "tokenizer", "train_files", "eval_fraction",
       "out", "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr_ratio", "warmup_steps",
       "weight_decay", "beta1", "beta2", "grad_clip", "eval_every", "eval_batches", "seed", "device",
-      "progress", "autocast", "time_budget_s"};
+      "progress", "autocast", "time_budget_s", "max_shard_mb"};
   static const std::set<std::string> co_encoder_only = {
       "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
       "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
@@ -204,6 +204,9 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "embed_tower", c.embed_tower, where);
   read_field(j, "embed_decoder", c.embed_decoder, where);
   read_field(j, "save_dtype", c.save_dtype, where);
+  read_field(j, "max_shard_mb", c.max_shard_mb, where);
+  COENC_CHECK(c.max_shard_mb >= 0 && std::isfinite(c.max_shard_mb),
+              "{}: field \"max_shard_mb\" must be >= 0 (0: one model.safetensors), got {}", where, c.max_shard_mb);
   COENC_CHECK(c.save_dtype == "f32" || c.save_dtype == "bf16",
               "{}: field \"save_dtype\" must be \"f32\" or \"bf16\", got \"{}\"", where, c.save_dtype);
   // Relative paths are relative to the config file's folder, so a config travels with its data.
@@ -451,7 +454,7 @@ TrainResult train(const TrainConfig& config) {
   bar.finish(format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
 
   for (auto& p : lm->parameters()) p.set_requires_grad(false);
-  save_decoder(lm, c.out, torch::kBFloat16);
+  save_decoder(lm, c.out, torch::kBFloat16, static_cast<int64_t>(c.max_shard_mb * 1e6));
   // The tokenizer travels with the model.
   const fs::path tok_src = c.tokenizer;
   const fs::path tok_dir = fs::is_directory(tok_src) ? tok_src : tok_src.parent_path();

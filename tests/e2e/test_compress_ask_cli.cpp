@@ -336,5 +336,36 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   EXPECT_NE(ask_help.out.find("[BOC] v1 [EOC] [BOC] v2 [EOC]"), std::string::npos) << ask_help.out;
 }
 
+// coenc convert rewrites a checkpoint as shards (and another dtype) without changing what it answers; the other
+// files of the folder travel with it.
+TEST_F(CompressAskCli, ConvertShardsWithoutChangingAnswers) {
+  TempDir d;
+  RunResult c = run_coenc("convert " + q(raw()) + " " + q(d / "conv") + " --dtype f32 --max-shard-mb 0.2");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_TRUE(fs::exists(d / "conv" / "model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(d / "conv" / "model.safetensors"));
+  int shards = 0;
+  for (const auto& e : fs::directory_iterator(d / "conv"))
+    if (e.path().extension() == ".safetensors") {
+      ++shards;
+      EXPECT_LE(fs::file_size(e.path()), 200000u + 4096u) << e.path();  // tensors within the limit, plus the header
+    }
+  EXPECT_GT(shards, 1);
+  EXPECT_TRUE(fs::exists(d / "conv" / "text_tokenizer" / "tokenizer.json"));
+  const std::string args = " --doc " + q(doc()) + " --temp 0 -n 12 --json 'What happened?'";
+  RunResult a = run_coenc("ask -m " + q(raw()) + args), b = run_coenc("ask -m " + q(d / "conv") + args);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  // Converted again in place to one bf16 file: the shards and the index are gone, and it still loads.
+  ASSERT_EQ(run_coenc("convert " + q(d / "conv") + " " + q(d / "conv") + " --dtype bf16").exit_code, 0);
+  EXPECT_TRUE(fs::exists(d / "conv" / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(d / "conv" / "model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(d / "conv" / "model-00001-of-00002.safetensors"));
+  EXPECT_EQ(run_coenc("ask -m " + q(d / "conv") + args).exit_code, 0);
+  expect_one_line_error(run_coenc("convert " + q(d / "missing") + " " + q(d / "x")), "model directory not found");
+  expect_one_line_error(run_coenc("convert " + q(raw()) + " " + q(d / "x") + " --max-shard-mb -1"),
+                        "--max-shard-mb must be >= 0");
+}
+
 }  // namespace
 }  // namespace coenc::test

@@ -1,4 +1,6 @@
 // Model config parsing, weight loading, KV cache, sessions and sampling on tiny random decoders (CPU, fp32).
+#include <set>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -187,6 +189,42 @@ TEST(LoadDecoder, ShardedCheckpointsAndTheirIndex) {
   map[a[0].first] = "../x.safetensors";
   test::write_file(dir / "model.safetensors.index.json", json{{"weight_map", map}}.dump());
   EXPECT_COENC_ERROR(load_decoder(dir.path(), DeviceOptions{}), "../x.safetensors");
+}
+
+// save_decoder with a shard limit writes Hugging Face shards and their index, each within the limit, that load
+// back exactly; saving again unsharded leaves no stale shard or index behind (and the other way round).
+TEST(LoadDecoder, SavesShardsWithinTheLimit) {
+  TempDir dir;
+  DecoderLm lm = tiny_model("LlamaForCausalLM");
+  save_decoder(lm, dir.path(), torch::kFloat32, 8000);
+  EXPECT_FALSE(std::filesystem::exists(dir / "model.safetensors"));
+  const json index = json::parse(test::read_file(dir / "model.safetensors.index.json"));
+  std::set<std::string> files;
+  for (const auto& [name, f] : index["weight_map"].items()) files.insert(f.get<std::string>());
+  EXPECT_GT(files.size(), 2u);
+  int64_t total = 0;
+  for (const auto& f : files) {
+    auto file = SafetensorsFile::open(dir / f);
+    int64_t bytes = 0;
+    for (const auto& e : file->entries()) bytes += static_cast<int64_t>(e.end - e.begin);
+    // Within the limit, unless the shard holds one tensor that alone is larger.
+    EXPECT_TRUE(bytes <= 8000 || file->entries().size() == 1) << f << ": " << bytes;
+    total += bytes;
+  }
+  EXPECT_EQ(index["metadata"]["total_size"].get<int64_t>(), total);
+  DecoderLm back = load_decoder(dir.path(), DeviceOptions{});
+  auto ids = torch::tensor({{1, 2, 3}}, torch::kInt64);
+  auto logits = [&](DecoderLm& m) { return m->logits(m->forward_hidden(m->embed(ids), {})); };
+  EXPECT_TRUE(torch::equal(logits(lm), logits(back)));
+  save_decoder(lm, dir.path());
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_TRUE(e.path().filename() == "model.safetensors" || e.path().filename() == "config.json") << e.path();
+  save_decoder(lm, dir.path(), torch::kFloat32, 8000);
+  EXPECT_FALSE(std::filesystem::exists(dir / "model.safetensors"));
+  EXPECT_TRUE(torch::equal(logits(lm), [&] {
+    DecoderLm again = load_decoder(dir.path(), DeviceOptions{});
+    return logits(again);
+  }()));
 }
 
 TEST(LoadDecoder, NoWeightsIsNotFound) {

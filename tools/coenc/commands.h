@@ -20,5 +20,6 @@ CommandFn setup_tokenize(CLI::App& app);
 CommandFn setup_tokenizer(CLI::App& app);
 CommandFn setup_train(CLI::App& app);
 CommandFn setup_eval(CLI::App& app);
+CommandFn setup_convert(CLI::App& app);
 
 }  // namespace coenc::cli

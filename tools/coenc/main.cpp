@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   add(coenc::cli::setup_eval);
   add(coenc::cli::setup_bench);
   add(coenc::cli::setup_inspect);
+  add(coenc::cli::setup_convert);
   add(coenc::cli::setup_tokenize);
   add(coenc::cli::setup_tokenizer);
   add(coenc::cli::setup_train);
