@@ -65,6 +65,10 @@ struct CoEncoderConfig {
   int64_t max_output_size = 0;  // "max_output_size": its upper bound (the seed: tower max_position_embeddings)
   TowerAttention tower_attention = TowerAttention::Causal;  // "tower_attention": "causal" | "bidirectional"
   ContextMarkers context_markers = ContextMarkers::Tokens;  // "context_markers": "tokens" | "learned"
+  // "prompt_layout": the layout the connector was trained with and `ask` uses by default: "raw" ([BOC] v [EOC]
+  // question, the trainer's) or "chat" (the decoder's chat template around it). Empty (absent, as in the seed's
+  // checkpoints): chat when the text tokenizer has a template, raw otherwise.
+  std::string prompt_layout;
   // Optional: the tower / decoder live in another Hugging Face directory (relative to the checkpoint) instead of
   // being stored under context_tower.tower.* / language_model.* ("context_tower_path", "language_model_path").
   std::string context_tower_path, language_model_path;
@@ -151,6 +155,8 @@ class CoEncoderImpl : public torch::nn::Module {
   // this). The fingerprint then names the new ratio. Throws Unsupported for "dynamic", InvalidInput for a
   // ratio below 1.
   void set_compression_ratio(int64_t ratio);
+  // Records the prompt layout the model was trained with ("raw" or "chat"; config prompt_layout).
+  void set_prompt_layout(const std::string& layout);
   ConnectorImpl& connector_impl();
 
   // 32 hex digits identifying everything that determines the compressed vectors: the tower and connector weights
@@ -209,7 +215,10 @@ CoEncoderTokenizers load_co_encoder_tokenizers(const std::filesystem::path& dir,
 
 // How `ask_prompt` lays out a question about compressed documents.
 struct AskOptions {
-  bool chat = true;         // use the text tokenizer's chat template when it has one
+  // Layout: the checkpoint's prompt_layout by default; `chat` false forces the raw layout, `force_chat` the
+  // chat template (it must exist) even for a connector trained raw.
+  bool chat = true;
+  bool force_chat = false;
   std::string chat_format;  // chatml, llama3, ... (default: recognised from the template; see resolve_chat_format)
   std::string system;       // a system message (chat only)
 };

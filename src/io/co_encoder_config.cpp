@@ -23,7 +23,7 @@ const std::set<std::string> kKnownFields = {
     "context_feature_select_strategy", "tie_word_embeddings",
     // ours
     "pooling", "compression_ratio", "chunk_size", "min_output_size", "max_output_size", "tower_attention",
-    "context_markers", "context_tower_path", "language_model_path",
+    "context_markers", "prompt_layout", "context_tower_path", "language_model_path",
     // transformers' generic configuration attributes
     "architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path", "name_or_path", "auto_map",
     "_commit_hash", "_attn_implementation_autoset", "return_dict", "output_hidden_states", "output_attentions",
@@ -181,6 +181,9 @@ CoEncoderConfig CoEncoderConfig::from_json(const json& j, const std::string& whe
   COENC_CHECK(markers == "tokens" || markers == "learned",
               "{}: field \"context_markers\" must be \"tokens\" or \"learned\", got \"{}\"", where, markers);
   c.context_markers = markers == "tokens" ? ContextMarkers::Tokens : ContextMarkers::Learned;
+  c.prompt_layout = string_field(j, "prompt_layout", where, "");
+  COENC_CHECK(c.prompt_layout.empty() || c.prompt_layout == "raw" || c.prompt_layout == "chat",
+              "{}: field \"prompt_layout\" must be \"raw\" or \"chat\", got \"{}\"", where, c.prompt_layout);
   return c;
 }
 
@@ -212,6 +215,7 @@ json CoEncoderConfig::to_json() const {
             {"max_output_size", max_output_size},
             {"tower_attention", tower_attention == TowerAttention::Causal ? "causal" : "bidirectional"},
             {"context_markers", context_markers == ContextMarkers::Tokens ? "tokens" : "learned"}};
+  if (!prompt_layout.empty()) j["prompt_layout"] = prompt_layout;
   if (context_tower_path.empty()) j["context_config"] = context.to_json();
   else j["context_tower_path"] = context_tower_path;
   if (language_model_path.empty()) j["text_config"] = text.to_json();

@@ -46,6 +46,11 @@ CoEncoderTokenizers load_co_encoder_tokenizers(const fs::path& dir, const CoEnco
   return t;
 }
 
+void CoEncoderImpl::set_prompt_layout(const std::string& layout) {
+  COENC_CHECK(layout == "raw" || layout == "chat", "prompt layout must be \"raw\" or \"chat\", got \"{}\"", layout);
+  config_.prompt_layout = layout;
+}
+
 void CoEncoderImpl::set_compression_ratio(int64_t ratio) {
   COENC_CHECK(ratio >= 1, "compression ratio must be >= 1, got {}", ratio);
   COENC_CHECK_CODE(

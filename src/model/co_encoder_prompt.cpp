@@ -80,7 +80,13 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
       at = next + document_mark(doc).size();
     }
   };
-  p.chat = options.chat && (!tok.chat_template().empty() || !options.chat_format.empty());
+  const std::string& trained = model.config().prompt_layout;
+  COENC_CHECK(!(options.force_chat && !options.chat), "the chat and raw layouts were both asked for");
+  COENC_CHECK(!options.force_chat || !tok.chat_template().empty() || !options.chat_format.empty(),
+              "the chat layout was asked for but the text tokenizer has no chat template (give a chat format)");
+  // An explicit chat format or --chat asks for the chat layout; otherwise the checkpoint's layout decides.
+  p.chat = options.force_chat ||
+           (options.chat && (!options.chat_format.empty() || (trained != "raw" && !tok.chat_template().empty())));
   if (!p.chat) {
     COENC_CHECK(options.system.empty(),
                 "a system message needs the chat template (the raw layout has no turns)");

@@ -636,6 +636,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
       const fs::path rel = target.lexically_relative(here);
       return rel.empty() ? target.string() : rel.string();
     };
+    model.set_prompt_layout("raw");  // every objective lays out [BOC] v [EOC] prompt target (co_encoder_objectives)
     save_co_encoder(model, out,
                     reference(source_dir(cfg.context_tower_path, c.tower_from), c.train_tower, c.embed_tower),
                     reference(source_dir(cfg.language_model_path, c.decoder_from), c.train_decoder, c.embed_decoder),

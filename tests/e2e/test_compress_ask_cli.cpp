@@ -320,7 +320,7 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --chat-format vicuna hi"),
                         "unknown chat format \"vicuna\"");
   expect_one_line_error(run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --system 'Be brief.' hi"),
-                        "--system needs a chat template");
+                        "--system needs the chat layout");
   TempDir d;
   copy_tree(chat(), d / "ckpt");
   ASSERT_TRUE(remove_tree(d / "ckpt" / "text_tokenizer"));
@@ -334,6 +334,31 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   EXPECT_NE(ask_help.out.find("--ctx report.coctx --ctx minutes.coctx --doc memo.txt"), std::string::npos)
       << ask_help.out;
   EXPECT_NE(ask_help.out.find("[BOC] v1 [EOC] [BOC] v2 [EOC]"), std::string::npos) << ask_help.out;
+}
+
+// The layout a checkpoint was trained with (config "prompt_layout") is the one ask uses: a connector trained raw
+// is asked raw even though its decoder has a chat template; --chat overrides it, --no-chat the other way.
+TEST_F(CompressAskCli, AskUsesTheCheckpointsPromptLayout) {
+  TempDir d;
+  copy_tree(chat(), d / "ckpt");
+  nlohmann::json config = nlohmann::json::parse(read_file(d / "ckpt" / "config.json"));
+  config["prompt_layout"] = "raw";
+  write_file(d / "ckpt" / "config.json", config.dump());
+  const std::string args = " --doc " + q(doc()) + " --temp 0 -n 8 --json 'What happened?'";
+  RunResult trained_raw = run_coenc("ask -m " + q(d / "ckpt") + args);
+  RunResult forced_raw = run_coenc("ask -m " + q(chat()) + " --no-chat" + args);
+  RunResult template_default = run_coenc("ask -m " + q(chat()) + args);
+  RunResult forced_chat = run_coenc("ask -m " + q(d / "ckpt") + " --chat" + args);
+  ASSERT_EQ(trained_raw.exit_code, 0) << trained_raw.err;
+  EXPECT_EQ(trained_raw.out, forced_raw.out);
+  EXPECT_EQ(forced_chat.out, template_default.out);
+  EXPECT_NE(trained_raw.out, template_default.out);  // the layouts differ in n_prompt at least
+  expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + " --system 'Be brief.'" + args),
+                        "this checkpoint was trained on the raw layout");
+  EXPECT_NE(run_coenc("ask -m " + q(d / "ckpt") + " --chat --no-chat" + args).exit_code, 0);
+  config["prompt_layout"] = "xml";
+  write_file(d / "ckpt" / "config.json", config.dump());
+  expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + args), "field \"prompt_layout\" must be");
 }
 
 // coenc convert rewrites a checkpoint as shards (and another dtype) without changing what it answers; the other

@@ -108,6 +108,7 @@ TEST(CoEncoderTrain, TinyModelLearnsReconstruction) {
   // The result is a Co-Encoder checkpoint with its tokenizers, a metrics file and a loss curve.
   CoEncoder m = load_co_encoder(dir / "out", DeviceOptions{});
   EXPECT_EQ(m->config().pooling, PoolingMode::Attn);
+  EXPECT_EQ(m->config().prompt_layout, "raw");  // what every objective trained it on; ask follows it
   EXPECT_TRUE(fs::exists(dir / "out" / "context_tokenizer" / "tokenizer.json"));
   EXPECT_TRUE(fs::exists(dir / "out" / "text_tokenizer" / "tokenizer.json"));
   EXPECT_NE(test::read_file(dir / "out" / "loss_curve.svg").find("<polyline"), std::string::npos);

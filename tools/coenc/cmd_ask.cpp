@@ -34,6 +34,7 @@ struct AskArgs {
   bool json = false;        // one JSON object at the end instead of streaming
   bool quiet = false;       // no progress bar while compressing --doc
   bool no_chat = false;     // the seed's raw layout even when the decoder has a chat template
+  bool chat = false;        // the chat template even for a connector trained on the raw layout
   std::string chat_format;  // chatml, llama3, ...; default: recognised from the template
   std::string system;       // a system message (chat only)
   SamplingOptions sampling;
@@ -89,13 +90,22 @@ int run_ask(const AskArgs& a) {
   COENC_CHECK(a.n_predict >= 0, "-n must be non-negative, got {}", a.n_predict);
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
-  // A chat template we cannot follow is reported before the documents are compressed.
-  if (!a.no_chat && (!tok.text->chat_template().empty() || !a.chat_format.empty()))
-    resolve_chat_format(*tok.text, a.chat_format);
-  COENC_CHECK(
-      a.system.empty() || (!a.no_chat && !tok.text->chat_template().empty()) || !a.chat_format.empty(),
-      "--system needs a chat template, and {} has none (or --no-chat was given)",
-      (std::filesystem::path(a.model) / "text_tokenizer").string());
+  // The layout (as ask_prompt decides it): --chat / --chat-format / --no-chat, else the checkpoint's
+  // prompt_layout, else the chat template when there is one. A template we cannot follow is reported before the
+  // documents are compressed.
+  const bool has_template = !tok.text->chat_template().empty();
+  COENC_CHECK(!a.chat || has_template || !a.chat_format.empty(),
+              "--chat needs a chat template, and {} has none (give --chat-format)",
+              (std::filesystem::path(a.model) / "text_tokenizer").string());
+  const bool chat = a.chat || (!a.no_chat && (!a.chat_format.empty() ||
+                                              (config.prompt_layout != "raw" && has_template)));
+  if (chat) resolve_chat_format(*tok.text, a.chat_format);
+  COENC_CHECK(a.system.empty() || chat,
+              "--system needs the chat layout: {} (give --chat, or a decoder with a chat template)",
+              a.no_chat                        ? "--no-chat was given"
+              : config.prompt_layout == "raw" ? "this checkpoint was trained on the raw layout"
+                                               : (std::filesystem::path(a.model) / "text_tokenizer").string() +
+                                                     " has no chat template");
   // The question and at least one answer token must fit beside the compressed blocks.
   const int64_t reserve = static_cast<int64_t>(tok.text->encode(a.question).size()) + 1;
 
@@ -135,6 +145,7 @@ int run_ask(const AskArgs& a) {
 
   AskOptions ao;
   ao.chat = !a.no_chat;
+  ao.force_chat = a.chat;
   ao.chat_format = a.chat_format;
   ao.system = a.system;
   AskPrompt prompt = ask_prompt(*model, *tok.text, documents, a.question, ao);
@@ -190,10 +201,12 @@ CommandFn setup_ask(CLI::App& app) {
       "(--ctx; refused if another model made it or it was changed), or compressed now (--doc, with a\n"
       "progress bar on stderr for long documents). --doc and --ctx may each be given several times, in any\n"
       "mix: every document becomes its own [BOC] vectors [EOC] block, in the order given, and together with\n"
-      "the question they must fit the decoder's max_position_embeddings. When the decoder's tokenizer\n"
-      "(text_tokenizer/) has a chat template, the user turn holds block 1, block 2, ... and then the\n"
-      "question; otherwise (or with --no-chat) the decoder reads exactly [BOC] v1 [EOC] [BOC] v2 [EOC] ...\n"
-      "followed by the question's tokens, which for one document is the seed project's layout.\n"
+      "the question they must fit the decoder's max_position_embeddings. The layout is the one the\n"
+      "checkpoint was trained with (config.json \"prompt_layout\"; without it: chat when the decoder's\n"
+      "tokenizer, text_tokenizer/, has a chat template). Chat: the user turn holds block 1, block 2, ... and\n"
+      "then the question. Raw (or --no-chat): the decoder reads exactly [BOC] v1 [EOC] [BOC] v2 [EOC] ...\n"
+      "followed by the question's tokens, which for one document is the seed project's layout. --chat\n"
+      "uses the chat template even for a checkpoint trained raw.\n"
       "Documents interleaved with text: name them in the question as {doc1}, {doc2}, ... (in --doc/--ctx\n"
       "order); a named document's block stands at its placeholder, unnamed ones stay before the question.\n\n"
       "Examples:\n"
@@ -221,8 +234,10 @@ CommandFn setup_ask(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar while compressing --doc");
-  cmd->add_flag("--no-chat", a->no_chat,
-                "the raw layout [BOC] vectors [EOC] ... question, even with a chat template");
+  auto* no_chat = cmd->add_flag("--no-chat", a->no_chat,
+                                "the raw layout [BOC] vectors [EOC] ... question, even with a chat template");
+  cmd->add_flag("--chat", a->chat, "the chat template's layout, even for a checkpoint trained on the raw one")
+      ->excludes(no_chat);
   cmd->add_option("--chat-format", a->chat_format,
                   "chatml, llama3, llama2, mistral or gemma (default: recognised from the chat template)");
   cmd->add_option("--system", a->system, "system message (chat template only)");
