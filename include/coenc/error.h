@@ -15,10 +15,14 @@ enum class ErrorCode {
   NotFound,        // a file, tensor or field is missing
   Unsupported,     // valid, but not something we implement (architecture, dtype, ...)
   ExceedsContext,  // a sequence longer than the model or session allows
+  ModelMismatch,   // input made for another model (a .coctx of another checkpoint)
   Internal,        // a broken invariant: a bug in Co-Encoder
 };
 
 const char* error_code_name(ErrorCode code);
+// The process exit status for an error of `code` (docs/cli.md, "Exit codes"): bad input 3, not found 4,
+// unsupported 5, exceeds the context 6, model mismatch 7, internal 1. (Bad usage is 2, out of memory 8.)
+int exit_status(ErrorCode code);
 
 class Error : public std::runtime_error {
  public:

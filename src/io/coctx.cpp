@@ -57,6 +57,10 @@ bool is_hex32(const std::string& s) {
          });
 }
 
+// Every count in the metadata is at most this (2^32): sums over the per-chunk lists (at most as many entries as
+// the 100 MB header holds) then stay far inside int64.
+constexpr int64_t kMaxCount = int64_t{1} << 32;
+
 // Reads the metadata of a .coctx file, naming the file and the field in every error.
 class MetadataReader {
  public:
@@ -73,9 +77,9 @@ class MetadataReader {
     const bool digits = !v.empty() && v.size() <= 18 && std::all_of(v.begin(), v.end(), [](char c) {
       return std::isdigit(static_cast<unsigned char>(c));
     });
-    COENC_CHECK(digits && std::stoll(v) >= min,
-                "{}: damaged .coctx file: metadata field \"{}\" must be an integer >= {}, got \"{}\"", where_,
-                key, min, v);
+    COENC_CHECK(digits && std::stoll(v) >= min && std::stoll(v) <= kMaxCount,
+                "{}: damaged .coctx file: metadata field \"{}\" must be an integer in [{}, {}], got \"{}\"", where_,
+                key, min, kMaxCount, v);
     return std::stoll(v);
   }
   json array(const std::string& key, size_t n) const {
@@ -94,9 +98,10 @@ class MetadataReader {
   std::vector<int64_t> int_array(const std::string& key, size_t n, int64_t min) const {
     std::vector<int64_t> out;
     for (const auto& v : array(key, n)) {
-      COENC_CHECK(v.is_number_integer() && v.get<int64_t>() >= min,
-                  "{}: damaged .coctx file: metadata field \"{}\" must hold integers >= {}, got {}", where_,
-                  key, min, v.dump());
+      COENC_CHECK(v.is_number_integer() && (v.is_number_unsigned() || v.get<int64_t>() >= min) &&
+                      v.get<int64_t>() >= min && v.get<uint64_t>() <= static_cast<uint64_t>(kMaxCount),
+                  "{}: damaged .coctx file: metadata field \"{}\" must hold integers in [{}, {}], got {}", where_,
+                  key, min, kMaxCount, v.dump());
       out.push_back(v.get<int64_t>());
     }
     return out;
@@ -273,16 +278,16 @@ CompressedDocument read_coctx(const fs::path& path, CoEncoderImpl& model) {
 
 void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, const fs::path& path) {
   const std::string where = path.string();
-  COENC_CHECK(
-      doc.model_fingerprint == model.fingerprint(),
+  COENC_CHECK_CODE(
+      doc.model_fingerprint == model.fingerprint(), ModelMismatch,
       "{}: compressed by another model (its model_fingerprint {}, the loaded model's {}): compress the "
       "document again with this model",
       where, doc.model_fingerprint, model.fingerprint());
   // The fingerprint covers these; checked again so that a mismatch can never reach the decoder.
   const CoEncoderConfig& c = model.config();
-  COENC_CHECK(doc.d_text == c.text.hidden_size && doc.chunk_size == c.chunk_size &&
-                  doc.pooling == pooling_mode_name(c.pooling) && doc.ratio == c.ratio,
-              "{}: made for d_text {}, chunk_size {}, pooling {}, ratio {}; the model has {}, {}, {}, {}",
+  COENC_CHECK_CODE(doc.d_text == c.text.hidden_size && doc.chunk_size == c.chunk_size &&
+                       doc.pooling == pooling_mode_name(c.pooling) && doc.ratio == c.ratio,
+                   ModelMismatch, "{}: made for d_text {}, chunk_size {}, pooling {}, ratio {}; the model has {}, {}, {}, {}",
               where, doc.d_text, doc.chunk_size, doc.pooling, doc.ratio, c.text.hidden_size, c.chunk_size,
               pooling_mode_name(c.pooling), c.ratio);
 }

@@ -1,5 +1,7 @@
 #include "coenc/model_config.h"
 
+#include <limits>
+
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "model/arch.h"
@@ -44,14 +46,20 @@ std::vector<TokenId> get_token_ids(const json& j, const char* key, const std::st
   std::vector<TokenId> ids;
   if (!j.contains(key) || j[key].is_null()) return ids;
   const json& v = j[key];
-  if (v.is_number_integer()) {
-    ids.push_back(v.get<TokenId>());
+  // Range-checked before narrowing to TokenId: 4294967297 must not become 1.
+  auto id_of = [&](const json& x) {
+    COENC_CHECK(x.is_number_integer(), "{}: field \"{}\" must hold integers, got {}", where, key, x.dump());
+    COENC_CHECK(x.is_number_unsigned() || x.get<int64_t>() >= 0, "{}: field \"{}\" holds a negative token id {}",
+                where, key, x.dump());
+    COENC_CHECK(x.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<TokenId>::max()),
+                "{}: field \"{}\": token id {} is out of range", where, key, x.dump());
+    return static_cast<TokenId>(x.get<uint64_t>());
+  };
+  if (v.is_number()) {
+    ids.push_back(id_of(v));
   } else {
     COENC_CHECK(v.is_array(), "{}: field \"{}\" must be an integer or a list of integers", where, key);
-    for (const json& x : v) {
-      COENC_CHECK(x.is_number_integer(), "{}: field \"{}\" must hold integers, got {}", where, key, x.dump());
-      ids.push_back(x.get<TokenId>());
-    }
+    for (const json& x : v) ids.push_back(id_of(x));
   }
   return ids;
 }
@@ -76,7 +84,8 @@ RopeConfig parse_rope(const json& j, const std::string& where, double theta_defa
   if (params->contains("rope_theta")) rope.theta = get_double(*params, "rope_theta", at, rope.theta);
   std::string type = "default";
   for (const char* key : {"rope_type", "type"}) {
-    if (params->contains(key) && (*params)[key].is_string()) {
+    if (params->contains(key) && !(*params)[key].is_null()) {
+      COENC_CHECK((*params)[key].is_string(), "{}: \"{}\" must be a string, got {}", at, key, (*params)[key].dump());
       type = (*params)[key].get<std::string>();
       break;
     }
@@ -116,20 +125,27 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
          where, hf_class, model_type, supported_arch_list());
   c.arch = traits->arch;
   c.architecture = traits->hf_class;
-  c.vocab_size = get_positive(j, "vocab_size", where);
-  c.hidden_size = get_positive(j, "hidden_size", where);
-  c.intermediate_size = get_positive(j, "intermediate_size", where);
-  c.n_layers = get_positive(j, "num_hidden_layers", where);
-  c.n_heads = get_positive(j, "num_attention_heads", where);
-  c.n_kv_heads = get_positive(j, "num_key_value_heads", where, c.n_heads);
+  // Upper bounds keep every size product (parameter counts, allocations) far inside int64.
+  auto bounded = [&](const char* key, int64_t v, int64_t max) {
+    COENC_CHECK(v <= max, "{}: field \"{}\" is {}, more than any model this program can hold ({} at most)", where,
+                key, v, max);
+    return v;
+  };
+  c.vocab_size = bounded("vocab_size", get_positive(j, "vocab_size", where), std::numeric_limits<TokenId>::max());
+  c.hidden_size = bounded("hidden_size", get_positive(j, "hidden_size", where), int64_t{1} << 20);
+  c.intermediate_size = bounded("intermediate_size", get_positive(j, "intermediate_size", where), int64_t{1} << 22);
+  c.n_layers = bounded("num_hidden_layers", get_positive(j, "num_hidden_layers", where), 4096);
+  c.n_heads = bounded("num_attention_heads", get_positive(j, "num_attention_heads", where), 4096);
+  c.n_kv_heads = bounded("num_key_value_heads", get_positive(j, "num_key_value_heads", where, c.n_heads), 4096);
   COENC_CHECK(c.n_heads % c.n_kv_heads == 0,
               "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", where, c.n_heads, c.n_kv_heads);
   if (!j.contains("head_dim") || j["head_dim"].is_null())
     COENC_CHECK(c.hidden_size % c.n_heads == 0,
                 "{}: hidden_size ({}) must be a multiple of num_attention_heads ({}) when head_dim is absent", where,
                 c.hidden_size, c.n_heads);
-  c.head_dim = get_positive(j, "head_dim", where, c.hidden_size / c.n_heads);
-  c.max_position_embeddings = get_positive(j, "max_position_embeddings", where, 2048);
+  c.head_dim = bounded("head_dim", get_positive(j, "head_dim", where, c.hidden_size / c.n_heads), 4096);
+  c.max_position_embeddings =
+      bounded("max_position_embeddings", get_positive(j, "max_position_embeddings", where, 2048), int64_t{1} << 24);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, traits->rms_norm_eps_default);
   COENC_CHECK(c.rms_norm_eps > 0, "{}: field \"rms_norm_eps\" must be positive", where);
   c.rope = parse_rope(j, where, traits->rope_theta_default);
@@ -143,6 +159,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
     if (j.contains(key) && j[key].is_string()) c.torch_dtype = j[key].get<std::string>();
   auto bos = get_token_ids(j, "bos_token_id", where);
   if (!bos.empty()) c.bos_token_id = bos[0];
+  for (const char* key : {"bos_token_id", "pad_token_id"})
+    for (TokenId id : get_token_ids(j, key, where))
+      COENC_CHECK(id < c.vocab_size, "{}: {} {} outside the vocabulary [0, {})", where, key, id, c.vocab_size);
   c.eos_token_ids = get_token_ids(j, "eos_token_id", where);
   for (TokenId id : c.eos_token_ids)
     COENC_CHECK(id >= 0 && id < c.vocab_size, "{}: eos_token_id {} outside the vocabulary [0, {})", where, id, c.vocab_size);
@@ -178,6 +197,9 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
         c.eos_token_ids.push_back(id);
     }
     auto bos = get_token_ids(g, "bos_token_id", gen.string());
+    for (TokenId id : bos)
+      COENC_CHECK(id < c.vocab_size, "{}: bos_token_id {} outside the vocabulary [0, {})", gen.string(), id,
+                  c.vocab_size);
     if (!bos.empty() && !c.bos_token_id) c.bos_token_id = bos[0];
   }
   return c;

@@ -134,6 +134,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
       COENC_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
                   "{}: shape entries must be non-negative integers", at);
       const uint64_t dim = d.get<uint64_t>();
+      COENC_CHECK(dim <= static_cast<uint64_t>(INT64_MAX), "{}: shape entry {} is out of range", at, dim);
       COENC_CHECK(dim == 0 || numel <= UINT64_MAX / dim, "{}: shape overflows", at);
       numel *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
@@ -144,6 +145,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
     e.begin = v["data_offsets"][0].get<uint64_t>();
     e.end = v["data_offsets"][1].get<uint64_t>();
     COENC_CHECK(e.begin <= e.end, "{}: data_offsets [{}, {}] are reversed", at, e.begin, e.end);
+    // numel x element size computed without wrapping: [2^62 + 1] x F32 must not pass as 4 bytes.
+    COENC_CHECK(numel <= UINT64_MAX / info->bytes && numel * info->bytes <= static_cast<uint64_t>(INT64_MAX),
+                "{}: shape {} x dtype {} overflows the size of any file", at, v["shape"].dump(), e.dtype);
     COENC_CHECK(e.end - e.begin == numel * info->bytes,
                 "{}: holds {} bytes but shape x dtype {} needs {}", at, e.end - e.begin, e.dtype, numel * info->bytes);
     file->entries_.push_back(std::move(e));

@@ -94,7 +94,7 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const nlohmann::json& model, const
   std::vector<std::pair<std::string, TokenId>> vocab;
   vocab.reserve(vocab_json.size());
   for (auto it = vocab_json.begin(); it != vocab_json.end(); ++it) {
-    vocab.emplace_back(it.key(), json_index(it.value(), where / "vocab" / it.key()));
+    vocab.emplace_back(it.key(), json_token_id(it.value(), where / "vocab" / it.key()));
   }
 
   const auto& merges_json = json_array(model, "merges", where);

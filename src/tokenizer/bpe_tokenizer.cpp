@@ -42,7 +42,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_json(const nlohmann::json& j, c
       COENC_CHECK(a.is_object(), "{} must be an object, got {}", at.str(), json_type_name(a));
       COENC_CHECK(a.contains("id"), "{} is missing (expected an integer)", (at / "id").str());
       AddedToken tok;
-      tok.id = json_index(a["id"], at / "id");
+      tok.id = json_token_id(a["id"], at / "id");
       tok.content = json_string(a, "content", at);
       COENC_CHECK(!tok.content.empty(), "{} must not be empty", (at / "content").str());
       tok.special = json_bool(a, "special", false, at);

@@ -47,4 +47,11 @@ int json_index(const nlohmann::json& j, const JsonPath& where) {
   return static_cast<int>(v);
 }
 
+int json_token_id(const nlohmann::json& j, const JsonPath& where) {
+  const int id = json_index(j, where);
+  COENC_CHECK(id <= kMaxTokenId, "{}: token id {} is beyond any vocabulary this program reads (ids up to {})",
+              where.str(), id, kMaxTokenId);
+  return id;
+}
+
 }  // namespace coenc::tok

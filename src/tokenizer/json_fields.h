@@ -26,6 +26,11 @@ const nlohmann::json& json_object(const nlohmann::json& j, const std::string& ke
 const nlohmann::json& json_array(const nlohmann::json& j, const std::string& key, const JsonPath& where);
 // j (a value at `where`) as a non-negative integer that fits an int32; throws otherwise.
 int json_index(const nlohmann::json& j, const JsonPath& where);
+// The largest token id accepted (2^24 - 1; the largest real vocabularies hold about 2^18 tokens): an id near
+// INT32_MAX would otherwise size the id table at 2^31 entries.
+constexpr int kMaxTokenId = (1 << 24) - 1;
+// A token id: a non-negative integer up to kMaxTokenId.
+int json_token_id(const nlohmann::json& j, const JsonPath& where);
 // A short name of a JSON value's type ("string", "null", ...), for messages.
 std::string json_type_name(const nlohmann::json& j);
 

@@ -47,7 +47,7 @@ void PostProcessor::parse_into(const nlohmann::json& j, const JsonPath& where,
     if (specials != j.end() && specials->is_object() && entry != specials->end()) {
       JsonPath sp = where / "special_tokens" / name;
       const auto& list = json_array(*entry, "ids", sp);
-      for (size_t i = 0; i < list.size(); ++i) ids.push_back(json_index(list[i], (sp / "ids").at(i)));
+      for (size_t i = 0; i < list.size(); ++i) ids.push_back(json_token_id(list[i], (sp / "ids").at(i)));
     } else {
       auto id = lookup(name);
       COENC_CHECK(id.has_value(),

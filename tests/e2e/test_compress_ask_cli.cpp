@@ -266,8 +266,9 @@ TEST_F(CompressAskCli, TamperedAndForeignFilesAreRefused) {
   ASSERT_EQ(run_coenc("compress -q -m " + q(foreign()) + " --doc " + q(doc()) + " -o " + q(d / "f.coctx"))
                 .exit_code,
             0);
-  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --ctx " + q(d / "f.coctx") + " hi"),
-                        "f.coctx: compressed by another model");
+  RunResult foreign_file = run_coenc("ask -m " + q(chat()) + " --ctx " + q(d / "f.coctx") + " hi");
+  expect_one_line_error(foreign_file, "f.coctx: compressed by another model");
+  EXPECT_EQ(foreign_file.exit_code, 7);  // model mismatch (docs/cli.md, exit codes)
   EXPECT_EQ(run_coenc("ask -m " + q(foreign()) + " --ctx " + q(d / "f.coctx") + " -n 2 hi").exit_code, 0);
   write_file(d / "notes.coctx", "just some text");
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --ctx " + q(d / "notes.coctx") + " hi"),
@@ -353,12 +354,13 @@ TEST_F(CompressAskCli, AskUsesTheCheckpointsPromptLayout) {
   EXPECT_EQ(trained_raw.out, forced_raw.out);
   EXPECT_EQ(forced_chat.out, template_default.out);
   EXPECT_NE(trained_raw.out, template_default.out);  // the layouts differ in n_prompt at least
-  expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + " --system 'Be brief.'" + args),
+  const std::string plain = " --doc " + q(doc()) + " --temp 0 -n 8 'What happened?'";
+  expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + " --system 'Be brief.'" + plain),
                         "this checkpoint was trained on the raw layout");
-  EXPECT_NE(run_coenc("ask -m " + q(d / "ckpt") + " --chat --no-chat" + args).exit_code, 0);
+  EXPECT_EQ(run_coenc("ask -m " + q(d / "ckpt") + " --chat --no-chat" + plain).exit_code, 2);  // bad usage
   config["prompt_layout"] = "xml";
   write_file(d / "ckpt" / "config.json", config.dump());
-  expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + args), "field \"prompt_layout\" must be");
+  expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + plain), "field \"prompt_layout\" must be");
 }
 
 // coenc convert rewrites a checkpoint as shards (and another dtype) without changing what it answers; the other

@@ -140,6 +140,30 @@ TEST_F(GenerateCli, MissingModel) {
   expect_one_line_error(run_coenc("generate -m /nonexistent/model -p hi"), "/nonexistent/model: model directory not found");
 }
 
+// Each kind of failure has its exit status (docs/cli.md), and with --json the error is a JSON envelope on stderr.
+TEST_F(GenerateCli, ExitStatusSaysWhatWentWrong) {
+  EXPECT_EQ(run_coenc("generate -m /nonexistent/model -p hi").exit_code, 4);  // not found
+  EXPECT_EQ(run_coenc(m() + "-p hi --top-k x").exit_code, 2);                 // bad usage
+  RunResult usage = run_coenc(m() + "-p hi --ctx-size 0");
+  expect_one_line_error(usage, "--ctx-size: must be positive, got 0 (see coenc generate --help)");
+  EXPECT_EQ(usage.exit_code, 2);
+  TempDir d;
+  write_file(d / "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], ");
+  EXPECT_EQ(run_coenc("generate -m '" + d.path().string() + "' --prompt-ids 1").exit_code, 3);  // bad input
+  write_file(d / "config.json", R"({"architectures": ["FalconForCausalLM"], "vocab_size": 10})");
+  EXPECT_EQ(run_coenc("generate -m '" + d.path().string() + "' --prompt-ids 1").exit_code, 5);  // unsupported
+  std::string long_text;
+  for (int i = 0; i < 200; ++i) long_text += "word" + std::to_string(i) + " ";
+  EXPECT_EQ(run_coenc(m() + "-p '" + long_text + "'").exit_code, 6);  // exceeds the context
+  RunResult js = run_coenc("generate -m /nonexistent/model -p hi --json");
+  EXPECT_EQ(js.exit_code, 4);
+  const json e = json::parse(js.err);
+  EXPECT_EQ(e["error"]["type"], "not_found");
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("/nonexistent/model"), std::string::npos);
+  const json u = json::parse(run_coenc(m() + "-p hi --json --ctx-size 0").err);
+  EXPECT_EQ(u["error"]["type"], "usage");
+}
+
 TEST_F(GenerateCli, MalformedConfig) {
   TempDir d;
   write_file(d / "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], ");
@@ -184,6 +208,14 @@ TEST_F(GenerateCli, BadIdsAndOptions) {
   expect_one_line_error(run_coenc(m()), "give exactly one of --prompt");
   expect_one_line_error(run_coenc(m() + "-p hi --chat-format vicuna"), "unknown chat format \"vicuna\"");
   expect_one_line_error(run_coenc(m() + "-p hi --dtype f8"), "--dtype \"f8\"");
+  // Numeric flags are checked before they are used.
+  expect_one_line_error(run_coenc(m() + "-p hi --ctx-size 100000"), "--ctx-size 100000 is more than the model's window");
+  expect_one_line_error(run_coenc(m() + "-p hi --ctx-size 0"), "--ctx-size");
+  expect_one_line_error(run_coenc("bench --shape tiny --reps 0"), "--reps");
+  expect_one_line_error(run_coenc("bench --shape tiny --ttft 512 --ratios 4,0"), "--ratios");
+  expect_one_line_error(run_coenc("bench --shape tiny --train-step 2 --target 0"), "--target");
+  expect_one_line_error(run_coenc("bench --shape tiny --train-step 2 --dtype bf16"),
+                        "--dtype bf16 has no effect with --train-step");
   TempDir d;
   write_file(d / "chat.json", R"([{"role": "user", "content": "hi"}, {"role": "user"}])");
   expect_one_line_error(run_coenc(m() + "--messages '" + (d / "chat.json").string() + "'"), "chat.json: message 1");

@@ -201,7 +201,7 @@ TEST_F(Coctx, RefusesBadOrMissingMetadata) {
   set_field("n_tokens", "41");
   EXPECT_COENC_ERROR(read_coctx(path()), "chunk_tokens add up to 40, n_tokens says 41");
   set_field("n_tokens", "forty");
-  EXPECT_COENC_ERROR(read_coctx(path()), "\"n_tokens\" must be an integer >= 1, got \"forty\"");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"n_tokens\" must be an integer in [1, 4294967296], got \"forty\"");
   set_field("n_tokens", "40");
   set_field("chunk_tokens", "[16, 16");
   EXPECT_COENC_ERROR(read_coctx(path()), "\"chunk_tokens\" is not a JSON array");
@@ -214,6 +214,15 @@ TEST_F(Coctx, RefusesBadOrMissingMetadata) {
   set_field("chunk_hashes", "[\"abc\", \"def\", \"0\"]");
   EXPECT_COENC_ERROR(read_coctx(path()), "chunk_hashes must hold 32-hex-digit strings");
   set_field("chunk_hashes", json(doc_.chunk_hashes).dump());
+  // Counts that would make the per-chunk sums wrap are refused before anything is added up.
+  set_field("chunk_vectors", "[4, 9223372036854775807, 9223372036854775807]");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"chunk_vectors\" must hold integers in [1, 4294967296]");
+  set_field("chunk_vectors", "[4, 4, 18446744073709551615]");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"chunk_vectors\" must hold integers in [1, 4294967296]");
+  set_field("chunk_vectors", "[4,4,2]");
+  set_field("chunk_size", "999999999999999999");
+  EXPECT_COENC_ERROR(read_coctx(path()), "\"chunk_size\" must be an integer in [1, 4294967296]");
+  set_field("chunk_size", "16");
   set_field("pooling", "max");
   EXPECT_COENC_ERROR(read_coctx(path()), "pooling \"max\" (expected dynamic, mean or attn)");
   set_field("pooling", "mean");

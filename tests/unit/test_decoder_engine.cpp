@@ -94,6 +94,29 @@ TEST(ModelConfig, BadFieldsAreNamed) {
   j = tiny_json("LlamaForCausalLM");
   j["eos_token_id"] = 500;
   expect_error(j, "eos_token_id 500 outside the vocabulary");
+  // Ids are range-checked before they are narrowed: 2^32 + 1 must not pass as token 1.
+  j = tiny_json("LlamaForCausalLM");
+  j["eos_token_id"] = 4294967297LL;
+  expect_error(j, "token id 4294967297 is out of range");
+  j = tiny_json("LlamaForCausalLM");
+  j["eos_token_id"] = json::array({2, -3});
+  expect_error(j, "negative token id -3");
+  for (const char* key : {"bos_token_id", "pad_token_id"}) {
+    j = tiny_json("LlamaForCausalLM");
+    j[key] = 97;
+    expect_error(j, std::string(key) + " 97 outside the vocabulary [0, 97)");
+  }
+  j = tiny_json("LlamaForCausalLM");
+  j["rope_scaling"] = {{"rope_type", 3}, {"factor", 4.0}};
+  expect_error(j, "\"rope_type\" must be a string, got 3");
+  // Sizes no model has are refused before anything is computed from them.
+  j = tiny_json("LlamaForCausalLM");
+  j["vocab_size"] = int64_t{1} << 40;
+  expect_error(j, "field \"vocab_size\" is 1099511627776, more than any model");
+  j = tiny_json("LlamaForCausalLM");
+  j["hidden_size"] = int64_t{1} << 40;
+  j["head_dim"] = 8;
+  expect_error(j, "field \"hidden_size\" is 1099511627776");
   expect_error(json::array(), "expected a JSON object");
 }
 

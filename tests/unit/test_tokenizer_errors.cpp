@@ -130,6 +130,16 @@ TEST(TokenizerErrors, BadAddedTokensAndTemplates) {
   j = tiny_tokenizer_json();
   j["added_tokens"].push_back({{"id", 999}, {"content", ""}});
   EXPECT_NE(load_error(j).find("field added_tokens[3].content must not be empty"), std::string::npos);
+  // Ids near INT32_MAX would size the id table at 2^31 strings: refused, naming the field.
+  j = tiny_tokenizer_json();
+  j["added_tokens"].push_back({{"id", 2147483647}, {"content", "<big>"}});
+  EXPECT_NE(load_error(j).find("added_tokens[3].id: token id 2147483647 is beyond any vocabulary"),
+            std::string::npos)
+      << load_error(j);
+  j = tiny_tokenizer_json();
+  j["model"]["vocab"]["far"] = 2147483646;
+  EXPECT_NE(load_error(j).find("model.vocab.far: token id 2147483646 is beyond any vocabulary"), std::string::npos)
+      << load_error(j);
   j = tiny_tokenizer_json();
   j["post_processor"]["single"][0]["SpecialToken"]["id"] = "<|nope|>";
   EXPECT_NE(

@@ -14,6 +14,30 @@
 
 namespace coenc::cli {
 
+namespace {
+
+CLI::Validator number_at_least(double min, bool strict, const char* what) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        size_t used = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size()) return "must be a number, got \"" + text + "\"";
+        return (strict ? v > min : v >= min) ? std::string() : std::string("must be ") + what + ", got " + text;
+      },
+      strict ? "POSITIVE" : "NON-NEGATIVE");
+}
+
+}  // namespace
+
+CLI::Validator positive() { return number_at_least(0, true, "positive"); }
+CLI::Validator non_negative() { return number_at_least(0, false, ">= 0"); }
+
+
 void add_device_options(CLI::App& cmd, DeviceArgs& args) {
   cmd.add_option("--device", args.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd.add_option("--dtype", args.dtype, "compute dtype: f32, bf16, f16, or auto (f32 on CPU, bf16 on CUDA)")

@@ -20,6 +20,10 @@ struct DeviceArgs {
 };
 
 void add_device_options(CLI::App& cmd, DeviceArgs& args);
+
+// Validators for numeric flags with one readable line ("--reps: must be positive, got 0").
+CLI::Validator positive();
+CLI::Validator non_negative();
 void add_sampling_options(CLI::App& cmd, SamplingOptions& options);
 
 // "1,2, 3" -> {1, 2, 3}; `flag` names the option in errors.

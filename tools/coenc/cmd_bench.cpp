@@ -192,6 +192,8 @@ int run_bench(const BenchArgs& a) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
   if (a.train_batch > 0) {
+    COENC_CHECK(a.device.dtype == "auto",
+                "--dtype {} has no effect with --train-step (float32 weights, bf16 autocast on CUDA)", a.device.dtype);
     // Weights of its own (float32, trainable parts): runs alone, without the inference model beside it.
     DeviceOptions dev = parse_device_options(a.device.device, "f32");
     const ModelConfig cfg = a.model.empty() ? named_shape(a.shape) : ModelConfig::load(a.model);
@@ -359,24 +361,42 @@ CommandFn setup_bench(CLI::App& app) {
       "Shapes (random weights): " + named_shape_list());
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
-  cmd->add_option("--prompt", a->prompt, "prefill lengths to time, e.g. 512,4096")->delimiter(',')->capture_default_str();
-  cmd->add_option("--gen", a->n_gen, "decode steps to time")->capture_default_str();
-  cmd->add_option("--decode-ctx", a->decode_ctx, "tokens in the context before decode timing")->capture_default_str();
-  cmd->add_option("--reps", a->reps, "repetitions (median reported)")->capture_default_str();
-  cmd->add_option("--bandwidth", a->bandwidth_gbs, "memory bandwidth in GB/s for the decode bound (CUDA default 3350)");
+  cmd->add_option("--prompt", a->prompt, "prefill lengths to time, e.g. 512,4096")
+      ->delimiter(',')
+      ->check(positive())
+      ->capture_default_str();
+  cmd->add_option("--gen", a->n_gen, "decode steps to time")->check(non_negative())->capture_default_str();
+  cmd->add_option("--decode-ctx", a->decode_ctx, "tokens in the context before decode timing")
+      ->check(positive())
+      ->capture_default_str();
+  cmd->add_option("--reps", a->reps, "repetitions (median reported)")->check(positive())->capture_default_str();
+  cmd->add_option("--bandwidth", a->bandwidth_gbs, "memory bandwidth in GB/s for the decode bound (CUDA default 3350)")
+      ->check(positive());
   cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
   cmd->add_option("--tower-chunks", a->tower_chunks,
-                  "also time a context tower's work: this many chunks in one batch, all layers, no cache");
-  cmd->add_option("--chunk", a->chunk, "tokens per chunk for --tower-chunks")->capture_default_str();
+                  "also time a context tower's work: this many chunks in one batch, all layers, no cache")
+      ->check(positive());
+  cmd->add_option("--chunk", a->chunk, "tokens per chunk for --tower-chunks")
+      ->check(positive())
+      ->capture_default_str();
   cmd->add_option("--ttft", a->ttft_doc,
-                  "time to first token for a document of this many tokens: full context vs compressed");
+                  "time to first token for a document of this many tokens: full context vs compressed")
+      ->check(positive());
   cmd->add_option("--tower-shape", a->tower_shape, "context tower shape for --ttft")->capture_default_str();
-  cmd->add_option("--ratios", a->ratios, "compression ratios for --ttft")->delimiter(',')->capture_default_str();
-  cmd->add_option("--question", a->question, "question tokens for --ttft")->capture_default_str();
+  cmd->add_option("--ratios", a->ratios, "compression ratios for --ttft")
+      ->delimiter(',')
+      ->check(positive())
+      ->capture_default_str();
+  cmd->add_option("--question", a->question, "question tokens for --ttft")
+      ->check(positive())
+      ->capture_default_str();
   cmd->add_option("--train-step", a->train_batch,
                   "time Co-Encoder training steps instead (tower --tower-shape, decoder --shape frozen, float32 "
-                  "weights, bf16 autocast on CUDA): this many examples per step");
-  cmd->add_option("--target", a->target, "continuation tokens per --train-step example")->capture_default_str();
+                  "weights, bf16 autocast on CUDA): this many examples per step")
+      ->check(positive());
+  cmd->add_option("--target", a->target, "continuation tokens per --train-step example")
+      ->check(positive())
+      ->capture_default_str();
   cmd->add_option("--train-tower", a->train_tower, "full, lora or frozen (--train-step)")->capture_default_str();
   cmd->add_flag("--checkpointing", a->checkpointing, "activation checkpointing in the tower (--train-step)");
   cmd->add_flag("--json", a->json, "print the report as JSON");

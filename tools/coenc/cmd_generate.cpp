@@ -104,6 +104,9 @@ int run_generate(const GenerateArgs& a) {
 
   DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
   DecoderLm lm = load_decoder(a.model, dev);
+  COENC_CHECK_CODE(a.n_ctx <= lm->config().max_position_embeddings, ExceedsContext,
+                   "--ctx-size {} is more than the model's window of {} positions (max_position_embeddings)",
+                   a.n_ctx, lm->config().max_position_embeddings);
   SessionOptions so;
   so.n_ctx = a.n_ctx;
   Session session(lm, so);
@@ -162,7 +165,8 @@ CommandFn setup_generate(CLI::App& app) {
   cmd->add_option("--stop", a->stop, "stop when this text appears (repeatable)");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at end-of-sequence / end-of-turn tokens");
   cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
-  cmd->add_option("--ctx-size,-c", a->n_ctx, "context size in tokens (default: the model's)");
+  cmd->add_option("--ctx-size,-c", a->n_ctx, "context size in tokens (default: the model's)")
+      ->check(positive());
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);
   return [a] { return run_generate(*a); };

@@ -1,10 +1,14 @@
 // coenc: one binary, one subcommand per job. See `coenc --help`.
+#include <cstring>
 #include <iostream>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <c10/util/Exception.h>
+
+#include <nlohmann/json.hpp>
 
 #include "coenc/error.h"
 #include "commands.h"
@@ -13,6 +17,18 @@ namespace {
 
 // libtorch errors carry a multi-line backtrace; the user gets the first line.
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+constexpr int kExitUsage = 2, kExitOutOfMemory = 8;
+
+// One line on stderr: "coenc: error: MESSAGE", or with --json on the command line the envelope
+// {"error": {"message": ..., "type": ...}} that scripts parse.
+int report(bool json, const std::string& message, const std::string& type, int status) {
+  if (json)
+    std::cerr << nlohmann::json{{"error", {{"message", message}, {"type", type}}}}.dump() << "\n";
+  else
+    std::cerr << "coenc: error: " << message << "\n";
+  return status;
+}
 
 }  // namespace
 
@@ -40,10 +56,19 @@ int main(int argc, char** argv) {
   add(coenc::cli::setup_tokenizer);
   add(coenc::cli::setup_train);
 
+  bool json = false;
+  for (int i = 1; i < argc; ++i) json = json || std::strcmp(argv[i], "--json") == 0;
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const CLI::App* sub = nullptr;
+    for (auto& [s, fn] : commands)
+      if (s->parsed()) sub = s;
+    return report(json,
+                  first_line(e.what()) + " (see coenc " + (sub ? sub->get_name() + " " : std::string()) + "--help)",
+                  "usage", kExitUsage);
   }
   try {
     for (auto& [sub, fn] : commands) {
@@ -51,11 +76,16 @@ int main(int argc, char** argv) {
     }
     return 1;
   } catch (const coenc::Error& e) {
-    std::cerr << "coenc: error: " << e.what() << "\n";
+    return report(json, e.what(), coenc::error_code_name(e.code()), coenc::exit_status(e.code()));
+  } catch (const std::bad_alloc&) {
+    return report(json, "out of memory", "out_of_memory", kExitOutOfMemory);
   } catch (const c10::Error& e) {
-    std::cerr << "coenc: error: " << first_line(e.what_without_backtrace()) << "\n";
+    const std::string message = first_line(e.what_without_backtrace());
+    if (message.find("out of memory") != std::string::npos || message.find("Out of memory") != std::string::npos ||
+        message.find("not enough memory") != std::string::npos)
+      return report(json, message, "out_of_memory", kExitOutOfMemory);
+    return report(json, message, "internal", 1);
   } catch (const std::exception& e) {
-    std::cerr << "coenc: error: " << first_line(e.what()) << "\n";
+    return report(json, first_line(e.what()), "internal", 1);
   }
-  return 1;
 }
