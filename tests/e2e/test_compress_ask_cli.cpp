@@ -363,6 +363,61 @@ TEST_F(CompressAskCli, AskUsesTheCheckpointsPromptLayout) {
   expect_one_line_error(run_coenc("ask -m " + q(d / "ckpt") + plain), "field \"prompt_layout\" must be");
 }
 
+// --ratio compresses at another ratio than the checkpoint's (mean pooling serves any): fewer vectors, the same
+// answer whether compressed on the fly or read from a .coctx made at that ratio; a .coctx of another ratio is a
+// model mismatch.
+TEST_F(CompressAskCli, RatioFlagCompressesAtAnotherRatio) {
+  TempDir d;
+  const std::string args = " --temp 0 -n 6 --json 'What happened?'";
+  RunResult own = run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + args);
+  RunResult half = run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --ratio 8" + args);
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  ASSERT_EQ(half.exit_code, 0) << half.err;
+  const json a = json::parse(own.out), b = json::parse(half.out);
+  EXPECT_LT(b["n_vectors"].get<int64_t>(), a["n_vectors"].get<int64_t>());
+  ASSERT_EQ(run_coenc("compress -q -m " + q(raw()) + " --doc " + q(doc()) + " --ratio 8 -o " + q(d / "r8.coctx"))
+                .exit_code,
+            0);
+  RunResult from_file = run_coenc("ask -m " + q(raw()) + " --ctx " + q(d / "r8.coctx") + " --ratio 8" + args);
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  const json c = json::parse(from_file.out);
+  EXPECT_EQ(c["ids"], b["ids"]);
+  EXPECT_EQ(c["n_vectors"], b["n_vectors"]);
+  RunResult mismatch = run_coenc("ask -m " + q(raw()) + " --ctx " + q(d / "r8.coctx") + " 'What happened?'");
+  EXPECT_EQ(mismatch.exit_code, 7) << mismatch.err;
+  expect_one_line_error(run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --ratio 0 hi"),
+                        "--ratio: must be positive, got 0");
+}
+
+// coenc inspect describes a Co-Encoder checkpoint (its parts and connector) and a .coctx file (which model made
+// it, what it holds), as text and as JSON.
+TEST_F(CompressAskCli, InspectDescribesCheckpointsAndCoctxFiles) {
+  TempDir d;
+  RunResult ck = run_coenc("inspect --json " + q(raw()));
+  ASSERT_EQ(ck.exit_code, 0) << ck.err;
+  const json c = json::parse(ck.out);
+  EXPECT_EQ(c["kind"], "co_encoder");
+  EXPECT_EQ(c["config"]["pooling"], "mean");
+  EXPECT_GT(c["tower_params"].get<int64_t>(), 0);
+  EXPECT_TRUE(c["tensors"].contains("connector.linear_1.weight"));
+  RunResult text = run_coenc("inspect " + q(raw()));
+  EXPECT_NE(text.out.find("CoEncoderForConditionalGeneration: pooling mean"), std::string::npos) << text.out;
+  ASSERT_EQ(run_coenc("compress -q -m " + q(raw()) + " --doc " + q(doc()) + " -o " + q(d / "a.coctx")).exit_code, 0);
+  RunResult file = run_coenc("inspect --json " + q(d / "a.coctx"));
+  ASSERT_EQ(file.exit_code, 0) << file.err;
+  const json f = json::parse(file.out);
+  EXPECT_EQ(f["kind"], "coctx");
+  const CompressedDocument doc = read_coctx(d / "a.coctx");
+  EXPECT_EQ(f["model_fingerprint"], doc.model_fingerprint);
+  EXPECT_EQ(f["n_tokens"].get<int64_t>(), doc.n_tokens());
+  EXPECT_EQ(f["n_vectors"].get<int64_t>(), doc.n_vectors());
+  EXPECT_EQ(f["n_chunks"].get<size_t>(), doc.chunks.size());
+  EXPECT_NE(run_coenc("inspect " + q(d / "a.coctx")).out.find("model fingerprint " + doc.model_fingerprint),
+            std::string::npos);
+  write_file(d / "bad.coctx", "not a coctx");
+  EXPECT_EQ(run_coenc("inspect " + q(d / "bad.coctx")).exit_code, 3);
+}
+
 // coenc convert rewrites a checkpoint as shards (and another dtype) without changing what it answers; the other
 // files of the folder travel with it.
 TEST_F(CompressAskCli, ConvertShardsWithoutChangingAnswers) {

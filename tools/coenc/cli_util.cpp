@@ -34,6 +34,20 @@ CLI::Validator number_at_least(double min, bool strict, const char* what) {
 
 }  // namespace
 
+void add_ratio_option(CLI::App& cmd, int64_t& ratio) {
+  cmd.add_option("--ratio", ratio,
+                 "tokens per vector instead of the checkpoint's compression_ratio (mean and attn pooling; the "
+                 "default model was trained at 4, 8 and 16)")
+      ->check(positive());
+}
+
+void apply_ratio(CoEncoderConfig& config, int64_t ratio) {
+  if (ratio <= 0) return;
+  COENC_CHECK_CODE(config.pooling != PoolingMode::Dynamic, Unsupported,
+                   "--ratio needs mean or attn pooling; this checkpoint's dynamic pooling sizes itself");
+  config.ratio = ratio;
+}
+
 CLI::Validator positive() { return number_at_least(0, true, "positive"); }
 CLI::Validator non_negative() { return number_at_least(0, false, ">= 0"); }
 

@@ -21,6 +21,13 @@ struct DeviceArgs {
 
 void add_device_options(CLI::App& cmd, DeviceArgs& args);
 
+// --ratio R: compress at R tokens per vector instead of the checkpoint's compression_ratio (mean and attn
+// pooling, whose connector serves any ratio; the default Co-Encoder was trained at 4, 8 and 16).
+void add_ratio_option(CLI::App& cmd, int64_t& ratio);
+// Puts a --ratio into `config` (before anything is sized from it); 0 leaves the checkpoint's. Unsupported for
+// dynamic pooling.
+void apply_ratio(CoEncoderConfig& config, int64_t ratio);
+
 // Validators for numeric flags with one readable line ("--reps: must be positive, got 0").
 CLI::Validator positive();
 CLI::Validator non_negative();

@@ -35,6 +35,7 @@ struct AskArgs {
   bool quiet = false;       // no progress bar while compressing --doc
   bool no_chat = false;     // the seed's raw layout even when the decoder has a chat template
   bool chat = false;        // the chat template even for a connector trained on the raw layout
+  int64_t ratio = 0;        // > 0: compress --doc at this ratio (and expect it of --ctx files)
   std::string chat_format;  // chatml, llama3, ...; default: recognised from the template
   std::string system;       // a system message (chat only)
   SamplingOptions sampling;
@@ -89,6 +90,7 @@ int run_ask(const AskArgs& a) {
   COENC_CHECK(!a.question.empty(), "the question is empty");
   COENC_CHECK(a.n_predict >= 0, "-n must be non-negative, got {}", a.n_predict);
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
+  apply_ratio(config, a.ratio);
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
   // The layout (as ask_prompt decides it): --chat / --chat-format / --no-chat, else the checkpoint's
   // prompt_layout, else the chat template when there is one. A template we cannot follow is reported before the
@@ -130,6 +132,7 @@ int run_ask(const AskArgs& a) {
   check_documents_fit(docs, config, reserve);
 
   CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  if (a.ratio > 0) model->set_compression_ratio(a.ratio);
   std::vector<std::vector<torch::Tensor>> documents;
   for (AskDocument& d : docs) {
     if (d.source.coctx) {
@@ -241,6 +244,7 @@ CommandFn setup_ask(CLI::App& app) {
   cmd->add_option("--chat-format", a->chat_format,
                   "chatml, llama3, llama2, mistral or gemma (default: recognised from the chat template)");
   cmd->add_option("--system", a->system, "system message (chat template only)");
+  add_ratio_option(*cmd, a->ratio);
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);
   return [a, cmd, doc, ctx] {

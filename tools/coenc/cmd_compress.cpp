@@ -20,17 +20,20 @@ struct CompressArgs {
   std::string doc;     // the document, plain text ("-": standard input)
   std::string output;  // the .coctx file to write
   bool quiet = false;  // no progress bar, no summary
+  int64_t ratio = 0;   // > 0: compress at this many tokens per vector instead of the checkpoint's ratio
   DeviceArgs device;
 };
 
 int run_compress(const CompressArgs& a) {
   // Everything that can fail on user input is checked before the (slow) model load.
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
+  apply_ratio(config, a.ratio);
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
   const TokenIds ids = read_document(a.doc, *tok.context, config, 0);
 
   const auto start = std::chrono::steady_clock::now();
   CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  if (a.ratio > 0) model->set_compression_ratio(a.ratio);
   CompressedDocument doc = compress_with_progress(*model, ids, a.doc, a.quiet, 0);
   write_coctx(a.output, doc);
   if (!a.quiet) {
@@ -77,6 +80,7 @@ CommandFn setup_compress(CLI::App& app) {
   cmd->add_option("--doc,-d", a->doc, "the document to compress, UTF-8 text (- for standard input)")
       ->required();
   cmd->add_option("--output,-o", a->output, "the .coctx file to write")->required();
+  add_ratio_option(*cmd, a->ratio);
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar and no summary line");
   add_device_options(*cmd, a->device);
   return [a] { return run_compress(*a); };
