@@ -2,12 +2,14 @@
 // `coenc ask`, data parallel over two processes (Gloo on the CPU) giving the one-process run, and bad configs
 // ending in one clear line.
 #include <random>
+#include <sys/wait.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "coenc/co_encoder.h"
 #include "coenc/generate.h"
+#include "coenc/safetensors.h"
 #include "test_util.h"
 
 namespace coenc::test {
@@ -99,6 +101,54 @@ TEST(TrainCli, TrainsACheckpointThatAnswers) {
   int64_t n_vectors = 0;
   for (const auto& c : chunks) n_vectors += c.size(0);
   EXPECT_EQ(answer.at("n_vectors").get<int64_t>(), n_vectors);
+}
+
+// A run killed (SIGKILL) at random moments, checkpoint writes included, 20 times, and resumed each time: every
+// resume finds a complete checkpoint (in place or the previous one kept aside), and the final weights equal an
+// uninterrupted run's, bit for bit.
+TEST(TrainCli, KilledAtAnyMomentLosesNothing) {
+  TempDir dir;
+  write_file(dir / "docs.txt", random_docs(200, 30, 1));
+  json c = run_config();
+  c["steps"] = 200;
+  c["save_every"] = 1;  // a checkpoint after every step: many kills land inside a write
+  c["eval_every"] = 200;
+  c["progress"] = false;
+  write_file(dir / "run.json", c.dump(2));
+  c["out"] = "whole";
+  write_file(dir / "whole.json", c.dump(2));
+  ASSERT_EQ(run_coenc("train -c '" + (dir / "whole.json").string() + "'").exit_code, 0);
+
+  const fs::path ckpt = dir / "out" / "checkpoint";
+  auto has_checkpoint = [&] {
+    return fs::exists(ckpt / "state.json") || fs::exists(dir / "out" / "checkpoint.old" / "state.json");
+  };
+  std::mt19937_64 rng(7);
+  int killed = 0;
+  for (int i = 0; i < 20; ++i) {
+    const double after = std::uniform_real_distribution<double>(0.4, 1.6)(rng);
+    const std::string resume = has_checkpoint() ? " --set resume=true" : "";
+    const std::string cmd = "timeout -s KILL " + std::to_string(after) + " '" + COENC_BINARY + "' train -c '" +
+                            (dir / "run.json").string() + "'" + resume + " >/dev/null 2>&1";
+    const int status = std::system(cmd.c_str());
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) break;  // it finished before the kill
+    ++killed;
+    // Whatever the moment of the kill, a complete checkpoint is there to resume from (once one was written).
+    if (has_checkpoint()) {
+      const fs::path found = fs::exists(ckpt / "state.json") ? ckpt : dir / "out" / "checkpoint.old";
+      EXPECT_NO_THROW(SafetensorsFile::open(found / "trainable.safetensors")) << "kill " << i;
+      EXPECT_NO_THROW((void)json::parse(read_file(found / "state.json"))) << "kill " << i;
+    }
+  }
+  EXPECT_GE(killed, 10) << "the kills should mostly land mid-run";
+  RunResult last = run_coenc("train -c '" + (dir / "run.json").string() + "'" +
+                             (has_checkpoint() ? " --set resume=true" : ""));
+  ASSERT_EQ(last.exit_code, 0) << last.err;
+  auto a = SafetensorsFile::open(dir / "whole" / "model.safetensors"),
+       b = SafetensorsFile::open(dir / "out" / "model.safetensors");
+  ASSERT_EQ(a->entries().size(), b->entries().size());
+  for (const auto& e : a->entries())
+    EXPECT_TRUE(torch::equal(a->tensor(e.name), b->tensor(e.name))) << e.name;
 }
 
 TEST(TrainCli, TwoProcessesTrainAsOne) {
