@@ -33,6 +33,10 @@ class WeightSet {
   std::map<std::string, size_t> where_;
 };
 
+// Whether `file_name` is one of a model directory's weight files as write_model_weights names them
+// (model.safetensors, model.safetensors.index.json, model-0000i-of-0000N.safetensors).
+bool is_model_weight_file(const std::string& file_name);
+
 // Writes a model directory's weights as WeightSet::open reads them: one `model.safetensors`, or, when
 // `max_shard_bytes` > 0 and the tensors take more, Hugging Face shards `model-0000i-of-0000N.safetensors` of at
 // most that many bytes each (a tensor larger than the limit gets a shard of its own) plus

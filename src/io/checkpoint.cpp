@@ -70,6 +70,12 @@ WeightSet WeightSet::open_files(const std::vector<fs::path>& files) {
   return set;
 }
 
+bool is_model_weight_file(const std::string& f) {
+  return f == "model.safetensors" || f == "model.safetensors.index.json" ||
+         (f.rfind("model-", 0) == 0 && f.find("-of-") != std::string::npos && f.size() > 12 &&
+          f.compare(f.size() - 12, 12, ".safetensors") == 0);
+}
+
 void write_model_weights(const fs::path& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                          int64_t max_shard_bytes) {
   COENC_CHECK(max_shard_bytes >= 0, "{}: the shard size must be >= 0 bytes (0: one file), got {}", dir.string(),
@@ -112,10 +118,7 @@ void write_model_weights(const fs::path& dir, const std::vector<std::pair<std::s
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string f = e.path().filename().string();
-    const bool weights = f == "model.safetensors" || f == "model.safetensors.index.json" ||
-                         (f.rfind("model-", 0) == 0 && f.find("-of-") != std::string::npos &&
-                          f.size() > 12 && f.compare(f.size() - 12, 12, ".safetensors") == 0);
-    if (weights && !written.count(f)) fs::remove(e.path(), ec);
+    if (is_model_weight_file(f) && !written.count(f)) fs::remove(e.path(), ec);
   }
 }
 

@@ -119,6 +119,25 @@ TEST_F(GenerateCli, StopStringCutsTheText) {
   EXPECT_EQ(j["text"], text.substr(0, text.find(stop)));
 }
 
+// coenc convert on a decoder: bf16 shards of a size limit, the tokenizer copied along, and the same greedy text as
+// the source read in bf16.
+TEST_F(GenerateCli, ConvertWritesShardsThatGenerateTheSame) {
+  TempDir d;
+  RunResult c = run_coenc("convert '" + model().string() + "' '" + (d / "m").string() + "' --max-shard-mb 0.05");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_TRUE(fs::exists(d / "m" / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(d / "m" / "tokenizer.json"));
+  for (const auto& e : fs::directory_iterator(d / "m"))
+    if (e.path().extension() == ".safetensors" && fs::file_size(e.path()) > 50000u + 8192u)
+      EXPECT_EQ(SafetensorsFile::open(e.path())->entries().size(), 1u)
+          << e.path() << ": over the limit, so it must hold one tensor larger than the limit alone";
+  const std::string args = "-p 'The river' -n 8 --temp 0 --json";
+  RunResult a = run_coenc(m() + args + " --dtype bf16"),
+            b = run_coenc("generate -m '" + (d / "m").string() + "' " + args + " --dtype bf16");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(json::parse(a.out)["ids"], json::parse(b.out)["ids"]);
+}
+
 TEST_F(GenerateCli, PromptIdsWithoutTokenizer) {
   // The llama golden fixture has no tokenizer: ids in, ids out, no "text".
   const fs::path fx = test_dir() / "golden/decoders/llama";

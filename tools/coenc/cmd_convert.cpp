@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coenc/atomic_file.h"
+#include "coenc/checkpoint.h"
 #include "coenc/co_encoder.h"
 #include "coenc/decoder.h"
 #include "coenc/error.h"
@@ -22,11 +23,6 @@ struct ConvertArgs {
   std::string in, out, dtype = "bf16";
   double max_shard_mb = 0;
 };
-
-bool is_weight_file(const std::string& f) {
-  return f == "model.safetensors" || f == "model.safetensors.index.json" || f == "config.json" ||
-         (f.rfind("model-", 0) == 0 && f.find("-of-") != std::string::npos);
-}
 
 int run_convert(const ConvertArgs& a) {
   std::error_code ec;
@@ -57,7 +53,7 @@ int run_convert(const ConvertArgs& a) {
     for (const auto& e : fs::recursive_directory_iterator(a.in)) {
       const fs::path rel = fs::relative(e.path(), a.in);
       if (e.is_directory()) continue;
-      if (rel.parent_path().empty() && is_weight_file(rel.filename().string())) continue;
+      if (rel.parent_path().empty() && (rel == "config.json" || is_model_weight_file(rel.filename().string()))) continue;
       fs::create_directories((fs::path(a.out) / rel).parent_path());
       write_file_atomic(fs::path(a.out) / rel, read_file_bytes(e.path(), "model file"));
     }
