@@ -98,8 +98,9 @@ class MetadataReader {
   std::vector<int64_t> int_array(const std::string& key, size_t n, int64_t min) const {
     std::vector<int64_t> out;
     for (const auto& v : array(key, n)) {
-      COENC_CHECK(v.is_number_integer() && (v.is_number_unsigned() || v.get<int64_t>() >= min) &&
-                      v.get<int64_t>() >= min && v.get<uint64_t>() <= static_cast<uint64_t>(kMaxCount),
+      // A negative value reads as a huge unsigned one and a huge unsigned one as negative: both fail.
+      COENC_CHECK(v.is_number_integer() && v.get<int64_t>() >= min &&
+                      v.get<uint64_t>() <= static_cast<uint64_t>(kMaxCount),
                   "{}: damaged .coctx file: metadata field \"{}\" must hold integers in [{}, {}], got {}", where_,
                   key, min, kMaxCount, v.dump());
       out.push_back(v.get<int64_t>());
@@ -287,9 +288,10 @@ void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, cons
   const CoEncoderConfig& c = model.config();
   COENC_CHECK_CODE(doc.d_text == c.text.hidden_size && doc.chunk_size == c.chunk_size &&
                        doc.pooling == pooling_mode_name(c.pooling) && doc.ratio == c.ratio,
-                   ModelMismatch, "{}: made for d_text {}, chunk_size {}, pooling {}, ratio {}; the model has {}, {}, {}, {}",
-              where, doc.d_text, doc.chunk_size, doc.pooling, doc.ratio, c.text.hidden_size, c.chunk_size,
-              pooling_mode_name(c.pooling), c.ratio);
+                   ModelMismatch,
+                   "{}: made for d_text {}, chunk_size {}, pooling {}, ratio {}; the model has {}, {}, {}, {}", where,
+                   doc.d_text, doc.chunk_size, doc.pooling, doc.ratio, c.text.hidden_size, c.chunk_size,
+                   pooling_mode_name(c.pooling), c.ratio);
 }
 
 }  // namespace coenc

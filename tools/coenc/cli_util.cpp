@@ -51,7 +51,6 @@ void apply_ratio(CoEncoderConfig& config, int64_t ratio) {
 CLI::Validator positive() { return number_at_least(0, true, "positive"); }
 CLI::Validator non_negative() { return number_at_least(0, false, ">= 0"); }
 
-
 void add_device_options(CLI::App& cmd, DeviceArgs& args) {
   cmd.add_option("--device", args.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd.add_option("--dtype", args.dtype, "compute dtype: f32, bf16, f16, or auto (f32 on CPU, bf16 on CUDA)")
