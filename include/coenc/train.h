@@ -90,6 +90,7 @@ struct TrainConfig {
   int64_t continuation_tokens = 64;       // tokens of text after the compressed part (continuation, lm)
   int64_t max_context_tokens = 0;         // QA contexts are cut to this many tokens (0: 4 x chunk_size)
   int64_t passkey_tokens = 0;             // the longest passkey haystack (objective passkey; 0: context_tokens)
+  int64_t lm_tokens = 0;                  // plain-text window of objective lm (0: continuation_tokens)
   double size_loss_weight = 0.1;          // weight of the connector's size_loss (dynamic pooling only)
   int64_t log_every = 0;                  // steps between metrics lines (0: eval_every)
   int64_t save_every = 0;                 // steps between checkpoints in out/checkpoint (0: only when stopping)

@@ -41,14 +41,16 @@ std::vector<int64_t> cumulative(const std::vector<int64_t>& weights) {
 TextExamples::TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,
                            const Tokenizer& text_tok, bool same_tokenizer, double eval_fraction,
                            int64_t context_tokens, int64_t continuation_tokens, bool need_continuation,
-                           bool progress, int64_t min_context_tokens, int64_t passkey_tokens)
+                           bool progress, int64_t min_context_tokens, int64_t passkey_tokens,
+                           int64_t lm_tokens)
     : context_tok_(context_tok),
       text_tok_(text_tok),
       same_tokenizer_(same_tokenizer),
       context_tokens_(context_tokens),
       continuation_tokens_(continuation_tokens),
       min_context_tokens_(min_context_tokens),
-      passkey_tokens_(passkey_tokens > 0 ? passkey_tokens : context_tokens) {
+      passkey_tokens_(passkey_tokens > 0 ? passkey_tokens : context_tokens),
+      lm_tokens_(lm_tokens > 0 ? lm_tokens : continuation_tokens) {
   COENC_CHECK(min_context_tokens >= 0 && min_context_tokens <= context_tokens,
               "min_context_tokens ({}) must be in [0, context_tokens ({})]", min_context_tokens,
               context_tokens);
@@ -114,12 +116,12 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
   const int64_t len = static_cast<int64_t>(doc.size());
-  std::uniform_int_distribution<int64_t> start(0,
-                                               std::max<int64_t>(0, len - n_context - continuation_tokens_));
-  const int64_t s = start(rng), mid = s + n_context, end = std::min(len, mid + continuation_tokens_);
+  const int64_t n_target = o == Objective::Lm ? lm_tokens_ : continuation_tokens_;
+  std::uniform_int_distribution<int64_t> start(0, std::max<int64_t>(0, len - n_context - n_target));
+  const int64_t s = start(rng), mid = s + n_context, end = std::min(len, mid + n_target);
   if (o == Objective::Continuation) ex.context.assign(doc.begin() + s, doc.begin() + mid);
   ex.target = as_text(doc, mid, end);
-  if (static_cast<int64_t>(ex.target.size()) > continuation_tokens_) ex.target.resize(continuation_tokens_);
+  if (static_cast<int64_t>(ex.target.size()) > n_target) ex.target.resize(n_target);
   if (ex.target.empty()) ex.target = as_text(doc, mid, len);  // decoding may have merged the tail away
   return ex;
 }

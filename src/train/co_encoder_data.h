@@ -32,11 +32,12 @@ class TextExamples {
   TextExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
                bool same_tokenizer, double eval_fraction, int64_t context_tokens, int64_t continuation_tokens,
                bool need_continuation, bool progress, int64_t min_context_tokens = 0,
-               int64_t passkey_tokens = 0);
+               int64_t passkey_tokens = 0, int64_t lm_tokens = 0);
 
   // Reconstruction: a window of up to context_tokens tokens (a whole document when shorter) as context, its
   // text as the target. Continuation: context_tokens tokens as context, the next (up to) continuation_tokens
-  // tokens' text as the target. Lm: the continuation example with no context. `eval` draws from the held-out
+  // tokens' text as the target. Lm: the continuation example with no context, its target lm_tokens long
+  // (0: continuation_tokens). `eval` draws from the held-out
   // documents. With min_context_tokens > 0, training examples draw their context length uniformly from
   // [min_context_tokens, context_tokens] (so the decoder learns to read blocks of every length it will meet);
   // evaluation examples keep context_tokens.
@@ -65,6 +66,7 @@ class TextExamples {
   int64_t
       min_context_tokens_;  // > 0: a training example's context length is drawn from [min, context_tokens_]
   int64_t passkey_tokens_;  // the longest passkey haystack
+  int64_t lm_tokens_;       // the target length of an Lm example
 };
 
 // Question answering, JSONL: one {"context": str, "question": str, "answers": [str, ...] | str} object per

@@ -278,7 +278,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     text = std::make_unique<data::TextExamples>(
         c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction,
         context_tokens, c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm),
-        progress, c.min_context_tokens, c.passkey_tokens);
+        progress, c.min_context_tokens, c.passkey_tokens, c.lm_tokens);
   if (active(Objective::Qa) || active(Objective::QaText))
     qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
                                             c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size,

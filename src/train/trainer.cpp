@@ -64,7 +64,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   static const std::set<std::string> co_encoder_only = {
       "co_encoder", "co_encoder_config", "tower_from", "tower_layers", "decoder_from", "init_std",
       "context_tokenizer", "text_tokenizer", "qa_files", "train", "context_tokens", "min_context_tokens",
-      "continuation_tokens", "max_context_tokens", "passkey_tokens", "compression_ratios", "size_loss_weight", "log_every",
+      "continuation_tokens", "max_context_tokens", "passkey_tokens",
+      "lm_tokens", "compression_ratios", "size_loss_weight", "log_every",
       "save_every", "resume", "stop_after", "lora", "activation_checkpointing", "embed_tower",
       "embed_decoder", "save_dtype"};
   for (const auto& item : j.items())
@@ -142,6 +143,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   read_field(j, "continuation_tokens", c.continuation_tokens, where);
   read_field(j, "max_context_tokens", c.max_context_tokens, where);
   read_field(j, "passkey_tokens", c.passkey_tokens, where);
+  read_field(j, "lm_tokens", c.lm_tokens, where);
   read_field(j, "size_loss_weight", c.size_loss_weight, where);
   read_field(j, "log_every", c.log_every, where);
   read_field(j, "save_every", c.save_every, where);
@@ -291,8 +293,9 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
               where);
   COENC_CHECK(!j.contains("lora") || c.train_tower == "lora" || c.train_decoder == "lora",
               "{}: field \"lora\" is given but neither train.tower nor train.decoder is \"lora\"", where);
-  COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0 && c.passkey_tokens >= 0,
-              "{}: context_tokens, max_context_tokens and passkey_tokens must be >= 0 (0: the default)", where);
+  COENC_CHECK(c.context_tokens >= 0 && c.max_context_tokens >= 0 && c.passkey_tokens >= 0 &&
+                  c.lm_tokens >= 0,
+              "{}: context_tokens, max_context_tokens, passkey_tokens and lm_tokens must be >= 0 (0: the default)", where);
   COENC_CHECK(c.min_context_tokens >= 0 && (c.min_context_tokens == 0 || c.context_tokens == 0 ||
                                             c.min_context_tokens <= c.context_tokens),
               "{}: min_context_tokens ({}) must be >= 0 and at most context_tokens ({})", where,

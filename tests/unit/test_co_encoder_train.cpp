@@ -587,6 +587,26 @@ TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
   EXPECT_GT(longest, 400u);  // longer than any one document: the haystack runs on into the next
 }
 
+// lm_tokens sets the plain-text window of objective lm apart from continuation's target: lm examples have no
+// context and a target of lm_tokens tokens (the documents are longer), continuation keeps its own length.
+TEST(CoEncoderTrain, LmExamplesTakeTheirOwnWindow) {
+  TempDir d;
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(150);
+  test::write_file(d / "t.txt", text);
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 0, 0, 96);
+  data::TextExamples plain({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false);
+  std::mt19937_64 rng(4);
+  for (int i = 0; i < 20; ++i) {
+    const auto lm = ex.sample(data::Objective::Lm, rng, i % 2 == 0);
+    EXPECT_TRUE(lm.context.empty());
+    EXPECT_EQ(lm.target.size(), 96u);
+    EXPECT_EQ(ex.sample(data::Objective::Continuation, rng, false).target.size(), 8u);
+    EXPECT_EQ(plain.sample(data::Objective::Lm, rng, false).target.size(), 8u);  // 0: continuation_tokens
+  }
+}
+
 // qa_text reads the whole context as plain text, so it draws only the items whose reading fits the window;
 // with none that fit it says so.
 TEST(CoEncoderTrain, QaTextDrawsOnlyItemsThatFitTheWindow) {

@@ -144,6 +144,7 @@ CommandFn setup_train(CLI::App& app) {
       "  compression_ratios [none] (e.g. [4, 8]: one connector trained at several ratios), "
       "continuation_tokens [64],\n"
       "  max_context_tokens [4 x chunk_size], passkey_tokens [context_tokens] (the longest passkey haystack),\n"
+      "  lm_tokens [continuation_tokens] (the plain-text window of objective lm),\n"
       "  size_loss_weight [0.1], log_every [eval_every], save_every [0], resume [false], stop_after [0].\n"
       "  batch_size counts examples of each objective. Writes OUT/ as a Co-Encoder checkpoint (+ "
       "context_tokenizer/,\n"
