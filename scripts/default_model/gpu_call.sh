@@ -9,10 +9,12 @@
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
+#   gpu_call.sh co_encoder_final TOTAL_SECONDS, co_encoder_lm TOTAL_SECONDS   stages 5 and 6, the same way
 #   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
 #                                            into .train/NAME once all are there: a model may travel over several calls
+#   gpu_call.sh eval VAL_DIR MODEL...        the validation evaluation of each model on the GPU (bf16) into $OUT
 #   gpu_call.sh pieces NAME FIRST LAST       copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
 #                                            ($OUT takes at most 64 MiB a call)
 # CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
@@ -57,17 +59,18 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 4
     ;;
-  co_encoder | co_encoder_long | co_encoder_final)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=co_encoder; [ "$stage" = co_encoder_long ] && dir=co_encoder3
     [ "$stage" = co_encoder_final ] && dir=co_encoder4
+    [ "$stage" = co_encoder_lm ] && dir=co_encoder5
     ensure_built
     stop_after=$((deadline - SECONDS - 40))
     echo "gpu_call: $stage (${total}s in all), this part stops after ${stop_after}s"
     scripts/default_model/train.sh "$stage" "$build" "$total" "$stop_after" 2>&1 | tee "$out/$stage.log" |
       grep -v '^tokenizing'
     cp ".train/$dir/metrics.jsonl" "$out/" 2>/dev/null || true
-    if [ -f ".train/$dir/model.safetensors" ]; then
+    if [ -f ".train/$dir/model.safetensors" ] || [ -f ".train/$dir/model.safetensors.index.json" ]; then  # finished
       pack "$dir"
       pieces "$dir" 1 3
     fi
@@ -104,6 +107,26 @@ case "${1:-}" in
     ;;
   pieces)
     pieces "${2:?}" "${3:?}" "${4:?}"
+    ;;
+  eval)
+    # The validation evaluation of docs/default-model.md for each model, on this GPU (bf16): one JSON line per
+    # task in $OUT/NAME-eval.jsonl, the needle heatmap in $OUT/NAME-needle.svg.
+    val=${2:?usage: gpu_call.sh eval VAL_DIR MODEL...}
+    shift 2
+    ensure_built
+    for m in "$@"; do
+      name=$(basename "$m") e=("$build/coenc" eval -m "$m" --device cuda --json -q)
+      : >"$out/$name-eval.jsonl"
+      for set in babi fairytaleqa squad; do
+        "${e[@]}" --task qa --data "$val/$set-val.jsonl" --ratio 4,8 --limit 300 >>"$out/$name-eval.jsonl"
+      done
+      "${e[@]}" --task recon --data "$val/gutenberg-01-part-full.txt.xz" --ratio 4,8 --limit 150 >>"$out/$name-eval.jsonl"
+      "${e[@]}" --task ppl --data "$val/gutenberg-01-part-full.txt.xz" --ratio 4,8 --limit 100 >>"$out/$name-eval.jsonl"
+      "${e[@]}" --task needle --data "$val/gutenberg-01-part.txt.xz" --ratio 4,8,16 --limit 2 \
+        --out ".train/needle-$name" >>"$out/$name-eval.jsonl"
+      cp ".train/needle-$name/needle.svg" "$out/$name-needle.svg"
+      echo "gpu_call: evaluated $m in ${SECONDS}s"
+    done
     ;;
   *)
     echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | co_encoder_more | co_encoder_long TOTAL_SECONDS |" \

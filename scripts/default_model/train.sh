@@ -17,13 +17,18 @@
 #       stage 4: from stage 3's model, reconstruction weighted up again, contexts of 128-512 tokens, passkey drills
 #       in haystacks of up to 3,800 tokens, ratios 4/8/16 (co_encoder_long.json) -> .train/co_encoder3; resumable
 #       in pieces like stage 2
+#   scripts/default_model/train.sh co_encoder_final BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 5: from stage 4's model, continuation weighted up (co_encoder_final.json) -> .train/co_encoder4
+#   scripts/default_model/train.sh co_encoder_lm BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 6: from stage 5's model, twice the text (Gutenberg shards 02 and 03 added; 01 stays the validation
+#       text), plain-text LM on 1,024-token windows weighted up (co_encoder_lm.json) -> .train/co_encoder5
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
 # .train/co_encoder2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm BUILD [SECONDS] [STOP_AFTER_SECONDS]}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
@@ -34,9 +39,10 @@ case "$stage" in
   decoder)
     "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder | co_encoder_long | co_encoder_final)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm)
     out=.train/$stage; [ "$stage" = co_encoder_long ] && out=.train/co_encoder3
     [ "$stage" = co_encoder_final ] && out=.train/co_encoder4
+    [ "$stage" = co_encoder_lm ] && out=.train/co_encoder5
     [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
       # SIGINT at the deadline: the trainer saves its checkpoint and exits with status 130.
@@ -51,7 +57,7 @@ case "$stage" in
     "$coenc" train -c scripts/default_model/co_encoder_more.json
     ;;
   *)
-    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more or co_encoder_long)" >&2
+    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final or co_encoder_lm)" >&2
     exit 2
     ;;
 esac
