@@ -449,5 +449,27 @@ TEST_F(CompressAskCli, ConvertShardsWithoutChangingAnswers) {
                         "--max-shard-mb must be >= 0");
 }
 
+// The shipped default Co-Encoder does what the README's first command says: it finds the number stated once in
+// the middle of the sample document, from the vectors at every ratio it was trained at; with another number in
+// the same document it answers that one (it reads the vectors, it does not recall the sample).
+TEST(DefaultCoEncoder, AnswersTheReadmeQuestionAtEveryTrainedRatio) {
+  const fs::path root = test_dir().parent_path();
+  auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  auto ask = [&](const fs::path& doc, const char* ratio) {
+    RunResult r = run_coenc("ask -q -m " + q(root / "models" / "default-coenc") + " --doc " + q(doc) + " --ratio " +
+                            ratio + " --temp 0 -n 8 --json 'What is the secret number?'");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out)["text"].get<std::string>() : std::string();
+  };
+  const fs::path sample = root / "examples" / "sample-document.txt";
+  for (const char* ratio : {"4", "8", "16"}) EXPECT_EQ(ask(sample, ratio), " 73914") << "ratio " << ratio;
+  TempDir d;
+  std::string text = read_file(sample);
+  const size_t at = text.find("73914");
+  ASSERT_NE(at, std::string::npos);
+  write_file(d / "other.txt", text.replace(at, 5, "52867"));
+  EXPECT_EQ(ask(d / "other.txt", "4"), " 52867");
+}
+
 }  // namespace
 }  // namespace coenc::test
