@@ -24,7 +24,6 @@
 
 #include "coenc/decoder.h"
 #include "coenc/model_config.h"
-#include "coenc/session.h"
 #include "coenc/tokenizer.h"
 #include "coenc/types.h"
 
@@ -135,12 +134,7 @@ class CoEncoderImpl : public torch::nn::Module {
   // The decoder rows of one compressed block: [BOC; chunk vectors in order; EOC] -> [2 + sum k_i, d_text]
   // (no gradient; for inference).
   torch::Tensor context_block(const std::vector<torch::Tensor>& chunks);
-  // The seed's decoder input: the compressed block as an embedding segment, then the question's tokens.
-  std::vector<Segment> decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question);
-  // Several compressed documents (each a list of chunks [k_i, d_text]): one embedding segment per document,
-  // [BOC] v [EOC] [BOC] v [EOC] ..., in order, then the question's tokens (when not empty).
-  std::vector<Segment> decoder_input(const std::vector<std::vector<torch::Tensor>>& documents,
-                                     const TokenIds& question);
+  // (Prompts around the blocks are the pipeline's: raw_prompt and ask_prompt, coenc/pipeline.h.)
 
   // Sets every connector parameter to the seed's initialisation (normal(0, std) matrices, zero biases,
   // scale_param 0.01) from `seed`, with requires_grad = `trainable`. Learned BOC/EOC rows start as the
@@ -212,52 +206,6 @@ struct CoEncoderTokenizers {
 // Loads both tokenizers of the checkpoint `dir` (see CoEncoderTokenizers). Throws NotFound naming every place
 // looked in when one is missing, and InvalidInput when a tokenizer has more ids than its model's vocab_size.
 CoEncoderTokenizers load_co_encoder_tokenizers(const std::filesystem::path& dir, const CoEncoderConfig& config);
-
-// How `ask_prompt` lays out a question about compressed documents.
-struct AskOptions {
-  // Layout: the checkpoint's prompt_layout by default; `chat` false forces the raw layout, `force_chat` the
-  // chat template (it must exist) even for a connector trained raw.
-  bool chat = true;
-  bool force_chat = false;
-  std::string chat_format;  // chatml, llama3, ... (default: recognised from the template; see resolve_chat_format)
-  std::string system;       // a system message (chat only)
-};
-
-// The decoder input for a question about compressed documents.
-struct AskPrompt {
-  std::vector<Segment> segments;
-  std::vector<size_t> document_segments;  // segments[document_segments[d]] is document d's [BOC v EOC] block
-  TokenIds stop_tokens;  // the decoder's eos ids, plus the chat format's end-of-turn token
-  bool chat = false;     // whether the chat template was applied
-  int64_t n_positions = 0;
-};
-
-// `documents[d]` is document d's chunks (each [k_i, d_text]); each document becomes its own block
-// [BOC] v_1 .. v_k [EOC] (an embedding segment), in the order given. Without a chat template (or with
-// options.chat false): the seed's layout, `[BOC] v [EOC] [BOC] v [EOC] ... question` — nothing between the
-// blocks, the question's tokens after them (no BOS, special-token text in the question read as plain text);
-// one document gives exactly the seed's `[BOC] v [EOC] question`. With one: the user turn holds block 1,
-// block 2, ... and then the question; the chat text is rendered around placeholders and split there, giving
-// [tokens before] [block 1] [block 2] ... [question, end of turn, assistant header]. No documents: the question
-// alone (a no-context baseline). Throws Unsupported for an unrecognised template (name the format in
-// options.chat_format, or set chat false). Positions are not checked against the decoder's
-// max_position_embeddings: compare n_positions with it.
-// Documents interleaved with text: the question may name documents by placeholder, `{doc1}`, `{doc2}`, ...
-// (1-based, each at most once); a named document's block stands there instead, inside the text (e.g. "Compare
-// {doc1} with {doc2}. Which is older?"), in both layouts. Documents not named keep their place before the
-// question. A placeholder past the last document, or one used twice, is an InvalidInput error.
-AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
-                     const std::vector<std::vector<torch::Tensor>>& documents, const std::string& question,
-                     const AskOptions& options = {});
-// One document: ask_prompt(model, text_tokenizer, {chunks}, question, options).
-AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<torch::Tensor>& chunks,
-                     const std::string& question, const AskOptions& options = {});
-
-// The uncompressed counterpart of `[BOC] v [EOC] question` (the full-context reading that training's qa_text
-// objective teaches and evaluation's "full" condition measures): the context's text ids, a newline, then the
-// question's ids.
-TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& context_text_ids,
-                           const TokenIds& question_ids);
 
 // A Co-Encoder of `config` with random tower and decoder (random_decoder, frozen) and a seed-initialised,
 // trainable connector; for tests.

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <filesystem>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,13 +41,6 @@ struct CompressedDocument {
 // The content hash of a chunk's token ids (32 hex digits): equal chunks compress to equal vectors, so this
 // keys a cache of compressed chunks.
 std::string chunk_hash(const TokenIds& ids);
-
-// Compresses `document` (the context tokenizer's ids) with `model` and fills in everything a .coctx records.
-// `on_progress(chunks_done, n_chunks)` as in CoEncoderImpl::compress. Throws InvalidInput for an empty
-// document.
-CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& document,
-                                     const std::string& source, int64_t n_batch = 8,
-                                     const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
 
 // Writes `doc` to `path` atomically (a reader sees the old file or the new one, whole).
 void write_coctx(const std::filesystem::path& path, const CompressedDocument& doc);

@@ -11,6 +11,7 @@
 #include "coenc/error.h"
 #include "coenc/eval.h"
 #include "coenc/generate.h"
+#include "coenc/pipeline.h"
 #include "coenc/session.h"
 #include "core/progress.h"
 
@@ -115,7 +116,7 @@ class Reader {
   // The compressed block of `context_ids` at the model's current ratio, as one embedding segment.
   Segment compressed(const TokenIds& context_ids) {
     torch::NoGradGuard no_grad;
-    return Segment::embeddings(model_.context_block(model_.compress(context_ids)));
+    return raw_prompt(model_, {model_.compress(context_ids)}, {}).front();
   }
   const Tokenizer& text_tokenizer() const { return *tok_.text; }
   std::optional<TokenId> bos() const {

@@ -133,27 +133,6 @@ std::string chunk_hash(const TokenIds& ids) {
   return h.hex();
 }
 
-CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& document,
-                                     const std::string& source, int64_t n_batch,
-                                     const std::function<void(int64_t, int64_t)>& on_progress) {
-  const CoEncoderConfig& c = model.config();
-  CompressedDocument doc;
-  doc.chunks = model.compress(document, n_batch, on_progress);
-  for (auto& v : doc.chunks) v = v.to(torch::kCPU).contiguous();
-  for (size_t begin = 0; begin < document.size(); begin += c.chunk_size) {
-    const size_t end = std::min(document.size(), begin + static_cast<size_t>(c.chunk_size));
-    doc.chunk_tokens.push_back(static_cast<int64_t>(end - begin));
-    doc.chunk_hashes.push_back(chunk_hash(TokenIds(document.begin() + begin, document.begin() + end)));
-  }
-  doc.model_fingerprint = model.fingerprint();
-  doc.pooling = pooling_mode_name(c.pooling);
-  doc.ratio = c.ratio;
-  doc.chunk_size = c.chunk_size;
-  doc.d_text = c.text.hidden_size;
-  doc.source = source;
-  return doc;
-}
-
 void write_coctx(const fs::path& path, const CompressedDocument& doc) {
   const std::string where = path.string();
   COENC_CHECK(!doc.chunks.empty(), "{}: nothing to write: the document has no chunks", where);

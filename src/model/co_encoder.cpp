@@ -184,18 +184,6 @@ torch::Tensor CoEncoderImpl::context_block(const std::vector<torch::Tensor>& chu
   return torch::cat(parts, 0);  // [2 + sum k, d_text]
 }
 
-std::vector<Segment> CoEncoderImpl::decoder_input(const std::vector<torch::Tensor>& chunks, const TokenIds& question) {
-  return decoder_input(std::vector<std::vector<torch::Tensor>>{chunks}, question);
-}
-
-std::vector<Segment> CoEncoderImpl::decoder_input(const std::vector<std::vector<torch::Tensor>>& documents,
-                                                  const TokenIds& question) {
-  std::vector<Segment> segments;
-  for (const auto& chunks : documents) segments.push_back(Segment::embeddings(context_block(chunks)));
-  if (!question.empty()) segments.push_back(Segment::tokens(question));
-  return segments;
-}
-
 void CoEncoderImpl::init_connector(uint64_t seed, double std, bool trainable) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);

@@ -8,6 +8,7 @@
 #include "coenc/atomic_file.h"
 #include "coenc/co_encoder.h"
 #include "coenc/error.h"
+#include "coenc/pipeline.h"
 #include "io/data_file.h"
 #include "train/text_dataset.h"
 

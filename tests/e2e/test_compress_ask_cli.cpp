@@ -8,6 +8,7 @@
 
 #include "coenc/co_encoder.h"
 #include "coenc/coctx.h"
+#include "coenc/pipeline.h"
 #include "coenc/session.h"
 #include "coenc/tokenizer.h"
 #include "test_util.h"
@@ -321,7 +322,7 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --chat-format vicuna hi"),
                         "unknown chat format \"vicuna\"");
   expect_one_line_error(run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --system 'Be brief.' hi"),
-                        "--system needs the chat layout");
+                        "a system message needs the chat layout: the decoder's tokenizer has no chat template");
   TempDir d;
   copy_tree(chat(), d / "ckpt");
   ASSERT_TRUE(remove_tree(d / "ckpt" / "text_tokenizer"));

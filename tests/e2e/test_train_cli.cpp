@@ -9,6 +9,7 @@
 
 #include "coenc/co_encoder.h"
 #include "coenc/generate.h"
+#include "coenc/pipeline.h"
 #include "coenc/safetensors.h"
 #include "test_util.h"
 

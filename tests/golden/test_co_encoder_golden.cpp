@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "coenc/co_encoder.h"
+#include "coenc/pipeline.h"
 #include "coenc/safetensors.h"
 #include "coenc/session.h"
 #include "model/connector.h"
@@ -71,7 +72,7 @@ TEST_P(CoEncoderSeedParity, Fp32MatchesTheSeed) {
 
   // The decoder over [BOC] vectors [EOC] question, through the engine's embedding segments.
   Session session(model->language_model);
-  torch::Tensor logits = session.prefill_all_logits(model->decoder_input({vectors}, to_ids(ref->tensor("question_ids"))));
+  torch::Tensor logits = session.prefill_all_logits(raw_prompt(*model, {{vectors}}, to_ids(ref->tensor("question_ids"))));
   torch::Tensor expected = ref->tensor("logits_" + name);
   ASSERT_EQ(logits.sizes(), expected.sizes());
   const double logit_err = relative_error(logits, expected);
@@ -95,7 +96,7 @@ TEST_P(CoEncoderSeedParity, Bf16OnCudaMatchesTheSeed) {
   ASSERT_EQ(vectors.size(0), ref->tensor("size_" + name).item<int64_t>()) << "dynamic output size";
   const double vector_err = relative_error(vectors.to(torch::kCPU, torch::kFloat32), ref->tensor("vectors_" + name));
   Session session(model->language_model);
-  torch::Tensor logits = session.prefill_all_logits(model->decoder_input({vectors}, to_ids(ref->tensor("question_ids"))));
+  torch::Tensor logits = session.prefill_all_logits(raw_prompt(*model, {{vectors}}, to_ids(ref->tensor("question_ids"))));
   const double logit_err = relative_error(logits.to(torch::kCPU, torch::kFloat32), ref->tensor("logits_" + name));
   std::printf("[ seed parity, bf16 CUDA ] %s context: vectors %.2e, logits %.2e\n", name.c_str(), vector_err, logit_err);
   EXPECT_LE(vector_err, 0.05);

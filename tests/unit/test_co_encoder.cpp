@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coenc/co_encoder.h"
+#include "coenc/pipeline.h"
 #include "coenc/safetensors.h"
 #include "coenc/session.h"
 #include "model/connector.h"
@@ -374,7 +375,7 @@ TEST(Chunking, DocumentEqualsItsChunksCompressedOneByOne) {
   EXPECT_COENC_ERROR(m->compress({5, 97}), "token id 97 is outside the tower vocabulary [0, 97)");
 }
 
-TEST(DecoderInput, BlockIsBocVectorsEoc) {
+TEST(RawPrompt, BlockIsBocVectorsEoc) {
   CoEncoder m = tiny("mean");
   std::vector<torch::Tensor> chunks = m->compress(random_ids(22, 9));  // chunks of 16 and 6 tokens: 4 + 2 vectors
   torch::Tensor block = m->context_block(chunks);
@@ -383,7 +384,7 @@ TEST(DecoderInput, BlockIsBocVectorsEoc) {
   EXPECT_TRUE(torch::equal(block[0], marks[0]));
   EXPECT_TRUE(torch::equal(block[7], marks[1]));
   EXPECT_TRUE(torch::equal(block.narrow(0, 1, 4), chunks[0]));
-  std::vector<Segment> input = m->decoder_input(chunks, {5, 6, 7});
+  std::vector<Segment> input = raw_prompt(*m, {chunks}, {5, 6, 7});
   ASSERT_EQ(input.size(), 2u);
   EXPECT_FALSE(input[0].is_tokens());
   EXPECT_TRUE(input[1].is_tokens());
@@ -391,11 +392,11 @@ TEST(DecoderInput, BlockIsBocVectorsEoc) {
   EXPECT_EQ(s.prefill_all_logits(input).sizes(), (std::vector<int64_t>{11, 101}));
 }
 
-TEST(DecoderInput, SeveralDocumentsAreBlocksInOrder) {
+TEST(RawPrompt, SeveralDocumentsAreBlocksInOrder) {
   CoEncoder m = tiny("mean");
   std::vector<torch::Tensor> a = m->compress(random_ids(22, 9));  // 4 + 2 vectors
   std::vector<torch::Tensor> b = m->compress(random_ids(7, 10));  // 2 vectors
-  std::vector<Segment> input = m->decoder_input(std::vector<std::vector<torch::Tensor>>{a, b}, {5, 6, 7});
+  std::vector<Segment> input = raw_prompt(*m, {a, b}, {5, 6, 7});
   ASSERT_EQ(input.size(), 3u);
   ASSERT_FALSE(input[0].is_tokens());
   ASSERT_FALSE(input[1].is_tokens());
@@ -404,10 +405,10 @@ TEST(DecoderInput, SeveralDocumentsAreBlocksInOrder) {
   EXPECT_EQ(input[1].rows.size(0), 4);
   EXPECT_EQ(input[2].ids, (TokenIds{5, 6, 7}));
   // One document: the seed's input, segment for segment.
-  std::vector<Segment> one = m->decoder_input(std::vector<std::vector<torch::Tensor>>{a}, {5, 6, 7});
-  std::vector<Segment> seed = m->decoder_input(a, {5, 6, 7});
-  ASSERT_EQ(one.size(), seed.size());
-  EXPECT_TRUE(torch::equal(one[0].rows, seed[0].rows));
+  std::vector<Segment> one = raw_prompt(*m, {a}, {5, 6, 7});
+  ASSERT_EQ(one.size(), 2u);
+  EXPECT_TRUE(torch::equal(one[0].rows, m->context_block(a)));
+  EXPECT_EQ(one[1].ids, (TokenIds{5, 6, 7}));
   // The decoder reads the two blocks as one sequence: 8 + 4 + 3 positions, and what follows the first block
   // sees it (the logits there differ from the second block read alone).
   Session s(m->language_model);

@@ -1,6 +1,7 @@
 // .coctx files: the round trip keeps every vector and record bit for bit; every kind of damage, a file of
 // another model or format version is refused with a message naming the file and the fault. Also the
-// checkpoint's tokenizers and the layout of a question about compressed documents (ask_prompt, one or several).
+// checkpoint's tokenizers, and the pipeline (coenc/pipeline.h): documents prepared, checked to fit and compressed,
+// the layout of a question about them (ask_prompt, one or several) and answer().
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -8,7 +9,9 @@
 
 #include "coenc/co_encoder.h"
 #include "coenc/coctx.h"
+#include "coenc/pipeline.h"
 #include "coenc/safetensors.h"
+#include "coenc/session.h"
 #include "test_util.h"
 
 namespace coenc {
@@ -303,8 +306,8 @@ TEST(AskPrompt, TwoDocumentsRawLayoutIsBlockBlockQuestion) {
   eo.parse_special = false;
   EXPECT_EQ(p.segments[2].ids, tok->encode("What is it?", eo));
   EXPECT_EQ(p.n_positions, (2 + 5) + (2 + 2) + static_cast<int64_t>(p.segments[2].ids.size()));
-  // The same as the model's own decoder input for these documents.
-  std::vector<Segment> input = m->decoder_input(std::vector<std::vector<torch::Tensor>>{a, b}, p.segments[2].ids);
+  // The same as raw_prompt for these documents.
+  std::vector<Segment> input = raw_prompt(*m, {a, b}, p.segments[2].ids);
   ASSERT_EQ(input.size(), 3u);
   for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(input[i].rows, p.segments[i].rows)) << i;
   // Order matters: b first gives b's block first.
@@ -404,6 +407,127 @@ TEST(AskPrompt, ChatTemplateWrapsTheBlockInTheUserTurn) {
   EXPECT_FALSE(ask_prompt(*m, *bare, chunks, "q").chat);
   o.chat_format = "vicuna";
   EXPECT_COENC_ERROR(ask_prompt(*m, *bare, chunks, "q", o), "unknown chat format \"vicuna\"");
+}
+
+}  // namespace
+}  // namespace coenc
+
+namespace coenc {
+namespace {
+
+// The pipeline's documents: text is encoded and bounded before the model loads, .coctx content taken as read;
+// compress_documents makes every count exact.
+TEST(Pipeline, PreparesThenCompressesDocuments) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const CoEncoderConfig& c = m->config();  // chunks of 16 tokens, r = 4, a decoder of 256 positions
+  DocumentSource text{"a.txt", false, "Hello world. This is a small document about the sea and its ships.", {}};
+  DocumentSource coctx{"b.coctx", true, "", compress_document(*m, ids_of(40, 1200), "b.txt")};
+  std::vector<PreparedDocument> docs = prepare_documents({text, coctx}, c, *tok, 5);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].ids, encode_document("a.txt", text.text, *tok));
+  EXPECT_EQ(docs[0].n_vectors, min_vectors(c, docs[0].n_tokens));
+  EXPECT_TRUE(docs[0].doc.chunks.empty());
+  EXPECT_TRUE(docs[1].exact);
+  EXPECT_EQ(docs[1].n_vectors, 10);  // 16 + 16 + 8 tokens -> 4 + 4 + 2 vectors
+  compress_documents(*m, docs, 5, false);
+  EXPECT_TRUE(docs[0].exact);
+  EXPECT_EQ(docs[0].doc.n_tokens(), docs[0].n_tokens);
+  EXPECT_EQ(docs[0].doc.n_vectors(), docs[0].n_vectors);
+  EXPECT_EQ(docs[0].doc.source, "a.txt");
+  for (size_t i = 0; i < docs[0].doc.chunks.size(); ++i)  // the same vectors as the model's own compress
+    EXPECT_TRUE(torch::equal(docs[0].doc.chunks[i], m->compress(docs[0].ids)[i])) << i;
+  EXPECT_COENC_ERROR(prepare_documents({{"e.txt", false, "", {}}}, c, *tok, 5), "e.txt: the document is empty");
+  EXPECT_COENC_ERROR(prepare_documents({{"bin", false, std::string("ab\0cd", 5), {}}}, c, *tok, 5),
+                     "bin: not a text document (byte 2 is a NUL");
+  // A .coctx of another model is refused once the model is there.
+  CoEncoder other = tiny(2, 1200);
+  std::vector<PreparedDocument> foreign = prepare_documents({coctx}, c, *tok, 5);
+  EXPECT_COENC_ERROR(compress_documents(*other, foreign, 5, false), "b.coctx");
+}
+
+// The one check that documents fit: [BOC] v [EOC] per document plus the question's reserve, within the decoder's
+// positions; one document is told to be split, several to be fewer.
+TEST(Pipeline, OneCheckDecidesWhetherDocumentsFit) {
+  const CoEncoderConfig c = tiny(1, 1200)->config();  // 256 decoder positions
+  PreparedDocument big;
+  big.name = "big.txt";
+  big.n_tokens = 1100;
+  big.n_vectors = 275;
+  EXPECT_COENC_ERROR(check_documents_fit({big}, c, 5),
+                     "big.txt: 1100 tokens compress into at least 275 vectors, but the decoder reads at most 256 "
+                     "positions (text_config.max_position_embeddings, 5 kept for the question and answer): split "
+                     "the document");
+  PreparedDocument a = big, b = big;
+  a.name = "a.txt";
+  b.name = "b.coctx";
+  a.n_vectors = b.n_vectors = 124;
+  a.exact = b.exact = true;
+  check_documents_fit({a}, c, 5);
+  check_documents_fit({a, b}, c, 4);  // 4 + 126 + 126 = 256: exactly full
+  EXPECT_COENC_ERROR(check_documents_fit({a, b}, c, 5),
+                     "a.txt, b.coctx: the 2 documents compress into 124 + 124 vectors; with a [BOC] and an [EOC] "
+                     "row each and 5 positions for the question and one answer token, they need 257 positions");
+  try {
+    check_documents_fit({big}, c, 0);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ExceedsContext);
+  }
+}
+
+// The layout: the checkpoint's prompt_layout unless asked otherwise; contradictions and a system message
+// without turns are refused before any work.
+TEST(Pipeline, LayoutFollowsTheCheckpointUnlessAsked) {
+  auto tok = Tokenizer::load(kTokenizerDir.string());  // has a ChatML template
+  CoEncoderConfig c = tiny(1, 1200)->config();
+  c.prompt_layout = "raw";
+  EXPECT_FALSE(uses_chat_layout(c, *tok, AskOptions{}));
+  AskOptions chat;
+  chat.force_chat = true;
+  EXPECT_TRUE(uses_chat_layout(c, *tok, chat));
+  c.prompt_layout = "chat";
+  EXPECT_TRUE(uses_chat_layout(c, *tok, AskOptions{}));
+  AskOptions raw;
+  raw.chat = false;
+  EXPECT_FALSE(uses_chat_layout(c, *tok, raw));
+  raw.system = "Be brief.";
+  EXPECT_COENC_ERROR(uses_chat_layout(c, *tok, raw), "a system message needs the chat layout: the raw layout was asked for");
+  AskOptions both;
+  both.chat = false;
+  both.force_chat = true;
+  EXPECT_COENC_ERROR(uses_chat_layout(c, *tok, both), "the chat and raw layouts were both asked for");
+  AskOptions unknown;
+  unknown.chat_format = "vicuna";
+  EXPECT_COENC_ERROR(uses_chat_layout(c, *tok, unknown), "unknown chat format \"vicuna\"");
+}
+
+// answer() is generate over ask_prompt in a new session, with the prompt's stop tokens: the same ids and text.
+TEST(Pipeline, AnswerIsGenerationOverTheAskPrompt) {
+  CoEncoder m = tiny(1, 1200);
+  auto tok = Tokenizer::load(kTokenizerDir.string());
+  const std::string question = "What is it about?";
+  const int64_t reserve = question_reserve(*tok, question);
+  std::vector<PreparedDocument> docs =
+      prepare_documents({{"a.txt", false, "The sea, the ships and the harbour of a small town.", {}}}, m->config(),
+                        *tok, reserve);
+  compress_documents(*m, docs, reserve, false);
+  AskOptions o;
+  o.chat = false;
+  GenerationOptions go;
+  go.max_new_tokens = 6;
+  go.sampling.temperature = 0;
+  GenerationResult r = answer(*m, *tok, docs, question, o, go);
+  AskPrompt p = ask_prompt(*m, *tok, {docs[0].doc.chunks}, question, o);
+  Session s(m->language_model);
+  go.stop_tokens = p.stop_tokens;
+  go.detokenize = [&](const TokenIds& ids) { return tok->decode_bytes(ids, true); };
+  GenerationResult e = generate(s, p.segments, go);
+  EXPECT_EQ(r.ids, e.ids);
+  EXPECT_EQ(r.text, e.text);
+  EXPECT_EQ(r.n_prompt, p.n_positions);
+  std::vector<PreparedDocument> uncompressed = prepare_documents({{"a.txt", false, "text", {}}}, m->config(), *tok, 2);
+  EXPECT_COENC_ERROR(answer(*m, *tok, uncompressed, question, o, go), "answer needs compressed documents");
 }
 
 }  // namespace

@@ -10,7 +10,6 @@
 
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
-#include "core/progress.h"
 
 namespace coenc::cli {
 
@@ -86,30 +85,6 @@ TokenIds parse_id_list(const std::string& text, const char* flag) {
 }
 
 
-int64_t min_vectors(const CoEncoderConfig& c, int64_t n_tokens) {
-  int64_t n = 0;
-  for (int64_t begin = 0; begin < n_tokens; begin += c.chunk_size) {
-    const int64_t t = std::min(c.chunk_size, n_tokens - begin);
-    n += c.pooling == PoolingMode::Dynamic ? c.min_output_size : (t + c.ratio - 1) / c.ratio;
-  }
-  return n;
-}
-
-namespace {
-
-void check_fits(const std::string& path, const CoEncoderConfig& c, int64_t n_tokens, int64_t n_vectors,
-                bool exact, int64_t reserve) {
-  const int64_t limit = c.text.max_position_embeddings;
-  if (2 + n_vectors + reserve > limit)
-    fail(ErrorCode::ExceedsContext,
-         "{}: {} tokens compress into {}{} vectors, but the decoder reads at most {} positions "
-         "(text_config.max_position_embeddings{}): split the document",
-         path, n_tokens, exact ? "" : "at least ", n_vectors, limit,
-         reserve > 0 ? format(", {} kept for the question and answer", reserve) : std::string());
-}
-
-}  // namespace
-
 std::string read_text_input(const std::string& path, const char* what) {
   return path == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
                      : read_file_bytes(path, what);
@@ -134,48 +109,6 @@ void print_generation_summary(const GenerationResult& r) {
       line, sizeof line, "coenc: %lld prompt tokens in %.3f s, %zu tokens generated (%.1f tok/s), stop: %s\n",
       static_cast<long long>(r.n_prompt), r.prefill_seconds, r.ids.size(), tps, r.stop_reason.c_str());
   std::cerr << line;
-}
-
-TokenIds merge_ids(TokenIds ids, const TokenIds& more) {
-  for (TokenId id : more)
-    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
-  return ids;
-}
-
-TokenIds read_document(const std::string& path, const Tokenizer& tok, const CoEncoderConfig& c,
-                       int64_t reserve) {
-  const std::string text = read_text_input(path, "document");
-  if (auto at = first_non_text_byte(text))
-    fail(ErrorCode::InvalidInput, "{}: not a text document (byte {} is {}; expected UTF-8 text to compress)", path,
-         *at, text[*at] == '\0' ? std::string("a NUL") : std::string("not valid UTF-8"));
-  EncodeOptions eo;
-  eo.add_special = false;
-  eo.parse_special = false;
-  TokenIds ids = tok.encode(text, eo);
-  COENC_CHECK(!ids.empty(), "{}: the document is empty (expected text to compress)", path);
-  check_fits(path, c, static_cast<int64_t>(ids.size()), min_vectors(c, static_cast<int64_t>(ids.size())),
-             false, reserve);
-  return ids;
-}
-
-CompressedDocument compress_with_progress(CoEncoderImpl& model, const TokenIds& ids, const std::string& path,
-                                          bool quiet, int64_t reserve) {
-  const CoEncoderConfig& c = model.config();
-  const int64_t n_tokens = static_cast<int64_t>(ids.size());
-  const int64_t n_chunks = (n_tokens + c.chunk_size - 1) / c.chunk_size;
-  ProgressBar bar("compressing", n_chunks, "chunks", !quiet && n_chunks > 1);
-  const auto start = std::chrono::steady_clock::now();
-  auto tokens_per_second = [&](int64_t chunks_done) {
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double tokens = static_cast<double>(std::min(n_tokens, chunks_done * c.chunk_size));
-    return format("{} tok/s", static_cast<int64_t>(s > 0 ? tokens / s : 0));
-  };
-  CompressedDocument doc =
-      compress_document(model, ids, std::filesystem::path(path).filename().string(), 8,
-                        [&](int64_t done, int64_t) { bar.update(done, tokens_per_second(done)); });
-  bar.finish(tokens_per_second(n_chunks));
-  check_fits(path, c, n_tokens, doc.n_vectors(), true, reserve);
-  return doc;
 }
 
 }  // namespace coenc::cli

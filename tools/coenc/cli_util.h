@@ -6,7 +6,6 @@
 #include <CLI/CLI.hpp>
 
 #include "coenc/co_encoder.h"
-#include "coenc/coctx.h"
 #include "coenc/generate.h"
 #include "coenc/sampler.h"
 #include "coenc/tokenizer.h"
@@ -46,23 +45,5 @@ TokenCallback stream_to_stdout(const Tokenizer* tokenizer);
 // Ends the streamed text and prints one summary line on stderr: prompt positions, time, tokens, speed, stop
 // reason.
 void print_generation_summary(const GenerationResult& result);
-// `stop_tokens` with `more` appended, leaving out duplicates.
-TokenIds merge_ids(TokenIds stop_tokens, const TokenIds& more);
-
-// ---- documents (compress, ask --doc)
-
-// The fewest vectors a document of `n_tokens` can compress into: mean and attn pool exactly ceil(T / r) per
-// chunk, dynamic pooling at least min_output_size.
-int64_t min_vectors(const CoEncoderConfig& config, int64_t n_tokens);
-
-// Reads the document `path` and encodes it with the context tokenizer (no special tokens added; special-token
-// text in it is plain text). Refuses, naming the file, an empty document and one that compresses into more
-// positions than the decoder reads (`reserve` of them kept for what follows the compressed block).
-TokenIds read_document(const std::string& path, const Tokenizer& context_tokenizer,
-                       const CoEncoderConfig& config, int64_t reserve);
-// Compresses `ids` (from `path`) with a progress bar on stderr for documents of several chunks (chunks done /
-// total, tokens/s, ETA) unless `quiet`, then checks that the vectors fit the decoder (`reserve` as above).
-CompressedDocument compress_with_progress(CoEncoderImpl& model, const TokenIds& ids, const std::string& path,
-                                          bool quiet, int64_t reserve);
 
 }  // namespace coenc::cli

@@ -9,10 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
-#include "coenc/co_encoder.h"
 #include "coenc/coctx.h"
 #include "coenc/error.h"
-#include "coenc/generate.h"
+#include "coenc/pipeline.h"
 #include "commands.h"
 
 namespace coenc::cli {
@@ -42,45 +41,6 @@ struct AskArgs {
   DeviceArgs device;
 };
 
-// A document on its way into the prompt: read (and for --doc tokenized) before the model loads, compressed or
-// checked against the model after.
-struct AskDocument {
-  AskSource source;
-  TokenIds ids;            // --doc: the context tokenizer's ids
-  CompressedDocument doc;  // --ctx: read from the file; --doc: once compressed
-  int64_t n_tokens = 0;
-  int64_t n_vectors = 0;  // exact once compressed; before, for --doc, the fewest it can compress into
-  bool exact = false;
-};
-
-std::string document_names(const std::vector<AskDocument>& docs) {
-  std::string names;
-  for (const auto& d : docs) names += (names.empty() ? "" : ", ") + d.source.path;
-  return names;
-}
-
-// Several documents must fit the decoder together: 2 + k_d positions each, then the question and one answer
-// token (`reserve`). One document alone was already checked on its own (with the advice to split it).
-void check_documents_fit(const std::vector<AskDocument>& docs, const CoEncoderConfig& c, int64_t reserve) {
-  if (docs.size() < 2) return;
-  int64_t total = reserve;
-  bool exact = true;
-  std::string counts;
-  for (const auto& d : docs) {
-    total += 2 + d.n_vectors;
-    exact = exact && d.exact;
-    counts += (counts.empty() ? "" : " + ") + std::to_string(d.n_vectors);
-  }
-  const int64_t limit = c.text.max_position_embeddings;
-  if (total > limit)
-    fail(ErrorCode::ExceedsContext,
-         "{}: the {} documents compress into {}{} vectors; with a [BOC] and an [EOC] row each and "
-         "{} positions for the question and one answer token, they need {}{} positions, but the decoder "
-         "reads at most {} (text_config.max_position_embeddings): ask about fewer or shorter documents",
-         document_names(docs), docs.size(), exact ? "" : "at least ", counts, reserve,
-         exact ? "" : "at least ", total, limit);
-}
-
 int run_ask(const AskArgs& a) {
   COENC_CHECK(!a.sources.empty(),
               "give at least one --doc (a document) or --ctx (a .coctx file); either may be repeated");
@@ -88,97 +48,52 @@ int run_ask(const AskArgs& a) {
                             [](const AskSource& s) { return !s.coctx && s.path == "-"; }) <= 1,
               "--doc - (standard input) may be given only once");
   COENC_CHECK(!a.question.empty(), "the question is empty");
-  COENC_CHECK(a.n_predict >= 0, "-n must be non-negative, got {}", a.n_predict);
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
   apply_ratio(config, a.ratio);
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
-  // The layout (as ask_prompt decides it): --chat / --chat-format / --no-chat, else the checkpoint's
-  // prompt_layout, else the chat template when there is one. A template we cannot follow is reported before the
-  // documents are compressed.
-  const bool has_template = !tok.text->chat_template().empty();
-  COENC_CHECK(!a.chat || has_template || !a.chat_format.empty(),
-              "--chat needs a chat template, and {} has none (give --chat-format)",
-              (std::filesystem::path(a.model) / "text_tokenizer").string());
-  const bool chat = a.chat || (!a.no_chat && (!a.chat_format.empty() ||
-                                              (config.prompt_layout != "raw" && has_template)));
-  if (chat) resolve_chat_format(*tok.text, a.chat_format);
-  COENC_CHECK(a.system.empty() || chat,
-              "--system needs the chat layout: {} (give --chat, or a decoder with a chat template)",
-              a.no_chat                        ? "--no-chat was given"
-              : config.prompt_layout == "raw" ? "this checkpoint was trained on the raw layout"
-                                               : (std::filesystem::path(a.model) / "text_tokenizer").string() +
-                                                     " has no chat template");
-  // The question and at least one answer token must fit beside the compressed blocks.
-  const int64_t reserve = static_cast<int64_t>(tok.text->encode(a.question).size()) + 1;
-
-  // Everything that can be checked without the model is, before the (slow) load.
-  std::vector<AskDocument> docs;
-  for (const AskSource& s : a.sources) {
-    AskDocument d;
-    d.source = s;
-    if (s.coctx) {
-      d.doc = read_coctx(s.path);
-      d.n_tokens = d.doc.n_tokens();
-      d.n_vectors = d.doc.n_vectors();
-      d.exact = true;
-    } else {
-      d.ids = read_document(s.path, *tok.context, config, reserve);
-      d.n_tokens = static_cast<int64_t>(d.ids.size());
-      d.n_vectors = min_vectors(config, d.n_tokens);
-      d.exact = config.pooling != PoolingMode::Dynamic;
-    }
-    docs.push_back(std::move(d));
-  }
-  check_documents_fit(docs, config, reserve);
-
-  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
-  if (a.ratio > 0) model->set_compression_ratio(a.ratio);
-  std::vector<std::vector<torch::Tensor>> documents;
-  for (AskDocument& d : docs) {
-    if (d.source.coctx) {
-      check_coctx_model(d.doc, *model, d.source.path);
-    } else {
-      d.doc = compress_with_progress(*model, d.ids, d.source.path, a.quiet || a.json, reserve);
-      d.n_vectors = d.doc.n_vectors();
-      d.exact = true;
-    }
-    documents.push_back(d.doc.chunks);
-  }
-  check_documents_fit(docs, config, reserve);
-
   AskOptions ao;
   ao.chat = !a.no_chat;
   ao.force_chat = a.chat;
   ao.chat_format = a.chat_format;
   ao.system = a.system;
-  AskPrompt prompt = ask_prompt(*model, *tok.text, documents, a.question, ao);
-  Session session(model->language_model);
-  int64_t n_vectors = 0, n_tokens = 0;
-  for (const auto& d : docs) {
-    n_vectors += d.n_vectors;
-    n_tokens += d.n_tokens;
+  uses_chat_layout(config, *tok.text, ao);  // a layout we cannot follow is reported before any work
+
+  // Everything that can be checked without the model is, before the (slow) load.
+  const int64_t reserve = question_reserve(*tok.text, a.question);
+  std::vector<DocumentSource> sources;
+  for (const AskSource& s : a.sources) {
+    DocumentSource d;
+    d.name = s.path;
+    d.from_coctx = s.coctx;
+    if (s.coctx)
+      d.coctx = read_coctx(s.path);
+    else
+      d.text = read_text_input(s.path, "document");
+    sources.push_back(std::move(d));
   }
-  if (prompt.n_positions >= session.n_ctx())
-    fail(ErrorCode::ExceedsContext,
-         "{}: the compressed {} ({} vectors) and the question need {} positions, but the decoder holds {}",
-         document_names(docs), docs.size() == 1 ? "document" : "documents", n_vectors, prompt.n_positions,
-         session.n_ctx());
+  std::vector<PreparedDocument> docs = prepare_documents(std::move(sources), config, *tok.context, reserve);
+
+  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  if (a.ratio > 0) model->set_compression_ratio(a.ratio);
+  compress_documents(*model, docs, reserve, !(a.quiet || a.json));
 
   GenerationOptions go;
   go.max_new_tokens = a.n_predict;
   go.sampling = a.sampling;
-  go.stop_tokens = prompt.stop_tokens;
-  go.detokenize = [&](const TokenIds& out) { return tok.text->decode_bytes(out, /*skip_special=*/true); };
   GenerationResult r =
-      generate(session, prompt.segments, go, a.json ? TokenCallback() : stream_to_stdout(tok.text.get()));
+      answer(*model, *tok.text, docs, a.question, ao, go, a.json ? TokenCallback() : stream_to_stdout(tok.text.get()));
   if (a.json) {
+    int64_t n_vectors = 0, n_tokens = 0;
     nlohmann::json per_doc = nlohmann::json::array();
-    for (const auto& d : docs)
-      per_doc.push_back({{"source", d.source.path},
-                         {"from", d.source.coctx ? "ctx" : "doc"},
+    for (const auto& d : docs) {
+      n_vectors += d.n_vectors;
+      n_tokens += d.n_tokens;
+      per_doc.push_back({{"source", d.name},
+                         {"from", d.from_coctx ? "ctx" : "doc"},
                          {"n_context_tokens", d.n_tokens},
                          {"n_chunks", d.doc.chunks.size()},
                          {"n_vectors", d.n_vectors}});
+    }
     nlohmann::json j = {{"ids", r.ids},
                         {"text", r.text},
                         {"stop_reason", r.stop_reason},

@@ -10,6 +10,7 @@
 #include "coenc/co_encoder.h"
 #include "coenc/decoder.h"
 #include "coenc/error.h"
+#include "coenc/pipeline.h"
 #include "coenc/session.h"
 #include "coenc/shapes.h"
 #include "commands.h"
@@ -107,7 +108,7 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
     cc.end_of_context_token_id = 2;
     CoEncoder co(cc, tower, lm, dev);
     co->init_connector(5, 0.02, false);
-    nlohmann::json m = measure([&] { return co->decoder_input(co->compress(doc, 64), question); });
+    nlohmann::json m = measure([&] { return raw_prompt(*co, {co->compress(doc, 64)}, question); });
     m["ratio"] = ratio;
     m["speedup"] = out["full"]["seconds"].get<double>() / m["seconds"].get<double>();
     out["compressed"].push_back(m);

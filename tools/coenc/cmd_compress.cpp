@@ -9,6 +9,7 @@
 #include "coenc/co_encoder.h"
 #include "coenc/coctx.h"
 #include "coenc/error.h"
+#include "coenc/pipeline.h"
 #include "commands.h"
 
 namespace coenc::cli {
@@ -29,12 +30,16 @@ int run_compress(const CompressArgs& a) {
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
   apply_ratio(config, a.ratio);
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
-  const TokenIds ids = read_document(a.doc, *tok.context, config, 0);
+  DocumentSource source;
+  source.name = a.doc;
+  source.text = read_text_input(a.doc, "document");
+  std::vector<PreparedDocument> docs = prepare_documents({source}, config, *tok.context, 0);
 
   const auto start = std::chrono::steady_clock::now();
   CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
   if (a.ratio > 0) model->set_compression_ratio(a.ratio);
-  CompressedDocument doc = compress_with_progress(*model, ids, a.doc, a.quiet, 0);
+  compress_documents(*model, docs, 0, !a.quiet);
+  const CompressedDocument& doc = docs[0].doc;
   write_coctx(a.output, doc);
   if (!a.quiet) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -92,7 +92,7 @@ int run_generate(const GenerateArgs& a) {
     }
     ChatFormat format = resolve_chat_format(*tok, a.chat_format);
     prompt = encode_chat(*tok, messages, format);
-    if (!a.ignore_eos) stop_tokens = merge_ids(stop_tokens, chat_stop_ids(*tok, format));
+    if (!a.ignore_eos) append_unique(stop_tokens, chat_stop_ids(*tok, format));
   } else {
     std::string text = a.prompt;
     if (!a.prompt_file.empty()) text = read_text_input(a.prompt_file, "prompt file");

@@ -1,19 +1,16 @@
-// The decoder input of a question about compressed documents: the seed's raw layout, or the decoder's chat
-// template with the compressed blocks inside the user turn.
+// Prompts of the pipeline: the decoder input of a question about compressed documents (the seed's raw layout, or
+// the decoder's chat template with the compressed blocks inside the user turn), and its plain-text counterpart.
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <string>
 
-#include "coenc/co_encoder.h"
 #include "coenc/error.h"
+#include "coenc/pipeline.h"
 
 namespace coenc {
 
 namespace {
-
-void add_unique(TokenIds& ids, TokenId id) {
-  if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
-}
 
 // Document d's mark in the text before it is split (control characters keep it out of real text).
 std::string document_mark(size_t d) { return "\x1f\x1e coenc document " + std::to_string(d) + " \x1e\x1f"; }
@@ -52,11 +49,26 @@ std::string mark_documents(const std::string& question, size_t n_documents) {
 
 }  // namespace
 
+bool uses_chat_layout(const CoEncoderConfig& config, const Tokenizer& tok, const AskOptions& options) {
+  const bool has_template = !tok.chat_template().empty();
+  COENC_CHECK(!(options.force_chat && !options.chat), "the chat and raw layouts were both asked for");
+  COENC_CHECK(!options.force_chat || has_template || !options.chat_format.empty(),
+              "the chat layout was asked for, but the decoder's tokenizer has no chat template (name a chat format)");
+  const bool chat = options.force_chat || (options.chat && (!options.chat_format.empty() ||
+                                                            (config.prompt_layout != "raw" && has_template)));
+  if (chat) resolve_chat_format(tok, options.chat_format);  // an unknown format is an error before any work
+  COENC_CHECK(options.system.empty() || chat, "a system message needs the chat layout: {}",
+              !options.chat                    ? "the raw layout was asked for"
+              : config.prompt_layout == "raw" ? "this checkpoint was trained on the raw layout"
+                                               : "the decoder's tokenizer has no chat template");
+  return chat;
+}
+
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<std::vector<torch::Tensor>>& documents,
                      const std::string& question, const AskOptions& options) {
   COENC_CHECK(!documents.empty() || !question.empty(), "nothing to ask: no documents and an empty question");
   AskPrompt p;
-  for (TokenId id : model.config().text.eos_token_ids) add_unique(p.stop_tokens, id);
+  append_unique(p.stop_tokens, model.config().text.eos_token_ids);
   std::vector<torch::Tensor> blocks;  // each [2 + sum k, d_text]
   for (const auto& chunks : documents) blocks.push_back(model.context_block(chunks));
   COENC_CHECK(question.find("\x1f\x1e coenc") == std::string::npos, "the question contains coenc's document marker");
@@ -80,16 +92,8 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
       at = next + document_mark(doc).size();
     }
   };
-  const std::string& trained = model.config().prompt_layout;
-  COENC_CHECK(!(options.force_chat && !options.chat), "the chat and raw layouts were both asked for");
-  COENC_CHECK(!options.force_chat || !tok.chat_template().empty() || !options.chat_format.empty(),
-              "the chat layout was asked for but the text tokenizer has no chat template (give a chat format)");
-  // An explicit chat format or --chat asks for the chat layout; otherwise the checkpoint's layout decides.
-  p.chat = options.force_chat ||
-           (options.chat && (!options.chat_format.empty() || (trained != "raw" && !tok.chat_template().empty())));
+  p.chat = uses_chat_layout(model.config(), tok, options);
   if (!p.chat) {
-    COENC_CHECK(options.system.empty(),
-                "a system message needs the chat template (the raw layout has no turns)");
     EncodeOptions eo;
     eo.add_special = false;
     eo.parse_special = false;  // the question is user text: "<|im_end|>" typed in it is not the special token
@@ -111,7 +115,7 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
     eo.add_special = false;
     eo.parse_special = true;
     add_split(text, eo);
-    for (TokenId id : chat_stop_ids(tok, format)) add_unique(p.stop_tokens, id);
+    append_unique(p.stop_tokens, chat_stop_ids(tok, format));
   }
   for (const auto& s : p.segments) p.n_positions += s.length();
   return p;
@@ -120,6 +124,14 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<torch::Tensor>& chunks,
                      const std::string& question, const AskOptions& options) {
   return ask_prompt(model, tok, std::vector<std::vector<torch::Tensor>>{chunks}, question, options);
+}
+
+std::vector<Segment> raw_prompt(CoEncoderImpl& model, const std::vector<std::vector<torch::Tensor>>& documents,
+                                const TokenIds& question) {
+  std::vector<Segment> segments;
+  for (const auto& chunks : documents) segments.push_back(Segment::embeddings(model.context_block(chunks)));
+  if (!question.empty()) segments.push_back(Segment::tokens(question));
+  return segments;
 }
 
 TokenIds plain_text_prompt(const Tokenizer& tok, const TokenIds& context_text_ids,

@@ -1,0 +1,153 @@
+// The pipeline: document -> chunks -> vectors -> prompt segments -> session.
+//
+// The one place where a document is read for compression, compressed, checked against the decoder's window and
+// laid out with a question. `coenc ask` and `coenc compress` are thin wrappers around it, `coenc eval` and the
+// trainer's objectives take their prompt layouts from it, and the server calls it the same way. Layers below it
+// (model, engine, io) never read documents or lay out prompts; the CLI above it only parses flags and prints.
+//
+// A request runs in two halves, so that every mistake in the user's input is reported before the (slow) model
+// load: prepare_documents (tokenizer and config only) then, with the model, compress_documents and answer.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "coenc/co_encoder.h"
+#include "coenc/coctx.h"
+#include "coenc/generate.h"
+#include "coenc/tokenizer.h"
+#include "coenc/types.h"
+
+namespace coenc {
+
+// ---- documents ------------------------------------------------------------------------------------------------
+
+// One document of a request, as the caller has it: text to compress, or vectors read from a .coctx file.
+struct DocumentSource {
+  std::string name;           // file name or other label: messages name the document by it
+  bool from_coctx = false;    // true: `coctx` holds vectors already compressed (read_coctx); false: `text`
+  std::string text;           // the document's text, compressed by compress_documents
+  CompressedDocument coctx;   // a .coctx file's content
+};
+
+// A document on its way into the prompt: tokenized (text) or read (.coctx) before the model is loaded,
+// compressed (text) or checked against the model (.coctx) after.
+struct PreparedDocument {
+  std::string name;
+  bool from_coctx = false;
+  TokenIds ids;             // text: the context tokenizer's ids
+  CompressedDocument doc;   // .coctx: as read; text: once compressed
+  int64_t n_tokens = 0;
+  int64_t n_vectors = 0;    // exact once compressed; before, for text, the fewest it can compress into
+  bool exact = false;       // n_vectors is the real count (not a lower bound)
+};
+
+// The fewest vectors a document of `n_tokens` can compress into: mean and attn pool exactly ceil(T / r) per
+// chunk, dynamic pooling at least min_output_size.
+int64_t min_vectors(const CoEncoderConfig& config, int64_t n_tokens);
+
+// Encodes a text document with the context tokenizer (no special tokens added; special-token text in it is plain
+// text). Refuses, naming `name`, an empty document and one that is not UTF-8 text (a NUL or invalid byte).
+TokenIds encode_document(const std::string& name, const std::string& text, const Tokenizer& context_tokenizer);
+
+// Whether `docs` fit the decoder together: each is a block [BOC] v_1 .. v_k [EOC] (2 + k positions), and `reserve`
+// positions follow them (the question and the first answer token; question_reserve). Throws ExceedsContext naming
+// the documents and the counts (lower bounds where not yet exact): one document is told to be split, several to
+// be fewer or shorter. This is the only place that decides whether documents fit.
+void check_documents_fit(const std::vector<PreparedDocument>& docs, const CoEncoderConfig& config, int64_t reserve);
+
+// The positions a question takes after the documents' blocks, plus one for the first answer token.
+int64_t question_reserve(const Tokenizer& text_tokenizer, const std::string& question);
+
+// Everything that does not need the model: text is encoded (encode_document), .coctx content taken as read, and
+// the documents checked to fit (check_documents_fit, lower bounds for text). `config` carries the ratio the
+// documents will be compressed at.
+std::vector<PreparedDocument> prepare_documents(std::vector<DocumentSource> sources, const CoEncoderConfig& config,
+                                                const Tokenizer& context_tokenizer, int64_t reserve);
+
+// Compresses `document` (the context tokenizer's ids) with `model` and fills in everything a .coctx records
+// (write_coctx). `on_progress(chunks_done, n_chunks)` as in CoEncoderImpl::compress. Throws InvalidInput for an
+// empty document.
+CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& document, const std::string& source,
+                                     int64_t n_batch = 8,
+                                     const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
+
+// With the model: compresses every text document (with a progress bar on stderr for documents of several chunks
+// when `progress`: chunks done, tokens/s, ETA), checks every .coctx document against the model
+// (check_coctx_model), then checks the exact counts (check_documents_fit).
+void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress);
+
+// ---- prompts --------------------------------------------------------------------------------------------------
+
+// How a question about compressed documents is laid out.
+struct AskOptions {
+  // Layout: the checkpoint's prompt_layout by default; `chat` false forces the raw layout, `force_chat` the
+  // chat template (it must exist, or chat_format be given) even for a connector trained raw.
+  bool chat = true;
+  bool force_chat = false;
+  std::string chat_format;  // chatml, llama3, ... (default: recognised from the template; see resolve_chat_format)
+  std::string system;       // a system message (chat only)
+};
+
+// Whether `options` lay the question out in the chat template (true) or the seed's raw layout (false), for a
+// checkpoint of `config` whose decoder reads `text_tokenizer`: an explicit chat format or force_chat asks for
+// chat; otherwise the checkpoint's prompt_layout decides ("raw": raw; else chat when there is a template). Throws,
+// before anything is compressed, for contradictory options, a chat layout without a template, an unknown chat
+// format (Unsupported) and a system message in the raw layout.
+bool uses_chat_layout(const CoEncoderConfig& config, const Tokenizer& text_tokenizer, const AskOptions& options);
+
+// The decoder input for a question about compressed documents.
+struct AskPrompt {
+  std::vector<Segment> segments;
+  std::vector<size_t> document_segments;  // segments[document_segments[d]] is document d's [BOC v EOC] block
+  TokenIds stop_tokens;  // the decoder's eos ids, plus the chat format's end-of-turn token
+  bool chat = false;     // whether the chat template was applied
+  int64_t n_positions = 0;
+};
+
+// `documents[d]` is document d's chunks (each [k_i, d_text]); each document becomes its own block
+// [BOC] v_1 .. v_k [EOC] (CoEncoderImpl::context_block, an embedding segment), in the order given. Raw layout:
+// the seed's `[BOC] v [EOC] [BOC] v [EOC] ... question` — nothing between the blocks, the question's tokens after
+// them (no BOS, special-token text in the question read as plain text); one document gives exactly the seed's
+// `[BOC] v [EOC] question`. Chat layout: the user turn holds block 1, block 2, ... and then the question; the chat
+// text is rendered around placeholders and split there, giving [tokens before] [block 1] [block 2] ...
+// [question, end of turn, assistant header]. No documents: the question alone (a no-context baseline). The layout
+// is uses_chat_layout's. Positions are not checked against the decoder's max_position_embeddings: compare
+// n_positions with it (answer does).
+// Documents interleaved with text: the question may name documents by placeholder, `{doc1}`, `{doc2}`, ...
+// (1-based, each at most once); a named document's block stands there instead, inside the text (e.g. "Compare
+// {doc1} with {doc2}. Which is older?"), in both layouts. Documents not named keep their place before the
+// question. A placeholder past the last document, or one used twice, is an InvalidInput error.
+AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
+                     const std::vector<std::vector<torch::Tensor>>& documents, const std::string& question,
+                     const AskOptions& options = {});
+// One document: ask_prompt(model, text_tokenizer, {chunks}, question, options).
+AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<torch::Tensor>& chunks,
+                     const std::string& question, const AskOptions& options = {});
+
+// The seed's decoder input from token ids: one embedding segment per document, [BOC] v [EOC] [BOC] v [EOC] ...,
+// in order, then the question's tokens (when not empty). ask_prompt's raw layout of a question without
+// placeholders is exactly this, from the question's text.
+std::vector<Segment> raw_prompt(CoEncoderImpl& model, const std::vector<std::vector<torch::Tensor>>& documents,
+                                const TokenIds& question);
+
+// The uncompressed counterpart of `[BOC] v [EOC] question` (the full-context reading that training's qa_text
+// objective teaches and evaluation's "full" condition measures): the context's text ids, a newline, then the
+// question's ids.
+TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& context_text_ids,
+                           const TokenIds& question_ids);
+
+// ---- answering ------------------------------------------------------------------------------------------------
+
+// Answers `question` about the compressed `docs` (compress_documents done): lays the prompt out (ask_prompt),
+// checks that it leaves room to answer in a new session of the model's decoder (ExceedsContext naming the
+// documents), adds the prompt's stop tokens to `go`'s and the text tokenizer's detokenizer when `go` has none,
+// and generates, calling `on_token` as tokens come.
+GenerationResult answer(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<PreparedDocument>& docs,
+                        const std::string& question, const AskOptions& options, GenerationOptions go,
+                        const TokenCallback& on_token = {});
+
+}  // namespace coenc
