@@ -152,4 +152,30 @@ struct TrainResult {
 // with `stopped` set (the final model is then not written).
 TrainResult train(const TrainConfig& config);
 
+// The throughput of Co-Encoder training steps as `coenc train` runs them (`coenc bench --train-step`): tower and
+// decoder of the given shapes with random float32 weights, bf16 autocast on CUDA, the decoder frozen, the
+// connector (mean pooling at `ratio`) and the tower (`train_tower`) trained with AdamW. Each step is `examples`
+// continuation examples: `chunk` tokens compressed, then `target` tokens the decoder predicts. Timed: forward,
+// backward, optimizer step; one warm-up step, then the median of `reps`. Returns {"train_tower", "examples",
+// "chunk", "target", "ratio", "activation_checkpointing", "autocast", "seconds_per_step", "context_tokens_per_s",
+// "tokens_per_s", "decoder_positions", "peak_bytes"}.
+struct TrainStepBenchmark {
+  ModelConfig tower, decoder;
+  int64_t ratio = 4;
+  int64_t chunk = 512;
+  int64_t target = 128;
+  int64_t examples = 8;
+  std::string train_tower = "full";  // full | lora | frozen
+  bool activation_checkpointing = false;
+  int reps = 3;
+  torch::Device device = torch::kCPU;
+};
+nlohmann::json benchmark_train_steps(const TrainStepBenchmark& benchmark);
+
+// `coenc train --nproc N`: runs `argv` (this program, without --nproc) N times with RANK / WORLD_SIZE /
+// LOCAL_RANK / MASTER_ADDR / MASTER_PORT set (a free local port), waits for all, and stops the others when one
+// fails. Returns the exit status to use: 0, or the first failure's.
+int launch_data_parallel(int nproc, const std::vector<std::string>& argv);
+// (The processes join through src/train/data_parallel.h: each reads RANK and WORLD_SIZE.)
+
 }  // namespace coenc

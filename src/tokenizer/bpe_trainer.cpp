@@ -1,4 +1,4 @@
-#include "tokenizer/bpe_trainer.h"
+#include "coenc/bpe_trainer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +12,7 @@
 
 #include "coenc/error.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace coenc::tok {

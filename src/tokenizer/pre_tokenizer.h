@@ -13,19 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coenc/bpe_trainer.h"
 #include "tokenizer/json_fields.h"
 
 namespace coenc::tok {
 
-enum class SplitPattern {
-  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-  Gpt2,
-  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|
-  // \s+(?!\S)|\s+
-  Llama3,
-  // As Llama3 with \p{N} (one digit per piece) in place of \p{N}{1,3}.
-  Qwen2,
-};
+// SplitPattern (the GPT-2, Llama-3 and Qwen2 splits) is public: coenc/bpe_trainer.h.
 
 // The known pattern whose regex source is `regex` (as written in tokenizer.json), if any.
 bool find_split_pattern(const std::string& regex, SplitPattern& pattern);

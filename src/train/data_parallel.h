@@ -40,9 +40,6 @@ class DataParallel {
 // The device of this process: for world > 1 on CUDA, "cuda" (or "cuda:N") becomes cuda:LOCAL_RANK.
 torch::Device data_parallel_device(const torch::Device& configured);
 
-// `coenc train --nproc N`: runs `argv` (this program, without --nproc) N times with RANK / WORLD_SIZE /
-// LOCAL_RANK / MASTER_ADDR / MASTER_PORT set (a free local port), waits for all, and stops the others when one
-// fails. Returns the exit status to use: 0, or the first failure's.
-int launch_data_parallel(int nproc, const std::vector<std::string>& argv);
+// launch_data_parallel (`coenc train --nproc N`) is declared in coenc/train.h.
 
 }  // namespace coenc

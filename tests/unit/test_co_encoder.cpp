@@ -244,6 +244,70 @@ TEST(Pooling, AttnShapesAndMasks) {
   expect_batch_matches_items(b, {16, 5});
 }
 
+// attn pooling against an independent reference: ARC-Encoder's pooled attention written out token by token and
+// head by head (RoPE on each query and key, each span's queries averaged, a softmax over every key of the
+// chunk per head, grouped KV heads, the span's mean residual, the layer's MLP, the final norm when the features
+// are the last layer's), with explicit loops instead of the connector's span-weight matrices and fused attention.
+TEST(Pooling, AttnEqualsATokenByTokenReference) {
+  for (int feature_layer : {-2, -1}) {
+    CoEncoder m = tiny("attn", {{"context_feature_layer", feature_layer}});
+    torch::NoGradGuard no_grad;
+    const int64_t T = 10, r = m->config().ratio, idx = m->config().feature_index(), L = idx - 1;
+    const bool final_norm = idx == m->config().context.n_layers;
+    const TokenIds ids = random_ids(T, 11);
+    auto& tower = *m->context_tower->tower;
+    torch::Tensor x = m->tower_features(ids_tensor(ids).unsqueeze(0), torch::tensor({T}, torch::kInt64), L)[0];
+    auto& layer = *tower.model->layers[L]->as<DecoderLayerImpl>();
+    auto& att = *layer.self_attn;
+    const int64_t H = att.n_heads, Hkv = att.n_kv_heads, hd = att.head_dim;
+    ASSERT_FALSE(att.q_norm);  // qwen2: no q/k norm
+    torch::Tensor normed = layer.input_layernorm(x);
+    torch::Tensor q = att.q_proj(normed).view({T, H, hd}), k = att.k_proj(normed).view({T, Hkv, hd}),
+                  v = att.v_proj(normed).view({T, Hkv, hd});
+    auto [cos, sin] = tower.rope_tables(torch::arange(T, torch::kInt64));  // [1, T, hd]
+    auto rotate = [&](const torch::Tensor& vec, int64_t t) {  // rotate_half layout, written out
+      torch::Tensor out = torch::empty_like(vec);
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const double c1 = cos[0][t][i].item<double>(), s1 = sin[0][t][i].item<double>();
+        const double c2 = cos[0][t][i + hd / 2].item<double>(), s2 = sin[0][t][i + hd / 2].item<double>();
+        const double a = vec[i].item<double>(), b = vec[i + hd / 2].item<double>();
+        out[i] = a * c1 - b * s1;
+        out[i + hd / 2] = b * c2 + a * s2;
+      }
+      return out;
+    };
+    const int64_t K = (T + r - 1) / r;
+    torch::Tensor want = torch::empty({K, m->config().text.hidden_size});
+    for (int64_t s = 0; s < K; ++s) {
+      const int64_t begin = s * r, end = std::min(T, begin + r);
+      torch::Tensor heads = torch::empty({H * hd});
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / (H / Hkv);
+        torch::Tensor qbar = torch::zeros({hd});
+        for (int64_t t = begin; t < end; ++t) qbar += rotate(q[t][h], t);
+        qbar /= static_cast<double>(end - begin);
+        std::vector<double> score(T);
+        double top = -1e30, total = 0;
+        for (int64_t t = 0; t < T; ++t) {
+          score[t] = (qbar * rotate(k[t][g], t)).sum().item<double>() / std::sqrt(static_cast<double>(hd));
+          top = std::max(top, score[t]);
+        }
+        torch::Tensor out = torch::zeros({hd});
+        for (int64_t t = 0; t < T; ++t) total += std::exp(score[t] - top);
+        for (int64_t t = 0; t < T; ++t) out += v[t][g] * (std::exp(score[t] - top) / total);
+        heads.narrow(0, h * hd, hd).copy_(out);
+      }
+      torch::Tensor hs = x.narrow(0, begin, end - begin).mean(0) + att.o_proj(heads.unsqueeze(0))[0];
+      hs = hs + layer.mlp(layer.post_attention_layernorm(hs.unsqueeze(0)))[0];
+      if (final_norm) hs = tower.model->norm(hs.unsqueeze(0))[0];
+      want[s] = m->connector->project(hs.unsqueeze(0))[0];
+    }
+    torch::Tensor got = m->compress_chunk(ids);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_LT(max_diff(got, want), 1e-5) << "context_feature_layer " << feature_layer;
+  }
+}
+
 TEST(Pooling, DynamicShapesAndMasks) {
   CoEncoder m = tiny("dynamic", {{"min_output_size", 3}, {"max_output_size", 24}});
   torch::Tensor v = m->compress_chunk(random_ids(16, 1));

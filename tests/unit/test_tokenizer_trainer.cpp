@@ -3,7 +3,7 @@
 
 #include "coenc/tokenizer.h"
 #include "test_util.h"
-#include "tokenizer/bpe_trainer.h"
+#include "coenc/bpe_trainer.h"
 
 namespace coenc::test {
 namespace {

@@ -13,9 +13,9 @@
 #include "coenc/pipeline.h"
 #include "coenc/session.h"
 #include "coenc/shapes.h"
+#include "coenc/timing.h"
+#include "coenc/train.h"
 #include "commands.h"
-#include "core/torch_compat.h"
-#include "train/co_encoder_objectives.h"
 
 namespace coenc::cli {
 
@@ -44,18 +44,6 @@ struct BenchArgs {
   DeviceArgs device;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-TokenIds random_ids(int64_t n, int64_t vocab, uint64_t seed) {
-  auto t = torch::randint(vocab, {n}, at::detail::createCPUGenerator(seed), torch::kInt64);
-  TokenIds ids(n);
-  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<TokenId>(t[i].item<int64_t>());
-  return ids;
-}
-
 // Time to first token for a long document + question: the decoder reading every token, against a Co-Encoder
 // (tower --tower-shape, mean pooling at each ratio, random weights) compressing the document in chunks of 512 first.
 // Everything between receiving the ids and having the first token's logits on the host is timed, tower included.
@@ -63,16 +51,16 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
   using clock = std::chrono::steady_clock;
   torch::NoGradGuard no_grad;
   const ModelConfig& cfg = lm->config();
-  const TokenIds doc = random_ids(a.ttft_doc, std::min<int64_t>(cfg.vocab_size, named_shape(a.tower_shape).vocab_size), 17);
-  const TokenIds question = random_ids(a.question, cfg.vocab_size, 19);
+  const TokenIds doc = random_token_ids(a.ttft_doc, std::min<int64_t>(cfg.vocab_size, named_shape(a.tower_shape).vocab_size), 17);
+  const TokenIds question = random_token_ids(a.question, cfg.vocab_size, 19);
   const double kv_bytes_per_position =
       2.0 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * static_cast<double>(torch::elementSize(dev.dtype));
   auto measure = [&](const std::function<std::vector<Segment>()>& build_input) {
     std::vector<double> times;
     int64_t positions = 0, peak = 0;
     for (int r = 0; r < a.reps + 1; ++r) {
-      compat::synchronize(dev.device);
-      compat::reset_peak_memory(dev.device);
+      synchronize_device(dev.device);
+      reset_peak_memory(dev.device);
       auto t0 = clock::now();
       std::vector<Segment> input = build_input();
       int64_t total = 0;
@@ -84,7 +72,7 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
       torch::Tensor logits = session.prefill(input);  // on the host: the first token can be sampled now
       if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
       positions = session.n_past();
-      peak = compat::peak_memory_bytes(dev.device);
+      peak = peak_memory_bytes(dev.device);
     }
     return nlohmann::json{{"seconds", median(times)}, {"decoder_positions", positions},
                           {"kv_bytes", kv_bytes_per_position * positions}, {"peak_bytes", peak}};
@@ -116,79 +104,6 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
   return out;
 }
 
-// Training step throughput of a Co-Encoder as `coenc train` runs it: tower --tower-shape and decoder --shape with
-// random float32 weights, bf16 autocast on CUDA, decoder frozen, connector (mean pooling at the first --ratios
-// value) and tower (--train-tower) trained with AdamW. Each step is --train-step continuation examples: a chunk of
-// --chunk tokens compressed, then --target tokens the decoder predicts. Timed: forward, backward, optimizer step.
-nlohmann::json train_step_throughput(const BenchArgs& a, const ModelConfig& decoder_cfg, torch::Device device) {
-  using clock = std::chrono::steady_clock;
-  const DeviceOptions f32{device, torch::kFloat32};
-  if (device.is_cuda()) compat::allow_tf32(true);
-  DecoderLm tower = random_decoder(named_shape(a.tower_shape), f32, 3);
-  DecoderLm decoder = random_decoder(decoder_cfg, f32, 1);
-  CoEncoderConfig cc;
-  cc.context = tower->config();
-  cc.text = decoder_cfg;
-  cc.pooling = PoolingMode::Mean;
-  cc.ratio = a.ratios.empty() ? 4 : a.ratios[0];
-  cc.chunk_size = a.chunk;
-  cc.min_output_size = 1;
-  cc.max_output_size = a.chunk;
-  cc.begin_of_context_token_id = 1;
-  cc.end_of_context_token_id = 2;
-  CoEncoder co(cc, tower, decoder, f32);
-  co->init_connector(5, 0.02, true);
-  std::vector<torch::Tensor> params;
-  for (auto& p : co->named_parameters())
-    if (p.key().rfind("connector.", 0) == 0) params.push_back(p.value());
-  COENC_CHECK(a.train_tower == "full" || a.train_tower == "lora" || a.train_tower == "frozen",
-              "--train-tower must be full, lora or frozen, got \"{}\"", a.train_tower);
-  if (a.train_tower == "full") {
-    for (auto& p : tower->parameters()) p.set_requires_grad(true), params.push_back(p);
-  } else if (a.train_tower == "lora") {
-    for (auto& p : tower->add_lora(LoraOptions{}, 7)) params.push_back(p);
-  }
-  tower->set_activation_checkpointing(a.checkpointing);
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-5));
-  const int64_t vocab = std::min(cc.context.vocab_size, decoder_cfg.vocab_size);
-  std::vector<data::Example> batch;
-  for (int64_t i = 0; i < a.train_batch; ++i) {
-    data::Example e;
-    e.objective = data::Objective::Continuation;
-    e.context = random_ids(a.chunk, vocab, 100 + i);
-    e.target = random_ids(a.target, vocab, 200 + i);
-    batch.push_back(std::move(e));
-  }
-  const compat::AutocastState autocast{device.is_cuda(), torch::kBFloat16};
-  std::vector<double> times;
-  int64_t context_tokens = 0, positions = 0;
-  compat::reset_peak_memory(device);
-  for (int r = 0; r < a.reps + 1; ++r) {
-    compat::synchronize(device);
-    auto t0 = clock::now();
-    torch::Tensor loss;
-    {
-      compat::AutocastScope mixed(device.type(), autocast);
-      data::BatchLoss bl = data::co_encoder_batch_loss(*co, batch);
-      const int c = static_cast<int>(data::Objective::Continuation);
-      loss = bl.loss_sum[c] / static_cast<double>(bl.tokens[c]);
-      context_tokens = bl.context_tokens;
-      positions = bl.decoder_positions;
-    }
-    loss.backward();
-    opt.step();
-    opt.zero_grad();
-    compat::synchronize(device);
-    if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-  }
-  const double s = median(times);
-  return {{"tower", a.tower_shape}, {"train_tower", a.train_tower}, {"examples", a.train_batch},
-          {"chunk", a.chunk}, {"target", a.target}, {"ratio", cc.ratio}, {"activation_checkpointing", a.checkpointing},
-          {"autocast", autocast.enabled ? "bf16" : "none"}, {"seconds_per_step", s},
-          {"context_tokens_per_s", context_tokens / s}, {"tokens_per_s", (context_tokens + positions) / s},
-          {"decoder_positions", positions}, {"peak_bytes", compat::peak_memory_bytes(device)}};
-}
-
 int run_bench(const BenchArgs& a) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
@@ -198,7 +113,21 @@ int run_bench(const BenchArgs& a) {
     // Weights of its own (float32, trainable parts): runs alone, without the inference model beside it.
     DeviceOptions dev = parse_device_options(a.device.device, "f32");
     const ModelConfig cfg = a.model.empty() ? named_shape(a.shape) : ModelConfig::load(a.model);
-    nlohmann::json t = train_step_throughput(a, cfg, dev.device);
+    COENC_CHECK(a.train_tower == "full" || a.train_tower == "lora" || a.train_tower == "frozen",
+                "--train-tower must be full, lora or frozen, got \"{}\"", a.train_tower);
+    TrainStepBenchmark b;
+    b.tower = named_shape(a.tower_shape);
+    b.decoder = cfg;
+    b.ratio = a.ratios.empty() ? 4 : a.ratios[0];
+    b.chunk = a.chunk;
+    b.target = a.target;
+    b.examples = a.train_batch;
+    b.train_tower = a.train_tower;
+    b.activation_checkpointing = a.checkpointing;
+    b.reps = a.reps;
+    b.device = dev.device;
+    nlohmann::json t = benchmark_train_steps(b);
+    t["tower"] = a.tower_shape;
     if (a.json) {
       std::cout << nlohmann::json{{"train_step", t}}.dump(2) << "\n";
       return 0;
@@ -235,47 +164,47 @@ int run_bench(const BenchArgs& a) {
                            {"prefill", nlohmann::json::array()}};
   for (int64_t n : a.prompt) {
     COENC_CHECK(n > 0, "--prompt lengths must be positive");
-    TokenIds ids = random_ids(n, cfg.vocab_size, 7);
+    TokenIds ids = random_token_ids(n, cfg.vocab_size, 7);
     std::vector<double> times;
     for (int r = 0; r < a.reps + 1; ++r) {  // the first run warms up kernels and allocator
       SessionOptions so;
       so.n_ctx = n;
       so.n_batch = n;
       Session session(lm, so);
-      compat::synchronize(dev.device);
-      compat::reset_peak_memory(dev.device);
+      synchronize_device(dev.device);
+      reset_peak_memory(dev.device);
       auto t0 = clock::now();
       session.prefill({Segment::tokens(ids)});
-      compat::synchronize(dev.device);
+      synchronize_device(dev.device);
       if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
     }
     const double s = median(times);
     const double flops = forward_flops(1, static_cast<double>(n)) + 2.0 * cfg.vocab_size * cfg.hidden_size;
     report["prefill"].push_back({{"tokens", n}, {"seconds", s}, {"tokens_per_s", n / s},
-                                 {"tflops", flops / s / 1e12}, {"peak_bytes", compat::peak_memory_bytes(dev.device)}});
+                                 {"tflops", flops / s / 1e12}, {"peak_bytes", peak_memory_bytes(dev.device)}});
   }
 
   if (a.tower_chunks > 0) {
     // A context tower's work: a batch of independent chunks through every layer, no KV cache, no output head.
     COENC_CHECK(a.chunk > 0, "--chunk must be positive");
     torch::NoGradGuard no_grad;
-    TokenIds ids = random_ids(a.tower_chunks * a.chunk, cfg.vocab_size, 13);
+    TokenIds ids = random_token_ids(a.tower_chunks * a.chunk, cfg.vocab_size, 13);
     torch::Tensor batch = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()))
                               .view({a.tower_chunks, a.chunk})
                               .to(dev.device);
     std::vector<double> times;
-    compat::reset_peak_memory(dev.device);
+    reset_peak_memory(dev.device);
     for (int r = 0; r < a.reps + 1; ++r) {
-      compat::synchronize(dev.device);
+      synchronize_device(dev.device);
       auto t0 = clock::now();
       torch::Tensor h = lm->forward_hidden(lm->embed(batch), ForwardArgs{});
-      compat::synchronize(dev.device);
+      synchronize_device(dev.device);
       if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
     }
     const double s = median(times), n = static_cast<double>(a.tower_chunks * a.chunk);
     report["tower"] = {{"chunks", a.tower_chunks}, {"chunk", a.chunk}, {"seconds", s}, {"tokens_per_s", n / s},
                        {"tflops", forward_flops(a.tower_chunks, a.chunk) / s / 1e12},
-                       {"peak_bytes", compat::peak_memory_bytes(dev.device)}};
+                       {"peak_bytes", peak_memory_bytes(dev.device)}};
   }
 
   if (a.ttft_doc > 0) report["ttft"] = time_to_first_token(a, lm, dev);
@@ -286,16 +215,16 @@ int run_bench(const BenchArgs& a) {
     so.n_ctx = a.decode_ctx + a.n_gen + 8;
     so.cuda_graphs = !a.no_graphs;
     Session session(lm, so);
-    session.prefill({Segment::tokens(random_ids(a.decode_ctx, cfg.vocab_size, 11))});
+    session.prefill({Segment::tokens(random_token_ids(a.decode_ctx, cfg.vocab_size, 11))});
     TokenId tok = 1;
     for (int i = 0; i < 4; ++i) session.decode(tok);  // warm-up (graph capture)
-    compat::synchronize(dev.device);
+    synchronize_device(dev.device);
     auto t0 = clock::now();
     for (int i = 0; i < a.n_gen; ++i) {
       torch::Tensor logits = session.decode(tok);  // logits come back to the host each step, as in generation
       tok = static_cast<TokenId>(logits.argmax().item<int64_t>());
     }
-    compat::synchronize(dev.device);
+    synchronize_device(dev.device);
     per_token.push_back(std::chrono::duration<double>(clock::now() - t0).count() / a.n_gen);
   }
   const double s_tok = per_token.empty() ? 0 : median(per_token);

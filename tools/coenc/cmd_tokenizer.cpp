@@ -6,7 +6,7 @@
 
 #include "coenc/error.h"
 #include "commands.h"
-#include "tokenizer/bpe_trainer.h"
+#include "coenc/bpe_trainer.h"
 
 namespace coenc::cli {
 

@@ -8,7 +8,6 @@
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "coenc/train.h"
-#include "train/data_parallel.h"
 #include "commands.h"
 
 namespace coenc::cli {
@@ -65,7 +64,7 @@ int run_train(const TrainArgs& a) {
                 "grad_accum ({}) must be a multiple of the number of processes ({}): each process takes grad_accum / "
                 "{} of a step's micro-batches, so that the step is the one-process step of the same global batch",
                 config.grad_accum, a.nproc, a.nproc);
-    // Start the processes, each this same command without --nproc (src/train/data_parallel.h).
+    // Start the processes, each this same command without --nproc (launch_data_parallel, coenc/train.h).
     std::vector<std::string> argv = own_command_line(), child;
     for (size_t i = 0; i < argv.size(); ++i) {
       if (argv[i] == "--nproc") {

@@ -1,5 +1,6 @@
 // A byte-level BPE trainer: counts pre-tokenized words of a text corpus, learns merges by pair frequency, and
-// writes a tokenizer.json (+ tokenizer_config.json) that Hugging Face `tokenizers` and Co-Encoder load alike.
+// writes a tokenizer.json (+ tokenizer_config.json) that Hugging Face `tokenizers` and Co-Encoder load alike
+// (`coenc tokenizer train`).
 //
 // Memory stays bounded: word counting keeps at most `max_words` distinct words, pruning the rarest when the
 // table is full (the counts of very rare words become approximate; frequent words, which decide the merges,
@@ -14,9 +15,18 @@
 #include <utility>
 #include <vector>
 
-#include "tokenizer/pre_tokenizer.h"
-
 namespace coenc::tok {
+
+// The pre-tokenizer split of a byte-level BPE (src/tokenizer/pre_tokenizer.h runs it).
+enum class SplitPattern {
+  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  Gpt2,
+  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|
+  // \s+(?!\S)|\s+
+  Llama3,
+  // As Llama3 with \p{N} (one digit per piece) in place of \p{N}{1,3}.
+  Qwen2,
+};
 
 struct BpeTrainerOptions {
   int vocab_size = 8192;  // total: special tokens + 256 byte symbols + merges
