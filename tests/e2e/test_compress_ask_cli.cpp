@@ -319,6 +319,8 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
                         "missing.txt: document not found");
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " ''"),
                         "the question is empty");
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " -n -1 hi"),
+                        "--n-predict: must be >= 0, got -1");
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --chat-format vicuna hi"),
                         "unknown chat format \"vicuna\"");
   expect_one_line_error(run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --system 'Be brief.' hi"),

@@ -1,7 +1,6 @@
 // coenc ask: answer a question about one or more documents that the decoder reads compressed (each from a
 // .coctx file, or compressed on the fly), streaming the answer as it is produced.
 #include <algorithm>
-#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -149,6 +148,7 @@ CommandFn setup_ask(CLI::App& app) {
                          ->allow_extra_args(false);
   cmd->add_option("question", a->question, "the question")->required();
   cmd->add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar while compressing --doc");
