@@ -25,7 +25,7 @@
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2.
+# .train/co_encoder2 .. co_encoder5 (stages 3-6); stage 6's folder is what models/default-coenc ships.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm BUILD [SECONDS] [STOP_AFTER_SECONDS]}
