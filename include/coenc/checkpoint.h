@@ -1,6 +1,7 @@
 // Reading the weights of a Hugging Face model directory into a module, strictly.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -36,6 +37,10 @@ class WeightSet {
 // Whether `file_name` is one of a model directory's weight files as write_model_weights names them
 // (model.safetensors, model.safetensors.index.json, model-0000i-of-0000N.safetensors).
 bool is_model_weight_file(const std::string& file_name);
+
+// A shard size limit given in megabytes (`max_shard_mb`, `--max-shard-mb`; 1 MB = 10^6 bytes) in bytes, as
+// write_model_weights takes it (0: one file).
+inline int64_t shard_limit_bytes(double max_shard_mb) { return static_cast<int64_t>(max_shard_mb * 1e6); }
 
 // Writes a model directory's weights as WeightSet::open reads them: one `model.safetensors`, or, when
 // `max_shard_bytes` > 0 and the tensors take more, Hugging Face shards `model-0000i-of-0000N.safetensors` of at

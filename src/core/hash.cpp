@@ -83,10 +83,4 @@ std::string Hasher::hex() const {
   return out;
 }
 
-std::string hash_hex(const void* data, size_t n) {
-  Hasher h;
-  h.update(data, n);
-  return h.hex();
-}
-
 }  // namespace coenc

@@ -28,7 +28,4 @@ class Hasher {
   size_t tail_len_ = 0;
 };
 
-// The hash of one byte string, as hex.
-std::string hash_hex(const void* data, size_t n);
-
 }  // namespace coenc

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "coenc/atomic_file.h"
+#include "coenc/checkpoint.h"
 #include "coenc/co_encoder.h"
 #include "coenc/error.h"
 #include "coenc/tokenizer.h"
@@ -641,7 +642,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
                     reference(source_dir(cfg.context_tower_path, c.tower_from), c.train_tower, c.embed_tower),
                     reference(source_dir(cfg.language_model_path, c.decoder_from), c.train_decoder, c.embed_decoder),
                     c.save_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32,
-                    static_cast<int64_t>(c.max_shard_mb * 1e6));
+                    shard_limit_bytes(c.max_shard_mb));
     // The seed's layout: each tokenizer in its subfolder.
     for (auto [src, sub] : {std::pair{built.context_tok_src, "context_tokenizer"},
                             std::pair{built.text_tok_src, "text_tokenizer"}}) {

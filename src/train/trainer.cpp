@@ -8,6 +8,7 @@
 #include <set>
 
 #include "coenc/atomic_file.h"
+#include "coenc/checkpoint.h"
 #include "coenc/decoder.h"
 #include "coenc/error.h"
 #include "coenc/tokenizer.h"
@@ -457,7 +458,7 @@ TrainResult train(const TrainConfig& config) {
   bar.finish(format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
 
   for (auto& p : lm->parameters()) p.set_requires_grad(false);
-  save_decoder(lm, c.out, torch::kBFloat16, static_cast<int64_t>(c.max_shard_mb * 1e6));
+  save_decoder(lm, c.out, torch::kBFloat16, shard_limit_bytes(c.max_shard_mb));
   // The tokenizer travels with the model.
   const fs::path tok_src = c.tokenizer;
   const fs::path tok_dir = fs::is_directory(tok_src) ? tok_src : tok_src.parent_path();

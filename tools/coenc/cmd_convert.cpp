@@ -32,7 +32,7 @@ int run_convert(const ConvertArgs& a) {
   const torch::ScalarType storage = a.dtype == "bf16"  ? torch::kBFloat16
                                     : a.dtype == "f16" ? torch::kFloat16
                                                        : torch::kFloat32;
-  const int64_t shard = static_cast<int64_t>(a.max_shard_mb * 1e6);
+  const int64_t shard = shard_limit_bytes(a.max_shard_mb);
   const nlohmann::json config =
       nlohmann::json::parse(read_file_bytes(fs::path(a.in) / "config.json", "config.json"), nullptr, false);
   COENC_CHECK(config.is_object(), "{}/config.json: malformed JSON", a.in);
