@@ -9,7 +9,8 @@
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
-#   gpu_call.sh co_encoder_final TOTAL_SECONDS, co_encoder_lm TOTAL_SECONDS   stages 5 and 6, the same way
+#   gpu_call.sh co_encoder_final TOTAL_SECONDS, co_encoder_lm TOTAL_SECONDS, co_encoder_cont TOTAL_SECONDS
+#                                            stages 5, 6 and 7, the same way
 #   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
@@ -59,11 +60,10 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 4
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
-    dir=co_encoder; [ "$stage" = co_encoder_long ] && dir=co_encoder3
-    [ "$stage" = co_encoder_final ] && dir=co_encoder4
-    [ "$stage" = co_encoder_lm ] && dir=co_encoder5
+    dir=$(case "$stage" in co_encoder_long) echo co_encoder3 ;; co_encoder_final) echo co_encoder4 ;;
+          co_encoder_lm) echo co_encoder5 ;; co_encoder_cont) echo co_encoder6 ;; *) echo co_encoder ;; esac)
     ensure_built
     stop_after=$((deadline - SECONDS - 40))
     echo "gpu_call: $stage (${total}s in all), this part stops after ${stop_after}s"

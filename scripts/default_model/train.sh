@@ -22,16 +22,30 @@
 #   scripts/default_model/train.sh co_encoder_lm BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 6: from stage 5's model, twice the text (Gutenberg shards 02 and 03 added; 01 stays the validation
 #       text), plain-text LM on 1,024-token windows weighted up (co_encoder_lm.json) -> .train/co_encoder5
+#   scripts/default_model/train.sh co_encoder_cont BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 7: from stage 6's model, continuation weighted up and passkey haystacks of up to 16,000 tokens
+#       (8 windows: each step caps them at what its ratio fits) (co_encoder_cont.json) -> .train/co_encoder6
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2 .. co_encoder5 (stages 3-6); stage 6's folder is what models/default-coenc ships.
+# .train/co_encoder2 .. co_encoder6 (stages 3-7).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm|co_encoder_cont BUILD [SECONDS] [STOP_AFTER_SECONDS]}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
+
+# The output folder of each resumable stage (also used by gpu_call.sh).
+stage_dir() {
+  case "$1" in
+    co_encoder_long) echo co_encoder3 ;;
+    co_encoder_final) echo co_encoder4 ;;
+    co_encoder_lm) echo co_encoder5 ;;
+    co_encoder_cont) echo co_encoder6 ;;
+    *) echo "$1" ;;
+  esac
+}
 
 args=()
 [ -n "$budget" ] && args+=(--set "time_budget_s=$budget")
@@ -39,10 +53,8 @@ case "$stage" in
   decoder)
     "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm)
-    out=.train/$stage; [ "$stage" = co_encoder_long ] && out=.train/co_encoder3
-    [ "$stage" = co_encoder_final ] && out=.train/co_encoder4
-    [ "$stage" = co_encoder_lm ] && out=.train/co_encoder5
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont)
+    out=.train/$(stage_dir "$stage")
     [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
       # SIGINT at the deadline: the trainer saves its checkpoint and exits with status 130.
@@ -57,7 +69,7 @@ case "$stage" in
     "$coenc" train -c scripts/default_model/co_encoder_more.json
     ;;
   *)
-    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final or co_encoder_lm)" >&2
+    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm or co_encoder_cont)" >&2
     exit 2
     ;;
 esac

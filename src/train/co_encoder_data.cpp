@@ -97,7 +97,7 @@ TokenIds TextExamples::as_text(const std::vector<int32_t>& doc, int64_t begin, i
   return text_tok_.encode(context_tok_.decode(ids), EncodeOptions{false, false});
 }
 
-Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
+Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens) const {
   Example ex;
   ex.objective = o;
   int64_t n_context = context_tokens_;
@@ -112,7 +112,7 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
     ex.target = as_text(doc, s, s + w);
     return ex;
   }
-  if (o == Objective::Passkey) return passkey(rng, eval);
+  if (o == Objective::Passkey) return passkey(rng, eval, max_passkey_tokens);
   COENC_CHECK_CODE(o == Objective::Continuation || o == Objective::Lm, Internal, "not a text objective");
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
@@ -127,8 +127,9 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const
   return ex;
 }
 
-Example TextExamples::passkey(std::mt19937_64& rng, bool eval) const {
-  const int64_t lo = std::min<int64_t>(64, passkey_tokens_), hi = passkey_tokens_;
+Example TextExamples::passkey(std::mt19937_64& rng, bool eval, int64_t max_tokens) const {
+  const int64_t hi = max_tokens > 0 ? std::min(passkey_tokens_, max_tokens) : passkey_tokens_;
+  const int64_t lo = std::min<int64_t>(64, hi);
   std::uniform_real_distribution<double> log_len(std::log(static_cast<double>(lo)), std::log(static_cast<double>(hi)));
   const int64_t want = std::clamp<int64_t>(std::llround(std::exp(log_len(rng))), lo, hi);
   const int64_t first = eval ? split_ : 0, last = eval ? static_cast<int64_t>(docs_.size()) : split_;

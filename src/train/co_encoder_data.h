@@ -44,8 +44,9 @@ class TextExamples {
   // Passkey: the retrieval drill `coenc eval --task needle` measures. A span of the documents (running on into
   // the next ones where a document is short), its length drawn log-uniformly from [64, passkey_tokens], with
   // " The secret number is NNNNN. " (a random five-digit number) inserted at a random depth; the prompt is
-  // "What is the secret number?", the target " NNNNN" then EOS.
-  Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
+  // "What is the secret number?", the target " NNNNN" then EOS. `max_passkey_tokens` > 0 lowers the haystack's
+  // upper bound to it (the trainer passes what the decoder can hold at the step's compression ratio).
+  Example sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens = 0) const;
 
   int64_t n_train_docs() const { return split_; }
   int64_t n_eval_docs() const { return static_cast<int64_t>(docs_.size()) - split_; }
@@ -53,7 +54,7 @@ class TextExamples {
  private:
   int64_t pick_doc(const std::vector<int64_t>& cumulative, int64_t first, std::mt19937_64& rng) const;
   TokenIds as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const;
-  Example passkey(std::mt19937_64& rng, bool eval) const;
+  Example passkey(std::mt19937_64& rng, bool eval, int64_t max_tokens) const;
   std::vector<std::vector<int32_t>> docs_;
   int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
   // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).

@@ -284,9 +284,15 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
                                             c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size,
                                             cfg.text.max_position_embeddings);
+  // Passkey haystacks are capped at what the decoder holds once compressed at the step's ratio (32 positions
+  // left for the markers, question and answer), so one passkey_tokens serves every ratio of compression_ratios.
+  auto passkey_cap = [&]() -> int64_t {
+    if (dynamic) return 0;
+    return std::max<int64_t>(64, (cfg.text.max_position_embeddings - 32) * model.config().ratio);
+  };
   auto sample = [&](Objective o, std::mt19937_64& rng, bool eval) {
     return o == Objective::Qa || o == Objective::QaText ? qa->sample(o, rng, eval)
-                                                        : text->sample(o, rng, eval);
+                                                        : text->sample(o, rng, eval, passkey_cap());
   };
   const int64_t micro = c.batch_size / c.grad_accum;
   auto make_batch = [&](std::mt19937_64& rng, bool eval) {

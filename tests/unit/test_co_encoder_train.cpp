@@ -585,6 +585,15 @@ TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
   EXPECT_GE(shortest, 64u);
   EXPECT_LE(longest, 600u);
   EXPECT_GT(longest, 400u);  // longer than any one document: the haystack runs on into the next
+  // The trainer's cap (what the decoder holds at the step's ratio) lowers the upper bound, never the lower one.
+  size_t capped_longest = 0;
+  for (int i = 0; i < 100; ++i) {
+    const auto e = ex.sample(data::Objective::Passkey, rng, false, 150);
+    EXPECT_GE(e.context.size(), 64u);
+    capped_longest = std::max(capped_longest, e.context.size());
+  }
+  EXPECT_LE(capped_longest, 150u);
+  EXPECT_GT(capped_longest, 120u);
 }
 
 // lm_tokens sets the plain-text window of objective lm apart from continuation's target: lm examples have no
