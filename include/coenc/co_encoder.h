@@ -177,6 +177,10 @@ class CoEncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CoEncoder);
 
+// Whether `dir` holds a Co-Encoder checkpoint (its config.json says "model_type": "co_encoder"), as opposed to a
+// plain decoder or anything else. Never throws: a missing or unreadable config is "no".
+bool is_co_encoder_checkpoint(const std::filesystem::path& dir);
+
 // Loads a Co-Encoder checkpoint directory (config.json + model.safetensors or shards; the tower / decoder from
 // their own directories when the config names them). Strict: missing, unexpected and mis-shaped tensors are
 // reported by name. Weights are converted to `options`, frozen, and fused for inference.

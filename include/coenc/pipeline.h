@@ -128,6 +128,26 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<torch::Tensor>& chunks,
                      const std::string& question, const AskOptions& options = {});
 
+// A conversation whose messages mix text and compressed documents (the server's chat requests): each part of a
+// message is text, or document `document`'s block (an index into conversation_prompt's `documents`).
+struct ConversationPart {
+  std::string text;
+  int64_t document = -1;  // >= 0: this part is that document's [BOC] v [EOC] block
+};
+struct ConversationMessage {
+  std::string role;  // "system", "user" or "assistant"
+  std::vector<ConversationPart> parts;
+};
+
+// The decoder input of a conversation, in the layout uses_chat_layout chooses (options.system is not used: give
+// a "system" message). Chat: the messages rendered with the chat template (ending with the assistant's header),
+// each document's block where its part stands. Raw (the seed's layout, for connectors trained raw): the parts of
+// every message in order, messages joined by a newline, no template; a system message is an error there.
+// A document may stand in several places (its block is repeated); one never referred to is an error.
+AskPrompt conversation_prompt(CoEncoderImpl& model, const Tokenizer& text_tokenizer,
+                              const std::vector<std::vector<torch::Tensor>>& documents,
+                              const std::vector<ConversationMessage>& messages, const AskOptions& options = {});
+
 // The seed's decoder input from token ids: one embedding segment per document, [BOC] v [EOC] [BOC] v [EOC] ...,
 // in order, then the question's tokens (when not empty). ask_prompt's raw layout of a question without
 // placeholders is exactly this, from the question's text.

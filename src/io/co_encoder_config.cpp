@@ -187,6 +187,17 @@ CoEncoderConfig CoEncoderConfig::from_json(const json& j, const std::string& whe
   return c;
 }
 
+bool is_co_encoder_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(dir / "config.json", ec)) return false;
+  try {
+    const auto j = nlohmann::json::parse(read_file_bytes(dir / "config.json", "config.json"), nullptr, false);
+    return j.is_object() && j.contains("model_type") && j["model_type"] == "co_encoder";
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 CoEncoderConfig CoEncoderConfig::load(const fs::path& dir) {
   std::error_code ec;
   COENC_CHECK_CODE(fs::is_directory(dir, ec), NotFound, "{}: Co-Encoder directory not found", dir.string());

@@ -47,6 +47,13 @@ std::string mark_documents(const std::string& question, size_t n_documents) {
   return front + body;
 }
 
+// Why a prompt is laid out raw (for the error when a system message cannot be placed).
+const char* why_raw(const CoEncoderConfig& config, const AskOptions& options) {
+  return !options.chat                    ? "the raw layout was asked for"
+         : config.prompt_layout == "raw" ? "this checkpoint was trained on the raw layout"
+                                          : "the decoder's tokenizer has no chat template";
+}
+
 }  // namespace
 
 bool uses_chat_layout(const CoEncoderConfig& config, const Tokenizer& tok, const AskOptions& options) {
@@ -58,23 +65,26 @@ bool uses_chat_layout(const CoEncoderConfig& config, const Tokenizer& tok, const
                                                             (config.prompt_layout != "raw" && has_template)));
   if (chat) resolve_chat_format(tok, options.chat_format);  // an unknown format is an error before any work
   COENC_CHECK(options.system.empty() || chat, "a system message needs the chat layout: {}",
-              !options.chat                    ? "the raw layout was asked for"
-              : config.prompt_layout == "raw" ? "this checkpoint was trained on the raw layout"
-                                               : "the decoder's tokenizer has no chat template");
+              why_raw(config, options));
   return chat;
 }
 
-AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<std::vector<torch::Tensor>>& documents,
-                     const std::string& question, const AskOptions& options) {
-  COENC_CHECK(!documents.empty() || !question.empty(), "nothing to ask: no documents and an empty question");
+namespace {
+
+// The decoder input of `messages`, whose text holds document marks (document_mark) where blocks go: rendered with
+// the chat template (chat) or joined by newlines (raw), then split at the marks, text pieces becoming token
+// segments and marks the documents' blocks.
+AskPrompt lay_out(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<std::vector<torch::Tensor>>& documents,
+                  const std::vector<ChatMessage>& messages, const AskOptions& options) {
+  for (size_t d = 0; d < documents.size(); ++d)
+    COENC_CHECK(std::any_of(messages.begin(), messages.end(),
+                            [&](const ChatMessage& m) { return m.content.find(document_mark(d)) != std::string::npos; }),
+                "document {} is given but no message refers to it", d + 1);
   AskPrompt p;
   append_unique(p.stop_tokens, model.config().text.eos_token_ids);
   std::vector<torch::Tensor> blocks;  // each [2 + sum k, d_text]
   for (const auto& chunks : documents) blocks.push_back(model.context_block(chunks));
-  COENC_CHECK(question.find("\x1f\x1e coenc") == std::string::npos, "the question contains coenc's document marker");
-  // The text with each document's mark where its block goes, then split at the marks: text pieces become token
-  // segments, marks become the blocks.
-  const std::string user = mark_documents(question, documents.size());
+  std::vector<bool> placed(documents.size(), false);
   p.document_segments.assign(documents.size(), 0);
   auto add_split = [&](const std::string& text, const EncodeOptions& eo) {
     size_t at = 0;
@@ -87,22 +97,26 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
       TokenIds piece = tok.encode(text.substr(at, next == std::string::npos ? std::string::npos : next - at), eo);
       if (!piece.empty()) p.segments.push_back(Segment::tokens(std::move(piece)));
       if (next == std::string::npos) break;
-      p.document_segments[doc] = p.segments.size();
+      if (!placed[doc]) p.document_segments[doc] = p.segments.size();
+      placed[doc] = true;
       p.segments.push_back(Segment::embeddings(blocks[doc]));
       at = next + document_mark(doc).size();
     }
   };
   p.chat = uses_chat_layout(model.config(), tok, options);
   if (!p.chat) {
+    std::string text;
+    for (size_t m = 0; m < messages.size(); ++m) {
+      COENC_CHECK(messages[m].role != "system", "a system message needs the chat layout: {}",
+                  why_raw(model.config(), options));
+      text += (m ? "\n" : "") + messages[m].content;
+    }
     EncodeOptions eo;
     eo.add_special = false;
     eo.parse_special = false;  // the question is user text: "<|im_end|>" typed in it is not the special token
-    add_split(user, eo);
+    add_split(text, eo);
   } else {
     const ChatFormat format = resolve_chat_format(tok, options.chat_format);
-    std::vector<ChatMessage> messages;
-    if (!options.system.empty()) messages.push_back({"system", options.system});
-    messages.push_back({"user", user});
     ChatRenderOptions ro;
     if (auto bos = tok.bos_id()) ro.bos_token = tok.id_to_piece(*bos);
     if (auto eos = tok.eos_id()) ro.eos_token = tok.id_to_piece(*eos);
@@ -119,6 +133,45 @@ AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vect
   }
   for (const auto& s : p.segments) p.n_positions += s.length();
   return p;
+}
+
+void check_no_mark(const std::string& text, const char* what) {
+  COENC_CHECK(text.find("\x1f\x1e coenc") == std::string::npos, "the {} contains coenc's document marker", what);
+}
+
+}  // namespace
+
+AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<std::vector<torch::Tensor>>& documents,
+                     const std::string& question, const AskOptions& options) {
+  COENC_CHECK(!documents.empty() || !question.empty(), "nothing to ask: no documents and an empty question");
+  check_no_mark(question, "question");
+  std::vector<ChatMessage> messages;
+  if (!options.system.empty()) messages.push_back({"system", options.system});
+  messages.push_back({"user", mark_documents(question, documents.size())});
+  return lay_out(model, tok, documents, messages, options);
+}
+
+AskPrompt conversation_prompt(CoEncoderImpl& model, const Tokenizer& tok,
+                              const std::vector<std::vector<torch::Tensor>>& documents,
+                              const std::vector<ConversationMessage>& conversation, const AskOptions& options) {
+  COENC_CHECK(!conversation.empty(), "the conversation has no messages");
+  COENC_CHECK(options.system.empty(), "conversation_prompt takes its system message as a message");
+  std::vector<ChatMessage> messages;
+  for (const auto& m : conversation) {
+    std::string content;
+    for (const auto& part : m.parts) {
+      if (part.document < 0) {
+        check_no_mark(part.text, "message");
+        content += part.text;
+      } else {
+        COENC_CHECK(part.document < static_cast<int64_t>(documents.size()),
+                    "a message refers to document {}, but {} were given", part.document + 1, documents.size());
+        content += document_mark(static_cast<size_t>(part.document));
+      }
+    }
+    messages.push_back({m.role, std::move(content)});
+  }
+  return lay_out(model, tok, documents, messages, options);
 }
 
 AskPrompt ask_prompt(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<torch::Tensor>& chunks,

@@ -28,13 +28,6 @@ std::string decoder_line(const nlohmann::json& c) {
          c["num_key_value_heads"].dump() + " kv), vocab " + c["vocab_size"].dump();
 }
 
-bool is_co_encoder_dir(const std::filesystem::path& dir) {
-  std::error_code ec;
-  if (!std::filesystem::exists(dir / "config.json", ec)) return false;
-  const auto j = nlohmann::json::parse(read_file_bytes(dir / "config.json", "config.json"), nullptr, false);
-  return j.is_object() && j.value("model_type", "") == "co_encoder";
-}
-
 int run_inspect(const InspectArgs& a) {
   namespace fs = std::filesystem;
   nlohmann::json out;
@@ -48,7 +41,7 @@ int run_inspect(const InspectArgs& a) {
       out["tensors"][name] = {{"dtype", torch_dtype_to_safetensors(t.scalar_type())}, {"shape", t.sizes().vec()}};
     }
   };
-  if (dir && is_co_encoder_dir(a.path)) {
+  if (dir && is_co_encoder_checkpoint(a.path)) {
     // A Co-Encoder checkpoint: its parts, their sizes and the connector's settings.
     const CoEncoderConfig cfg = CoEncoderConfig::load(a.path);
     out["kind"] = "co_encoder";
