@@ -21,5 +21,6 @@ CommandFn setup_tokenizer(CLI::App& app);
 CommandFn setup_train(CLI::App& app);
 CommandFn setup_eval(CLI::App& app);
 CommandFn setup_convert(CLI::App& app);
+CommandFn setup_serve(CLI::App& app);
 
 }  // namespace coenc::cli

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   add(coenc::cli::setup_compress);
   add(coenc::cli::setup_ask);
   add(coenc::cli::setup_eval);
+  add(coenc::cli::setup_serve);
   add(coenc::cli::setup_bench);
   add(coenc::cli::setup_inspect);
   add(coenc::cli::setup_convert);

@@ -1,0 +1,305 @@
+// `coenc serve` run as users run it: the real binary on a free loopback port, talked to with curl and with the
+// official `openai` npm client (tests/e2e/serve/openai_client.mjs; fetched by scripts/fetch_test_vocabs.sh).
+// The embedded default Co-Encoder answers the README's question from a document sent in a chat message, streamed
+// and not, and by the id POST /v1/compress gave; bad requests of every kind get the OpenAI error envelope with
+// the right status; the API key guards every route but /health; SIGTERM ends the server cleanly.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <regex>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace coenc::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path repo_root() { return test_dir().parent_path(); }
+std::string q(const std::string& s) { return "'" + s + "'"; }
+
+// Runs a shell command, returning its exit code and standard output.
+RunResult shell(const std::string& cmd) {
+  TempDir tmp;
+  const int status = std::system((cmd + " >'" + (tmp / "out").string() + "' 2>'" + (tmp / "err").string() + "'").c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(tmp / "out");
+  r.err = read_file(tmp / "err");
+  return r;
+}
+
+// One `coenc serve` process on a port the kernel picks (--port 0), stopped with SIGTERM.
+class ServeProcess {
+ public:
+  explicit ServeProcess(const std::string& args) {
+    log_ = dir_ / "serve.log";
+    const std::string cmd = "exec '" + std::string(COENC_BINARY) + "' serve --port 0 " + args + " 2>'" + log_.string() + "'";
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    const std::regex listening("listening on http://[0-9.]+:([0-9]+)");
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string log = read_log();
+      std::smatch m;
+      if (port_ == 0 && std::regex_search(log, m, listening)) port_ = std::stoi(m[1]);
+      if (log.find("coenc serve: ready") != std::string::npos) return;
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "coenc serve did not get ready: " << read_log();
+  }
+  ~ServeProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool running() const { return pid_ > 0; }
+  int port() const { return port_; }
+  std::string url(const std::string& route) const { return "http://127.0.0.1:" + std::to_string(port_) + route; }
+  std::string read_log() const { return fs::exists(log_) ? read_file(log_) : ""; }
+  // SIGTERM, then the exit code.
+  int stop() {
+    if (pid_ <= 0) return exit_code_;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_code_;
+  }
+  int exit_code() const { return exit_code_; }
+
+  // curl: the status code and the body.
+  struct Reply {
+    int status = 0;
+    std::string body;
+    json j() const { return json::parse(body, nullptr, false); }
+  };
+  Reply request(const std::string& method, const std::string& route, const std::string& body = "",
+                const std::string& extra = "") const {
+    TempDir tmp;
+    write_file(tmp / "body", body);
+    std::string cmd = "curl -s -o '" + (tmp / "reply").string() + "' -w '%{http_code}' -X " + method + " " + extra;
+    if (!body.empty()) cmd += " -H 'Content-Type: application/json' --data-binary @'" + (tmp / "body").string() + "'";
+    const RunResult r = shell(cmd + " " + q(url(route)));
+    Reply reply;
+    reply.status = std::atoi(r.out.c_str());
+    if (fs::exists(tmp / "reply")) reply.body = read_file(tmp / "reply");
+    return reply;
+  }
+
+ private:
+  TempDir dir_;
+  fs::path log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int exit_code_ = -1;
+};
+
+json chat_with_document(const std::string& document, const std::string& question, int max_tokens = 8) {
+  return {{"messages", json::array({{{"role", "user"},
+                                     {"content", json::array({{{"type", "document"}, {"text", document}},
+                                                              {{"type", "text"}, {"text", question}}})}}})},
+          {"max_tokens", max_tokens},
+          {"temperature", 0}};
+}
+
+// The error envelope {"error": {"message", "type", "code"}} with `status`, its message containing `needle`.
+void expect_error(const ServeProcess::Reply& r, int status, const std::string& needle) {
+  EXPECT_EQ(r.status, status) << r.body;
+  const json j = r.j();
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << r.body;
+  EXPECT_TRUE(j["error"]["message"].is_string() && j["error"]["type"].is_string() && j["error"].contains("code"))
+      << r.body;
+  EXPECT_NE(j["error"]["message"].get<std::string>().find(needle), std::string::npos) << r.body;
+}
+
+// The default Co-Encoder behind the server answers the README's question from a document in a chat message,
+// through the openai client: plainly, streamed (the same text, chunk by chunk), and by a /v1/compress id.
+TEST(Serve, TheOpenAIClientAsksAboutADocument) {
+  const fs::path openai = test_dir() / "data/npm/node_modules/openai";
+  if (!fs::exists(openai / "index.mjs")) GTEST_SKIP() << "the openai npm client is missing: run scripts/fetch_test_vocabs.sh";
+  if (shell("node --version").exit_code != 0) GTEST_SKIP() << "node is not installed";
+  ServeProcess server("-m " + q((repo_root() / "models/default-coenc").string()));
+  ASSERT_TRUE(server.running()) << server.read_log();
+  const RunResult r = shell("node " + q((test_dir() / "e2e/serve/openai_client.mjs").string()) + " " +
+                            q(openai.string()) + " " + q(server.url("/v1")) + " " +
+                            q((repo_root() / "examples/sample-document.txt").string()) +
+                            " 'What is the secret number?'");
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const json out = json::parse(r.out);
+  EXPECT_EQ(out["models"], json::array({"default-coenc"}));
+  EXPECT_NE(out["answer"].get<std::string>().find("73914"), std::string::npos) << out.dump();
+  EXPECT_EQ(out["finish_reason"], "stop");
+  // 1,400 tokens read as 350 vectors: the decoder's positions are the vectors, two markers and the question.
+  const json& usage = out["usage"];
+  EXPECT_EQ(usage["prompt_tokens_details"]["compressed_vectors"], 350) << usage.dump();
+  EXPECT_GT(usage["prompt_tokens_details"]["document_tokens"].get<int>(), 1300);
+  EXPECT_GT(usage["prompt_tokens"].get<int>(), 352);
+  EXPECT_LT(usage["prompt_tokens"].get<int>(), 370);
+  EXPECT_EQ(usage["total_tokens"], usage["prompt_tokens"].get<int>() + usage["completion_tokens"].get<int>());
+  EXPECT_EQ(out["streamed"], out["answer"]);
+  EXPECT_GE(out["stream_chunks"].get<int>(), 3);  // role, text, finish (and usage)
+  EXPECT_EQ(out["stream_usage"], usage);
+  EXPECT_EQ(out["compressed"]["n_vectors"], 350);
+  EXPECT_EQ(out["compressed"]["cached"], true);  // the chat requests compressed it already
+  EXPECT_EQ(out["answer_by_id"], out["answer"]);
+  EXPECT_EQ(out["unknown_id"]["status"], 404) << out.dump();
+  EXPECT_EQ(out["unknown_id"]["code"], "document_not_found");
+  EXPECT_EQ(server.stop(), 0) << server.read_log();
+}
+
+// curl against a tiny Co-Encoder: routes, streaming, the document cache in /metrics, and bad requests.
+TEST(Serve, CurlGetsAnswersAndClearErrors) {
+  TempDir dir;
+  make_tiny_co_encoder(dir / "tiny", 5, /*chat=*/true);
+  ServeProcess server("-m " + q((dir / "tiny").string()) + " --max-body-mb 0.05 -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+
+  auto health = server.request("GET", "/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.j()["status"], "ok");
+  auto models = server.request("GET", "/v1/models");
+  EXPECT_EQ(models.status, 200);
+  EXPECT_EQ(models.j()["data"][0]["meta"]["kind"], "co_encoder");
+
+  const std::string doc = sample_document_text(100);
+  const json ask = chat_with_document(doc, "What is it about?", 6);
+  auto first = server.request("POST", "/v1/chat/completions", ask.dump());
+  ASSERT_EQ(first.status, 200) << first.body;
+  const json a = first.j();
+  EXPECT_EQ(a["object"], "chat.completion");
+  EXPECT_EQ(a["choices"][0]["message"]["role"], "assistant");
+  EXPECT_LE(a["usage"]["completion_tokens"].get<int>(), 6);
+  EXPECT_GT(a["usage"]["prompt_tokens_details"]["compressed_vectors"].get<int>(), 0);
+  // The same document again: the cache answers, and greedy decoding gives the same text.
+  auto second = server.request("POST", "/v1/chat/completions", ask.dump());
+  EXPECT_EQ(second.j()["choices"][0]["message"]["content"], a["choices"][0]["message"]["content"]);
+  const std::string metrics = server.request("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("coenc_document_cache_hits_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("coenc_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"), std::string::npos)
+      << metrics;
+
+  // Streaming: server-sent events, chunks whose deltas add up to the answer, then [DONE].
+  json streamed = ask;
+  streamed["stream"] = true;
+  auto sse = server.request("POST", "/v1/chat/completions", streamed.dump(), "-N");
+  ASSERT_EQ(sse.status, 200);
+  std::string text;
+  std::vector<std::string> lines;
+  for (size_t at = 0; at < sse.body.size();) {
+    const size_t end = sse.body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos) << sse.body;
+    lines.push_back(sse.body.substr(at, end - at));
+    at = end + 2;
+  }
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines.back(), "data: [DONE]");
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    ASSERT_EQ(lines[i].rfind("data: ", 0), 0u) << lines[i];
+    const json c = json::parse(lines[i].substr(6));
+    EXPECT_EQ(c["object"], "chat.completion.chunk");
+    text += c["choices"][0]["delta"].value("content", "");
+  }
+  EXPECT_EQ(text, a["choices"][0]["message"]["content"].get<std::string>());
+
+  // /v1/completions: the decoder alone continues a text prompt.
+  auto completion = server.request("POST", "/v1/completions", R"({"prompt": "The cat", "max_tokens": 3, "temperature": 0})");
+  ASSERT_EQ(completion.status, 200) << completion.body;
+  EXPECT_EQ(completion.j()["object"], "text_completion");
+  EXPECT_TRUE(completion.j()["choices"][0]["text"].is_string());
+
+  // /tokenize and /detokenize round trip.
+  auto tok = server.request("POST", "/tokenize", R"({"content": "the cat sat"})");
+  ASSERT_EQ(tok.status, 200) << tok.body;
+  auto detok = server.request("POST", "/detokenize", json{{"tokens", tok.j()["tokens"]}}.dump());
+  EXPECT_EQ(detok.j()["content"], "the cat sat");
+
+  // Bad requests: each one the envelope, the right status, a message naming what is wrong.
+  expect_error(server.request("POST", "/v1/chat/completions", "{not json"), 400, "not valid JSON");
+  expect_error(server.request("POST", "/v1/chat/completions", "[1, 2]"), 400, "must be a JSON object");
+  expect_error(server.request("POST", "/v1/chat/completions", "{}"), 400, "\"messages\"");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"})"),
+               400, "\"max_tokens\" must be an integer");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": -1})"),
+               400, "\"max_tokens\" must be in");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": "hi"}], "n": 2})"),
+               400, "n = 1");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"})"),
+               400, "\"temperature\"");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "wizard", "content": "hi"}]})"),
+               400, "messages[0].role");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]})"),
+               400, "\"image_url\" are not supported");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": [{"type": "document", "id": "doc-1", "text": "x"}]}]})"),
+               400, "exactly one of");
+  expect_error(server.request("POST", "/v1/chat/completions",
+                              R"({"messages": [{"role": "user", "content": [{"type": "document", "id": "doc-123"}]}]})"),
+               404, "doc-123");
+  // A document longer than the decoder can read, even compressed (256 positions, ratio 4): refused before the
+  // tower runs, naming the counts.
+  expect_error(server.request("POST", "/v1/chat/completions", chat_with_document(sample_document_text(1500), "q?").dump()),
+               400, "document 1");
+  expect_error(server.request("POST", "/v1/completions", json{{"prompt", std::string(60000, 'a')}}.dump()), 413,
+               "larger than the server accepts");
+  expect_error(server.request("POST", "/v1/compress", R"({"text": ""})"), 400, "\"text\"");
+  expect_error(server.request("POST", "/detokenize", R"({"tokens": [5, 99999999]})"), 400, "tokens[1]");
+  expect_error(server.request("GET", "/v1/nothing"), 404, "no route GET /v1/nothing");
+
+  // Still serving after all of that, and SIGTERM ends it cleanly.
+  EXPECT_EQ(server.request("GET", "/health").status, 200);
+  EXPECT_EQ(server.stop(), 0) << server.read_log();
+}
+
+// --api-key guards every route but /health; a plain decoder serves completions and refuses documents.
+TEST(Serve, ApiKeyAndPlainDecoder) {
+  ServeProcess server("-m " + q((repo_root() / "models/default").string()) + " --api-key s3cret -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+  EXPECT_EQ(server.request("GET", "/health").status, 200);
+  expect_error(server.request("GET", "/v1/models"), 401, "API key");
+  expect_error(server.request("GET", "/v1/models", "", "-H 'Authorization: Bearer wrong'"), 401, "API key");
+  expect_error(server.request("GET", "/metrics", "", "-H 'Authorization: Bearer s3cret0'"), 401, "API key");
+  const std::string key = "-H 'Authorization: Bearer s3cret'";
+  auto models = server.request("GET", "/v1/models", "", key);
+  EXPECT_EQ(models.status, 200);
+  EXPECT_EQ(models.j()["data"][0]["meta"]["kind"], "decoder");
+  auto c = server.request("POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 4, "seed": 1})", key);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.j()["usage"]["completion_tokens"], 4);
+  expect_error(server.request("POST", "/v1/chat/completions", chat_with_document("some text", "q?").dump(), key), 400,
+               "plain decoder");
+  EXPECT_EQ(server.stop(), 0);
+}
+
+// A model folder that is not one: one clear line and a non-zero exit, before any request.
+TEST(Serve, RefusesAMissingModel) {
+  expect_one_line_error(run_coenc("serve -m /nonexistent/model --port 0"), "/nonexistent/model");
+}
+
+}  // namespace
+}  // namespace coenc::test

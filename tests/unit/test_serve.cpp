@@ -1,0 +1,187 @@
+// The server's parts apart from HTTP: OpenAI request parsing (every field checked, named in errors), response
+// shapes, the document cache's LRU bound, and the pipeline's conversation layout that the server sends to the
+// decoder.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "coenc/co_encoder.h"
+#include "coenc/pipeline.h"
+#include "serve/api.h"
+#include "serve/document_cache.h"
+#include "test_util.h"
+
+namespace coenc::test {
+namespace {
+
+using nlohmann::json;
+using serve::HttpError;
+
+// Expects parse_completion_request to refuse `body` with 400 and a message containing `needle`.
+void expect_refused(const json& body, bool chat, const std::string& needle) {
+  try {
+    serve::parse_completion_request(body, chat);
+    ADD_FAILURE() << "accepted " << body.dump();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(ServeApi, ParsesAChatRequestWithDocuments) {
+  const json body = json::parse(R"({
+    "model": "x", "messages": [
+      {"role": "developer", "content": "Be brief."},
+      {"role": "user", "content": [{"type": "document", "text": "A long text."}, {"type": "text", "text": "Q1?"}]},
+      {"role": "assistant", "content": null},
+      {"role": "user", "content": [{"type": "text", "text": "Compare "}, {"type": "document", "id": "doc-ab"}]}],
+    "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "top_k": 3, "seed": 9, "stop": ["\n\n", "END"],
+    "stream": true, "stream_options": {"include_usage": true}, "frequency_penalty": 0.1, "n": 1})");
+  const serve::CompletionRequest r = serve::parse_completion_request(body, true);
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[0].role, "system");
+  ASSERT_EQ(r.messages[1].parts.size(), 2u);
+  EXPECT_EQ(r.messages[1].parts[0].document, 0);
+  EXPECT_EQ(r.messages[1].parts[1].text, "Q1?");
+  EXPECT_TRUE(r.messages[2].parts.empty());
+  EXPECT_EQ(r.messages[3].parts[1].document, 1);
+  ASSERT_EQ(r.documents.size(), 2u);
+  EXPECT_EQ(r.documents[0].text, "A long text.");
+  EXPECT_EQ(r.documents[1].id, "doc-ab");
+  EXPECT_EQ(r.max_tokens, 7);
+  EXPECT_EQ(r.sampling.temperature, 0.0f);
+  EXPECT_EQ(r.sampling.top_p, 0.5f);
+  EXPECT_EQ(r.sampling.top_k, 3);
+  EXPECT_EQ(r.sampling.seed, 9u);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"\n\n", "END"}));
+  EXPECT_TRUE(r.stream && r.include_usage);
+}
+
+TEST(ServeApi, RefusesBadFieldsByName) {
+  const json hi = json::array({{{"role", "user"}, {"content", "hi"}}});
+  expect_refused(json::object(), true, "\"messages\"");
+  expect_refused({{"messages", json::array()}}, true, "\"messages\"");
+  expect_refused({{"messages", hi}, {"max_tokens", 1.5}}, true, "\"max_tokens\" must be an integer");
+  expect_refused({{"messages", hi}, {"max_tokens", -3}}, true, "\"max_tokens\" must be in [0, ");
+  expect_refused({{"messages", hi}, {"max_tokens", 1e30}}, true, "\"max_tokens\" must be in [0, ");
+  expect_refused({{"messages", hi}, {"temperature", -1}}, true, "\"temperature\"");
+  expect_refused({{"messages", hi}, {"top_p", 2}}, true, "\"top_p\"");
+  expect_refused({{"messages", hi}, {"n", 3}}, true, "n = 1");
+  expect_refused({{"messages", hi}, {"logprobs", true}}, true, "\"logprobs\"");
+  expect_refused({{"messages", hi}, {"stop", json::array({""})}}, true, "must not be empty");
+  expect_refused({{"messages", hi}, {"stop", 5}}, true, "\"stop\"");
+  expect_refused({{"messages", hi}, {"stream", "yes"}}, true, "\"stream\"");
+  expect_refused({{"messages", json::array({{{"role", "user"}}})}}, true, "messages[0] has no \"content\"");
+  expect_refused({{"messages", json::array({{{"role", "tool"}, {"content", "x"}}})}}, true, "messages[0].role");
+  expect_refused({{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", "document"}}})}}})}},
+                 true, "exactly one of \"text\" and \"id\"");
+  expect_refused({{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", "document"}, {"text", ""}}})}}})}},
+                 true, "the document is empty");
+  expect_refused({{"prompt", 5}}, false, "\"prompt\" must be a string");
+  expect_refused(json::object(), false, "\"prompt\" is required");
+  EXPECT_EQ(serve::parse_completion_request({{"prompt", json::array({"once"})}}, false).prompt, "once");
+}
+
+TEST(ServeApi, BodiesAndErrorEnvelopes) {
+  try {
+    serve::parse_body("{\"a\": ");
+    ADD_FAILURE();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(serve::error_body(e)["error"]["code"], "invalid_json");
+  }
+  EXPECT_EQ(serve::http_error(Error(ErrorCode::ExceedsContext, "x")).code, "context_length_exceeded");
+  EXPECT_EQ(serve::http_error(Error(ErrorCode::Internal, "x")).status, 500);
+  EXPECT_EQ(serve::http_error(Error(ErrorCode::InvalidInput, "x")).status, 400);
+  EXPECT_EQ(serve::finish_reason("stop_token"), "stop");
+  EXPECT_EQ(serve::finish_reason("stop_string"), "stop");
+  EXPECT_EQ(serve::finish_reason("cancelled"), "length");
+  serve::Usage u;
+  u.prompt_tokens = 40, u.completion_tokens = 2, u.compressed_vectors = 32, u.document_tokens = 128;
+  const json r = serve::completion_response(true, "id1", 5, "m", "Paris", "stop", u);
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "Paris");
+  EXPECT_EQ(r["usage"]["total_tokens"], 42);
+  EXPECT_EQ(r["usage"]["prompt_tokens_details"]["compressed_vectors"], 32);
+  const json first = serve::completion_chunk(true, "id1", 5, "m", "", "", true);
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
+  const json last = serve::completion_chunk(false, "id1", 5, "m", "", "length", false);
+  EXPECT_EQ(last["object"], "text_completion");
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
+}
+
+CompressedDocument doc_of_bytes(int64_t floats) {
+  CompressedDocument d;
+  d.chunks.push_back(torch::zeros({floats}, torch::kFloat32));
+  return d;
+}
+
+TEST(ServeApi, DocumentCacheEvictsTheLeastRecentlyUsed) {
+  serve::DocumentCache cache(1000);  // bytes: room for two documents of 100 floats (400 bytes each + bookkeeping)
+  const std::string a = serve::DocumentCache::document_id("fp", "a"), b = serve::DocumentCache::document_id("fp", "b"),
+                    c = serve::DocumentCache::document_id("fp", "c");
+  EXPECT_NE(a, serve::DocumentCache::document_id("fp2", "a"));  // another model: another id
+  EXPECT_EQ(a.rfind("doc-", 0), 0u);
+  cache.insert(a, std::make_shared<CompressedDocument>(doc_of_bytes(100)));
+  cache.insert(b, std::make_shared<CompressedDocument>(doc_of_bytes(100)));
+  EXPECT_TRUE(cache.find(a));  // a is now the most recent
+  cache.insert(c, std::make_shared<CompressedDocument>(doc_of_bytes(100)));
+  EXPECT_TRUE(cache.find(a));
+  EXPECT_FALSE(cache.find(b));  // evicted
+  EXPECT_TRUE(cache.find(c));
+  cache.insert("huge", std::make_shared<CompressedDocument>(doc_of_bytes(1000)));  // larger than the cache
+  EXPECT_FALSE(cache.find("huge"));
+  const auto s = cache.stats();
+  EXPECT_EQ(s.entries, 2);
+  EXPECT_EQ(s.evictions, 1);
+  EXPECT_EQ(s.hits, 3);
+  EXPECT_EQ(s.misses, 2);
+  EXPECT_LE(s.bytes, 1000);
+}
+
+// The server's chat requests go through conversation_prompt: in the chat layout each document's block stands
+// where its part does inside the rendered turns; one user message [document, text] is exactly ask_prompt's
+// layout; the raw layout joins the messages' parts; a document no message refers to is an error.
+TEST(ServeApi, ConversationPromptPlacesEachDocumentWhereItsPartStands) {
+  TempDir dir;
+  make_tiny_co_encoder(dir / "chat", 5, /*chat=*/true);
+  make_tiny_co_encoder(dir / "raw", 5, /*chat=*/false);
+  for (const char* name : {"chat", "raw"}) {
+    CoEncoder m = load_co_encoder(dir / name, DeviceOptions{});
+    CoEncoderTokenizers tok = load_co_encoder_tokenizers(dir / name, m->config());
+    const auto d1 = m->compress(tok.context->encode(sample_document_text(40), EncodeOptions{false, false}));
+    const auto d2 = m->compress(tok.context->encode(sample_document_text(20), EncodeOptions{false, false}));
+    const std::vector<std::vector<torch::Tensor>> docs = {d1, d2};
+    // One user message, documents then the question: the same input as ask_prompt.
+    std::vector<ConversationMessage> one = {{"user", {{"", 0}, {"", 1}, {"What is it?", -1}}}};
+    const AskPrompt c = conversation_prompt(*m, *tok.text, docs, one);
+    const AskPrompt a = ask_prompt(*m, *tok.text, docs, "What is it?");
+    ASSERT_EQ(c.segments.size(), a.segments.size()) << name;
+    for (size_t i = 0; i < c.segments.size(); ++i) {
+      EXPECT_EQ(c.segments[i].ids, a.segments[i].ids) << name << " segment " << i;
+      if (!c.segments[i].is_tokens()) EXPECT_TRUE(torch::equal(c.segments[i].rows, a.segments[i].rows));
+    }
+    EXPECT_EQ(c.n_positions, a.n_positions);
+    EXPECT_EQ(c.stop_tokens, a.stop_tokens);
+    // Several turns, the second document in the last one.
+    std::vector<ConversationMessage> turns = {{"user", {{"", 0}, {"Summarise.", -1}}},
+                                              {"assistant", {{"It is about cats.", -1}}},
+                                              {"user", {{"And ", -1}, {"", 1}, {"?", -1}}}};
+    const AskPrompt t = conversation_prompt(*m, *tok.text, docs, turns);
+    ASSERT_LT(t.document_segments[0], t.document_segments[1]);
+    std::string between;  // the text between the two blocks
+    for (size_t i = t.document_segments[0] + 1; i < t.document_segments[1]; ++i)
+      between += tok.text->decode(t.segments[i].ids);
+    EXPECT_NE(between.find("Summarise."), std::string::npos) << name << ": " << between;
+    EXPECT_NE(between.find("It is about cats."), std::string::npos) << name << ": " << between;
+    EXPECT_EQ(std::string(name) == "chat", between.find("<|im_start|>assistant") != std::string::npos) << between;
+    EXPECT_COENC_ERROR(conversation_prompt(*m, *tok.text, docs, {{"user", {{"", 0}, {"Q?", -1}}}}),
+                       "document 2 is given but no message refers to it");
+  }
+  CoEncoder raw = load_co_encoder(dir / "raw", DeviceOptions{});
+  CoEncoderTokenizers tok = load_co_encoder_tokenizers(dir / "raw", raw->config());
+  EXPECT_COENC_ERROR(conversation_prompt(*raw, *tok.text, {}, {{"system", {{"Be brief.", -1}}}, {"user", {{"Q?", -1}}}}),
+                     "a system message needs the chat layout");
+}
+
+}  // namespace
+}  // namespace coenc::test
