@@ -17,6 +17,8 @@ struct ServerOptions {
   int max_queue = 16;            // requests waiting for a slot; more are refused with 503
   int64_t max_body_bytes = 32ll << 20;   // larger request bodies are refused with 413
   int64_t cache_bytes = 512ll << 20;     // compressed documents kept (LRU, by content)
+  std::string cache_dir;         // non-empty: compressed documents are also kept there as ID.coctx files, and
+                                 // a document not in memory is looked for there (ids survive a restart)
   int default_max_tokens = 256;  // a request's max_tokens when it gives none
   double request_timeout_s = 600;  // a request still generating after this long stops (finish_reason "length")
   std::string api_key;           // non-empty: every route but /health needs "Authorization: Bearer KEY"

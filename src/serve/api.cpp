@@ -87,7 +87,64 @@ std::vector<ConversationPart> content_parts(const json& content, const std::stri
   return parts;
 }
 
+PromptEmbeds parse_prompt_embeds(const json& e) {
+  if (!e.is_object() || !e.contains("data") || !e.contains("shape"))
+    bad_request("\"prompt_embeds\" must be an object {\"data\": base64, \"shape\": [n, d_model], \"dtype\": "
+                "\"float32\" | \"bfloat16\"}", "invalid_field");
+  PromptEmbeds p;
+  const std::string dtype = e.contains("dtype") ? string_field(e["dtype"], "prompt_embeds.dtype") : "float32";
+  if (dtype != "float32" && dtype != "bfloat16")
+    bad_request("prompt_embeds.dtype must be \"float32\" or \"bfloat16\", got \"" + dtype + "\"", "invalid_field");
+  p.bf16 = dtype == "bfloat16";
+  const json& shape = e["shape"];
+  if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() || !shape[1].is_number_integer() ||
+      shape[0].get<int64_t>() < 1 || shape[1].get<int64_t>() < 1 || shape[0].get<int64_t>() > (1 << 20) ||
+      shape[1].get<int64_t>() > (1 << 16))
+    bad_request("prompt_embeds.shape must be [n, d_model] with 1 <= n <= 1048576 and 1 <= d_model <= 65536, got " +
+                describe(shape), "invalid_field");
+  p.rows = shape[0].get<int64_t>();
+  p.cols = shape[1].get<int64_t>();
+  const int64_t want = p.rows * p.cols * (p.bf16 ? 2 : 4);  // at most 2^38: no overflow
+  const std::string data = string_field(e["data"], "prompt_embeds.data");
+  if (static_cast<int64_t>(data.size()) != (want + 2) / 3 * 4)
+    bad_request("prompt_embeds.data: " + std::to_string(data.size()) + " base64 characters, but shape " +
+                describe(shape) + " of " + dtype + " needs " + std::to_string(want) + " bytes (" +
+                std::to_string((want + 2) / 3 * 4) + " characters)", "invalid_field");
+  p.bytes = decode_base64(data, "prompt_embeds.data");
+  return p;
+}
+
 }  // namespace
+
+std::string decode_base64(const std::string& text, const std::string& field) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (text.size() % 4 != 0)
+    bad_request(field + ": not base64 (the length is not a multiple of 4)", "invalid_field");
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    const int pad = last ? (text[i + 3] == '=') + (text[i + 2] == '=') : 0;
+    int v[4];
+    for (int k = 0; k < 4; ++k) {
+      v[k] = k >= 4 - pad ? 0 : value(text[i + k]);
+      if (v[k] < 0)
+        bad_request(field + ": not base64 (character " + std::to_string(i + k) + ")", "invalid_field");
+    }
+    const uint32_t n = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
+    out.push_back(static_cast<char>(n >> 16));
+    if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xff));
+    if (pad < 1) out.push_back(static_cast<char>(n & 0xff));
+  }
+  return out;
+}
 
 void bad_request(const std::string& message, const std::string& code) {
   throw HttpError(400, "invalid_request_error", code, message);
@@ -156,11 +213,16 @@ CompletionRequest parse_completion_request(const json& body, bool chat) {
       r.messages.push_back(std::move(msg));
     }
   } else {
-    if (!body.contains("prompt")) bad_request("\"prompt\" is required", "invalid_field");
-    const json& p = body["prompt"];
-    if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
-    else if (p.is_string()) r.prompt = p.get<std::string>();
-    else bad_request("\"prompt\" must be a string (or an array of one string), got " + describe(p), "invalid_field");
+    r.has_prompt_embeds = has(body, "prompt_embeds");
+    if (r.has_prompt_embeds) r.prompt_embeds = parse_prompt_embeds(body["prompt_embeds"]);
+    if (!body.contains("prompt") && !r.has_prompt_embeds)
+      bad_request("\"prompt\" is required (or \"prompt_embeds\")", "invalid_field");
+    if (body.contains("prompt")) {
+      const json& p = body["prompt"];
+      if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
+      else if (p.is_string()) r.prompt = p.get<std::string>();
+      else bad_request("\"prompt\" must be a string (or an array of one string), got " + describe(p), "invalid_field");
+    }
   }
   if (has(body, "max_completion_tokens"))
     r.max_tokens = static_cast<int>(integer_field(body, "max_completion_tokens", 0, 1 << 20));

@@ -42,11 +42,26 @@ struct DocumentRef {
   std::string id;
 };
 
+// Precomputed decoder-input rows of a /v1/completions request ("prompt_embeds", as in vLLM's API but never a
+// pickle): {"data": base64 of a little-endian row-major array, "shape": [n, d_model], "dtype": "float32" |
+// "bfloat16"}. Dense and 2-D only; the decoded size is checked against the shape before anything is allocated,
+// and the server checks d_model and the window before the rows reach the decoder.
+struct PromptEmbeds {
+  int64_t rows = 0, cols = 0;
+  bool bf16 = false;
+  std::string bytes;  // rows * cols * (2 or 4) bytes
+};
+
+// Strict base64 (RFC 4648, with padding; no whitespace): the bytes, or a 400 naming `field`.
+std::string decode_base64(const std::string& text, const std::string& field);
+
 struct CompletionRequest {
   bool chat = false;
   std::vector<ConversationMessage> messages;  // chat: parts refer to `documents` by index
   std::vector<DocumentRef> documents;         // in order of first appearance
   std::string prompt;                         // completions
+  bool has_prompt_embeds = false;             // completions: these rows come first, then the prompt's tokens
+  PromptEmbeds prompt_embeds;
   int max_tokens = -1;                        // -1: not given
   SamplingOptions sampling;
   std::vector<std::string> stop;

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coenc/co_encoder.h"
+#include "coenc/coctx.h"
 #include "coenc/decoder.h"
 #include "coenc/error.h"
 #include "coenc/generate.h"
@@ -222,6 +223,13 @@ struct Server::State {
                   text_tok->vocab_size(), cfg.vocab_size);
       decoder = load_decoder(opt.model, dev);
     }
+    if (!opt.cache_dir.empty()) {
+      COENC_CHECK(co_encoder, "--cache-dir keeps compressed documents: {} is a plain decoder", opt.model);
+      std::error_code ec;
+      std::filesystem::create_directories(opt.cache_dir, ec);
+      COENC_CHECK(std::filesystem::is_directory(opt.cache_dir), "--cache-dir {}: cannot create the folder ({})",
+                  opt.cache_dir, ec.message());
+    }
     created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                   .count();
     ready = true;
@@ -229,13 +237,31 @@ struct Server::State {
 
   int64_t window() const { return decoder->config().max_position_embeddings; }
 
+  // The cache's document `id`: in memory, or (with --cache-dir) read back from its .coctx file, which must have
+  // been made by this model (a file that is damaged or from another model is an error naming it).
+  std::shared_ptr<const CompressedDocument> cached(const std::string& id) {
+    if (auto doc = cache.find(id)) return doc;
+    if (opt.cache_dir.empty() || id.find_first_not_of("doc-0123456789abcdef") != std::string::npos) return nullptr;
+    const std::filesystem::path path = std::filesystem::path(opt.cache_dir) / (id + ".coctx");
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) return nullptr;
+    auto doc = std::make_shared<CompressedDocument>(read_coctx(path, *co_encoder));
+    cache.insert(id, doc);
+    return doc;
+  }
+
+  void keep(const std::string& id, const std::shared_ptr<const CompressedDocument>& doc) {
+    cache.insert(id, doc);
+    if (!opt.cache_dir.empty()) write_coctx(std::filesystem::path(opt.cache_dir) / (id + ".coctx"), *doc);
+  }
+
   // A document of a request, compressed (or found in the cache).
   std::shared_ptr<const CompressedDocument> document(const serve::DocumentRef& ref, size_t index) {
     if (!co_encoder)
       throw HttpError(400, "invalid_request_error", "documents_unsupported",
                       opt.model + " is a plain decoder: documents need a Co-Encoder checkpoint");
     if (!ref.id.empty()) {
-      auto doc = cache.find(ref.id);
+      auto doc = cached(ref.id);
       if (!doc)
         throw HttpError(404, "invalid_request_error", "document_not_found",
                         "document \"" + ref.id + "\" is not in the cache (never compressed here, or evicted: send its "
@@ -243,7 +269,7 @@ struct Server::State {
       return doc;
     }
     const std::string id = serve::DocumentCache::document_id(co_encoder->fingerprint(), ref.text);
-    if (auto doc = cache.find(id)) return doc;
+    if (auto doc = cached(id)) return doc;
     const std::string name = "document " + std::to_string(index + 1);
     PreparedDocument p;
     p.name = name;
@@ -256,7 +282,7 @@ struct Server::State {
       std::lock_guard<std::mutex> lock(engine);
       doc = std::make_shared<CompressedDocument>(compress_document(*co_encoder, p.ids, name));
     }
-    cache.insert(id, doc);
+    keep(id, doc);
     return doc;
   }
 
@@ -264,11 +290,26 @@ struct Server::State {
     Prepared p;
     append_unique(p.stop_tokens, decoder->config().eos_token_ids);
     if (!r.chat) {
+      if (r.has_prompt_embeds) {  // sizes were checked against the base64 text; now against the decoder
+        const serve::PromptEmbeds& e = r.prompt_embeds;
+        if (e.cols != decoder->config().hidden_size)
+          serve::bad_request("prompt_embeds.shape: rows of width " + std::to_string(e.cols) + ", but the decoder's "
+                             "d_model is " + std::to_string(decoder->config().hidden_size), "invalid_field");
+        if (e.rows >= window())
+          fail(ErrorCode::ExceedsContext, "prompt_embeds has {} rows, but the decoder holds {} positions", e.rows,
+               window());
+        static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "prompt_embeds are read as little-endian");
+        torch::Tensor rows = torch::from_blob(const_cast<char*>(e.bytes.data()), {e.rows, e.cols},
+                                              e.bf16 ? torch::kBFloat16 : torch::kFloat32)
+                                 .clone();
+        p.segments.push_back(Segment::embeddings(rows));
+        p.usage.compressed_vectors += e.rows;
+      }
       EncodeOptions eo;
-      eo.add_special = true;
+      eo.add_special = !r.has_prompt_embeds;  // BOS starts a text prompt, not text after given rows
       TokenIds ids = text_tok->encode(r.prompt, eo);
-      if (ids.empty()) serve::bad_request("\"prompt\" is empty", "invalid_field");
-      p.segments.push_back(Segment::tokens(std::move(ids)));
+      if (!ids.empty()) p.segments.push_back(Segment::tokens(std::move(ids)));
+      if (p.segments.empty()) serve::bad_request("\"prompt\" is empty", "invalid_field");
     } else if (co_encoder) {
       std::vector<std::vector<torch::Tensor>> documents;
       for (size_t d = 0; d < r.documents.size(); ++d) {

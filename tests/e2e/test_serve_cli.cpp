@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "coenc/co_encoder.h"
+#include "coenc/tokenizer.h"
 #include "test_util.h"
 
 namespace coenc::test {
@@ -294,6 +296,85 @@ TEST(Serve, ApiKeyAndPlainDecoder) {
   expect_error(server.request("POST", "/v1/chat/completions", chat_with_document("some text", "q?").dump(), key), 400,
                "plain decoder");
   EXPECT_EQ(server.stop(), 0);
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 2]);
+    out += k[n >> 18];
+    out += k[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? k[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? k[n & 63] : '=';
+  }
+  return out;
+}
+
+// prompt_embeds: the decoder's own embedding rows of a prompt's tokens, sent as base64 float32, continue exactly as
+// the prompt's text does; a shape that does not match the data or the decoder is refused before any allocation.
+// --cache-dir: a document compressed before a restart is still there by its id.
+TEST(Serve, PromptEmbedsAndAPersistentCache) {
+  TempDir dir;
+  make_tiny_co_encoder(dir / "tiny", 5, /*chat=*/true);
+  CoEncoder m = load_co_encoder(dir / "tiny", DeviceOptions{});
+  CoEncoderTokenizers tok = load_co_encoder_tokenizers(dir / "tiny", m->config());
+  EncodeOptions with_bos;
+  with_bos.add_special = true;  // as /v1/completions encodes a text prompt
+  const TokenIds ids = tok.text->encode("the cat sat on the", with_bos);
+  const torch::Tensor rows =
+      m->language_model->embed(torch::tensor(ids, torch::kInt64).unsqueeze(0)).squeeze(0).to(torch::kFloat32).contiguous();
+  const std::string data(static_cast<const char*>(rows.data_ptr()), rows.numel() * 4);
+  const int64_t d = rows.size(1);
+
+  ServeProcess server("-m " + q((dir / "tiny").string()) + " -q --cache-dir " + q((dir / "cache").string()));
+  ASSERT_TRUE(server.running()) << server.read_log();
+  auto by_text = server.request("POST", "/v1/completions", R"({"prompt": "the cat sat on the", "max_tokens": 5, "temperature": 0})");
+  ASSERT_EQ(by_text.status, 200) << by_text.body;
+  const json embeds = {{"data", base64(data)}, {"shape", {rows.size(0), d}}, {"dtype", "float32"}};
+  auto by_rows = server.request("POST", "/v1/completions",
+                                json{{"prompt_embeds", embeds}, {"max_tokens", 5}, {"temperature", 0}}.dump());
+  ASSERT_EQ(by_rows.status, 200) << by_rows.body;
+  EXPECT_EQ(by_rows.j()["choices"][0]["text"], by_text.j()["choices"][0]["text"]);
+  EXPECT_EQ(by_rows.j()["usage"]["prompt_tokens"], by_text.j()["usage"]["prompt_tokens"]);
+  json wrong = embeds;
+  wrong["shape"] = {rows.size(0) + 1, d};
+  expect_error(server.request("POST", "/v1/completions", json{{"prompt_embeds", wrong}}.dump()), 400,
+               "base64 characters, but shape");
+  wrong = embeds;
+  wrong["shape"] = {rows.size(0) * 2, d / 2};
+  expect_error(server.request("POST", "/v1/completions", json{{"prompt_embeds", wrong}}.dump()), 400,
+               "the decoder's d_model is");
+  wrong["shape"] = {1LL << 40, d};
+  expect_error(server.request("POST", "/v1/completions", json{{"prompt_embeds", wrong}}.dump()), 400,
+               "prompt_embeds.shape must be");
+  wrong = embeds;
+  wrong["dtype"] = "int8";
+  expect_error(server.request("POST", "/v1/completions", json{{"prompt_embeds", wrong}}.dump()), 400, "dtype");
+
+  const std::string doc = sample_document_text(80);
+  auto compressed = server.request("POST", "/v1/compress", json{{"text", doc}}.dump());
+  ASSERT_EQ(compressed.status, 200) << compressed.body;
+  const std::string id = compressed.j()["id"];
+  EXPECT_TRUE(fs::exists(dir / "cache" / (id + ".coctx")));
+  const json ask = {{"messages", json::array({{{"role", "user"},
+                                               {"content", json::array({{{"type", "document"}, {"id", id}},
+                                                                        {{"type", "text"}, {"text", "Who?"}}})}}})},
+                    {"max_tokens", 4},
+                    {"temperature", 0}};
+  auto before = server.request("POST", "/v1/chat/completions", ask.dump());
+  ASSERT_EQ(before.status, 200) << before.body;
+  EXPECT_EQ(server.stop(), 0);
+
+  ServeProcess again("-m " + q((dir / "tiny").string()) + " -q --cache-dir " + q((dir / "cache").string()));
+  ASSERT_TRUE(again.running()) << again.read_log();
+  auto after = again.request("POST", "/v1/chat/completions", ask.dump());
+  ASSERT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(after.j()["choices"][0]["message"]["content"], before.j()["choices"][0]["message"]["content"]);
+  EXPECT_EQ(after.j()["usage"], before.j()["usage"]);
+  EXPECT_EQ(again.stop(), 0);
 }
 
 // A model folder that is not one: one clear line and a non-zero exit, before any request.

@@ -109,6 +109,32 @@ TEST(ServeApi, BodiesAndErrorEnvelopes) {
   EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
 }
 
+TEST(ServeApi, Base64AndPromptEmbedsAreCheckedBeforeUse) {
+  EXPECT_EQ(serve::decode_base64("TWFu", "f"), "Man");
+  EXPECT_EQ(serve::decode_base64("TWE=", "f"), "Ma");
+  EXPECT_EQ(serve::decode_base64("TQ==", "f"), "M");
+  EXPECT_EQ(serve::decode_base64("", "f"), "");
+  EXPECT_THROW(serve::decode_base64("TWF", "f"), HttpError);
+  EXPECT_THROW(serve::decode_base64("TW!u", "f"), HttpError);
+  // Two float32 rows of width 2 (16 bytes = 24 base64 characters).
+  const std::string zeros16 = "AAAAAAAAAAAAAAAAAAAAAA==";
+  const serve::CompletionRequest r = serve::parse_completion_request(
+      {{"prompt_embeds", {{"data", zeros16}, {"shape", {2, 2}}}}}, false);
+  ASSERT_TRUE(r.has_prompt_embeds);
+  EXPECT_EQ(r.prompt_embeds.rows, 2);
+  EXPECT_EQ(r.prompt_embeds.bytes.size(), 16u);
+  EXPECT_FALSE(r.prompt_embeds.bf16);
+  expect_refused({{"prompt_embeds", {{"data", zeros16}, {"shape", {4, 2}}}}}, false, "needs 32 bytes");
+  expect_refused({{"prompt_embeds", {{"data", zeros16}, {"shape", {2, 2, 1}}}}}, false, "[n, d_model]");
+  expect_refused({{"prompt_embeds", {{"data", zeros16}, {"shape", {-2, -2}}}}}, false, "[n, d_model]");
+  expect_refused({{"prompt_embeds", {{"data", zeros16}, {"shape", {2, 4}}, {"dtype", "bfloat16"}}}}, true,
+                 "\"messages\"");  // prompt_embeds belongs to /v1/completions
+  expect_refused({{"prompt_embeds", {{"data", zeros16}, {"shape", {2, 2}}, {"dtype", "f8"}}}}, false, "dtype");
+  expect_refused({{"prompt_embeds", "AAAA"}}, false, "must be an object");
+  EXPECT_EQ(serve::parse_completion_request({{"prompt_embeds", {{"data", zeros16}, {"shape", {2, 4}}, {"dtype", "bfloat16"}}}},
+                                            false).prompt_embeds.bf16, true);
+}
+
 CompressedDocument doc_of_bytes(int64_t floats) {
   CompressedDocument d;
   d.chunks.push_back(torch::zeros({floats}, torch::kFloat32));

@@ -71,6 +71,8 @@ CommandFn setup_serve(CLI::App& app) {
   cmd->add_option("--max-body-mb", a->max_body_mb, "largest request body in MiB (larger: 413)")->capture_default_str();
   cmd->add_option("--cache-mb", a->cache_mb, "memory for compressed documents in MiB (least recently used out first)")
       ->capture_default_str();
+  cmd->add_option("--cache-dir", a->options.cache_dir,
+                  "also keep compressed documents here as ID.coctx files: document ids survive a restart");
   cmd->add_option("-n,--n-predict", a->options.default_max_tokens,
                   "max_tokens of a request that gives none")
       ->check(non_negative())
