@@ -9,6 +9,7 @@
 // load: prepare_documents (tokenizer and config only) then, with the model, compress_documents and answer.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -159,6 +160,25 @@ std::vector<Segment> raw_prompt(CoEncoderImpl& model, const std::vector<std::vec
 // question's ids.
 TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& context_text_ids,
                            const TokenIds& question_ids);
+
+// ---- export: the decoder input for other engines ---------------------------------------------------------------
+
+// A prompt's decoder input as one tensor [n, d_text] (float32, CPU): token segments embedded by the model's decoder,
+// embedding segments as they are. What vLLM's `prompt_embeds` and transformers' `inputs_embeds` take.
+torch::Tensor prompt_rows(CoEncoderImpl& model, const std::vector<Segment>& segments);
+
+enum class ExportFormat {
+  Npy,   // NumPy .npy, float32 [n, d]
+  Hf,    // safetensors {"inputs_embeds": float32 [1, n, d]} for transformers' generate(inputs_embeds=...)
+  Vllm,  // a JSON request body for vLLM's /v1/completions: {"model", "prompt_embeds": base64 of torch.save(rows),
+         // "max_tokens"} (libtorch's pickle_save, which Python's torch.load reads)
+};
+// "npy", "hf" or "vllm" (InvalidInput naming the choices otherwise).
+ExportFormat parse_export_format(const std::string& name);
+// Writes `rows` [n, d] to `path` atomically in `format`; `model_name` and `max_tokens` go into the vLLM request.
+void export_rows(const torch::Tensor& rows, ExportFormat format, const std::filesystem::path& path,
+                 const std::string& model_name = "", int max_tokens = 64);
+std::string base64_encode(const std::string& bytes);
 
 // ---- answering ------------------------------------------------------------------------------------------------
 

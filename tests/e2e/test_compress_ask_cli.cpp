@@ -9,8 +9,10 @@
 #include "coenc/co_encoder.h"
 #include "coenc/coctx.h"
 #include "coenc/pipeline.h"
+#include "coenc/safetensors.h"
 #include "coenc/session.h"
 #include "coenc/tokenizer.h"
+#include "serve/api.h"
 #include "test_util.h"
 
 namespace coenc::test {
@@ -394,6 +396,59 @@ TEST_F(CompressAskCli, RatioFlagCompressesAtAnotherRatio) {
 
 // coenc inspect describes a Co-Encoder checkpoint (its parts and connector) and a .coctx file (which model made
 // it, what it holds), as text and as JSON.
+// --export writes the decoder input for other engines: the same float32 rows [BOC] v [EOC] (computed here in
+// process) as .npy, as safetensors inputs_embeds [1, n, d], and as a vLLM request whose prompt_embeds is base64 of
+// a torch.save pickle (read back with libtorch's pickle_load); with --question, the rows of ask's whole prompt.
+TEST_F(CompressAskCli, ExportWritesTheDecoderInputForOtherEngines) {
+  TempDir out;
+  CoEncoder m = load_co_encoder(chat(), DeviceOptions{});
+  CoEncoderTokenizers tok = load_co_encoder_tokenizers(chat(), m->config());
+  EncodeOptions eo;
+  eo.parse_special = false;
+  const auto chunks = m->compress(tok.context->encode(read_file(doc()), eo));
+  const torch::Tensor want = m->context_block(chunks).to(torch::kFloat32);
+  const int64_t n = want.size(0), d = want.size(1);
+
+  for (const char* f : {"npy", "hf", "vllm"}) {
+    const RunResult r = run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " --export " + f + " -o " +
+                                  q(out / (std::string("rows.") + f)));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const std::string npy = read_file(out / "rows.npy");
+  ASSERT_EQ(npy.substr(0, 6), "\x93NUMPY");
+  const size_t header_len = static_cast<uint8_t>(npy[8]) | (static_cast<uint8_t>(npy[9]) << 8);
+  EXPECT_EQ((10 + header_len) % 64, 0u);
+  const std::string header = npy.substr(10, header_len);
+  EXPECT_NE(header.find("'descr': '<f4'"), std::string::npos) << header;
+  EXPECT_NE(header.find("(" + std::to_string(n) + ", " + std::to_string(d) + ")"), std::string::npos) << header;
+  ASSERT_EQ(npy.size(), 10 + header_len + static_cast<size_t>(n * d * 4));
+  torch::Tensor from_npy = torch::from_blob(const_cast<char*>(npy.data()) + 10 + header_len, {n, d}, torch::kFloat32).clone();
+  EXPECT_TRUE(torch::allclose(from_npy, want, 1e-5, 1e-6));
+
+  auto st = SafetensorsFile::open(out / "rows.hf");
+  EXPECT_TRUE(torch::equal(st->tensor("inputs_embeds").squeeze(0), from_npy));
+
+  const json req = json::parse(read_file(out / "rows.vllm"));
+  EXPECT_EQ(req["model"], "chat");
+  EXPECT_EQ(req["max_tokens"], 64);
+  const std::string pickled = serve::decode_base64(req["prompt_embeds"].get<std::string>(), "prompt_embeds");
+  const torch::Tensor from_pickle = torch::pickle_load(std::vector<char>(pickled.begin(), pickled.end())).toTensor();
+  EXPECT_TRUE(torch::equal(from_pickle, from_npy));
+
+  // With a question: every row `ask` feeds the decoder.
+  ASSERT_EQ(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " --export npy --question 'Why?' -o " +
+                      q(out / "ask.npy")).exit_code, 0);
+  const RunResult asked = run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " -n 1 --json 'Why?'");
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  const int64_t positions = json::parse(asked.out)["n_prompt"];
+  EXPECT_NE(read_file(out / "ask.npy").find("(" + std::to_string(positions) + ", " + std::to_string(d) + ")"),
+            std::string::npos);
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " --export pt -o " +
+                                  q(out / "x")), "--export must be npy, hf or vllm");
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " --question 'Why?' -o " +
+                                  q(out / "x")), "--question is for --export");
+}
+
 TEST_F(CompressAskCli, InspectDescribesCheckpointsAndCoctxFiles) {
   TempDir d;
   RunResult ck = run_coenc("inspect --json " + q(raw()));
