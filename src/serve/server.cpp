@@ -256,7 +256,10 @@ struct Server::State {
   }
 
   // A document of a request, compressed (or found in the cache).
-  std::shared_ptr<const CompressedDocument> document(const serve::DocumentRef& ref, size_t index) {
+  // `compressed` (optional) says whether the tower ran for it.
+  std::shared_ptr<const CompressedDocument> document(const serve::DocumentRef& ref, size_t index,
+                                                     bool* compressed = nullptr) {
+    if (compressed) *compressed = false;
     if (!co_encoder)
       throw HttpError(400, "invalid_request_error", "documents_unsupported",
                       opt.model + " is a plain decoder: documents need a Co-Encoder checkpoint");
@@ -283,6 +286,7 @@ struct Server::State {
       doc = std::make_shared<CompressedDocument>(compress_document(*co_encoder, p.ids, name));
     }
     keep(id, doc);
+    if (compressed) *compressed = true;
     return doc;
   }
 
@@ -505,9 +509,9 @@ void Server::start() {
               auto slot = s.admit();
               serve::DocumentRef ref;
               ref.text = body["text"].get<std::string>();
-              const auto before = s.cache.stats().hits;
-              auto doc = s.document(ref, 0);
-              const bool cached = s.cache.stats().hits > before;
+              bool compressed = false;
+              auto doc = s.document(ref, 0, &compressed);
+              const bool cached = !compressed;
               res.set_content(dump({{"id", serve::DocumentCache::document_id(s.co_encoder->fingerprint(), ref.text)},
                                     {"object", "document"},
                                     {"n_tokens", doc->n_tokens()},

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coenc/co_encoder.h"
+#include "coenc/pipeline.h"
 #include "coenc/tokenizer.h"
 #include "test_util.h"
 
@@ -298,21 +299,6 @@ TEST(Serve, ApiKeyAndPlainDecoder) {
   EXPECT_EQ(server.stop(), 0);
 }
 
-std::string base64(const std::string& bytes) {
-  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-    if (i + 2 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 2]);
-    out += k[n >> 18];
-    out += k[(n >> 12) & 63];
-    out += i + 1 < bytes.size() ? k[(n >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? k[n & 63] : '=';
-  }
-  return out;
-}
-
 // prompt_embeds: the decoder's own embedding rows of a prompt's tokens, sent as base64 float32, continue exactly as
 // the prompt's text does; a shape that does not match the data or the decoder is refused before any allocation.
 // --cache-dir: a document compressed before a restart is still there by its id.
@@ -333,7 +319,7 @@ TEST(Serve, PromptEmbedsAndAPersistentCache) {
   ASSERT_TRUE(server.running()) << server.read_log();
   auto by_text = server.request("POST", "/v1/completions", R"({"prompt": "the cat sat on the", "max_tokens": 5, "temperature": 0})");
   ASSERT_EQ(by_text.status, 200) << by_text.body;
-  const json embeds = {{"data", base64(data)}, {"shape", {rows.size(0), d}}, {"dtype", "float32"}};
+  const json embeds = {{"data", base64_encode(data)}, {"shape", {rows.size(0), d}}, {"dtype", "float32"}};
   auto by_rows = server.request("POST", "/v1/completions",
                                 json{{"prompt_embeds", embeds}, {"max_tokens", 5}, {"temperature", 0}}.dump());
   ASSERT_EQ(by_rows.status, 200) << by_rows.body;
