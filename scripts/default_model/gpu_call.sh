@@ -24,6 +24,7 @@ cd "$(dirname "$0")/../.."
 deadline=${CALL_SECONDS:-560}
 out=${OUT:?set OUT to the folder whose files come back}
 build=build-gpu
+source scripts/default_model/stages.sh  # stage_dir
 export PYTHONUNBUFFERED=1
 
 ensure_built() {
@@ -62,8 +63,7 @@ case "${1:-}" in
     ;;
   co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
-    dir=$(case "$stage" in co_encoder_long) echo co_encoder3 ;; co_encoder_final) echo co_encoder4 ;;
-          co_encoder_lm) echo co_encoder5 ;; co_encoder_cont) echo co_encoder6 ;; *) echo co_encoder ;; esac)
+    dir=$(stage_dir "$stage")
     ensure_built
     stop_after=$((deadline - SECONDS - 40))
     echo "gpu_call: $stage (${total}s in all), this part stops after ${stop_after}s"

@@ -36,16 +36,7 @@ coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
 
-# The output folder of each resumable stage (also used by gpu_call.sh).
-stage_dir() {
-  case "$1" in
-    co_encoder_long) echo co_encoder3 ;;
-    co_encoder_final) echo co_encoder4 ;;
-    co_encoder_lm) echo co_encoder5 ;;
-    co_encoder_cont) echo co_encoder6 ;;
-    *) echo "$1" ;;
-  esac
-}
+source scripts/default_model/stages.sh  # stage_dir
 
 args=()
 [ -n "$budget" ] && args+=(--set "time_budget_s=$budget")

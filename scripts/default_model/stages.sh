@@ -1,0 +1,10 @@
+# Sourced by train.sh and gpu_call.sh: the output folder (under .train/) of each resumable stage.
+stage_dir() {
+  case "$1" in
+    co_encoder_long) echo co_encoder3 ;;
+    co_encoder_final) echo co_encoder4 ;;
+    co_encoder_lm) echo co_encoder5 ;;
+    co_encoder_cont) echo co_encoder6 ;;
+    *) echo "$1" ;;
+  esac
+}
