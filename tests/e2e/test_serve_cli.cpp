@@ -363,6 +363,32 @@ TEST(Serve, PromptEmbedsAndAPersistentCache) {
   EXPECT_EQ(again.stop(), 0);
 }
 
+// Limits: with one slot and no queue, a second request while the first generates is refused with 503
+// queue_full; --timeout ends the first with finish_reason "length" long before its max_tokens (the default
+// decoder's greedy continuation of this prompt runs past 400 tokens without an end-of-sequence token).
+TEST(Serve, FullQueueAndRequestTimeout) {
+  ServeProcess server("-m " + q((repo_root() / "models/default").string()) + " --max-queue 0 --timeout 1 -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+  TempDir tmp;
+  const std::string long_request = "curl -s -o '" + (tmp / "long.json").string() + "' " + q(server.url("/v1/completions")) +
+                                   " -d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 100000, \"temperature\": 0}'";
+  std::thread first([&] { shell(long_request); });
+  bool busy = false;  // wait until the first request holds the slot
+  for (int i = 0; i < 200 && !busy; ++i) {
+    busy = server.request("GET", "/metrics").body.find("coenc_requests_active 1") != std::string::npos;
+    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(busy) << "the first request never held the slot";
+  const auto refused = server.request("POST", "/v1/completions", R"({"prompt": "Hi", "max_tokens": 2})");
+  first.join();
+  expect_error(refused, 503, "the server is busy");
+  EXPECT_EQ(refused.j()["error"]["code"], "queue_full");
+  const json done = json::parse(read_file(tmp / "long.json"));
+  EXPECT_EQ(done["choices"][0]["finish_reason"], "length") << done.dump();
+  EXPECT_LT(done["usage"]["completion_tokens"].get<int>(), 100000);
+  EXPECT_EQ(server.stop(), 0);
+}
+
 // A model folder that is not one: one clear line and a non-zero exit, before any request.
 TEST(Serve, RefusesAMissingModel) {
   expect_one_line_error(run_coenc("serve -m /nonexistent/model --port 0"), "/nonexistent/model");
