@@ -4,6 +4,7 @@
 #include "core/torch_compat.h"
 
 #if defined(COENC_WITH_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -21,8 +22,13 @@ constexpr int64_t kBucket = 256;
 struct GraphDecoder::Impl {
   DecoderLm model;
   KvCache& cache;
-  torch::Tensor token, pos, logits;  // static device buffers the graphs read and write
-  std::map<int64_t, std::unique_ptr<at::cuda::CUDAGraph>> graphs;
+  torch::Tensor token, pos;  // static device buffers the graphs read
+  // One graph per attention length, each with its own output buffer (a truncated cache replays a shorter one).
+  struct Captured {
+    std::unique_ptr<at::cuda::CUDAGraph> graph;
+    torch::Tensor logits;
+  };
+  std::map<int64_t, Captured> graphs;
   c10::cuda::MempoolId_t pool{0, 0};
 
   Impl(DecoderLm m, KvCache& c) : model(std::move(m)), cache(c) {
@@ -41,26 +47,30 @@ struct GraphDecoder::Impl {
     return model->logits(h[0][0]);
   }
 
-  at::cuda::CUDAGraph& graph_for(int64_t len) {
+  Captured& graph_for(int64_t len) {
     auto it = graphs.find(len);
-    if (it != graphs.end()) return *it->second;
+    if (it != graphs.end()) return it->second;
     // Capture on a side stream after one eager warm-up pass (which creates cuBLAS handles and workspaces that
     // must not be allocated during capture). The warm-up writes the same cache slot the replay rewrites.
+    // The side stream first waits for the current one: the warm-up reads `token` and `pos`, filled there just
+    // before, and the cache that prefill wrote there. Without the wait a busy GPU ran the warm-up on stale buffers:
+    // an uninitialised token id (a device-side assert in the embedding) or a stale position (a cache slot
+    // overwritten).
     auto stream = c10::cuda::getStreamFromPool();
-    stream.synchronize();
-    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    at::cuda::CUDAEvent ready;
+    ready.record(c10::cuda::getCurrentCUDAStream());
+    ready.block(stream);
+    Captured c{std::make_unique<at::cuda::CUDAGraph>(), torch::Tensor()};
     {
       c10::cuda::CUDAStreamGuard guard(stream);
-      logits = forward(len);
+      forward(len);
       stream.synchronize();
-      graph->capture_begin(pool);
-      logits = forward(len);
-      graph->capture_end();
+      c.graph->capture_begin(pool);
+      c.logits = forward(len);
+      c.graph->capture_end();
     }
-    if (pool.first == 0 && pool.second == 0) pool = graph->pool();
-    auto& ref = *graph;
-    graphs.emplace(len, std::move(graph));
-    return ref;
+    if (pool.first == 0 && pool.second == 0) pool = c.graph->pool();
+    return graphs.emplace(len, std::move(c)).first->second;
   }
 };
 
@@ -75,9 +85,10 @@ torch::Tensor GraphDecoder::step(TokenId token) {
   const int64_t len = std::min(impl_->cache.capacity(), (p / kBucket + 1) * kBucket);
   impl_->token.fill_(static_cast<int64_t>(token));
   impl_->pos.fill_(p);
-  impl_->graph_for(len).replay();
+  auto& captured = impl_->graph_for(len);
+  captured.graph->replay();
   impl_->cache.advance(1);
-  return impl_->logits.to(torch::kCPU);
+  return captured.logits.to(torch::kCPU);
 }
 
 #else
