@@ -15,10 +15,11 @@
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
 #                                            into .train/NAME once all are there: a model may travel over several calls
-#   gpu_call.sh eval VAL_DIR MODEL...        the validation evaluation of each model on the GPU (bf16) into $OUT
+#   gpu_call.sh eval VAL_DIR MODEL...        the validation evaluation of each model on the GPU (bf16) into $OUT, its
+#                                            jobs spread over all the machine's GPUs
 #   gpu_call.sh pieces NAME FIRST LAST       copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
 #                                            ($OUT takes at most 64 MiB a call)
-# CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
+# NPROC=N trains on N GPUs (train.sh). CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deadline=${CALL_SECONDS:-560}
@@ -61,7 +62,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 4
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built
@@ -114,19 +115,44 @@ case "${1:-}" in
     val=${2:?usage: gpu_call.sh eval VAL_DIR MODEL...}
     shift 2
     ensure_built
+    # One job per model and task, spread over the machine's GPUs (CUDA_VISIBLE_DEVICES), results in task order.
+    gpus=$(nvidia-smi -L | wc -l) jobs=() k=0
+    mkdir -p .train/eval-parts
     for m in "$@"; do
-      name=$(basename "$m") e=("$build/coenc" eval -m "$m" --device cuda --json -q)
-      : >"$out/$name-eval.jsonl"
+      name=$(basename "$m")
       for set in babi fairytaleqa squad; do
-        "${e[@]}" --task qa --data "$val/$set-val.jsonl" --ratio 4,8 --limit 300 >>"$out/$name-eval.jsonl"
+        jobs+=("$name|--task qa --data $val/$set-val.jsonl --ratio 4,8 --limit 300")
       done
-      "${e[@]}" --task recon --data "$val/gutenberg-01-part-full.txt.xz" --ratio 4,8 --limit 150 >>"$out/$name-eval.jsonl"
-      "${e[@]}" --task ppl --data "$val/gutenberg-01-part-full.txt.xz" --ratio 4,8 --limit 100 >>"$out/$name-eval.jsonl"
-      "${e[@]}" --task needle --data "$val/gutenberg-01-part.txt.xz" --ratio 4,8,16 --limit 2 \
-        --out ".train/needle-$name" >>"$out/$name-eval.jsonl"
-      cp ".train/needle-$name/needle.svg" "$out/$name-needle.svg"
-      echo "gpu_call: evaluated $m in ${SECONDS}s"
+      jobs+=("$name|--task recon --data $val/gutenberg-01-part-full.txt.xz --ratio 4,8 --limit 150")
+      jobs+=("$name|--task ppl --data $val/gutenberg-01-part-full.txt.xz --ratio 4,8 --limit 100")
+      jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio 4,8,16 --limit 2 --out .train/needle-$name")
     done
+    declare -A model_of
+    for m in "$@"; do model_of[$(basename "$m")]=$m; done
+    pids=()
+    for j in "${jobs[@]}"; do
+      name=${j%%|*} flags=${j#*|}
+      # shellcheck disable=SC2086  # flags are words
+      CUDA_VISIBLE_DEVICES=$((k % gpus)) "$build/coenc" eval -m "${model_of[$name]}" --device cuda --json -q $flags \
+        >".train/eval-parts/$k.json" 2>".train/eval-parts/$k.err" &
+      pids+=($!) k=$((k + 1))
+      # at most two jobs a GPU at a time
+      if [ "${#pids[@]}" -ge $((2 * gpus)) ]; then wait "${pids[0]}" || true; pids=("${pids[@]:1}"); fi
+    done
+    wait
+    k=0
+    for m in "$@"; do name=$(basename "$m"); : >"$out/$name-eval.jsonl"; done
+    for j in "${jobs[@]}"; do
+      name=${j%%|*}
+      if [ -s ".train/eval-parts/$k.json" ]; then cat ".train/eval-parts/$k.json" >>"$out/$name-eval.jsonl"
+      else echo "gpu_call: eval of $name failed: ${j#*|}"; tail -3 ".train/eval-parts/$k.err"; fi
+      k=$((k + 1))
+    done
+    for m in "$@"; do
+      name=$(basename "$m")
+      cp ".train/needle-$name/needle.svg" "$out/$name-needle.svg" 2>/dev/null || true
+    done
+    echo "gpu_call: evaluated $* in ${SECONDS}s on $gpus GPU(s)"
     ;;
   *)
     echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | co_encoder_more | co_encoder_long TOTAL_SECONDS |" \

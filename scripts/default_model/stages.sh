@@ -5,6 +5,7 @@ stage_dir() {
     co_encoder_final) echo co_encoder4 ;;
     co_encoder_lm) echo co_encoder5 ;;
     co_encoder_cont) echo co_encoder6 ;;
+    co_encoder_qa) echo co_encoder7 ;;
     *) echo "$1" ;;
   esac
 }

@@ -26,6 +26,9 @@
 #       stage 7: from stage 6's model, continuation weighted up and passkey haystacks of up to 16,000 tokens
 #       (8 windows: each step caps them at what its ratio fits) (co_encoder_cont.json) -> .train/co_encoder6
 #
+# NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
+# multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
+#
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
 # .train/co_encoder2 .. co_encoder6 (stages 3-7).
@@ -39,12 +42,13 @@ stop_after=${4:-}
 source scripts/default_model/stages.sh  # stage_dir
 
 args=()
+[ "${NPROC:-1}" -gt 1 ] && args+=(--nproc "$NPROC")
 [ -n "$budget" ] && args+=(--set "time_budget_s=$budget")
 case "$stage" in
   decoder)
     "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa)
     out=.train/$(stage_dir "$stage")
     [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
