@@ -62,7 +62,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 4
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built

@@ -6,6 +6,7 @@ stage_dir() {
     co_encoder_lm) echo co_encoder5 ;;
     co_encoder_cont) echo co_encoder6 ;;
     co_encoder_qa) echo co_encoder7 ;;
+    co_encoder_mix) echo co_encoder8 ;;
     *) echo "$1" ;;
   esac
 }

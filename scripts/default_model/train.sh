@@ -48,7 +48,7 @@ case "$stage" in
   decoder)
     "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix)
     out=.train/$(stage_dir "$stage")
     [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
