@@ -9,8 +9,8 @@
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
-#   gpu_call.sh co_encoder_final TOTAL_SECONDS, co_encoder_lm TOTAL_SECONDS, co_encoder_cont TOTAL_SECONDS
-#                                            stages 5, 6 and 7, the same way
+#   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix TOTAL_SECONDS
+#                                            stages 5, 6, 7, 8 and 9, the same way
 #   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined

@@ -25,16 +25,21 @@
 #   scripts/default_model/train.sh co_encoder_cont BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 7: from stage 6's model, continuation weighted up and passkey haystacks of up to 16,000 tokens
 #       (8 windows: each step caps them at what its ratio fits) (co_encoder_cont.json) -> .train/co_encoder6
+#   scripts/default_model/train.sh co_encoder_qa BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 8: from stage 7's model, QA weighted up, lr 1e-4 (co_encoder_qa.json) -> .train/co_encoder7
+#   scripts/default_model/train.sh co_encoder_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 9, the shipped model: from stage 6's, continuation and QA weighted up, passkey haystacks of up to
+#       16,000 tokens, lr 2e-4 (co_encoder_mix.json) -> .train/co_encoder8
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2 .. co_encoder6 (stages 3-7).
+# .train/co_encoder2 .. co_encoder8 (stages 3-9).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm|co_encoder_cont BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm|co_encoder_cont|co_encoder_qa|co_encoder_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
@@ -64,7 +69,7 @@ case "$stage" in
     "$coenc" train -c scripts/default_model/co_encoder_more.json
     ;;
   *)
-    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm or co_encoder_cont)" >&2
+    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm, co_encoder_cont, co_encoder_qa or co_encoder_mix)" >&2
     exit 2
     ;;
 esac
