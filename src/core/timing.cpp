@@ -1,6 +1,9 @@
 #include "coenc/timing.h"
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstring>
 
 #include "coenc/error.h"
 #include "core/torch_compat.h"
@@ -11,6 +14,52 @@ void synchronize_device(const torch::Device& device) { compat::synchronize(devic
 int64_t peak_memory_bytes(const torch::Device& device) { return compat::peak_memory_bytes(device); }
 void reset_peak_memory(const torch::Device& device) { compat::reset_peak_memory(device); }
 void allow_tf32(bool on) { compat::allow_tf32(on); }
+
+std::string device_name(const torch::Device& device) { return compat::device_name(device); }
+
+double spec_bandwidth_gbs(const std::string& name) {
+  // Vendors' data sheets. The first entry whose every word occurs in the name wins: longer names come first.
+  struct Card {
+    std::vector<const char*> words;
+    double gbs;
+  };
+  static const std::vector<Card> cards = {
+      {{"GH200"}, 4900},         {{"H200"}, 4800},          {{"H100", "NVL"}, 3900},   {{"H100", "PCIe"}, 2000},
+      {{"H100"}, 3350},          {{"H20"}, 4000},           {{"A100", "80GB", "PCIe"}, 1935},
+      {{"A100", "80GB"}, 2039},  {{"A100"}, 1555},          {{"L40S"}, 864},           {{"L40"}, 864},
+      {{"L4"}, 300},             {{"A10"}, 600},            {{"RTX 4090"}, 1008},      {{"RTX 6000 Ada"}, 960},
+      {{"V100"}, 900},
+  };
+  auto has_word = [&](const char* w) {
+    // a whole word: "L4" is not found in "L40S", "H20" not in "H200"
+    for (size_t at = name.find(w); at != std::string::npos; at = name.find(w, at + 1)) {
+      const size_t end = at + std::strlen(w);
+      const bool left = at == 0 || !std::isalnum(static_cast<unsigned char>(name[at - 1]));
+      const bool right = end == name.size() || !std::isalnum(static_cast<unsigned char>(name[end]));
+      if (left && right) return true;
+    }
+    return false;
+  };
+  for (const Card& c : cards)
+    if (std::all_of(c.words.begin(), c.words.end(), has_word)) return c.gbs;
+  return 0;
+}
+
+double measure_copy_bandwidth_gbs(const torch::Device& device, int64_t bytes, int reps) {
+  COENC_CHECK(bytes > 0 && reps > 0, "measure_copy_bandwidth_gbs: bytes and reps must be positive");
+  torch::NoGradGuard no_grad;
+  auto opts = torch::TensorOptions().dtype(torch::kUInt8).device(device);
+  torch::Tensor src = torch::ones({bytes}, opts), dst = torch::empty({bytes}, opts);
+  std::vector<double> times;
+  for (int r = 0; r < reps + 1; ++r) {  // the first copy warms up
+    compat::synchronize(device);
+    const auto t0 = std::chrono::steady_clock::now();
+    dst.copy_(src);
+    compat::synchronize(device);
+    if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * static_cast<double>(bytes) / median(times) / 1e9;
+}
 
 struct Bf16Autocast::State {
   compat::AutocastScope scope;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
@@ -118,6 +119,14 @@ inline c10::DeviceIndex cuda_index(const torch::Device& device) {
   return device.has_index() ? device.index() : c10::cuda::current_device();
 }
 #endif
+
+// The device's name as the driver reports it; "cpu" for the CPU.
+inline std::string device_name(const torch::Device& device) {
+#if defined(COENC_WITH_CUDA)
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(cuda_index(device))->name;
+#endif
+  return device.is_cpu() ? "cpu" : device.str();
+}
 
 // Waits for all queued work on the current device (for timing).
 inline void synchronize(const torch::Device& device) {

@@ -57,6 +57,19 @@ ModelConfig named_shape(const std::string& name) {
   fail(ErrorCode::InvalidInput, "unknown shape \"{}\"; known shapes: {}", name, named_shape_list());
 }
 
+DecodeTraffic decode_traffic(const ModelConfig& c, int64_t element_bytes, double context) {
+  const double table = static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
+  // n_params counts the table once when the head is tied to it (then the head is the table, read whole every
+  // step) and twice otherwise (the input table, unread, and the head).
+  const double used = static_cast<double>(c.n_params()) - (c.tie_word_embeddings ? 0.0 : table) +
+                      static_cast<double>(c.hidden_size);  // the one embedding row looked up
+  DecodeTraffic t;
+  t.weight_bytes = used * static_cast<double>(element_bytes);
+  t.kv_bytes = 2.0 * static_cast<double>(c.n_layers) * static_cast<double>(c.n_kv_heads) *
+               static_cast<double>(c.head_dim) * context * static_cast<double>(element_bytes);
+  return t;
+}
+
 std::string named_shape_list() {
   std::string s;
   for (const auto& x : kShapes) s += (s.empty() ? "" : ", ") + std::string(x.name);

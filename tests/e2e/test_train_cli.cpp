@@ -11,6 +11,7 @@
 #include "coenc/generate.h"
 #include "coenc/pipeline.h"
 #include "coenc/safetensors.h"
+#include "coenc/shapes.h"
 #include "test_util.h"
 
 namespace coenc::test {
@@ -205,6 +206,31 @@ TEST(TrainCli, BenchTrainStepReportsThroughput) {
   EXPECT_NEAR(t.at("context_tokens_per_s").get<double>() * t.at("seconds_per_step").get<double>(), 64, 1e-6);
   expect_one_line_error(run_coenc("bench --shape tiny --tower-shape tiny --train-step 2 --train-tower half"),
                         "--train-tower must be full, lora or frozen");
+}
+
+// Decode is reported against what a step reads and the bandwidth measured in the same run (docs/benchmarks.md).
+TEST(BenchCli, DecodeReportsItsBandwidthBound) {
+  RunResult r = run_coenc("bench --shape tiny --prompt 16 --gen 8 --decode-ctx 24 --reps 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json d = json::parse(r.out).at("decode");
+  EXPECT_EQ(d.at("card"), "cpu");
+  EXPECT_GT(d.at("measured_copy_gbs").get<double>(), 0);
+  EXPECT_FALSE(d.contains("spec_gbs"));  // no data sheet for a CPU
+  const ModelConfig tiny = named_shape("tiny");
+  EXPECT_DOUBLE_EQ(d.at("bytes_per_token").get<double>(), decode_traffic(tiny, 4, 24 + 8 / 2.0).total());
+  const double achieved = d.at("bytes_per_token").get<double>() / d.at("seconds_per_token").get<double>() / 1e9;
+  EXPECT_NEAR(d.at("achieved_gbs").get<double>(), achieved, 1e-9 * achieved);
+  EXPECT_NEAR(d.at("fraction_of_measured").get<double>(), achieved / d.at("measured_copy_gbs").get<double>(), 1e-9);
+  // --bandwidth stands in for the data sheet.
+  r = run_coenc("bench --shape tiny --prompt 16 --gen 8 --reps 1 --bandwidth 100 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json g = json::parse(r.out).at("decode");
+  EXPECT_EQ(g.at("spec_gbs"), 100);
+  EXPECT_EQ(g.at("spec_source"), "--bandwidth");
+  EXPECT_NEAR(g.at("fraction_of_spec").get<double>(), g.at("achieved_gbs").get<double>() / 100, 1e-9);
+  r = run_coenc("bench --shape tiny --prompt 16 --gen 8 --reps 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("measured copy"), std::string::npos) << r.out;
 }
 
 TEST(TrainCli, BadConfigsEndInOneLine) {

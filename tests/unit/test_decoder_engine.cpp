@@ -12,6 +12,7 @@
 #include "coenc/sampler.h"
 #include "coenc/session.h"
 #include "coenc/shapes.h"
+#include "coenc/timing.h"
 #include "test_util.h"
 
 namespace coenc {
@@ -509,6 +510,48 @@ TEST(Shapes, NamedShapesAreConsistent) {
   EXPECT_NEAR(static_cast<double>(c.n_params()), 8.03e9, 0.01e9);
   EXPECT_NEAR(static_cast<double>(named_shape("qwen2-0.5b").n_params()), 0.494e9, 0.01e9);
   EXPECT_COENC_ERROR(named_shape("gpt5"), "llama3-8b");
+}
+
+// A decoding step reads every weight it uses and the cache at its context; the input table is read one row at a
+// time, so an untied model (Llama-3-8B) does not count it, and a tied one counts its table once, as the head.
+TEST(Shapes, DecodeTrafficCountsWhatAStepReads) {
+  const ModelConfig llama = named_shape("llama3-8b");
+  const double table = 128256.0 * 4096;
+  const DecodeTraffic t = decode_traffic(llama, 2, 1000);
+  EXPECT_DOUBLE_EQ(t.weight_bytes, 2 * (static_cast<double>(llama.n_params()) - table + 4096));
+  EXPECT_DOUBLE_EQ(t.kv_bytes, 2.0 * 32 * 8 * 128 * 1000 * 2);  // K and V, 32 layers, 8 KV heads of 128, bf16
+  EXPECT_DOUBLE_EQ(t.total(), t.weight_bytes + t.kv_bytes);
+  ModelConfig tied = named_shape("tiny");
+  tied.tie_word_embeddings = true;
+  EXPECT_DOUBLE_EQ(decode_traffic(tied, 4, 0).weight_bytes, 4.0 * (tied.n_params() + tied.hidden_size));
+  EXPECT_DOUBLE_EQ(decode_traffic(tied, 4, 0).kv_bytes, 0);
+}
+
+// The data-sheet bandwidth of a card, recognised from the name its driver reports; whole words only.
+TEST(Timing, SpecBandwidthFromTheCardsName) {
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA H200"), 4800);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA GH200 480GB"), 4900);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA H20"), 4000);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA H100 80GB HBM3"), 3350);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA H100 PCIe"), 2000);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA H100 NVL"), 3900);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA A100-SXM4-80GB"), 2039);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA A100 80GB PCIe"), 1935);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA A100-SXM4-40GB"), 1555);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA L40S"), 864);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA L4"), 300);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA A10"), 600);
+  EXPECT_EQ(spec_bandwidth_gbs("cpu"), 0);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA B200"), 0);
+  EXPECT_EQ(spec_bandwidth_gbs("NVIDIA A1000"), 0);  // not an A100
+}
+
+// The copy bandwidth is measured, not assumed: a positive, finite figure on the CPU.
+TEST(Timing, CopyBandwidthIsMeasured) {
+  const double gbs = measure_copy_bandwidth_gbs(torch::kCPU, int64_t{16} << 20, 2);
+  EXPECT_GT(gbs, 0.1);
+  EXPECT_LT(gbs, 1e5);
+  EXPECT_COENC_ERROR(measure_copy_bandwidth_gbs(torch::kCPU, 0, 1), "bytes and reps must be positive");
 }
 
 }  // namespace

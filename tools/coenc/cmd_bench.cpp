@@ -28,7 +28,7 @@ struct BenchArgs {
   int n_gen = 128;                       // decode steps to time
   int64_t decode_ctx = 128;              // tokens in the session before decode timing starts
   int reps = 3;                          // repetitions; the median is reported
-  double bandwidth_gbs = 0;              // memory bandwidth for the decode bound (default: 3350 on CUDA)
+  double bandwidth_gbs = 0;              // the card's bandwidth, GB/s (default: its data sheet's, by name)
   bool no_graphs = false;                // decode without CUDA graphs
   int64_t tower_chunks = 0;              // > 0: time a batch of this many chunks through all layers
   int64_t ttft_doc = 0;                  // > 0: time to first token for a document of this many tokens
@@ -145,7 +145,6 @@ int run_bench(const BenchArgs& a) {
   DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
   DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
   const ModelConfig& cfg = lm->config();
-  const double weight_bytes = static_cast<double>(cfg.n_params()) * torch::elementSize(dev.dtype);
   // Parameters that take part in a matrix product for every token: all but the embedding table and the output
   // head (which prefill applies to the last position only).
   const double matmul_params = static_cast<double>(cfg.n_params()) -
@@ -228,13 +227,29 @@ int run_bench(const BenchArgs& a) {
     per_token.push_back(std::chrono::duration<double>(clock::now() - t0).count() / a.n_gen);
   }
   const double s_tok = per_token.empty() ? 0 : median(per_token);
-  const double bw = a.bandwidth_gbs > 0 ? a.bandwidth_gbs : (dev.device.is_cuda() ? 3350.0 : 0.0);
   nlohmann::json decode = {{"context", a.decode_ctx}, {"tokens", a.n_gen}, {"seconds_per_token", s_tok},
                            {"tokens_per_s", 1.0 / s_tok}, {"cuda_graphs", dev.device.is_cuda() && !a.no_graphs}};
-  if (bw > 0) {
-    const double bound = weight_bytes / (bw * 1e9);
-    decode["bandwidth_bound_tokens_per_s"] = 1.0 / bound;
-    decode["fraction_of_bound"] = bound / s_tok;
+  if (a.n_gen > 0) {
+    // The bound of batch-1 decoding is memory bandwidth over the bytes a step reads: the weights it uses (not the
+    // input embedding table) and the KV cache at the step's context (on average halfway through the timed steps).
+    const DecodeTraffic traffic = decode_traffic(cfg, static_cast<int64_t>(torch::elementSize(dev.dtype)),
+                                                 static_cast<double>(a.decode_ctx) + a.n_gen / 2.0);
+    const std::string card = device_name(dev.device);
+    const double spec = a.bandwidth_gbs > 0 ? a.bandwidth_gbs : spec_bandwidth_gbs(card);
+    const double measured =
+        measure_copy_bandwidth_gbs(dev.device, dev.device.is_cuda() ? (int64_t{1} << 30) : (int64_t{256} << 20), 5);
+    decode["card"] = card;
+    decode["weight_bytes_per_token"] = traffic.weight_bytes;
+    decode["kv_bytes_per_token"] = traffic.kv_bytes;
+    decode["bytes_per_token"] = traffic.total();
+    decode["achieved_gbs"] = traffic.total() / s_tok / 1e9;
+    decode["measured_copy_gbs"] = measured;
+    decode["fraction_of_measured"] = traffic.total() / s_tok / 1e9 / measured;
+    if (spec > 0) {
+      decode["spec_gbs"] = spec;
+      decode["spec_source"] = a.bandwidth_gbs > 0 ? "--bandwidth" : "card";
+      decode["fraction_of_spec"] = traffic.total() / s_tok / 1e9 / spec;
+    }
   }
   if (a.n_gen > 0) report["decode"] = decode;
 
@@ -267,11 +282,16 @@ int run_bench(const BenchArgs& a) {
     for (const auto& m : t["compressed"]) line(("compressed r=" + std::to_string(m["ratio"].get<int64_t>())).c_str(), m);
   }
   if (a.n_gen == 0) return 0;
-  std::printf("decode at context %lld: %.2f ms/token, %.1f tokens/s", static_cast<long long>(a.decode_ctx),
-              s_tok * 1e3, 1.0 / s_tok);
-  if (decode.contains("fraction_of_bound"))
-    std::printf(" (%.0f%% of the %.0f GB/s bandwidth bound, %.1f tokens/s)", 100 * decode["fraction_of_bound"].get<double>(),
-                bw, decode["bandwidth_bound_tokens_per_s"].get<double>());
+  std::printf("decode at context %lld: %.2f ms/token, %.1f tokens/s, %.1f MB read a token (weights %.1f, KV %.1f): "
+              "%.0f GB/s, %.0f%% of the %.0f GB/s measured copy",
+              static_cast<long long>(a.decode_ctx), s_tok * 1e3, 1.0 / s_tok, decode["bytes_per_token"].get<double>() / 1e6,
+              decode["weight_bytes_per_token"].get<double>() / 1e6, decode["kv_bytes_per_token"].get<double>() / 1e6,
+              decode["achieved_gbs"].get<double>(), 100 * decode["fraction_of_measured"].get<double>(),
+              decode["measured_copy_gbs"].get<double>());
+  if (decode.contains("fraction_of_spec"))
+    std::printf(", %.0f%% of the %.0f GB/s %s", 100 * decode["fraction_of_spec"].get<double>(),
+                decode["spec_gbs"].get<double>(),
+                a.bandwidth_gbs > 0 ? "given by --bandwidth" : ("specified for the " + decode["card"].get<std::string>()).c_str());
   std::printf("\n");
   return 0;
 }
@@ -288,6 +308,10 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
       "  coenc bench --shape llama3-8b --device cuda --train-step 16 --tower-shape qwen2-0.5b --ratios 4\n"
+      "Decode is reported against the memory-bandwidth bound: bytes a step reads (the weights it uses, not the\n"
+      "input embedding table, plus the KV cache at its context) per second, as a fraction of a copy's bandwidth\n"
+      "measured on the device in the same run and of the card's data-sheet figure (recognised from its name, or\n"
+      "--bandwidth).\n"
       "Shapes (random weights): " + named_shape_list());
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
@@ -300,7 +324,8 @@ CommandFn setup_bench(CLI::App& app) {
       ->check(positive())
       ->capture_default_str();
   cmd->add_option("--reps", a->reps, "repetitions (median reported)")->check(positive())->capture_default_str();
-  cmd->add_option("--bandwidth", a->bandwidth_gbs, "memory bandwidth in GB/s for the decode bound (CUDA default 3350)")
+  cmd->add_option("--bandwidth", a->bandwidth_gbs,
+                  "the card's memory bandwidth in GB/s, instead of the data-sheet figure recognised from its name")
       ->check(positive());
   cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
   cmd->add_option("--tower-chunks", a->tower_chunks,
