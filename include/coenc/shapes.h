@@ -13,10 +13,10 @@ namespace coenc {
 ModelConfig named_shape(const std::string& name);
 std::string named_shape_list();
 
-// What one decoding step (one new token, batch 1) must read from memory, in bytes: every weight that takes part
-// in the step (all layers, the final norm, the output head) but not the input embedding table, of which it reads
-// one row; and the K and V of `context` cached positions. `element_bytes` is the size of a weight and of a cache
-// element (2 for bf16). The memory-bandwidth bound of decoding is bandwidth / (weights + kv).
+// What one decoding step (one new token, batch 1) must read from memory, in bytes: every weight that takes
+// part in the step (all layers, the final norm, the output head) but not the input embedding table, of which
+// it reads one row; and the K and V of `context` cached positions. `element_bytes` is the size of a weight
+// and of a cache element (2 for bf16). The memory-bandwidth bound of decoding is bandwidth / (weights + kv).
 struct DecodeTraffic {
   double weight_bytes = 0;
   double kv_bytes = 0;

@@ -24,9 +24,9 @@ void allow_tf32(bool on);
 
 // The device's name as its driver reports it ("NVIDIA H200", "NVIDIA H100 80GB HBM3"); "cpu" for the CPU.
 std::string device_name(const torch::Device& device);
-// The memory bandwidth a card's specification gives, in GB/s (1e9 bytes/s), recognised from its name: H200, H100
-// SXM / PCIe / NVL, GH200, H20, A100 40 / 80 GB SXM / PCIe, L40S, L40, L4, A10, RTX 4090, RTX 6000 Ada, V100.
-// 0 when the name is not one of them (and for the CPU).
+// The memory bandwidth a card's specification gives, in GB/s (1e9 bytes/s), recognised from its name: H200,
+// H100 SXM / PCIe / NVL, GH200, H20, A100 40 / 80 GB SXM / PCIe, L40S, L40, L4, A10, RTX 4090, RTX 6000 Ada,
+// V100. 0 when the name is not one of them (and for the CPU).
 double spec_bandwidth_gbs(const std::string& device_name);
 // Memory bandwidth measured on `device`, in GB/s: the median of `reps` copies of a `bytes`-byte buffer into
 // another on the same device, counting the bytes read and the bytes written (as CUDA's bandwidthTest counts a

@@ -15,7 +15,9 @@ int64_t peak_memory_bytes(const torch::Device& device) { return compat::peak_mem
 void reset_peak_memory(const torch::Device& device) { compat::reset_peak_memory(device); }
 void allow_tf32(bool on) { compat::allow_tf32(on); }
 
-std::string device_name(const torch::Device& device) { return compat::device_name(device); }
+std::string device_name(const torch::Device& device) {
+  return compat::device_name(device);
+}
 
 double spec_bandwidth_gbs(const std::string& name) {
   // Vendors' data sheets. The first entry whose every word occurs in the name wins: longer names come first.
@@ -24,10 +26,21 @@ double spec_bandwidth_gbs(const std::string& name) {
     double gbs;
   };
   static const std::vector<Card> cards = {
-      {{"GH200"}, 4900},         {{"H200"}, 4800},          {{"H100", "NVL"}, 3900},   {{"H100", "PCIe"}, 2000},
-      {{"H100"}, 3350},          {{"H20"}, 4000},           {{"A100", "80GB", "PCIe"}, 1935},
-      {{"A100", "80GB"}, 2039},  {{"A100"}, 1555},          {{"L40S"}, 864},           {{"L40"}, 864},
-      {{"L4"}, 300},             {{"A10"}, 600},            {{"RTX 4090"}, 1008},      {{"RTX 6000 Ada"}, 960},
+      {{"GH200"}, 4900},
+      {{"H200"}, 4800},
+      {{"H100", "NVL"}, 3900},
+      {{"H100", "PCIe"}, 2000},
+      {{"H100"}, 3350},
+      {{"H20"}, 4000},
+      {{"A100", "80GB", "PCIe"}, 1935},
+      {{"A100", "80GB"}, 2039},
+      {{"A100"}, 1555},
+      {{"L40S"}, 864},
+      {{"L40"}, 864},
+      {{"L4"}, 300},
+      {{"A10"}, 600},
+      {{"RTX 4090"}, 1008},
+      {{"RTX 6000 Ada"}, 960},
       {{"V100"}, 900},
   };
   auto has_word = [&](const char* w) {

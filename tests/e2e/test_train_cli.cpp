@@ -208,7 +208,8 @@ TEST(TrainCli, BenchTrainStepReportsThroughput) {
                         "--train-tower must be full, lora or frozen");
 }
 
-// Decode is reported against what a step reads and the bandwidth measured in the same run (docs/benchmarks.md).
+// Decode is reported against what a step reads and the bandwidth measured in the same run
+// (docs/benchmarks.md).
 TEST(BenchCli, DecodeReportsItsBandwidthBound) {
   RunResult r = run_coenc("bench --shape tiny --prompt 16 --gen 8 --decode-ctx 24 --reps 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -218,9 +219,11 @@ TEST(BenchCli, DecodeReportsItsBandwidthBound) {
   EXPECT_FALSE(d.contains("spec_gbs"));  // no data sheet for a CPU
   const ModelConfig tiny = named_shape("tiny");
   EXPECT_DOUBLE_EQ(d.at("bytes_per_token").get<double>(), decode_traffic(tiny, 4, 24 + 8 / 2.0).total());
-  const double achieved = d.at("bytes_per_token").get<double>() / d.at("seconds_per_token").get<double>() / 1e9;
+  const double achieved =
+      d.at("bytes_per_token").get<double>() / d.at("seconds_per_token").get<double>() / 1e9;
   EXPECT_NEAR(d.at("achieved_gbs").get<double>(), achieved, 1e-9 * achieved);
-  EXPECT_NEAR(d.at("fraction_of_measured").get<double>(), achieved / d.at("measured_copy_gbs").get<double>(), 1e-9);
+  EXPECT_NEAR(d.at("fraction_of_measured").get<double>(), achieved / d.at("measured_copy_gbs").get<double>(),
+              1e-9);
   // --bandwidth stands in for the data sheet.
   r = run_coenc("bench --shape tiny --prompt 16 --gen 8 --reps 1 --bandwidth 100 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

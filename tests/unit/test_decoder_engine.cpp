@@ -512,8 +512,9 @@ TEST(Shapes, NamedShapesAreConsistent) {
   EXPECT_COENC_ERROR(named_shape("gpt5"), "llama3-8b");
 }
 
-// A decoding step reads every weight it uses and the cache at its context; the input table is read one row at a
-// time, so an untied model (Llama-3-8B) does not count it, and a tied one counts its table once, as the head.
+// A decoding step reads every weight it uses and the cache at its context; the input table is read one row at
+// a time, so an untied model (Llama-3-8B) does not count it, and a tied one counts its table once, as the
+// head.
 TEST(Shapes, DecodeTrafficCountsWhatAStepReads) {
   const ModelConfig llama = named_shape("llama3-8b");
   const double table = 128256.0 * 4096;

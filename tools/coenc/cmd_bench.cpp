@@ -230,14 +230,15 @@ int run_bench(const BenchArgs& a) {
   nlohmann::json decode = {{"context", a.decode_ctx}, {"tokens", a.n_gen}, {"seconds_per_token", s_tok},
                            {"tokens_per_s", 1.0 / s_tok}, {"cuda_graphs", dev.device.is_cuda() && !a.no_graphs}};
   if (a.n_gen > 0) {
-    // The bound of batch-1 decoding is memory bandwidth over the bytes a step reads: the weights it uses (not the
-    // input embedding table) and the KV cache at the step's context (on average halfway through the timed steps).
+    // The bound of batch-1 decoding is memory bandwidth over the bytes a step reads: the weights it uses (not
+    // the input embedding table) and the KV cache at the step's context (on average halfway through the timed
+    // steps).
     const DecodeTraffic traffic = decode_traffic(cfg, static_cast<int64_t>(torch::elementSize(dev.dtype)),
                                                  static_cast<double>(a.decode_ctx) + a.n_gen / 2.0);
     const std::string card = device_name(dev.device);
     const double spec = a.bandwidth_gbs > 0 ? a.bandwidth_gbs : spec_bandwidth_gbs(card);
-    const double measured =
-        measure_copy_bandwidth_gbs(dev.device, dev.device.is_cuda() ? (int64_t{1} << 30) : (int64_t{256} << 20), 5);
+    const double measured = measure_copy_bandwidth_gbs(
+        dev.device, dev.device.is_cuda() ? (int64_t{1} << 30) : (int64_t{256} << 20), 5);
     decode["card"] = card;
     decode["weight_bytes_per_token"] = traffic.weight_bytes;
     decode["kv_bytes_per_token"] = traffic.kv_bytes;
@@ -282,16 +283,18 @@ int run_bench(const BenchArgs& a) {
     for (const auto& m : t["compressed"]) line(("compressed r=" + std::to_string(m["ratio"].get<int64_t>())).c_str(), m);
   }
   if (a.n_gen == 0) return 0;
-  std::printf("decode at context %lld: %.2f ms/token, %.1f tokens/s, %.1f MB read a token (weights %.1f, KV %.1f): "
-              "%.0f GB/s, %.0f%% of the %.0f GB/s measured copy",
-              static_cast<long long>(a.decode_ctx), s_tok * 1e3, 1.0 / s_tok, decode["bytes_per_token"].get<double>() / 1e6,
-              decode["weight_bytes_per_token"].get<double>() / 1e6, decode["kv_bytes_per_token"].get<double>() / 1e6,
-              decode["achieved_gbs"].get<double>(), 100 * decode["fraction_of_measured"].get<double>(),
-              decode["measured_copy_gbs"].get<double>());
+  std::printf(
+      "decode at context %lld: %.2f ms/token, %.1f tokens/s, %.1f MB read a token (weights %.1f, KV %.1f): "
+      "%.0f GB/s, %.0f%% of the %.0f GB/s measured copy",
+      static_cast<long long>(a.decode_ctx), s_tok * 1e3, 1.0 / s_tok,
+      decode["bytes_per_token"].get<double>() / 1e6, decode["weight_bytes_per_token"].get<double>() / 1e6,
+      decode["kv_bytes_per_token"].get<double>() / 1e6, decode["achieved_gbs"].get<double>(),
+      100 * decode["fraction_of_measured"].get<double>(), decode["measured_copy_gbs"].get<double>());
   if (decode.contains("fraction_of_spec"))
     std::printf(", %.0f%% of the %.0f GB/s %s", 100 * decode["fraction_of_spec"].get<double>(),
                 decode["spec_gbs"].get<double>(),
-                a.bandwidth_gbs > 0 ? "given by --bandwidth" : ("specified for the " + decode["card"].get<std::string>()).c_str());
+                a.bandwidth_gbs > 0 ? "given by --bandwidth"
+                                    : ("specified for the " + decode["card"].get<std::string>()).c_str());
   std::printf("\n");
   return 0;
 }
@@ -308,11 +311,15 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
       "  coenc bench --shape llama3-8b --device cuda --train-step 16 --tower-shape qwen2-0.5b --ratios 4\n"
-      "Decode is reported against the memory-bandwidth bound: bytes a step reads (the weights it uses, not the\n"
-      "input embedding table, plus the KV cache at its context) per second, as a fraction of a copy's bandwidth\n"
-      "measured on the device in the same run and of the card's data-sheet figure (recognised from its name, or\n"
+      "Decode is reported against the memory-bandwidth bound: bytes a step reads (the weights it uses, not "
+      "the\n"
+      "input embedding table, plus the KV cache at its context) per second, as a fraction of a copy's "
+      "bandwidth\n"
+      "measured on the device in the same run and of the card's data-sheet figure (recognised from its name, "
+      "or\n"
       "--bandwidth).\n"
-      "Shapes (random weights): " + named_shape_list());
+      "Shapes (random weights): " +
+      named_shape_list());
   cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
   cmd->add_option("--prompt", a->prompt, "prefill lengths to time, e.g. 512,4096")
@@ -324,8 +331,9 @@ CommandFn setup_bench(CLI::App& app) {
       ->check(positive())
       ->capture_default_str();
   cmd->add_option("--reps", a->reps, "repetitions (median reported)")->check(positive())->capture_default_str();
-  cmd->add_option("--bandwidth", a->bandwidth_gbs,
-                  "the card's memory bandwidth in GB/s, instead of the data-sheet figure recognised from its name")
+  cmd->add_option(
+         "--bandwidth", a->bandwidth_gbs,
+         "the card's memory bandwidth in GB/s, instead of the data-sheet figure recognised from its name")
       ->check(positive());
   cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
   cmd->add_option("--tower-chunks", a->tower_chunks,
