@@ -133,6 +133,12 @@ struct ChatRenderOptions {
   std::string eos_token;  // text of the EOS token, for Llama2/Mistral turn ends
 };
 
+// Parses the JSON text of a conversation: an array of {"role": string, "content": string} objects, or an object
+// whose "messages" field is such an array (an OpenAI request body). `where` names the source (a file) in errors.
+// Throws InvalidInput for malformed JSON, an empty list, or a message that is not such an object; the roles are
+// checked when the messages are rendered (render_chat).
+std::vector<ChatMessage> parse_chat_messages(std::string_view json_text, const std::string& where);
+
 // The family of a chat template's text, or nullopt if it is none of the known ones.
 std::optional<ChatFormat> detect_chat_format(std::string_view chat_template);
 

@@ -23,7 +23,7 @@ WeightSet WeightSet::open(const fs::path& dir) {
     json j;
     try {
       j = json::parse(read_file_bytes(index, "safetensors index"));
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", index.string(), e.what());
     }
     COENC_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),

@@ -205,7 +205,7 @@ CoEncoderConfig CoEncoderConfig::load(const fs::path& dir) {
   json j;
   try {
     j = json::parse(read_file_bytes(path, "Co-Encoder config"));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
   }
   return from_json(j, path.string(), dir);

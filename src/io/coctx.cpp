@@ -86,7 +86,7 @@ class MetadataReader {
     json j;
     try {
       j = json::parse(str(key));
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
       fail(ErrorCode::InvalidInput, "{}: damaged .coctx file: metadata field \"{}\" is not a JSON array",
            where_, key);
     }

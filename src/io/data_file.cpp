@@ -58,7 +58,7 @@ void for_each_jsonl(const std::string& path, const std::string& text,
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       fail(ErrorCode::InvalidInput, "{}:{}: malformed JSON: {}", path, line_no, e.what());
     }
     COENC_CHECK(j.is_object(), "{}:{}: expected a JSON object", path, line_no);

@@ -176,7 +176,7 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
   }
   ModelConfig c = from_json(j, path.string());
@@ -186,7 +186,7 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     json g;
     try {
       g = json::parse(read_file_bytes(gen, "generation config"));
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", gen.string(), e.what());
     }
     COENC_CHECK(g.is_object(), "{}: expected a JSON object", gen.string());

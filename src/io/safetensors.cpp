@@ -100,7 +100,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   json header;
   try {
     header = json::parse(header_begin, header_begin + header_size);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: header is not valid JSON: {}", where, e.what());
   }
   COENC_CHECK(header.is_object(), "{}: header must be a JSON object", where);

@@ -177,7 +177,7 @@ json parse_body(const std::string& body) {
   if (j.is_discarded()) {
     try {
       (void)json::parse(body);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       bad_request(std::string("the request body is not valid JSON: ") + e.what(), "invalid_json");
     }
     bad_request("the request body is not valid JSON", "invalid_json");

@@ -9,7 +9,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_json_text(const std::string& te
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON (truncated or corrupt file?): {}", file, e.what());
   }
   return from_json(j, file);

@@ -11,6 +11,16 @@
 #include "tokenizer/sentencepiece_module.h"
 #include "tokenizer/utf8.h"
 
+// gcc says -fsanitize=address with __SANITIZE_ADDRESS__, clang (before 16) only through __has_feature.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COENC_HAS_ASAN_FEATURE 1
+#endif
+#endif
+#ifndef COENC_HAS_ASAN_FEATURE
+#define COENC_HAS_ASAN_FEATURE 0
+#endif
+
 namespace coenc::tok {
 
 struct SpmModule {
@@ -44,7 +54,7 @@ const SpmModule& spm_module() {
       return;
     }
     int flags = RTLD_NOW | RTLD_LOCAL;
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !COENC_HAS_ASAN_FEATURE
     // Own protobuf copy first for libsentencepiece (the sanitizer runtimes refuse this flag).
     flags |= RTLD_DEEPBIND;
 #endif

@@ -37,7 +37,7 @@ TokenizerConfig read_tokenizer_config(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path, e.what());
   }
   JsonPath root{path, ""};

@@ -89,7 +89,7 @@ fs::path pick_tokenizer(const std::string& given, const std::vector<fs::path>& p
 json read_json_file(const fs::path& path, const char* what) {
   try {
     return json::parse(read_file_bytes(path, what));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
   }
 }

@@ -76,7 +76,7 @@ nlohmann::json load_run_checkpoint(const fs::path& dir,
   nlohmann::json state;
   try {
     state = nlohmann::json::parse(read_file_bytes(dir / "state.json", "checkpoint state"));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", (dir / "state.json").string(), e.what());
   }
   return state;

@@ -42,24 +42,7 @@ bool has_tokenizer_files(const std::filesystem::path& dir) {
 }
 
 std::vector<ChatMessage> read_messages(const std::string& path) {
-  const std::string text = read_text_input(path, "messages file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path, e.what());
-  }
-  if (j.is_object() && j.contains("messages")) j = j["messages"];  // an OpenAI request body works too
-  COENC_CHECK(j.is_array() && !j.empty(), "{}: expected a non-empty array of {{\"role\", \"content\"}} objects", path);
-  std::vector<ChatMessage> out;
-  for (size_t i = 0; i < j.size(); ++i) {
-    const auto& m = j[i];
-    COENC_CHECK(m.is_object() && m.contains("role") && m["role"].is_string() && m.contains("content") &&
-                    m["content"].is_string(),
-                "{}: message {} must be an object with string fields \"role\" and \"content\"", path, i);
-    out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-  }
-  return out;
+  return parse_chat_messages(read_text_input(path, "messages file"), path);
 }
 
 int run_generate(const GenerateArgs& a) {

@@ -102,7 +102,7 @@ int run_tokenize(const TokenizeArgs& a) {
       nlohmann::json text;
       try {
         text = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {
         fail(ErrorCode::InvalidInput, "stdin line {}: not valid JSON (expected a JSON string): {}", line_no,
              e.what());
       }

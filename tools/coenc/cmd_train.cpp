@@ -35,7 +35,7 @@ nlohmann::json read_config(const TrainArgs& a) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file_bytes(a.config, "training config"));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", a.config, e.what());
   }
   COENC_CHECK(j.is_object(), "{}: expected a JSON object", a.config);
@@ -45,7 +45,7 @@ nlohmann::json read_config(const TrainArgs& a) {
     const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
     try {
       j[key] = nlohmann::json::parse(value);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       j[key] = value;  // a bare string
     }
   }
