@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine whose commands may run at most 10 minutes (docs/default-model.md, "Training"):
 # builds coenc once, runs the part of a training stage that fits the call, and packs what must come back into
-# $OUT as pieces of at most 15 MiB (join them with `cat NAME.tar.* | tar x`).
+# $OUT as xz-compressed pieces of at most 15 MiB (join them with `cat NAME.tar.xz.* | xz -dc | tar x`). A model of
+# the default's size (82 MB of bf16 weights, ~58 MB compressed) comes back whole in the call that trains it: the
+# machine is given back 30 s after a call, so a second call to fetch the rest can find a fresh machine.
 #
 #   gpu_call.sh decoder                      build, stage 1 (decoder pretraining), pack .train/decoder
 #   gpu_call.sh co_encoder TOTAL_SECONDS     stage 2 within this call; interrupted and checkpointed at the call's
@@ -9,21 +11,24 @@
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
-#   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix TOTAL_SECONDS
-#                                            stages 5, 6, 7, 8 and 9, the same way
+#   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix |
+#               co_encoder_mix2 TOTAL_SECONDS  stages 5 to 10, the same way
 #   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
-#                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.* of a
+#                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.xz.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
 #                                            into .train/NAME once all are there: a model may travel over several calls
 #   gpu_call.sh eval VAL_DIR MODEL...        the validation evaluation of each model on the GPU (bf16) into $OUT, its
 #                                            jobs spread over all the machine's GPUs
-#   gpu_call.sh pieces NAME FIRST LAST       copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
+#   gpu_call.sh pack NAME                    packs .train/NAME into .train/pack/NAME (pieces and NAME.count); also
+#                                            here, to carry a model there (e.g. the shipped folder copied to .train)
+#   gpu_call.sh pieces NAME FIRST LAST|all   copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
 #                                            ($OUT takes at most 64 MiB a call)
 # NPROC=N trains on N GPUs (train.sh). CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deadline=${CALL_SECONDS:-560}
-out=${OUT:?set OUT to the folder whose files come back}
+out=${OUT:-}
+[ -n "$out" ] || [ "${1:-}" = pack ] || { echo "gpu_call: set OUT to the folder whose files come back" >&2; exit 2; }
 build=build-gpu
 source scripts/default_model/stages.sh  # stage_dir
 export PYTHONUNBUFFERED=1
@@ -35,18 +40,21 @@ ensure_built() {
   fi
 }
 
-# pack NAME: .train/NAME's model files as .train/pack/NAME.tar.aa, .ab, ... (15 MiB each).
+# pack NAME: .train/NAME's model files as .train/pack/NAME/NAME.tar.xz.aa, .ab, ... (15 MiB each, xz: bf16
+# weights shrink to ~70%) and NAME.count, their number, which `stash` needs to know when all have arrived.
 pack() {
   local name=$1
   rm -rf ".train/pack/$name" && mkdir -p ".train/pack/$name"
   (cd .train && find "$name" -maxdepth 2 -type f ! -path "*/checkpoint*" -print0 | sort -z |
-     tar --null -cf - -T -) | split -b 15M - ".train/pack/$name/$name.tar."
+     tar --null -cf - -T -) | xz -T0 -6 | split -b 15M - ".train/pack/$name/$name.tar.xz."
+  ls ".train/pack/$name/$name.tar.xz."* | wc -l >".train/pack/$name/$name.count"
   ls -l ".train/pack/$name"
 }
 
 pieces() {
   local name=$1 first=$2 last=$3 i=0
-  for f in ".train/pack/$name/$name.tar."*; do
+  [ "$last" = all ] && last=$(cat ".train/pack/$name/$name.count")
+  for f in ".train/pack/$name/$name.tar.xz."*; do
     i=$((i + 1))
     if [ "$i" -ge "$first" ] && [ "$i" -le "$last" ]; then cp "$f" "$out/"; fi
   done
@@ -60,9 +68,9 @@ case "${1:-}" in
     echo "gpu_call: stage 1 with a ${budget}s training budget"
     scripts/default_model/train.sh decoder "$build" "$budget" 2>&1 | tee "$out/decoder.log" | grep -v '^tokenizing'
     pack decoder
-    pieces decoder 1 4
+    pieces decoder 1 all
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built
@@ -73,7 +81,8 @@ case "${1:-}" in
     cp ".train/$dir/metrics.jsonl" "$out/" 2>/dev/null || true
     if [ -f ".train/$dir/model.safetensors" ] || [ -f ".train/$dir/model.safetensors.index.json" ]; then  # finished
       pack "$dir"
-      pieces "$dir" 1 3
+      pieces "$dir" 1 all
+      cp ".train/pack/$dir/$dir.count" "$out/"
     fi
     ;;
   stash)
@@ -90,11 +99,12 @@ case "${1:-}" in
       done
     done
     # Join every model whose pieces are all here (NAME.count, carried with them, says how many there are).
-    for name in $(ls .train/pieces 2>/dev/null | sed -n 's/\.tar\.[a-z]*$//p' | sort -u); do
+    for name in $(ls .train/pieces 2>/dev/null | sed -n 's/\.tar\.xz\.[a-z]*$//p' | sort -u); do
       want=$(cat ".train/pieces/$name.count" 2>/dev/null || echo 0)
-      have=$(ls ".train/pieces/$name.tar."* | wc -l)
+      have=$(ls ".train/pieces/$name.tar.xz."* | wc -l)
       if [ "$have" -eq "$want" ]; then
-        rm -rf ".train/$name" && cat ".train/pieces/$name.tar."* | tar -x -C .train && echo "gpu_call: joined .train/$name"
+        rm -rf ".train/$name" && cat ".train/pieces/$name.tar.xz."* | xz -dc | tar -x -C .train &&
+          echo "gpu_call: joined .train/$name"
       fi
     done
     ensure_built
@@ -104,7 +114,10 @@ case "${1:-}" in
     scripts/default_model/train.sh co_encoder_more "$build" 2>&1 | tee "$out/co_encoder2.log" | grep -v '^tokenizing'
     cp .train/co_encoder2/metrics.jsonl "$out/metrics2.jsonl"
     pack co_encoder2
-    pieces co_encoder2 1 1
+    pieces co_encoder2 1 all
+    ;;
+  pack)
+    pack "${2:?usage: gpu_call.sh pack NAME}"
     ;;
   pieces)
     pieces "${2:?}" "${3:?}" "${4:?}"

@@ -7,6 +7,7 @@ stage_dir() {
     co_encoder_cont) echo co_encoder6 ;;
     co_encoder_qa) echo co_encoder7 ;;
     co_encoder_mix) echo co_encoder8 ;;
+    co_encoder_mix2) echo co_encoder9 ;;
     *) echo "$1" ;;
   esac
 }

@@ -30,16 +30,19 @@
 #   scripts/default_model/train.sh co_encoder_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 9, the shipped model: from stage 6's, continuation and QA weighted up, passkey haystacks of up to
 #       16,000 tokens, lr 2e-4 (co_encoder_mix.json) -> .train/co_encoder8
+#   scripts/default_model/train.sh co_encoder_mix2 BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 10: from stage 9's model (the shipped folder), reconstruction weighted up to 1.0, the rest as stage 9
+#       (co_encoder_mix2.json) -> .train/co_encoder9
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2 .. co_encoder8 (stages 3-9).
+# .train/co_encoder2 .. co_encoder9 (stages 3-10).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm|co_encoder_cont|co_encoder_qa|co_encoder_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm|co_encoder_cont|co_encoder_qa|co_encoder_mix|co_encoder_mix2 BUILD [SECONDS] [STOP_AFTER_SECONDS]}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
@@ -53,7 +56,7 @@ case "$stage" in
   decoder)
     "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2)
     out=.train/$(stage_dir "$stage")
     [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
@@ -69,7 +72,7 @@ case "$stage" in
     "$coenc" train -c scripts/default_model/co_encoder_more.json
     ;;
   *)
-    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm, co_encoder_cont, co_encoder_qa or co_encoder_mix)" >&2
+    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm, co_encoder_cont, co_encoder_qa, co_encoder_mix or co_encoder_mix2)" >&2
     exit 2
     ;;
 esac
