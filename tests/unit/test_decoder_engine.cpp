@@ -131,6 +131,17 @@ TEST(ModelConfig, GenerationConfigSuppliesEos) {
   EXPECT_COENC_ERROR(ModelConfig::load(dir / "absent"), "model directory not found");
 }
 
+// A number no double holds is malformed JSON like any other error, not an escaped nlohmann::json out_of_range
+// (found by fuzzing: tests/fuzz/corpus/model_config/regress_number_overflow).
+TEST(ModelConfig, NumberBeyondADoubleIsMalformedJson) {
+  TempDir dir;
+  test::write_file(dir / "config.json", R"({"vocab_size": 1e999})");
+  EXPECT_COENC_ERROR(ModelConfig::load(dir.path()), "config.json: malformed JSON");
+  test::write_file(dir / "config.json", tiny_json("LlamaForCausalLM").dump());
+  test::write_file(dir / "generation_config.json", R"({"eos_token_id": [1e999]})");
+  EXPECT_COENC_ERROR(ModelConfig::load(dir.path()), "generation_config.json: malformed JSON");
+}
+
 // ---- loading weights ------------------------------------------------------------------------------------------
 
 TEST(LoadDecoder, SaveLoadRoundTripIsExact) {

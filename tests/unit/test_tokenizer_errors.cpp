@@ -42,6 +42,9 @@ TEST(TokenizerErrors, MalformedAndTruncatedJson) {
   EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "expected a JSON object at the top level");
   write_file(dir / "tokenizer.json", "");
   EXPECT_COENC_ERROR(Tokenizer::load((dir / "tokenizer.json").string()), "malformed JSON");
+  // A number beyond a double: nlohmann throws out_of_range, not parse_error (found by fuzzing).
+  write_file(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1e999}}}");
+  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "tokenizer.json: malformed JSON");
 }
 
 TEST(TokenizerErrors, UnknownComponentTypesNameTheField) {
@@ -159,6 +162,27 @@ TEST(TokenizerErrors, BadTokenizerConfig) {
   write_file(dir3 / "tokenizer_config.json", "{\"bos_token\": ");
   write_file(dir3 / "tokenizer.json", tiny_tokenizer_json().dump());
   EXPECT_COENC_ERROR(Tokenizer::load(dir3.path().string()), "tokenizer_config.json: malformed JSON");
+  write_file(dir3 / "tokenizer_config.json", "{\"model_max_length\": 1e999}");
+  EXPECT_COENC_ERROR(Tokenizer::load(dir3.path().string()), "tokenizer_config.json: malformed JSON");
+}
+
+// coenc generate --messages: a list of {"role", "content"} or an OpenAI request body; anything else is one
+// error naming the file.
+TEST(ChatMessages, ParsedOrRefusedNamingTheFile) {
+  const auto messages =
+      parse_chat_messages(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}]})", "chat.json");
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].role, "user");
+  EXPECT_EQ(messages[0].content, "hi");
+  EXPECT_COENC_ERROR(parse_chat_messages("[{\"role\": \"user\", \"content\": \"x\"}", "chat.json"),
+                     "chat.json: malformed JSON");
+  // nlohmann throws out_of_range for this one, which escaped as such (found by fuzzing).
+  EXPECT_COENC_ERROR(parse_chat_messages("[{\"role\": \"user\", \"content\": 1e999}]", "chat.json"),
+                     "chat.json: malformed JSON");
+  EXPECT_COENC_ERROR(parse_chat_messages("[]", "chat.json"), "chat.json: expected a non-empty array");
+  EXPECT_COENC_ERROR(parse_chat_messages(R"({"messages": {}})", "chat.json"), "expected a non-empty array");
+  EXPECT_COENC_ERROR(parse_chat_messages(R"([{"role": "user"}])", "chat.json"),
+                     "chat.json: message 0 must be an object with string fields \"role\" and \"content\"");
 }
 
 TEST(TokenizerErrors, NotASentencePieceModel) {
