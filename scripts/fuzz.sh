@@ -6,8 +6,8 @@
 #   FUZZ_TARGETS="tokenizer safetensors" scripts/fuzz.sh 300
 # Needs clang and libFuzzer: on Debian 12 `apt-get install clang libclang-rt-14-dev` (not needed by the test suite:
 # CI replays the committed corpus through the same code in its own builds, test_fuzz_replay.cpp).
-# Builds into build-fuzz/ (clang, everything instrumented); working corpora, crash inputs and logs go to
-# build-fuzz/fuzz/TARGET/. The fuzzers run under `nice -n 19`: they take only what other work leaves.
+# Builds into build-fuzz/ (clang, everything instrumented); working corpora, crash inputs and logs (log-RUN,
+# time-RUN) go to build-fuzz/fuzz/TARGET/. The fuzzers run under `nice -n 19`: they take only what other work leaves.
 # Ends with one line per target: wall and CPU seconds, runs, coverage, crash files; exits non-zero when a target
 # found something (a crash, hang, leak or out-of-memory input: the file is in build-fuzz/fuzz/TARGET/crashes/).
 set -euo pipefail
@@ -17,6 +17,7 @@ all=(chat_messages coctx model_config safetensors sentencepiece tokenizer train_
 read -r -a targets <<<"${FUZZ_TARGETS:-${all[*]}}"
 jobs=${JOBS:-${#targets[@]}}
 build=build-fuzz
+run=$(date -u +%Y%m%dT%H%M%SZ)  # names this run's log and time files, so that runs side by side keep their own
 
 # Largest input per target: a little above the largest seed, so the fuzzer grows inputs around the real layouts.
 max_len() {
@@ -39,15 +40,15 @@ run_target() {
   mkdir -p "$dir/corpus" "$dir/crashes" "$dir/tmp"
   # Leaks: libFuzzer checks each input that allocated more than it freed (-detect_leaks=1). ODR checks off: libtorch
   # and its dependencies define some globals twice, as in the sanitizer build of the tests.
-  # time's output (wall, user + system CPU) goes to $dir/time.
+  # time's output (wall, user + system CPU) goes to $dir/time-$run.
   TMPDIR=$dir/tmp ASAN_OPTIONS=detect_odr_violation=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    /usr/bin/time -o "$dir/time" -f '%e %U %S' nice -n 19 "$build/fuzz_$name" \
+    /usr/bin/time -o "$dir/time-$run" -f '%e %U %S' nice -n 19 "$build/fuzz_$name" \
     -max_total_time="$seconds" -max_len="$(max_len "$name")" -timeout=20 -rss_limit_mb=3072 \
     -artifact_prefix="$dir/crashes/" -print_final_stats=1 -detect_leaks=1 \
-    "$dir/corpus" "tests/fuzz/corpus/$name" >"$dir/log" 2>&1 || true
+    "$dir/corpus" "tests/fuzz/corpus/$name" >"$dir/log-$run" 2>&1 || true
 }
 
-echo "fuzzing ${targets[*]} for ${seconds} s each, ${jobs} at a time (logs: $build/fuzz/TARGET/log)"
+echo "fuzzing ${targets[*]} for ${seconds} s each, ${jobs} at a time (logs: $build/fuzz/TARGET/log-$run)"
 running=0
 for name in "${targets[@]}"; do
   run_target "$name" &
@@ -63,9 +64,9 @@ found=0
 printf '%-14s %8s %8s %10s %8s %8s %s\n' target wall_s cpu_s runs cov corpus crashes
 for name in "${targets[@]}"; do
   dir=$build/fuzz/$name
-  read -r wall user sys < <(tail -n 1 "$dir/time") || true
-  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/log" | grep -o '[0-9]*$' || echo "?")
-  cov=$(grep -o 'cov: [0-9]*' "$dir/log" | tail -1 | grep -o '[0-9]*' || echo "?")
+  read -r wall user sys < <(tail -n 1 "$dir/time-$run") || true
+  runs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$dir/log-$run" | grep -o '[0-9]*$' || echo "?")
+  cov=$(grep -ao 'cov: [0-9]*' "$dir/log-$run" | tail -1 | grep -o '[0-9]*' || echo "?")
   corpus=$(find "$dir/corpus" -type f | wc -l)
   crashes=$(find "$dir/crashes" -type f | wc -l)
   [ "$crashes" -eq 0 ] || found=1
