@@ -89,7 +89,7 @@ struct AskOptions {
   // chat template (it must exist, or chat_format be given) even for a connector trained raw.
   bool chat = true;
   bool force_chat = false;
-  std::string chat_format;  // chatml, llama3, ... (default: recognised from the template; see resolve_chat_format)
+  std::string chat_format;  // chatml, llama3, ... (default: the tokenizer's chat_template; see resolve_chat_template)
   std::string system;       // a system message (chat only)
 };
 

@@ -15,6 +15,7 @@
 // Tokenizers are immutable after load() and safe to use from several threads at once.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,7 +77,7 @@ class Tokenizer {
   std::optional<TokenId> eos_id() const { return eos_id_; }
   std::optional<TokenId> pad_id() const { return pad_id_; }
 
-  // The Jinja chat template of tokenizer_config.json ("" if none). See ChatFormat for how it is used.
+  // The Jinja chat template of tokenizer_config.json ("" if none); see resolve_chat_template.
   const std::string& chat_template() const { return chat_template_; }
 
  protected:
@@ -109,11 +110,13 @@ class StreamDecoder {
   size_t read_ = 0;
 };
 
-// ---- chat templates
-// ------------------------------------------------------------------------------------------ Chat templates
-// are Jinja programs; rather than run Jinja, Co-Encoder recognises the common families from the template text
-// and renders them natively. The formats follow the families' reference templates for plain
-// system/user/assistant turns (no tools, no default system prompt, no date preamble).
+// ---- chat templates ---------------------------------------------------------------------------------------
+// A tokenizer's chat template is the Jinja program of its tokenizer_config.json. Co-Encoder renders it as
+// Hugging Face transformers' apply_chat_template does, with a Jinja subset that covers the templates of
+// Llama-3.x, Qwen2.5/3, Mistral, Gemma, SmolLM, Phi and the like (docs/tokenizer.md, "Chat templates"). For a
+// tokenizer without a template, or to override it, one of the built-in families below can be named instead;
+// they follow the families' reference templates for plain system/user/assistant turns (no tools, no default
+// system prompt, no date line).
 enum class ChatFormat {
   ChatML,   // Qwen, many others: <|im_start|>role\ncontent<|im_end|>\n
   Llama3,   // <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
@@ -123,14 +126,46 @@ enum class ChatFormat {
 };
 
 struct ChatMessage {
-  std::string role;  // "system", "user" or "assistant"
+  std::string role;  // "system", "user" or "assistant" (a Jinja template may know others, e.g. "tool")
   std::string content;
 };
 
 struct ChatRenderOptions {
   bool add_generation_prompt = true;  // end with the header that starts the assistant's turn
-  std::string bos_token;  // text of the BOS token, for the formats that spell it (Llama3/2, Gemma)
-  std::string eos_token;  // text of the EOS token, for Llama2/Mistral turn ends
+  std::string bos_token;  // text of the BOS token, the template's `bos_token` ("" when there is none)
+  std::string eos_token;  // text of the EOS token, the template's `eos_token`
+  // The template variable `enable_thinking` (Qwen3: false renders the empty <think></think> block that turns
+  // thinking off); unset leaves it undefined, as apply_chat_template does without the keyword.
+  std::optional<bool> enable_thinking;
+  // strftime_now(format) of the templates (Llama-3.1+ write "Today Date: 26 Jul 2024"): the current local
+  // time unless set. Tests pin it.
+  std::function<std::string(const std::string& format)> strftime_now;
+};
+
+namespace jinja {
+class Template;
+}
+
+// A chat template: a Jinja template text, or a built-in family. Cheap to copy; immutable.
+class ChatTemplate {
+ public:
+  // A built-in family (implicit: a ChatFormat goes wherever a template is expected).
+  ChatTemplate(ChatFormat format);  // NOLINT(google-explicit-constructor)
+  // Parses a Jinja chat template; `where` starts its error messages. Throws InvalidInput for a syntax error
+  // and Unsupported for a construct outside the subset, naming the line and column.
+  static ChatTemplate jinja(std::string_view source, std::string where = "chat_template");
+
+  // The built-in family, or nullopt for a Jinja template.
+  std::optional<ChatFormat> format() const { return format_; }
+  // "chatml", "llama3", ... or, for a Jinja template, its `where`.
+  std::string name() const;
+
+ private:
+  ChatTemplate() = default;
+  std::optional<ChatFormat> format_;
+  std::shared_ptr<const jinja::Template> jinja_;  // the parsed template (src/tokenizer/jinja.h)
+  friend std::string render_chat(const std::vector<ChatMessage>&, const ChatTemplate&,
+                                 const ChatRenderOptions&);
 };
 
 // Parses the JSON text of a conversation: an array of {"role": string, "content": string} objects, or an object
@@ -139,30 +174,33 @@ struct ChatRenderOptions {
 // checked when the messages are rendered (render_chat).
 std::vector<ChatMessage> parse_chat_messages(std::string_view json_text, const std::string& where);
 
-// The family of a chat template's text, or nullopt if it is none of the known ones.
-std::optional<ChatFormat> detect_chat_format(std::string_view chat_template);
-
 // Parses a format name as users type it ("chatml", "llama3", "llama2", "mistral", "gemma"; case-insensitive).
 // Throws InvalidInput listing the known names.
 ChatFormat parse_chat_format(std::string_view name);
 const char* chat_format_name(ChatFormat format);
 
-// The tokenizer's chat format: `explicit_name` if given (see parse_chat_format), else detected from its
-// chat template. Throws Unsupported, saying how to name a format, when the template is missing or unknown.
-ChatFormat resolve_chat_format(const Tokenizer& tokenizer, std::string_view explicit_name = {});
+// The chat template a tokenizer is used with: the family `format_name` if given (see parse_chat_format), else
+// the tokenizer's own chat_template. Throws Unsupported, saying how to name a family, when it has none, and
+// what ChatTemplate::jinja throws for a template outside the subset.
+ChatTemplate resolve_chat_template(const Tokenizer& tokenizer, std::string_view format_name = {});
 
-// Renders `messages` as the prompt text of `format`. Throws InvalidInput for an unknown role or (Llama2,
-// Mistral, Gemma) roles out of their required order.
-std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat format,
+// Renders `messages` as prompt text. A Jinja template gets the variables apply_chat_template passes:
+// messages, add_generation_prompt, bos_token, eos_token (those that are not empty), tools and documents
+// (None), and enable_thinking when set; its raise_exception(message) becomes an InvalidInput error that
+// quotes the message. A built-in family throws InvalidInput for an unknown role or (Llama2, Mistral, Gemma)
+// roles out of their order.
+std::string render_chat(const std::vector<ChatMessage>& messages, const ChatTemplate& chat,
                         const ChatRenderOptions& options);
 
-// Renders `messages` with the tokenizer's own BOS/EOS text and encodes the result the way Hugging Face's
-// apply_chat_template(tokenize=True) does: special-token text is parsed, no post-processor tokens are added.
-TokenIds encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages, ChatFormat format,
-                     bool add_generation_prompt = true);
+// Renders `messages` with the tokenizer's own BOS/EOS text (when `options` leaves them empty) and encodes the
+// result the way Hugging Face's apply_chat_template(tokenize=True) does: special-token text is parsed, no
+// post-processor tokens are added.
+TokenIds encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                     const ChatTemplate& chat, ChatRenderOptions options = {});
 
-// The ids that end an assistant turn in `format` (e.g. <|im_end|>, <|eot_id|>, <end_of_turn>, and the
-// tokenizer's EOS), for use as stop tokens.
-TokenIds chat_stop_ids(const Tokenizer& tokenizer, ChatFormat format);
+// The ids that end an assistant turn (for use as stop tokens): the tokenizer's EOS and the special token that
+// the template writes right after an assistant message's text (<|im_end|>, <|eot_id|>, <end_of_turn>,
+// <|end|>, ...).
+TokenIds chat_stop_ids(const Tokenizer& tokenizer, const ChatTemplate& chat);
 
 }  // namespace coenc

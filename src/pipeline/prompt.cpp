@@ -63,7 +63,7 @@ bool uses_chat_layout(const CoEncoderConfig& config, const Tokenizer& tok, const
               "the chat layout was asked for, but the decoder's tokenizer has no chat template (name a chat format)");
   const bool chat = options.force_chat || (options.chat && (!options.chat_format.empty() ||
                                                             (config.prompt_layout != "raw" && has_template)));
-  if (chat) resolve_chat_format(tok, options.chat_format);  // an unknown format is an error before any work
+  if (chat) resolve_chat_template(tok, options.chat_format);  // an unknown format is an error before any work
   COENC_CHECK(options.system.empty() || chat, "a system message needs the chat layout: {}",
               why_raw(config, options));
   return chat;
@@ -116,20 +116,20 @@ AskPrompt lay_out(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<
     eo.parse_special = false;  // the question is user text: "<|im_end|>" typed in it is not the special token
     add_split(text, eo);
   } else {
-    const ChatFormat format = resolve_chat_format(tok, options.chat_format);
+    const ChatTemplate chat = resolve_chat_template(tok, options.chat_format);
     ChatRenderOptions ro;
     if (auto bos = tok.bos_id()) ro.bos_token = tok.id_to_piece(*bos);
     if (auto eos = tok.eos_id()) ro.eos_token = tok.id_to_piece(*eos);
-    const std::string text = render_chat(messages, format, ro);
+    const std::string text = render_chat(messages, chat, ro);
     for (size_t d = 0; d < documents.size(); ++d)
-      COENC_CHECK(text.find(document_mark(d)) != std::string::npos, "the {} chat template dropped the user turn's text",
-                  chat_format_name(format));
+      COENC_CHECK(text.find(document_mark(d)) != std::string::npos, "the chat template ({}) dropped the user turn's text",
+                  chat.name());
     // As encode_chat (Hugging Face's apply_chat_template): special-token text is parsed, nothing is added.
     EncodeOptions eo;
     eo.add_special = false;
     eo.parse_special = true;
     add_split(text, eo);
-    append_unique(p.stop_tokens, chat_stop_ids(tok, format));
+    append_unique(p.stop_tokens, chat_stop_ids(tok, chat));
   }
   for (const auto& s : p.segments) p.n_positions += s.length();
   return p;

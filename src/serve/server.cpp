@@ -337,9 +337,9 @@ struct Server::State {
       if (text_tok->chat_template().empty())
         serve::bad_request(opt.model + " has no chat template: use /v1/completions with a text prompt",
                            "no_chat_template");
-      const ChatFormat format = resolve_chat_format(*text_tok);
-      p.segments.push_back(Segment::tokens(encode_chat(*text_tok, messages, format)));
-      append_unique(p.stop_tokens, chat_stop_ids(*text_tok, format));
+      const ChatTemplate chat = resolve_chat_template(*text_tok);
+      p.segments.push_back(Segment::tokens(encode_chat(*text_tok, messages, chat)));
+      append_unique(p.stop_tokens, chat_stop_ids(*text_tok, chat));
     }
     for (const auto& s : p.segments) p.n_positions += s.length();
     if (p.n_positions >= window())

@@ -57,7 +57,7 @@ uint64_t pair_key(int a, int b) {
   return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b);
 }
 
-// The Jinja ChatML template written into tokenizer_config.json (what detect_chat_format recognises).
+// The Jinja ChatML template written into tokenizer_config.json.
 constexpr const char* kChatMlTemplate =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% "

@@ -1,17 +1,15 @@
-// Chat formats: recognised from the Jinja template text, rendered natively.
+// Chat templates: the tokenizer's Jinja chat_template rendered as transformers renders it
+// (tokenizer/jinja.h), or one of the built-in families rendered natively.
 #include <algorithm>
 #include <cctype>
 
 #include "coenc/error.h"
 #include "coenc/tokenizer.h"
+#include "tokenizer/jinja.h"
 
 namespace coenc {
 
 namespace {
-
-bool contains(std::string_view s, std::string_view needle) {
-  return s.find(needle) != std::string_view::npos;
-}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -64,57 +62,8 @@ std::string render_inst(const std::vector<ChatMessage>& messages, ChatFormat for
   return out;
 }
 
-}  // namespace
-
-std::optional<ChatFormat> detect_chat_format(std::string_view t) {
-  if (contains(t, "<|im_start|>")) return ChatFormat::ChatML;
-  if (contains(t, "<|start_header_id|>")) return ChatFormat::Llama3;
-  if (contains(t, "<start_of_turn>")) return ChatFormat::Gemma;
-  if (contains(t, "[INST]")) return contains(t, "<<SYS>>") ? ChatFormat::Llama2 : ChatFormat::Mistral;
-  return std::nullopt;
-}
-
-const char* chat_format_name(ChatFormat format) {
-  switch (format) {
-    case ChatFormat::ChatML:
-      return "chatml";
-    case ChatFormat::Llama3:
-      return "llama3";
-    case ChatFormat::Llama2:
-      return "llama2";
-    case ChatFormat::Mistral:
-      return "mistral";
-    case ChatFormat::Gemma:
-      return "gemma";
-  }
-  return "chatml";
-}
-
-ChatFormat parse_chat_format(std::string_view name) {
-  std::string n = lower(name);
-  for (ChatFormat f :
-       {ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::Llama2, ChatFormat::Mistral, ChatFormat::Gemma}) {
-    if (n == chat_format_name(f)) return f;
-  }
-  fail(ErrorCode::InvalidInput, "unknown chat format \"{}\" (known: chatml, llama3, llama2, mistral, gemma)",
-       name);
-}
-
-ChatFormat resolve_chat_format(const Tokenizer& tokenizer, std::string_view explicit_name) {
-  if (!explicit_name.empty()) return parse_chat_format(explicit_name);
-  COENC_CHECK_CODE(!tokenizer.chat_template().empty(), Unsupported,
-                   "the tokenizer has no chat_template in tokenizer_config.json; name the format explicitly "
-                   "(chatml, llama3, llama2, mistral or gemma)");
-  auto format = detect_chat_format(tokenizer.chat_template());
-  COENC_CHECK_CODE(
-      format.has_value(), Unsupported,
-      "tokenizer_config.json: field chat_template is not one of the known families (ChatML, Llama-3, "
-      "Llama-2, Mistral, Gemma); name the format explicitly (chatml, llama3, llama2, mistral or gemma)");
-  return *format;
-}
-
-std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat format,
-                        const ChatRenderOptions& o) {
+std::string render_format(const std::vector<ChatMessage>& messages, ChatFormat format,
+                          const ChatRenderOptions& o) {
   for (size_t k = 0; k < messages.size(); ++k) check_role(messages[k], k);
   std::string out;
   switch (format) {
@@ -153,32 +102,146 @@ std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat for
   return out;
 }
 
-TokenIds encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages, ChatFormat format,
-                     bool add_generation_prompt) {
-  ChatRenderOptions o;
-  o.add_generation_prompt = add_generation_prompt;
-  if (auto bos = tokenizer.bos_id()) o.bos_token = tokenizer.id_to_piece(*bos);
-  if (auto eos = tokenizer.eos_id()) o.eos_token = tokenizer.id_to_piece(*eos);
+}  // namespace
+
+const char* chat_format_name(ChatFormat format) {
+  switch (format) {
+    case ChatFormat::ChatML:
+      return "chatml";
+    case ChatFormat::Llama3:
+      return "llama3";
+    case ChatFormat::Llama2:
+      return "llama2";
+    case ChatFormat::Mistral:
+      return "mistral";
+    case ChatFormat::Gemma:
+      return "gemma";
+  }
+  return "chatml";
+}
+
+ChatFormat parse_chat_format(std::string_view name) {
+  std::string n = lower(name);
+  for (ChatFormat f :
+       {ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::Llama2, ChatFormat::Mistral, ChatFormat::Gemma}) {
+    if (n == chat_format_name(f)) return f;
+  }
+  fail(ErrorCode::InvalidInput, "unknown chat format \"{}\" (known: chatml, llama3, llama2, mistral, gemma)",
+       name);
+}
+
+ChatTemplate::ChatTemplate(ChatFormat format) : format_(format) {}
+
+ChatTemplate ChatTemplate::jinja(std::string_view source, std::string where) {
+  ChatTemplate t;
+  t.jinja_ = std::make_shared<const jinja::Template>(source, std::move(where));
+  return t;
+}
+
+std::string ChatTemplate::name() const {
+  return format_ ? chat_format_name(*format_) : jinja_->name();
+}
+
+ChatTemplate resolve_chat_template(const Tokenizer& tokenizer, std::string_view format_name) {
+  if (!format_name.empty()) return parse_chat_format(format_name);
+  COENC_CHECK_CODE(!tokenizer.chat_template().empty(), Unsupported,
+                   "the tokenizer has no chat_template in tokenizer_config.json; name a chat format "
+                   "(chatml, llama3, llama2, mistral or gemma)");
+  return ChatTemplate::jinja(tokenizer.chat_template(), "tokenizer_config.json: chat_template");
+}
+
+namespace {
+
+// The variables apply_chat_template gives a template: the messages, add_generation_prompt, the special
+// tokens, tools and documents (None unless given) and its keyword arguments (enable_thinking).
+jinja::Object template_variables(const std::vector<ChatMessage>& messages, const ChatRenderOptions& o) {
+  jinja::Array list;
+  for (const auto& m : messages) list.emplace_back(jinja::Object{{"role", m.role}, {"content", m.content}});
+  jinja::Object vars = {{"messages", jinja::Value(std::move(list))},
+                        {"add_generation_prompt", o.add_generation_prompt},
+                        {"tools", nullptr},
+                        {"documents", nullptr}};
+  if (!o.bos_token.empty()) vars.emplace_back("bos_token", o.bos_token);
+  if (!o.eos_token.empty()) vars.emplace_back("eos_token", o.eos_token);
+  if (o.enable_thinking) vars.emplace_back("enable_thinking", *o.enable_thinking);
+  return vars;
+}
+
+}  // namespace
+
+std::string render_chat(const std::vector<ChatMessage>& messages, const ChatTemplate& chat,
+                        const ChatRenderOptions& options) {
+  if (chat.format_) return render_format(messages, *chat.format_, options);
+  jinja::RenderOptions ro;
+  ro.strftime_now = options.strftime_now;
+  return chat.jinja_->render(template_variables(messages, options), ro);
+}
+
+TokenIds encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                     const ChatTemplate& chat, ChatRenderOptions options) {
+  if (options.bos_token.empty())
+    if (auto bos = tokenizer.bos_id()) options.bos_token = tokenizer.id_to_piece(*bos);
+  if (options.eos_token.empty())
+    if (auto eos = tokenizer.eos_id()) options.eos_token = tokenizer.id_to_piece(*eos);
   EncodeOptions e;
   e.add_special = false;
   e.parse_special = true;
-  return tokenizer.encode(render_chat(messages, format, o), e);
+  return tokenizer.encode(render_chat(messages, chat, options), e);
 }
 
-TokenIds chat_stop_ids(const Tokenizer& tokenizer, ChatFormat format) {
+namespace {
+
+// The special token a Jinja template writes right after an assistant message: found by rendering a probe turn
+// and encoding what follows its text. nullopt when the template refuses the probe or writes no special token.
+std::optional<TokenId> turn_end_of_template(const Tokenizer& tokenizer, const ChatTemplate& chat) {
+  static const char* const kProbe = "coenc probe answer";
+  ChatRenderOptions o;
+  o.add_generation_prompt = false;
+  if (auto bos = tokenizer.bos_id()) o.bos_token = tokenizer.id_to_piece(*bos);
+  if (auto eos = tokenizer.eos_id()) o.eos_token = tokenizer.id_to_piece(*eos);
+  o.strftime_now = [](const std::string&) { return std::string(); };
+  std::string text;
+  try {
+    text = render_chat({{"user", "coenc probe question"}, {"assistant", kProbe}}, chat, o);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  const size_t at = text.rfind(kProbe);
+  if (at == std::string::npos) return std::nullopt;
+  EncodeOptions e;
+  e.parse_special = true;
+  TokenIds after = tokenizer.encode(std::string_view(text).substr(at + std::string_view(kProbe).size()), e);
+  if (after.empty() || !tokenizer.is_special(after[0])) return std::nullopt;
+  return after[0];
+}
+
+}  // namespace
+
+TokenIds chat_stop_ids(const Tokenizer& tokenizer, const ChatTemplate& chat) {
   TokenIds ids;
   if (auto eos = tokenizer.eos_id()) ids.push_back(*eos);
-  const char* turn_end = nullptr;
-  switch (format) {
-    case ChatFormat::ChatML: turn_end = "<|im_end|>"; break;
-    case ChatFormat::Llama3: turn_end = "<|eot_id|>"; break;
-    case ChatFormat::Gemma: turn_end = "<end_of_turn>"; break;
-    case ChatFormat::Llama2:
-    case ChatFormat::Mistral: break;  // turns end with EOS
+  std::optional<TokenId> turn_end;
+  if (chat.format()) {
+    const char* text = nullptr;
+    switch (*chat.format()) {
+      case ChatFormat::ChatML:
+        text = "<|im_end|>";
+        break;
+      case ChatFormat::Llama3:
+        text = "<|eot_id|>";
+        break;
+      case ChatFormat::Gemma:
+        text = "<end_of_turn>";
+        break;
+      case ChatFormat::Llama2:
+      case ChatFormat::Mistral:
+        break;  // turns end with EOS
+    }
+    if (text) turn_end = tokenizer.token_to_id(text);
+  } else {
+    turn_end = turn_end_of_template(tokenizer, chat);
   }
-  if (turn_end)
-    if (auto id = tokenizer.token_to_id(turn_end))
-      if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+  if (turn_end && std::find(ids.begin(), ids.end(), *turn_end) == ids.end()) ids.push_back(*turn_end);
   return ids;
 }
 

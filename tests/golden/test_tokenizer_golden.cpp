@@ -160,18 +160,41 @@ TEST_F(TokenizerGolden, RealConfigsGiveSpecialIdsAndChatFormats) {
   EXPECT_EQ(qwen->eos_id(), 151645);  // <|im_end|>
   EXPECT_EQ(qwen->pad_id(), 151643);  // <|endoftext|>
   EXPECT_FALSE(qwen->bos_id().has_value());
-  EXPECT_EQ(resolve_chat_format(*qwen), ChatFormat::ChatML);
+  EXPECT_EQ(chat_stop_ids(*qwen, resolve_chat_template(*qwen)), (TokenIds{151645}));
   EXPECT_EQ(qwen->vocab_size(), 151669);
   NPM_FIXTURE_OR_SKIP(llama_dir, npm_vocab_dir, "llama3");
   auto llama = Tokenizer::load(llama_dir.string());
   EXPECT_EQ(llama->bos_id(), 128000);
   EXPECT_EQ(llama->eos_id(), 128001);
-  EXPECT_EQ(resolve_chat_format(*llama), ChatFormat::Llama3);
-  // The rendered prompt encodes with the header tokens as single special ids.
-  ChatRenderOptions o;
-  o.bos_token = "<|begin_of_text|>";
-  TokenIds ids = llama->encode(render_chat({{"user", "Hi"}}, ChatFormat::Llama3, o));
-  EXPECT_EQ(ids, (TokenIds{128000, 128006, 882, 128007, 271, 13347, 128009, 128006, 78191, 128007, 271}));
+  EXPECT_EQ(chat_stop_ids(*llama, resolve_chat_template(*llama)), (TokenIds{128001, 128009}));
+  // The rendered prompt encodes with the header tokens as single special ids, BOS spelled once by the template and
+  // nothing added: apply_chat_template(tokenize=True)'s ids. The built-in family gives the same.
+  const TokenIds expected = {128000, 128006, 882, 128007, 271, 13347, 128009, 128006, 78191, 128007, 271};
+  EXPECT_EQ(encode_chat(*llama, {{"user", "Hi"}}, resolve_chat_template(*llama)), expected);
+  EXPECT_EQ(encode_chat(*llama, {{"user", "Hi"}}, ChatFormat::Llama3), expected);
+}
+
+// Qwen3's own template with thinking off: every piece of markup is one special token, the text between them is
+// ordinary text ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n").
+TEST_F(TokenizerGolden, QwenThinkingMarkupEncodesAsSpecialTokens) {
+  NPM_FIXTURE_OR_SKIP(qwen_dir, npm_vocab_dir, "qwen3");
+  auto qwen = Tokenizer::load(qwen_dir.string());
+  ChatRenderOptions off;
+  off.enable_thinking = false;
+  const TokenIds ids = encode_chat(*qwen, {{"user", "Hi"}}, resolve_chat_template(*qwen), off);
+  const TokenId im_start = 151644, im_end = 151645, think = 151667, end_think = 151668;
+  EXPECT_EQ(qwen->token_to_id("<think>"), think);
+  EXPECT_EQ(qwen->token_to_id("</think>"), end_think);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), im_start), 2);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), im_end), 1);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), think), 1);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), end_think), 1);
+  EXPECT_EQ(ids.front(), im_start);
+  EXPECT_EQ(qwen->decode(ids), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+  // The same text with special-token parsing off would be many more ordinary tokens.
+  EncodeOptions plain;
+  plain.parse_special = false;
+  EXPECT_GT(qwen->encode(qwen->decode(ids), plain).size(), ids.size() + 8);
 }
 
 TEST_F(TokenizerGolden, AnyBytesEncodeWithRealVocabularies) {

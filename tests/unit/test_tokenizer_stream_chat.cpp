@@ -204,25 +204,42 @@ TEST(SentencePiece, RandomBytesDoNotCrash) {
   }
 }
 
-TEST(ChatFormat, DetectsTheFamilies) {
-  EXPECT_EQ(detect_chat_format("{{'<|im_start|>' + message['role']}}"), ChatFormat::ChatML);
-  EXPECT_EQ(detect_chat_format("{{ '<|start_header_id|>' }}"), ChatFormat::Llama3);
-  EXPECT_EQ(detect_chat_format("[INST] <<SYS>>"), ChatFormat::Llama2);
-  EXPECT_EQ(detect_chat_format("{{ '[INST] ' + message['content'] }}"), ChatFormat::Mistral);
-  EXPECT_EQ(detect_chat_format("<start_of_turn>"), ChatFormat::Gemma);
-  EXPECT_FALSE(detect_chat_format("{{ message['content'] }}").has_value());
+const std::vector<ChatMessage> kChatSample = {{"system", "Be brief."}, {"user", "Hi!"}};
+
+TEST(ChatFormat, ParsesFamilyNames) {
   EXPECT_EQ(parse_chat_format("ChatML"), ChatFormat::ChatML);
+  EXPECT_EQ(parse_chat_format("gemma"), ChatFormat::Gemma);
   EXPECT_COENC_ERROR(parse_chat_format("vicuna"), "unknown chat format \"vicuna\" (known: chatml, llama3");
 }
 
-TEST(ChatFormat, UnknownOrMissingTemplateSaysHowToNameOne) {
-  TempDir a, b;
+TEST(ChatFormat, TheTokenizersTemplateUnlessAFamilyIsNamed) {
+  TempDir a, b, c;
   auto none = load_tokenizer_json(a, tiny_tokenizer_json());
-  EXPECT_COENC_ERROR(resolve_chat_format(*none),
-                     "no chat_template in tokenizer_config.json; name the format");
-  auto odd = load_tokenizer_json(b, tiny_tokenizer_json(), {{"chat_template", "{{ messages }}"}});
-  EXPECT_COENC_ERROR(resolve_chat_format(*odd), "field chat_template is not one of the known families");
-  EXPECT_EQ(resolve_chat_format(*odd, "gemma"), ChatFormat::Gemma);
+  EXPECT_COENC_ERROR(resolve_chat_template(*none), "no chat_template in tokenizer_config.json; name a chat format");
+  EXPECT_EQ(resolve_chat_template(*none, "gemma").format(), ChatFormat::Gemma);
+  // Any template in the subset renders, as transformers renders it.
+  auto own = load_tokenizer_json(b, tiny_tokenizer_json(), {{"chat_template", "{{ messages | map(attribute='role') | list }}"}});
+  ChatTemplate chat = resolve_chat_template(*own);
+  EXPECT_FALSE(chat.format().has_value());
+  EXPECT_EQ(render_chat(kChatSample, chat, {}), "['system', 'user']");
+  // One outside it is refused when resolved, naming the line.
+  auto odd = load_tokenizer_json(c, tiny_tokenizer_json(), {{"chat_template", "{% include 'turn.jinja' %}"}});
+  EXPECT_COENC_ERROR(resolve_chat_template(*odd),
+                     "tokenizer_config.json: chat_template line 1, column 4: the {% include %} tag is not supported");
+  EXPECT_EQ(resolve_chat_template(*odd, "chatml").name(), "chatml");
+}
+
+TEST(ChatFormat, StopIdsComeFromWhatTheTemplateWritesAfterAnAnswer) {
+  // The trained test tokenizer: <|endoftext|> (0) is its EOS, its ChatML template ends turns with <|im_end|> (2).
+  auto trained = Tokenizer::load((test_dir() / "golden/tokenizer/trained").string());
+  EXPECT_EQ(chat_stop_ids(*trained, resolve_chat_template(*trained)), (TokenIds{0, 2}));
+  EXPECT_EQ(chat_stop_ids(*trained, ChatFormat::ChatML), (TokenIds{0, 2}));
+  // A template that refuses the probe conversation still stops at EOS.
+  TempDir dir;
+  auto strict = load_tokenizer_json(dir, tiny_tokenizer_json(),
+                                    {{"chat_template", "{{ raise_exception('no') }}"}, {"eos_token", "<|eos|>"}});
+  ASSERT_TRUE(strict->eos_id().has_value());
+  EXPECT_EQ(chat_stop_ids(*strict, resolve_chat_template(*strict)), TokenIds{*strict->eos_id()});
 }
 
 const std::vector<ChatMessage> kChat = {

@@ -32,7 +32,9 @@ TEST(BpeTrainer, LearnsFrequentPairsAndWritesLoadableFiles) {
   auto t = Tokenizer::load(dir.path().string());
   EXPECT_EQ(t->vocab_size(), 320);
   EXPECT_EQ(t->bos_id(), 0);
-  EXPECT_EQ(resolve_chat_format(*t), ChatFormat::ChatML);
+  // The ChatML template it writes renders as the built-in ChatML family.
+  const std::vector<ChatMessage> chat = {{"system", "Be brief."}, {"user", "Hi!"}};
+  EXPECT_EQ(render_chat(chat, resolve_chat_template(*t), {}), render_chat(chat, ChatFormat::ChatML, {}));
   TokenIds ids = t->encode(" the lazy dog");
   EXPECT_LE(ids.size(), 4u);
   EXPECT_EQ(t->decode(ids), " the lazy dog");

@@ -34,7 +34,7 @@ struct AskArgs {
   bool no_chat = false;     // the seed's raw layout even when the decoder has a chat template
   bool chat = false;        // the chat template even for a connector trained on the raw layout
   int64_t ratio = 0;        // > 0: compress --doc at this ratio (and expect it of --ctx files)
-  std::string chat_format;  // chatml, llama3, ...; default: recognised from the template
+  std::string chat_format;  // chatml, llama3, ...; default: the tokenizer's chat_template
   std::string system;       // a system message (chat only)
   SamplingOptions sampling;
   DeviceArgs device;
@@ -157,7 +157,8 @@ CommandFn setup_ask(CLI::App& app) {
   cmd->add_flag("--chat", a->chat, "the chat template's layout, even for a checkpoint trained on the raw one")
       ->excludes(no_chat);
   cmd->add_option("--chat-format", a->chat_format,
-                  "chatml, llama3, llama2, mistral or gemma (default: recognised from the chat template)");
+                  "a built-in chat format instead of the tokenizer's chat_template: "
+                  "chatml, llama3, llama2, mistral or gemma");
   cmd->add_option("--system", a->system, "system message (chat template only)");
   add_ratio_option(*cmd, a->ratio);
   add_sampling_options(*cmd, a->sampling);

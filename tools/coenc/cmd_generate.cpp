@@ -26,7 +26,7 @@ struct GenerateArgs {
   bool chat = false;              // wrap the prompt as a user turn in the model's chat template
   std::string system;             // system message (implies --chat)
   std::string messages;           // JSON file of [{"role", "content"}, ...] (implies --chat)
-  std::string chat_format;        // chatml, llama3, llama2, mistral, gemma; default: from the template
+  std::string chat_format;        // chatml, llama3, llama2, mistral, gemma; default: the chat_template
   bool no_special = false;        // do not add BOS/EOS around a plain text prompt
   int n_predict = 128;            // tokens to generate at most
   std::vector<std::string> stop;  // extra stop strings
@@ -73,9 +73,9 @@ int run_generate(const GenerateArgs& a) {
       if (!a.system.empty()) messages.push_back({"system", a.system});
       messages.push_back({"user", a.prompt.empty() ? read_text_input(a.prompt_file, "prompt file") : a.prompt});
     }
-    ChatFormat format = resolve_chat_format(*tok, a.chat_format);
-    prompt = encode_chat(*tok, messages, format);
-    if (!a.ignore_eos) append_unique(stop_tokens, chat_stop_ids(*tok, format));
+    const ChatTemplate chat_template = resolve_chat_template(*tok, a.chat_format);
+    prompt = encode_chat(*tok, messages, chat_template);
+    if (!a.ignore_eos) append_unique(stop_tokens, chat_stop_ids(*tok, chat_template));
   } else {
     std::string text = a.prompt;
     if (!a.prompt_file.empty()) text = read_text_input(a.prompt_file, "prompt file");
@@ -142,7 +142,8 @@ CommandFn setup_generate(CLI::App& app) {
   cmd->add_option("--system", a->system, "system message (implies --chat)");
   cmd->add_option("--messages", a->messages, "JSON file of chat messages [{\"role\", \"content\"}] (implies --chat)");
   cmd->add_option("--chat-format", a->chat_format,
-                  "chatml, llama3, llama2, mistral or gemma (default: recognised from the chat template)");
+                  "a built-in chat format instead of the tokenizer's chat_template: "
+                  "chatml, llama3, llama2, mistral or gemma");
   cmd->add_flag("--no-special", a->no_special, "do not add BOS/EOS tokens around a plain text prompt");
   cmd->add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")->capture_default_str();
   cmd->add_option("--stop", a->stop, "stop when this text appears (repeatable)");
