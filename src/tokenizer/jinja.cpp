@@ -1293,6 +1293,9 @@ namespace {
 
 enum class Flow { Normal, Break, Continue };
 
+// The most items a repetition ("x" * n) may make: a template is a prompt, not a way to fill the memory.
+constexpr uint64_t kMaxItems = uint64_t{1} << 26;
+
 class Renderer;
 
 struct Args {
@@ -1537,7 +1540,8 @@ class Renderer {
           error(e.pos, format("bad operand type for unary {}: '{}'", e.kind == ExprKind::Neg ? '-' : '+',
                               v.type_name()));
         if (e.kind == ExprKind::Pos) return v.kind() == Value::Kind::Bool ? Value(v.as_int()) : v;
-        return v.kind() == Value::Kind::Float ? Value(-v.as_float()) : Value(-v.as_int());
+        if (v.kind() == Value::Kind::Float) return Value(-v.as_float());
+        return Value(checked(0, v.as_int(), '-', e.pos));
       }
       case ExprKind::Binary:
         return binary(e.name, eval(*e.args[0]), eval(*e.args[1]), e.pos);
@@ -1647,8 +1651,10 @@ class Renderer {
       };
       int64_t start = clamp(bound[0], step > 0 ? 0 : n - 1), stop = clamp(bound[1], step > 0 ? n : -1);
       std::vector<size_t> idx;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+      for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
         idx.push_back(static_cast<size_t>(i));
+        if (__builtin_add_overflow(i, step, &i)) break;
+      }
       return idx;
     };
     if (obj.is_array()) {
@@ -1674,6 +1680,16 @@ class Renderer {
 
   static bool numeric(const Value& v) { return v.is_number() || v.kind() == Value::Kind::Bool; }
 
+  // 64-bit integer arithmetic that fails where Python's unbounded integers would go on.
+  int64_t checked(int64_t a, int64_t b, char op, size_t pos) const {
+    int64_t r = 0;
+    const bool overflow = op == '+'   ? __builtin_add_overflow(a, b, &r)
+                          : op == '-' ? __builtin_sub_overflow(a, b, &r)
+                                      : __builtin_mul_overflow(a, b, &r);
+    if (overflow) error(pos, "integer overflow: Co-Encoder's Jinja integers are 64-bit");
+    return r;
+  }
+
   Value binary(const std::string& op, const Value& a, const Value& b, size_t pos) const {
     if (op == "~") return Value(a.str() + b.str());
     const bool both_int = (a.kind() == Value::Kind::Int || a.kind() == Value::Kind::Bool) &&
@@ -1691,6 +1707,9 @@ class Renderer {
       const Value* count = seq == &a ? &b : &a;
       if (seq && (count->kind() == Value::Kind::Int || count->kind() == Value::Kind::Bool)) {
         const int64_t n = std::max<int64_t>(0, count->as_int());
+        const size_t unit = seq->is_string() ? seq->as_string().size() : seq->as_array().size();
+        if (unit > 0 && static_cast<uint64_t>(n) > kMaxItems / unit)
+          error(pos, format("the repetition makes more than {} items or bytes", kMaxItems));
         if (seq->is_string()) {
           std::string out;
           for (int64_t k = 0; k < n; ++k) out += seq->as_string();
@@ -1703,19 +1722,21 @@ class Renderer {
     }
     if (!numeric(a) || !numeric(b)) operand_error(op, a, b, pos);
     const double x = a.as_float(), y = b.as_float();
-    if (op == "+") return both_int ? Value(a.as_int() + b.as_int()) : Value(x + y);
-    if (op == "-") return both_int ? Value(a.as_int() - b.as_int()) : Value(x - y);
-    if (op == "*") return both_int ? Value(a.as_int() * b.as_int()) : Value(x * y);
+    if (op == "+") return both_int ? Value(checked(a.as_int(), b.as_int(), '+', pos)) : Value(x + y);
+    if (op == "-") return both_int ? Value(checked(a.as_int(), b.as_int(), '-', pos)) : Value(x - y);
+    if (op == "*") return both_int ? Value(checked(a.as_int(), b.as_int(), '*', pos)) : Value(x * y);
     if (op == "**") {
       if (both_int && b.as_int() >= 0) {
         int64_t r = 1;
-        for (int64_t k = 0; k < b.as_int(); ++k) r *= a.as_int();
+        for (int64_t k = 0; k < b.as_int() && r != 0; ++k) r = checked(r, a.as_int(), '*', pos);
         return Value(r);
       }
       return Value(std::pow(x, y));
     }
     if (y == 0) error(pos, op == "/" ? "division by zero" : "integer division or modulo by zero");
     if (op == "/") return Value(x / y);
+    if ((op == "//" || op == "%") && both_int && b.as_int() == -1 && a.as_int() == INT64_MIN)
+      error(pos, "integer overflow: Co-Encoder's Jinja integers are 64-bit");
     if (op == "//") {
       if (both_int) {
         int64_t q = a.as_int() / b.as_int();
@@ -1891,7 +1912,14 @@ class Renderer {
     int64_t step = ints.size() > 2 ? ints[2] : 1;
     if (step == 0) error(e.pos, "range() arg 3 must not be zero");
     Array out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
+    const double count =
+        std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
+    if (count > 100000)  // jinja2's sandbox (MAX_RANGE)
+      error(e.pos, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+    for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+      out.emplace_back(i);
+      if (__builtin_add_overflow(i, step, &i)) break;
+    }
     return Value(std::move(out));
   }
 
@@ -2343,12 +2371,14 @@ class Renderer {
       } else {
         return fallback;
       }
-      return f == "int" ? Value(static_cast<int64_t>(std::trunc(d))) : Value(d);
+      if (f == "float") return Value(d);
+      if (!(std::fabs(d) < 9.2e18)) return fallback;  // NaN, infinities and beyond 64 bits
+      return Value(static_cast<int64_t>(std::trunc(d)));
     }
     if (f == "abs") {
       if (!numeric(defined(v, pos))) error(pos, format("bad operand type for abs(): '{}'", v.type_name()));
-      return v.kind() == Value::Kind::Float ? Value(std::fabs(v.as_float()))
-                                            : Value(static_cast<int64_t>(std::llabs(v.as_int())));
+      if (v.kind() == Value::Kind::Float) return Value(std::fabs(v.as_float()));
+      return Value(v.as_int() < 0 ? checked(0, v.as_int(), '-', pos) : v.as_int());
     }
     if (f == "round") {
       if (!numeric(defined(v, pos))) error(pos, "round takes a number");

@@ -169,6 +169,10 @@ TEST(JinjaErrors, RenderErrorsNameTheirLine) {
   EXPECT_COENC_ERROR(render("{{ [1].append(2) }}"),
                      "access to attribute 'append' of 'list' object is unsafe");
   EXPECT_COENC_ERROR(render("{% for a in 1 %}{% endfor %}"), "'int' object is not iterable");
+  // Python's integers do not overflow; ours say so rather than wrap. range() has the sandbox's limit.
+  EXPECT_COENC_ERROR(render("{{ 9223372036854775807 + 1 }}"), "t line 1: integer overflow");
+  EXPECT_COENC_ERROR(render("{{ range(200000) | length }}"), "Range too big");
+  EXPECT_COENC_ERROR(render("{{ 'x' * 10000000000 }}"), "the repetition makes more than");
 }
 
 TEST(JinjaErrors, RaiseExceptionSurfacesItsMessage) {
