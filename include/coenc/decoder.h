@@ -36,6 +36,12 @@ struct ForwardArgs {
   // attending over the first `static_len` cache slots. The cache's host-side length is not advanced.
   torch::Tensor static_pos;
   int64_t static_len = 0;
+  // Batched decoding of independent sequences (continuous batching, SlotBatch): x is [B, 1, d_model], one
+  // token of row r's sequence at position row_positions[r] ([B] int64 on the model's device), and `cache`
+  // holds one sequence per row (KvCache::write_rows); each row attends over its own positions 0 ..
+  // row_positions[r]. `row_len` = max(row_positions) + 1. The cache's host-side length is not used.
+  torch::Tensor row_positions;
+  int64_t row_len = 0;
 };
 
 class RmsNormImpl : public torch::nn::Module {
@@ -167,9 +173,10 @@ class DecoderLmImpl : public torch::nn::Module {
 
  private:
   torch::Tensor forward_static(const torch::Tensor& x, const ForwardArgs& args);
-  torch::Tensor run_layers(const torch::Tensor& x, int64_t n_run, const torch::Tensor& cos, const torch::Tensor& sin,
-                           const std::optional<torch::Tensor>& mask, bool is_causal, const ForwardArgs& args,
-                           bool final_norm);
+  torch::Tensor forward_rows(const torch::Tensor& x, const ForwardArgs& args);
+  torch::Tensor run_layers(const torch::Tensor& x, int64_t n_run, const torch::Tensor& cos,
+                           const torch::Tensor& sin, const std::optional<torch::Tensor>& mask, bool is_causal,
+                           const ForwardArgs& args, bool final_norm);
   ModelConfig config_;
   DeviceOptions options_;
   torch::Tensor inv_freq_;      // [head_dim / 2] float32, RoPE frequencies after scaling

@@ -1,7 +1,9 @@
 // Generation: prefill a prompt into a session, then sample token after token until a stop condition.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +59,33 @@ class TextStream {
   std::string text_;
   size_t shown_ = 0;  // bytes of text_ already returned
   bool stop_hit_ = false;
+};
+
+// One answer being generated, token by token, whatever computes its logits: generate() drives it with a
+// Session, the server's continuous batching with a SlotBatch. It samples, applies the stop tokens, stop
+// strings and token limit, streams text deltas to `on_token` and assembles the result.
+class Generation {
+ public:
+  explicit Generation(const GenerationOptions& options, TokenCallback on_token = nullptr);
+  // Given the logits [vocab] of the last position and the sequence so far (its token ids, for repetition
+  // penalties; its positions and the context it may fill), picks the next token. Returns it when generation
+  // goes on (feed it, then call again with its logits); nullopt when the answer has ended (result() is
+  // complete).
+  std::optional<TokenId> next(const torch::Tensor& logits, const TokenIds& history, int64_t n_past,
+                              int64_t n_ctx);
+  bool done() const { return done_; }
+  // The answer: final once next() has returned nullopt.
+  GenerationResult& result() { return result_; }
+
+ private:
+  void finish(const char* reason);
+  GenerationOptions options_;
+  TokenCallback on_token_;
+  Sampler sampler_;
+  std::optional<TextStream> stream_;
+  GenerationResult result_;
+  std::chrono::steady_clock::time_point start_;
+  bool done_ = false;
 };
 
 // Runs `prompt` through `session` and generates. Afterwards the session holds the prompt and every generated

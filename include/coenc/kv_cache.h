@@ -40,6 +40,19 @@ class KvCache {
   // Forgets positions from `n` on (rewind a conversation, or reuse a shared prefix).
   void truncate(int64_t n);
 
+  // ---- one independent sequence per row (SlotBatch, continuous batching) ----
+  // In this use each row has its own length, kept by the caller; length() is not used.
+  // Ensures room for `positions` slots in every row (growing geometrically, keeping every row's contents).
+  void reserve_rows(int64_t positions);
+  // Copies the first `from.length()` positions of `from` (a one-sequence cache of the same shape) into `row`.
+  void copy_row(int64_t row, const KvCache& from);
+  // Writes k, v [B, Hkv, 1, hd] of `layer` into rows 0 .. B-1, each at its own position `pos` ([B] int64 on
+  // the cache's device), and returns views of rows 0 .. B-1 over the first `len` positions, [B, Hkv, len,
+  // hd].
+  std::pair<torch::Tensor, torch::Tensor> write_rows(int64_t layer, const torch::Tensor& k,
+                                                     const torch::Tensor& v, const torch::Tensor& pos,
+                                                     int64_t len);
+
   // The whole buffers of `layer`, [B, Hkv, capacity, hd] (for static-shape decoding).
   const torch::Tensor& keys(int64_t layer) const { return k_[layer]; }
   const torch::Tensor& values(int64_t layer) const { return v_[layer]; }
@@ -48,7 +61,7 @@ class KvCache {
   int64_t bytes() const;
 
  private:
-  void allocate(int64_t capacity);
+  void allocate(int64_t capacity, int64_t keep);  // keeps the first `keep` positions of every row
   int64_t batch_, n_kv_heads_, head_dim_, n_layers_;
   int64_t length_ = 0, capacity_ = 0, max_length_;
   torch::Device device_;

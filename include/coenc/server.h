@@ -13,10 +13,11 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;               // 0: any free port (Server::port() says which)
   std::string device = "cpu", dtype = "auto";
-  int parallel = 1;              // requests served at once (slots); they take turns token by token
-  int max_queue = 16;            // requests waiting for a slot; more are refused with 503
-  int64_t max_body_bytes = 32ll << 20;   // larger request bodies are refused with 413
-  int64_t cache_bytes = 512ll << 20;     // compressed documents kept (LRU, by content)
+  int parallel = 1;                     // requests served at once (slots); their answers decode together, one
+                                        // batched step at a time (continuous batching)
+  int max_queue = 16;                   // requests waiting for a slot; more are refused with 503
+  int64_t max_body_bytes = 32ll << 20;  // larger request bodies are refused with 413
+  int64_t cache_bytes = 512ll << 20;    // compressed documents kept (LRU, by content)
   std::string cache_dir;         // non-empty: compressed documents are also kept there as ID.coctx files, and
                                  // a document not in memory is looked for there (ids survive a restart)
   int default_max_tokens = 256;  // a request's max_tokens when it gives none

@@ -65,53 +65,77 @@ std::string TextStream::flush() {
   return rest;
 }
 
-GenerationResult generate(Session& session, const std::vector<Segment>& prompt, const GenerationOptions& options,
-                          const TokenCallback& on_token) {
-  using clock = std::chrono::steady_clock;
-  COENC_CHECK(options.max_new_tokens >= 0, "the number of tokens to generate must be >= 0, got {}", options.max_new_tokens);
+Generation::Generation(const GenerationOptions& options, TokenCallback on_token)
+    : options_(options),
+      on_token_(std::move(on_token)),
+      sampler_(options.sampling),
+      start_(std::chrono::steady_clock::now()) {
+  COENC_CHECK(options.max_new_tokens >= 0, "the number of tokens to generate must be >= 0, got {}",
+              options.max_new_tokens);
   COENC_CHECK(options.stop_strings.empty() || options.detokenize,
               "stop strings need a tokenizer to detokenize");
+  if (options_.detokenize) stream_.emplace(options_.detokenize, options_.stop_strings);
+}
 
-  GenerationResult result;
-  Sampler sampler(options.sampling);
+void Generation::finish(const char* reason) {
+  done_ = true;
+  result_.stop_reason = reason;
+  if (stream_) {
+    // Text held back for a stop string that never came, or an incomplete last character (repaired to U+FFFD).
+    const std::string rest = stream_->flush();
+    if (on_token_ && !rest.empty()) on_token_(result_.ids.empty() ? -1 : result_.ids.back(), rest);
+    result_.text = stream_->text();
+  }
+  result_.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+std::optional<TokenId> Generation::next(const torch::Tensor& logits, const TokenIds& history, int64_t n_past,
+                                        int64_t n_ctx) {
+  if (done_) return std::nullopt;
+  if (static_cast<int64_t>(result_.ids.size()) >= options_.max_new_tokens) {
+    finish("length");
+    return std::nullopt;
+  }
+  const TokenId next = sampler_.sample(logits, history);
+  if (std::find(options_.stop_tokens.begin(), options_.stop_tokens.end(), next) !=
+      options_.stop_tokens.end()) {
+    finish("stop_token");
+    return std::nullopt;
+  }
+  result_.ids.push_back(next);
+  const std::string delta = stream_ ? stream_->update(result_.ids) : std::string();
+  if (stream_ && stream_->stop_hit()) {
+    if (on_token_ && !delta.empty()) on_token_(next, delta);
+    finish("stop_string");
+    return std::nullopt;
+  }
+  if (on_token_ && !on_token_(next, delta)) {
+    finish("cancelled");
+    return std::nullopt;
+  }
+  if (n_past >= n_ctx) {
+    finish("context");
+    return std::nullopt;
+  }
+  if (static_cast<int64_t>(result_.ids.size()) >= options_.max_new_tokens) {
+    finish("length");
+    return std::nullopt;
+  }
+  return next;
+}
+
+GenerationResult generate(Session& session, const std::vector<Segment>& prompt,
+                          const GenerationOptions& options, const TokenCallback& on_token) {
+  using clock = std::chrono::steady_clock;
+  Generation generation(options, on_token);
   auto t0 = clock::now();
   torch::Tensor logits = session.prefill(prompt);
-  for (const auto& s : prompt) result.n_prompt += s.length();
   auto t1 = clock::now();
+  while (auto token = generation.next(logits, session.history(), session.n_past(), session.n_ctx()))
+    logits = session.decode(*token);
+  GenerationResult result = std::move(generation.result());
+  for (const auto& s : prompt) result.n_prompt += s.length();
   result.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
-
-  result.stop_reason = "length";
-  std::optional<TextStream> stream;
-  if (options.detokenize) stream.emplace(options.detokenize, options.stop_strings);
-  for (int i = 0; i < options.max_new_tokens; ++i) {
-    TokenId next = sampler.sample(logits, session.history());
-    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) != options.stop_tokens.end()) {
-      result.stop_reason = "stop_token";
-      break;
-    }
-    result.ids.push_back(next);
-    const std::string delta = stream ? stream->update(result.ids) : std::string();
-    if (stream && stream->stop_hit()) {
-      if (on_token && !delta.empty()) on_token(next, delta);
-      result.stop_reason = "stop_string";
-      break;
-    }
-    if (on_token && !on_token(next, delta)) {
-      result.stop_reason = "cancelled";
-      break;
-    }
-    if (session.n_past() >= session.n_ctx()) {
-      result.stop_reason = "context";
-      break;
-    }
-    if (i + 1 < options.max_new_tokens) logits = session.decode(next);
-  }
-  if (stream) {
-    // Text held back for a stop string that never came, or an incomplete last character (repaired to U+FFFD).
-    const std::string rest = stream->flush();
-    if (on_token && !rest.empty()) on_token(result.ids.empty() ? -1 : result.ids.back(), rest);
-    result.text = stream->text();
-  }
   result.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return result;
 }

@@ -206,7 +206,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     q = apply_rope(q.transpose(1, 2), cos, sin);  // [B, H, T, hd]
     k = apply_rope(k.transpose(1, 2), cos, sin);  // [B, Hkv, T, hd]
   }
-  if (args.static_pos.defined()) {
+  if (args.row_positions.defined()) {
+    std::tie(k, v) = args.cache->write_rows(layer, k, v, args.row_positions, args.row_len);
+  } else if (args.static_pos.defined()) {
     std::tie(k, v) = args.cache->write_at(layer, k, v, args.static_pos, args.static_len);
   } else if (args.cache) {
     std::tie(k, v) = args.cache->write(layer, k, v);
@@ -274,6 +276,7 @@ torch::Tensor DecoderLmImpl::forward_hidden(const torch::Tensor& x, const Forwar
               config_.hidden_size, x.sizes());
   const int64_t t = x.size(1);
   if (args.static_pos.defined()) return forward_static(x, args);
+  if (args.row_positions.defined()) return forward_rows(x, args);
   const int64_t past = args.cache ? args.cache->length() : 0;
   COENC_CHECK_CODE(!args.cache || args.start_pos == past, Internal,
                    "forward at position {} but the KV cache holds {}", args.start_pos, past);
@@ -363,6 +366,23 @@ torch::Tensor DecoderLmImpl::forward_static(const torch::Tensor& x, const Forwar
   torch::Tensor mask = torch::zeros({1, args.static_len}, x.options())
                            .masked_fill(allowed.logical_not().unsqueeze(0), -std::numeric_limits<float>::infinity());
   return run_layers(x, config_.n_layers, cos, sin, mask, false, args, true);
+}
+
+torch::Tensor DecoderLmImpl::forward_rows(const torch::Tensor& x, const ForwardArgs& args) {
+  // One token for each of B independent sequences, each at its own position: RoPE per row, and a key mask per
+  // row that admits its own positions only (rows of shorter sequences leave the rest of the span masked).
+  const int64_t b = x.size(0);
+  COENC_CHECK_CODE(args.cache && x.size(1) == 1 && args.row_positions.dim() == 1 &&
+                       args.row_positions.size(0) == b && args.row_len > 0,
+                   Internal, "batched decoding takes one token a row, a cache and a position for each row");
+  args.cache->reserve_rows(args.row_len);
+  auto [cos, sin] = rope_tables(args.row_positions);     // [1, B, hd]
+  cos = cos.transpose(0, 1), sin = sin.transpose(0, 1);  // [B, 1, hd]: row r's position for its one token
+  auto kpos = torch::arange(args.row_len, args.row_positions.options()).unsqueeze(0);  // [1, K]
+  auto qpos = args.row_positions.unsqueeze(1);                                         // [B, 1]
+  torch::Tensor allowed = kpos <= qpos;                                                // [B, K]
+  if (config_.sliding_window) allowed = allowed & (kpos > qpos - *config_.sliding_window);
+  return run_layers(x, config_.n_layers, cos, sin, allowed.view({b, 1, 1, args.row_len}), false, args, true);
 }
 
 std::vector<torch::Tensor> DecoderLmImpl::add_lora(const LoraOptions& o, uint64_t seed) {

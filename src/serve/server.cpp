@@ -2,9 +2,10 @@
 // documents compressed by the pipeline and cached by DocumentCache, prompts laid out by the pipeline
 // (conversation_prompt) and answered by generate(). docs/server.md describes the API.
 //
-// Concurrency: `parallel` slots admit requests (more wait in a bounded queue, beyond it 503). The model runs one
-// forward pass at a time: a slot holds the engine for its prefill or compression and hands it over after every
-// generated token, so slots take turns token by token (not yet one batched decode step over all of them).
+// Concurrency: `parallel` slots admit requests (more wait in a bounded queue, beyond it 503). Admitted
+// requests' answers decode together (continuous batching, coenc/slot_batch.h): one scheduler thread runs one
+// batched decode step over every answer in progress, and new requests join between steps after their own
+// prefill. The model runs one forward pass at a time (`engine`): compressions of documents run between steps.
 #include "coenc/server.h"
 
 #include "coenc/error.h"
@@ -18,6 +19,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -37,6 +40,7 @@
 #include "coenc/generate.h"
 #include "coenc/pipeline.h"
 #include "coenc/session.h"
+#include "coenc/slot_batch.h"
 #include "coenc/tokenizer.h"
 #include "serve/api.h"
 #include "serve/document_cache.h"
@@ -69,6 +73,11 @@ class Metrics {
     for (size_t i = 0; i < kBuckets.size(); ++i)
       if (seconds <= kBuckets[i]) h.buckets[i]++;
   }
+  // One batched decode step of `rows` answers.
+  void step(int64_t rows) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++steps_, step_rows_ += rows;
+  }
   void tokens(int64_t prompt, int64_t completion, int64_t vectors, int64_t document_tokens) {
     std::lock_guard<std::mutex> lock(mu_);
     prompt_ += prompt, completion_ += completion, vectors_ += vectors, document_tokens_ += document_tokens;
@@ -96,6 +105,10 @@ class Metrics {
     counter("coenc_completion_tokens_total", "Tokens generated.", completion_);
     counter("coenc_compressed_vectors_total", "Prompt positions that were compressed vectors.", vectors_);
     counter("coenc_document_tokens_total", "Document tokens those vectors stood for.", document_tokens_);
+    counter("coenc_decode_steps_total",
+            "Batched decode steps (one forward pass for every answer in progress).", steps_);
+    counter("coenc_decode_step_rows_total", "Answers advanced by those steps (rows / steps: the mean batch).",
+            step_rows_);
     gauge("coenc_requests_active", "Requests holding a slot.", active);
     gauge("coenc_requests_queued", "Requests waiting for a slot.", waiting);
     counter("coenc_document_cache_hits_total", "Documents found compressed in the cache.", c.hits);
@@ -132,7 +145,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
-  int64_t prompt_ = 0, completion_ = 0, vectors_ = 0, document_tokens_ = 0;
+  int64_t prompt_ = 0, completion_ = 0, vectors_ = 0, document_tokens_ = 0, steps_ = 0, step_rows_ = 0;
 };
 
 // A prompt ready to run: its segments, what ends it, and how it is counted.
@@ -147,6 +160,7 @@ struct Prepared {
 
 struct Server::State {
   explicit State(ServerOptions o) : opt(std::move(o)), cache(opt.cache_bytes) {}
+  ~State() { stop_scheduler(); }
 
   ServerOptions opt;
   httplib::Server http;
@@ -230,8 +244,10 @@ struct Server::State {
       COENC_CHECK(std::filesystem::is_directory(opt.cache_dir), "--cache-dir {}: cannot create the folder ({})",
                   opt.cache_dir, ec.message());
     }
-    created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-                  .count();
+    start_scheduler();
+    created =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     ready = true;
   }
 
@@ -349,25 +365,174 @@ struct Server::State {
     return p;
   }
 
-  // Generates for `p`, taking turns with the other slots token by token. `on_delta` gets each piece of text;
-  // returning false stops (the client has gone).
+  // ---- continuous batching ----
+  // The scheduler thread owns `batch`: every step, requests that were handed to it join free slots (each
+  // after its own prefill), then one forward pass decodes the next token of every answer in progress. A
+  // request's thread waits for its answer's text deltas and sends them; a client that goes away cancels its
+  // answer at the next token, which frees its slot.
+  struct Job {
+    std::vector<Segment> segments;
+    GenerationOptions options;
+    Clock::time_point deadline;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::string> deltas;
+    bool done = false;
+    std::atomic<bool> cancelled{false};
+    GenerationResult result;
+    std::exception_ptr error;
+
+    void push(const std::string& delta) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        deltas.push_back(delta);
+      }
+      cv.notify_one();
+    }
+    void finish(GenerationResult r, std::exception_ptr e = nullptr) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        result = std::move(r), error = e, done = true;
+      }
+      cv.notify_one();
+    }
+  };
+  std::unique_ptr<SlotBatch> batch;
+  std::mutex jobs_mu;
+  std::condition_variable jobs_cv;
+  std::deque<std::shared_ptr<Job>> jobs;
+  bool stopping = false;
+  std::thread scheduler;
+
+  void start_scheduler() {
+    batch = std::make_unique<SlotBatch>(decoder, opt.parallel, window());
+    scheduler = std::thread([this] { schedule(); });
+  }
+
+  void stop_scheduler() {
+    if (!scheduler.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(jobs_mu);
+      stopping = true;
+    }
+    jobs_cv.notify_all();
+    scheduler.join();
+  }
+
+  void schedule() {
+    struct Answer {
+      std::shared_ptr<Job> job;
+      std::unique_ptr<Generation> generation;
+      int64_t slot;
+      TokenId token;  // the next token to feed
+    };
+    std::vector<Answer> answers;
+    // Feeds `logits` to an answer: true while it goes on; else its slot is freed and its request told.
+    auto advance = [&](Answer& a, const torch::Tensor& logits) {
+      auto token = a.generation->next(logits, batch->history(a.slot), batch->n_past(a.slot), batch->n_ctx());
+      if (token) {
+        a.token = *token;
+        return true;
+      }
+      batch->leave(a.slot);
+      a.job->finish(std::move(a.generation->result()));
+      return false;
+    };
+    for (;;) {
+      std::vector<std::shared_ptr<Job>> joining;
+      {
+        std::unique_lock<std::mutex> lock(jobs_mu);
+        jobs_cv.wait(lock, [&] { return stopping || !jobs.empty() || !answers.empty(); });
+        if (stopping && jobs.empty() && answers.empty()) return;
+        while (!jobs.empty() && static_cast<int64_t>(answers.size() + joining.size()) < batch->n_slots()) {
+          joining.push_back(std::move(jobs.front()));
+          jobs.pop_front();
+        }
+      }
+      for (auto& job : joining) {
+        Answer a{job, nullptr, -1, 0};
+        a.generation = std::make_unique<Generation>(job->options, [job](TokenId, const std::string& delta) {
+          if (!delta.empty()) job->push(delta);
+          return !job->cancelled && Clock::now() < job->deadline;
+        });
+        try {
+          torch::Tensor logits;
+          {
+            std::lock_guard<std::mutex> lock(engine);
+            a.slot = batch->join(job->segments, &logits);
+          }
+          if (advance(a, logits)) answers.push_back(std::move(a));
+        } catch (...) {
+          if (a.slot >= 0 && batch->busy(a.slot)) batch->leave(a.slot);
+          job->finish({}, std::current_exception());
+        }
+      }
+      if (answers.empty()) continue;
+      std::vector<int64_t> slots;
+      TokenIds tokens;
+      for (const Answer& a : answers) slots.push_back(a.slot), tokens.push_back(a.token);
+      torch::Tensor logits;
+      try {
+        std::lock_guard<std::mutex> lock(engine);
+        logits = batch->step(slots, tokens);
+        metrics.step(static_cast<int64_t>(slots.size()));
+      } catch (...) {  // every answer in the step shares its failure
+        for (Answer& a : answers) {
+          batch->leave(a.slot);
+          a.job->finish({}, std::current_exception());
+        }
+        answers.clear();
+        continue;
+      }
+      std::vector<Answer> going_on;
+      for (size_t i = 0; i < answers.size(); ++i) {
+        Answer& a = answers[i];
+        try {
+          if (advance(a, logits[static_cast<int64_t>(i)])) going_on.push_back(std::move(a));
+        } catch (...) {  // this answer alone fails (a sampler or detokenizer error); its slot is freed
+          if (batch->busy(a.slot)) batch->leave(a.slot);
+          a.job->finish({}, std::current_exception());
+        }
+      }
+      answers = std::move(going_on);
+    }
+  }
+
+  // Generates for `p` in a slot of the batch. `on_delta` gets each piece of text on this (the request's)
+  // thread; returning false cancels the answer (the client has gone).
   GenerationResult run(const Prepared& p, const serve::CompletionRequest& r,
                        const std::function<bool(const std::string&)>& on_delta) {
-    GenerationOptions go;
-    go.max_new_tokens = r.max_tokens >= 0 ? r.max_tokens : opt.default_max_tokens;
-    go.sampling = r.sampling;
-    go.stop_tokens = p.stop_tokens;
-    go.stop_strings = r.stop;
-    go.detokenize = [this](const TokenIds& ids) { return text_tok->decode_bytes(ids, /*skip_special=*/true); };
-    const auto deadline = Clock::now() + std::chrono::duration<double>(opt.request_timeout_s);
-    std::unique_lock<std::mutex> lock(engine);
-    Session session(decoder);
-    GenerationResult g = generate(session, p.segments, go, [&](TokenId, const std::string& delta) {
-      lock.unlock();  // the other slots' turn
-      const bool go_on = (delta.empty() || !on_delta || on_delta(delta)) && Clock::now() < deadline;
-      lock.lock();
-      return go_on;
-    });
+    auto job = std::make_shared<Job>();
+    job->segments = p.segments;
+    job->options.max_new_tokens = r.max_tokens >= 0 ? r.max_tokens : opt.default_max_tokens;
+    job->options.sampling = r.sampling;
+    job->options.stop_tokens = p.stop_tokens;
+    job->options.stop_strings = r.stop;
+    job->options.detokenize = [this](const TokenIds& ids) {
+      return text_tok->decode_bytes(ids, /*skip_special=*/true);
+    };
+    job->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(std::min(opt.request_timeout_s, 1e9)));
+    {
+      std::lock_guard<std::mutex> lock(jobs_mu);
+      jobs.push_back(job);
+    }
+    jobs_cv.notify_one();
+    std::unique_lock<std::mutex> lock(job->mu);
+    for (;;) {
+      job->cv.wait(lock, [&] { return job->done || !job->deltas.empty(); });
+      while (!job->deltas.empty()) {
+        std::string delta = std::move(job->deltas.front());
+        job->deltas.pop_front();
+        lock.unlock();
+        if (on_delta && !job->cancelled && !on_delta(delta)) job->cancelled = true;
+        lock.lock();
+      }
+      if (job->done) break;
+    }
+    if (job->error) std::rethrow_exception(job->error);
+    GenerationResult g = std::move(job->result);
+    for (const auto& s : p.segments) g.n_prompt += s.length();
     return g;
   }
 
@@ -605,9 +770,12 @@ void Server::start() {
 }
 
 void Server::stop() {
-  if (!state_ || !state_->thread.joinable()) return;
-  state_->http.stop();
-  state_->thread.join();
+  if (!state_) return;
+  if (state_->thread.joinable()) {
+    state_->http.stop();
+    state_->thread.join();  // every request in flight has had its answer
+  }
+  state_->stop_scheduler();
 }
 
 void Server::wait_for_signal() {

@@ -389,6 +389,46 @@ TEST(Serve, FullQueueAndRequestTimeout) {
   EXPECT_EQ(server.stop(), 0);
 }
 
+// Continuous batching end to end: four requests sent at once decode together (the metrics count steps of more
+// than one answer), and each answer is the one the same request gets alone (greedy, so it is fixed).
+TEST(Serve, ConcurrentAnswersDecodeTogether) {
+  ServeProcess server("-m " + q((repo_root() / "models/default").string()) + " --parallel 4 -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+  const std::vector<std::string> prompts = {"Once upon a time", "The old king said", "In the morning the",
+                                            "She opened the door and"};
+  auto body = [](const std::string& prompt) {
+    return json{{"prompt", prompt}, {"max_tokens", 48}, {"temperature", 0}}.dump();
+  };
+  std::vector<std::string> alone;
+  for (const auto& p : prompts) {
+    const auto r = server.request("POST", "/v1/completions", body(p));
+    ASSERT_EQ(r.status, 200) << r.body;
+    alone.push_back(r.j()["choices"][0]["text"].get<std::string>());
+  }
+  auto metric = [&](const std::string& name) {
+    const std::string text = server.request("GET", "/metrics").body;
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? int64_t{-1} : std::stoll(text.substr(at + name.size() + 2));
+  };
+  const int64_t steps0 = metric("coenc_decode_steps_total"), rows0 = metric("coenc_decode_step_rows_total");
+  ASSERT_GT(steps0, 0);
+  EXPECT_EQ(rows0, steps0);  // one request at a time: one answer a step
+  std::vector<ServeProcess::Reply> together(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    clients.emplace_back(
+        [&, i] { together[i] = server.request("POST", "/v1/completions", body(prompts[i])); });
+  for (auto& c : clients) c.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_EQ(together[i].status, 200) << together[i].body;
+    EXPECT_EQ(together[i].j()["choices"][0]["text"], alone[i]) << prompts[i];
+  }
+  const int64_t steps = metric("coenc_decode_steps_total") - steps0,
+                rows = metric("coenc_decode_step_rows_total") - rows0;
+  EXPECT_GT(rows, steps) << "no step decoded two answers at once";
+  EXPECT_EQ(server.stop(), 0) << server.read_log();
+}
+
 // A model folder that is not one: one clear line and a non-zero exit, before any request.
 TEST(Serve, RefusesAMissingModel) {
   expect_one_line_error(run_coenc("serve -m /nonexistent/model --port 0"), "/nonexistent/model");

@@ -12,6 +12,7 @@
 #include "coenc/sampler.h"
 #include "coenc/session.h"
 #include "coenc/shapes.h"
+#include "coenc/slot_batch.h"
 #include "coenc/timing.h"
 #include "test_util.h"
 
@@ -513,6 +514,110 @@ TEST(Generate, StopsAtTokensStringsAndLength) {
   });
   EXPECT_EQ(cancelled.stop_reason, "cancelled");
   EXPECT_EQ(calls, 3);
+}
+
+// Continuous batching: sequences of different lengths that join and leave at different steps, one forward
+// pass a step over all of them, get the logits each would get alone in its own session (every architecture, a
+// sliding window that bites included; a slot reused after a longer sequence left it).
+TEST(SlotBatch, BatchedStepsEqualSeparateSessions) {
+  for (const char* arch :
+       {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) {
+    SCOPED_TRACE(arch);
+    DecoderLm lm = tiny_model(arch, 5, {{"sliding_window", 6}});
+    SlotBatch batch(lm, 3);
+    struct Seq {
+      TokenIds prompt, feed;
+      int join_at;
+      std::unique_ptr<Session> alone;
+      int64_t slot = -1;
+      size_t fed = 0;
+    };
+    std::vector<Seq> seqs;
+    seqs.push_back({{3, 17, 42, 8, 66, 1, 90}, {23, 5, 11, 70, 4, 33, 9, 12}, 0});
+    seqs.push_back({{7, 7}, {1, 2, 3, 4}, 1});  // leaves after 4 steps
+    seqs.push_back({{60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70}, {5, 6}, 2});
+    seqs.push_back({{11, 12, 13}, {14, 15, 16}, 6});  // takes the slot the second one left
+    for (auto& q : seqs) q.alone = std::make_unique<Session>(lm);
+    for (int step = 0; step < 10; ++step) {
+      for (auto& q : seqs)
+        if (q.join_at == step) {
+          torch::Tensor first;
+          q.slot = batch.join({Segment::tokens(q.prompt)}, &first);
+          EXPECT_TRUE(torch::allclose(first, q.alone->prefill({Segment::tokens(q.prompt)}), 1e-4, 1e-4));
+        }
+      std::vector<int64_t> slots;
+      TokenIds tokens;
+      std::vector<Seq*> stepped;
+      for (auto& q : seqs)
+        if (q.slot >= 0 && q.fed < q.feed.size()) {
+          slots.push_back(q.slot), tokens.push_back(q.feed[q.fed]), stepped.push_back(&q);
+        }
+      if (slots.empty()) continue;
+      torch::Tensor logits = batch.step(slots, tokens);
+      ASSERT_EQ(logits.size(0), static_cast<int64_t>(slots.size()));
+      for (size_t i = 0; i < stepped.size(); ++i) {
+        Seq& q = *stepped[i];
+        torch::Tensor expected = q.alone->decode(q.feed[q.fed]);
+        EXPECT_TRUE(torch::allclose(logits[static_cast<int64_t>(i)], expected, 1e-4, 1e-4))
+            << "step " << step << ", slot " << q.slot;
+        ++q.fed;
+        EXPECT_EQ(batch.n_past(q.slot), q.alone->n_past());
+        if (q.fed == q.feed.size()) {
+          EXPECT_EQ(batch.history(q.slot), q.alone->history());
+          batch.leave(q.slot);
+          q.slot = -1;
+        }
+      }
+    }
+    EXPECT_EQ(batch.n_free(), 3);
+    EXPECT_EQ(seqs[3].fed, seqs[3].feed.size());
+  }
+}
+
+// Greedy answers generated side by side in one batch equal generate()'s, one session each; a slot is refused
+// when none is free, and a sequence cannot outgrow the context.
+TEST(SlotBatch, GenerationsInOneBatchEqualGenerate) {
+  DecoderLm lm = tiny_model("LlamaForCausalLM", 13);
+  GenerationOptions go;
+  go.max_new_tokens = 9;
+  go.sampling.temperature = 0;
+  const std::vector<TokenIds> prompts = {{1, 2, 3}, {40, 41, 42, 43, 44, 45}, {9}};
+  SlotBatch batch(lm, 3);
+  std::vector<std::unique_ptr<Generation>> gens;
+  std::vector<int64_t> slots;
+  TokenIds next;
+  for (const auto& p : prompts) {
+    torch::Tensor logits;
+    slots.push_back(batch.join({Segment::tokens(p)}, &logits));
+    gens.push_back(std::make_unique<Generation>(go));
+    next.push_back(
+        *gens.back()->next(logits, batch.history(slots.back()), batch.n_past(slots.back()), batch.n_ctx()));
+  }
+  EXPECT_THROW(batch.join({Segment::tokens({5})}, nullptr), Error);  // all three slots are busy
+  while (!gens[0]->done()) {
+    torch::Tensor logits = batch.step(slots, next);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      auto t = gens[i]->next(logits[static_cast<int64_t>(i)], batch.history(slots[i]), batch.n_past(slots[i]),
+                             batch.n_ctx());
+      if (t) next[i] = *t;
+    }
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Session alone(lm);
+    GenerationResult expected = generate(alone, {Segment::tokens(prompts[i])}, go);
+    EXPECT_EQ(gens[i]->result().ids, expected.ids) << "prompt " << i;
+    EXPECT_EQ(gens[i]->result().stop_reason, "length");
+  }
+  SlotBatch small(lm, 1, 4);
+  torch::Tensor logits;
+  const int64_t slot = small.join({Segment::tokens({1, 2, 3})}, &logits);
+  small.step({slot}, {4});
+  try {
+    small.step({slot}, {5});
+    ADD_FAILURE() << "a fifth position in a context of 4 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ExceedsContext);
+  }
 }
 
 TEST(Shapes, NamedShapesAreConsistent) {

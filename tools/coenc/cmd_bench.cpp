@@ -13,6 +13,7 @@
 #include "coenc/pipeline.h"
 #include "coenc/session.h"
 #include "coenc/shapes.h"
+#include "coenc/slot_batch.h"
 #include "coenc/timing.h"
 #include "coenc/train.h"
 #include "commands.h"
@@ -33,16 +34,50 @@ struct BenchArgs {
   int64_t tower_chunks = 0;              // > 0: time a batch of this many chunks through all layers
   int64_t ttft_doc = 0;                  // > 0: time to first token for a document of this many tokens
   std::string tower_shape = "qwen2-0.5b";  // the context tower of --ttft (random weights)
-  std::vector<int64_t> ratios = {4, 8};  // compression ratios of --ttft (mean pooling)
-  int64_t question = 32;                 // question tokens after the document
-  int64_t chunk = 512;                   // tokens per chunk
-  int64_t train_batch = 0;               // > 0: time Co-Encoder training steps of this many chunks each
-  int64_t target = 128;                  // continuation tokens per training example
-  std::string train_tower = "full";      // how the tower trains in --train-step: full | lora | frozen
-  bool checkpointing = false;            // activation checkpointing in --train-step
+  std::vector<int64_t> ratios = {4, 8};    // compression ratios of --ttft (mean pooling)
+  int64_t question = 32;                   // question tokens after the document
+  int64_t chunk = 512;                     // tokens per chunk
+  int64_t train_batch = 0;                 // > 0: time Co-Encoder training steps of this many chunks each
+  int64_t target = 128;                    // continuation tokens per training example
+  std::string train_tower = "full";        // how the tower trains in --train-step: full | lora | frozen
+  bool checkpointing = false;              // activation checkpointing in --train-step
+  std::vector<int64_t> streams;  // aggregate decode of this many sequences in one batch (continuous batching)
   bool json = false;
   DeviceArgs device;
 };
+
+// Aggregate decode throughput of N sequences decoding together (SlotBatch: one forward pass a step for all of
+// them, as `coenc serve --parallel N` runs its answers), each with --decode-ctx tokens of context.
+nlohmann::json batched_decode(const BenchArgs& a, DecoderLm lm, const DeviceOptions& dev) {
+  using clock = std::chrono::steady_clock;
+  const ModelConfig& cfg = lm->config();
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t n : a.streams) {
+    std::vector<double> per_step;
+    for (int r = 0; r < a.reps; ++r) {
+      SlotBatch batch(lm, n, a.decode_ctx + a.n_gen + 8);
+      std::vector<int64_t> slots;
+      TokenIds tokens(static_cast<size_t>(n), 1);
+      for (int64_t i = 0; i < n; ++i)
+        slots.push_back(
+            batch.join({Segment::tokens(random_token_ids(a.decode_ctx, cfg.vocab_size, 11 + i))}, nullptr));
+      for (int i = 0; i < 4; ++i) batch.step(slots, tokens);  // warm-up
+      synchronize_device(dev.device);
+      auto t0 = clock::now();
+      for (int i = 0; i < a.n_gen; ++i) {
+        torch::Tensor next =
+            batch.step(slots, tokens).argmax(1);  // logits come back to the host, as in serving
+        for (int64_t k = 0; k < n; ++k)
+          tokens[static_cast<size_t>(k)] = static_cast<TokenId>(next[k].item<int64_t>());
+      }
+      synchronize_device(dev.device);
+      per_step.push_back(std::chrono::duration<double>(clock::now() - t0).count() / a.n_gen);
+    }
+    const double s = median(per_step);
+    out.push_back({{"streams", n}, {"seconds_per_step", s}, {"tokens_per_s", static_cast<double>(n) / s}});
+  }
+  return out;
+}
 
 // Time to first token for a long document + question: the decoder reading every token, against a Co-Encoder
 // (tower --tower-shape, mean pooling at each ratio, random weights) compressing the document in chunks of 512 first.
@@ -253,6 +288,11 @@ int run_bench(const BenchArgs& a) {
     }
   }
   if (a.n_gen > 0) report["decode"] = decode;
+  if (!a.streams.empty()) {
+    COENC_CHECK(a.n_gen > 0, "--streams times decode steps: --gen must be positive");
+    report["batched_decode"] = batched_decode(a, lm, dev);
+    for (auto& b : report["batched_decode"]) b["x_single_session"] = b["tokens_per_s"].get<double>() * s_tok;
+  }
 
   if (a.json) {
     std::cout << report.dump(2) << "\n";
@@ -283,6 +323,14 @@ int run_bench(const BenchArgs& a) {
     for (const auto& m : t["compressed"]) line(("compressed r=" + std::to_string(m["ratio"].get<int64_t>())).c_str(), m);
   }
   if (a.n_gen == 0) return 0;
+  if (report.contains("batched_decode")) {
+    std::printf("decode of N streams together (one batched step for all, as coenc serve --parallel N):\n");
+    std::printf("%-8s %12s %12s %18s\n", "streams", "ms/step", "tokens/s", "x one session");
+    for (const auto& b : report["batched_decode"])
+      std::printf("%-8lld %12.2f %12.1f %18.1f\n", static_cast<long long>(b["streams"].get<int64_t>()),
+                  b["seconds_per_step"].get<double>() * 1e3, b["tokens_per_s"].get<double>(),
+                  b["x_single_session"].get<double>());
+  }
   std::printf(
       "decode at context %lld: %.2f ms/token, %.1f tokens/s, %.1f MB read a token (weights %.1f, KV %.1f): "
       "%.0f GB/s, %.0f%% of the %.0f GB/s measured copy",
@@ -311,6 +359,7 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
       "  coenc bench --shape llama3-8b --device cuda --train-step 16 --tower-shape qwen2-0.5b --ratios 4\n"
+      "  coenc bench --shape llama3-8b --device cuda --prompt 128 --gen 64 --streams 1,8,32\n"
       "Decode is reported against the memory-bandwidth bound: bytes a step reads (the weights it uses, not "
       "the\n"
       "input embedding table, plus the KV cache at its context) per second, as a fraction of a copy's "
@@ -362,6 +411,11 @@ CommandFn setup_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--train-tower", a->train_tower, "full, lora or frozen (--train-step)")->capture_default_str();
   cmd->add_flag("--checkpointing", a->checkpointing, "activation checkpointing in the tower (--train-step)");
+  cmd->add_option("--streams", a->streams,
+                  "also time N sequences decoding together in one batch (continuous batching), e.g. 1,8,32: "
+                  "aggregate tokens/s and its multiple of the one-session rate")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "print the report as JSON");
   add_device_options(*cmd, a->device);
   return [a] { return run_bench(*a); };

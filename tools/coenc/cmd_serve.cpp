@@ -62,7 +62,9 @@ CommandFn setup_serve(CLI::App& app) {
   cmd->add_option("--port", a->options.port, "port to listen on (0: any free port)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  cmd->add_option("--parallel", a->options.parallel, "requests served at once (they take turns token by token)")
+  cmd->add_option("--parallel", a->options.parallel,
+                  "requests served at once: their answers decode together, one batched step for all "
+                  "(continuous batching)")
       ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-queue", a->options.max_queue, "requests waiting for a slot before 503 (server busy)")

@@ -1,0 +1,97 @@
+#include "coenc/slot_batch.h"
+
+#include <algorithm>
+
+#include "coenc/error.h"
+
+namespace coenc {
+
+namespace {
+
+int64_t resolve_n_ctx(const DecoderLm& model, int64_t n_ctx) {
+  COENC_CHECK(n_ctx >= 0, "context size must be positive, got {}", n_ctx);
+  return n_ctx == 0 ? model->config().max_position_embeddings : n_ctx;
+}
+
+}  // namespace
+
+SlotBatch::SlotBatch(DecoderLm model, int64_t n_slots, int64_t n_ctx)
+    : model_(std::move(model)),
+      n_ctx_(resolve_n_ctx(model_, n_ctx)),
+      // one position more than n_ctx: where a full row that is not stepped takes its stand-in token
+      cache_(model_->config(), std::max<int64_t>(n_slots, 1), std::min<int64_t>(n_ctx_, 256), n_ctx_ + 1,
+             model_->device_options().device, model_->device_options().dtype),
+      slots_(static_cast<size_t>(n_slots)) {
+  COENC_CHECK(n_slots > 0, "a slot batch needs at least one slot, got {}", n_slots);
+}
+
+int64_t SlotBatch::n_free() const {
+  return std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.busy; });
+}
+
+int64_t SlotBatch::join(const std::vector<Segment>& prompt, torch::Tensor* logits) {
+  auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.busy; });
+  COENC_CHECK_CODE(it != slots_.end(), Internal, "no free slot among {}", slots_.size());
+  const int64_t slot = it - slots_.begin();
+  // The prompt runs through a session of its own (chunked prefill, every check a session makes), then its
+  // keys and values move into the slot's row.
+  SessionOptions so;
+  so.n_ctx = n_ctx_;
+  so.cuda_graphs = false;
+  Session session(model_, so);
+  torch::Tensor last = session.prefill(prompt);
+  torch::NoGradGuard no_grad;
+  cache_.copy_row(slot, session.cache());
+  it->busy = true;
+  it->length = session.n_past();
+  it->history = session.history();
+  if (logits) *logits = last;
+  return slot;
+}
+
+torch::Tensor SlotBatch::step(const std::vector<int64_t>& slots, const TokenIds& tokens) {
+  COENC_CHECK_CODE(slots.size() == tokens.size() && !slots.empty(), Internal, "step: {} slots and {} tokens",
+                   slots.size(), tokens.size());
+  const auto& cfg = model_->config();
+  // Rows 0 .. max(slots) run; a row not stepped gets a stand-in token written at its own next position, which
+  // its next real token overwrites (a free row's is never read).
+  const int64_t rows = *std::max_element(slots.begin(), slots.end()) + 1;
+  std::vector<int64_t> ids(static_cast<size_t>(rows), 0), positions(static_cast<size_t>(rows), 0);
+  std::vector<bool> stepped(static_cast<size_t>(rows), false);
+  for (int64_t r = 0; r < rows; ++r) positions[r] = slots_[r].length;  // <= n_ctx: the cache holds n_ctx + 1
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int64_t s = slots[i];
+    COENC_CHECK_CODE(s >= 0 && s < n_slots() && slots_[s].busy && !stepped[s], Internal,
+                     "step: slot {} is not a busy slot, or is listed twice", s);
+    COENC_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, "token id {} outside the vocabulary [0, {})",
+                tokens[i], cfg.vocab_size);
+    if (slots_[s].length + 1 > n_ctx_)
+      fail(ErrorCode::ExceedsContext, "decoding past the context of {} positions", n_ctx_);
+    stepped[s] = true;
+    ids[s] = tokens[i];
+  }
+  torch::NoGradGuard no_grad;
+  const auto dev = model_->device_options().device;
+  auto pos = torch::tensor(positions, torch::kInt64).to(dev);
+  ForwardArgs args;
+  args.cache = &cache_;
+  args.row_positions = pos;
+  args.row_len = *std::max_element(positions.begin(), positions.end()) + 1;
+  torch::Tensor x = model_->embed(torch::tensor(ids, torch::kInt64).to(dev).unsqueeze(1));  // [rows, 1, d]
+  torch::Tensor h = model_->forward_hidden(x, args);                                        // [rows, 1, d]
+  auto index = torch::tensor(std::vector<int64_t>(slots.begin(), slots.end()), torch::kInt64).to(dev);
+  torch::Tensor logits = model_->logits(h.index_select(0, index).squeeze(1)).cpu();  // [n, vocab]
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = slots_[slots[i]];
+    ++s.length;
+    s.history.push_back(tokens[i]);
+  }
+  return logits;
+}
+
+void SlotBatch::leave(int64_t slot) {
+  COENC_CHECK_CODE(slot >= 0 && slot < n_slots(), Internal, "leave: no slot {}", slot);
+  slots_[slot] = Slot{};
+}
+
+}  // namespace coenc
