@@ -10,6 +10,8 @@ Writes into OUT_DIR (an ignored folder; nothing here is committed):
   val/squad-val.jsonl     SQuAD train-split articles held out for choosing designs (never trained on)
   val/fairytaleqa-val.jsonl   FairytaleQA's own validation split
   val/babi-val.jsonl      every 10th bAbI train question of each task (never trained on)
+  val/gutenberg-01-part-full.txt.xz   the first 30 MiB of pretrain/gutenberg-01 (never trained on): recon and ppl
+  val/gutenberg-01-part.txt.xz        its first 1.5 MiB: the needle's filler text
 
 The corpus README's rule holds: nothing of eval/, of the test or val splits, or of the held-out validation slices
 is trained on. Designs are chosen on val/; the test splits are read only for the final table.
@@ -64,6 +66,13 @@ def main():
         with open(os.path.join(out, "val", name + "-val.jsonl"), "w", encoding="utf-8") as f:
             for it in rows:
                 f.write(json.dumps(it, ensure_ascii=False) + "\n")
+    # The text validation files: byte prefixes of the one Gutenberg shard no stage trains on (its last document is
+    # cut short, as the eval tasks' documents are anyway).
+    with lzma.open(os.path.join(corpus, "pretrain", "gutenberg-01.txt.xz"), "rb") as f:
+        text = f.read(30 << 20)
+    for name, size in (("gutenberg-01-part-full", 30 << 20), ("gutenberg-01-part", 3 << 19)):
+        with lzma.open(os.path.join(out, "val", name + ".txt.xz"), "wb", preset=6) as f:
+            f.write(text[:size])
     print(f"qa-train.jsonl.xz: {len(train)} questions; val: " + ", ".join(f"{k} {len(v)}" for k, v in val.items()))
 
 

@@ -13,6 +13,9 @@
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
 #   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix |
 #               co_encoder_mix2 TOTAL_SECONDS  stages 5 to 10, the same way
+#   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
+#                                            the call's time (an ablation at equal tokens); packs each finished one
+#                                            and copies the first one's pieces into $OUT
 #   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.xz.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
@@ -70,7 +73,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 all
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built
@@ -84,6 +87,33 @@ case "${1:-}" in
       pieces "$dir" 1 all
       cp ".train/pack/$dir/$dir.count" "$out/"
     fi
+    ;;
+  together)
+    total=${2:?usage: gpu_call.sh together TOTAL_SECONDS STAGE...}
+    shift 2
+    ensure_built
+    stop_after=$((deadline - SECONDS - 60))
+    echo "gpu_call: $* at once (${total}s each), stopping after ${stop_after}s"
+    pids=()
+    for stage in "$@"; do
+      scripts/default_model/train.sh "$stage" "$build" "$total" "$stop_after" >"$out/$stage.log" 2>&1 &
+      pids+=($!)
+    done
+    status=0
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+    first=1
+    for stage in "$@"; do
+      dir=$(stage_dir "$stage")
+      grep -v '^tokenizing' "$out/$stage.log" | tail -4
+      # ($OUT takes 8 files: the first stage's metrics travel inside its pieces)
+      [ "$first" = 1 ] || cp ".train/$dir/metrics.jsonl" "$out/$dir-metrics.jsonl" 2>/dev/null || true
+      if [ -f ".train/$dir/model.safetensors.index.json" ] || [ -f ".train/$dir/model.safetensors" ]; then
+        pack "$dir" >/dev/null
+        if [ "$first" = 1 ]; then pieces "$dir" 1 all; fi
+      fi
+      first=0
+    done
+    exit "$status"
     ;;
   stash)
     shift

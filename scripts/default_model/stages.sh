@@ -8,6 +8,8 @@ stage_dir() {
     co_encoder_qa) echo co_encoder7 ;;
     co_encoder_mix) echo co_encoder8 ;;
     co_encoder_mix2) echo co_encoder9 ;;
+    co_encoder_mix3) echo co_encoder10 ;;
+    co_encoder_deep) echo co_encoder11 ;;
     *) echo "$1" ;;
   esac
 }
