@@ -62,7 +62,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_json(const nlohmann::json& j, c
   auto lookup = [&t](const std::string& s) { return t->token_to_id(s); };
   auto post = j.find("post_processor");
   t->post_processor_ =
-      PostProcessor::from_json(post == j.end() ? nlohmann::json() : *post, root / "post_processor", lookup);
+      PostProcessor::from_json(post == j.end() ? nlohmann::json() : *post, root / "post_processor", lookup,
+                                                 t->vocab_size_);
 
   if (t->decoder_.is_byte_level()) {
     t->byte_level_bytes_.resize(t->vocab_size_);

@@ -6,21 +6,21 @@ namespace coenc::tok {
 
 PostProcessor PostProcessor::from_json(
     const nlohmann::json& j, const JsonPath& where,
-    const std::function<std::optional<TokenId>(const std::string&)>& lookup) {
+    const std::function<std::optional<TokenId>(const std::string&)>& lookup, TokenId vocab_size) {
   PostProcessor out;
-  if (!j.is_null()) parse_into(j, where, lookup, out);
+  if (!j.is_null()) parse_into(j, where, lookup, vocab_size, out);
   return out;
 }
 
 void PostProcessor::parse_into(const nlohmann::json& j, const JsonPath& where,
                                const std::function<std::optional<TokenId>(const std::string&)>& lookup,
-                               PostProcessor& out) {
+                               TokenId vocab_size, PostProcessor& out) {
   COENC_CHECK(j.is_object(), "{} must be an object, got {}", where.str(), json_type_name(j));
   std::string type = json_string(j, "type", where);
   if (type == "ByteLevel") return;
   if (type == "Sequence") {
     const auto& list = json_array(j, "processors", where);
-    for (size_t k = 0; k < list.size(); ++k) parse_into(list[k], (where / "processors").at(k), lookup, out);
+    for (size_t k = 0; k < list.size(); ++k) parse_into(list[k], (where / "processors").at(k), lookup, vocab_size, out);
     return;
   }
   COENC_CHECK_CODE(type == "TemplateProcessing", Unsupported,
@@ -47,7 +47,12 @@ void PostProcessor::parse_into(const nlohmann::json& j, const JsonPath& where,
     if (specials != j.end() && specials->is_object() && entry != specials->end()) {
       JsonPath sp = where / "special_tokens" / name;
       const auto& list = json_array(*entry, "ids", sp);
-      for (size_t i = 0; i < list.size(); ++i) ids.push_back(json_token_id(list[i], (sp / "ids").at(i)));
+      for (size_t i = 0; i < list.size(); ++i) {
+        const TokenId id = json_token_id(list[i], (sp / "ids").at(i));
+        COENC_CHECK(id < vocab_size, "{} is {}, outside the vocabulary ({} tokens)", (sp / "ids").at(i).str(), id,
+                    vocab_size);
+        ids.push_back(id);
+      }
     } else {
       auto id = lookup(name);
       COENC_CHECK(id.has_value(),

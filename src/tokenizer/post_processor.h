@@ -15,9 +15,11 @@ namespace coenc::tok {
 
 class PostProcessor {
  public:
-  // `lookup` resolves a token string to its id (for special tokens a template names only by string).
+  // `lookup` resolves a token string to its id (for special tokens a template names only by string); every id
+  // the template adds must be below `vocab_size` (an error naming the field otherwise).
   static PostProcessor from_json(const nlohmann::json& j, const JsonPath& where,
-                                 const std::function<std::optional<TokenId>(const std::string&)>& lookup);
+                                 const std::function<std::optional<TokenId>(const std::string&)>& lookup,
+                                 TokenId vocab_size);
 
   // Wraps `ids` (the encoded text) with the template's special tokens.
   void apply(TokenIds& ids) const;
@@ -25,7 +27,7 @@ class PostProcessor {
  private:
   static void parse_into(const nlohmann::json& j, const JsonPath& where,
                          const std::function<std::optional<TokenId>(const std::string&)>& lookup,
-                         PostProcessor& out);
+                         TokenId vocab_size, PostProcessor& out);
   TokenIds prefix_, suffix_;
 };
 

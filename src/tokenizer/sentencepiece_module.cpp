@@ -3,6 +3,8 @@
 #include "tokenizer/sentencepiece_module.h"
 
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <string>
 
 #include <sentencepiece_processor.h>
@@ -24,15 +26,24 @@ void write_error(const std::string& message, char* err, size_t err_len) {
 
 extern "C" {
 
+// libsentencepiece (and darts_clone inside it) may throw on a damaged model or input; a C++ exception must not
+// cross this C interface (std::terminate): the two calls that read outside bytes report it through err instead
+// (docs/reliability.md, finding 5).
 __attribute__((visibility("default"))) CoencSpm* coenc_spm_load(const char* path, char* err, size_t err_len) {
-  auto* model = new CoencSpm();
-  auto status = model->processor.Load(path);
-  if (!status.ok()) {
-    write_error(status.ToString(), err, err_len);
-    delete model;
-    return nullptr;
+  try {
+    auto model = std::make_unique<CoencSpm>();
+    auto status = model->processor.Load(path);
+    if (!status.ok()) {
+      write_error(status.ToString(), err, err_len);
+      return nullptr;
+    }
+    return model.release();
+  } catch (const std::exception& e) {
+    write_error(std::string("libsentencepiece failed: ") + e.what(), err, err_len);
+  } catch (...) {
+    write_error("libsentencepiece failed with an unknown exception", err, err_len);
   }
-  return model;
+  return nullptr;
 }
 
 __attribute__((visibility("default"))) void coenc_spm_free(CoencSpm* model) {
@@ -47,9 +58,17 @@ __attribute__((visibility("default"))) long coenc_spm_encode(const CoencSpm* mod
                                                              size_t len, int* ids, size_t cap, char* err,
                                                              size_t err_len) {
   std::vector<int> out;
-  auto status = model->processor.Encode(std::string_view(text, len), &out);
-  if (!status.ok()) {
-    write_error(status.ToString(), err, err_len);
+  try {
+    auto status = model->processor.Encode(std::string_view(text, len), &out);
+    if (!status.ok()) {
+      write_error(status.ToString(), err, err_len);
+      return -1;
+    }
+  } catch (const std::exception& e) {
+    write_error(std::string("libsentencepiece failed: ") + e.what(), err, err_len);
+    return -1;
+  } catch (...) {
+    write_error("libsentencepiece failed with an unknown exception", err, err_len);
     return -1;
   }
   if (out.size() > cap) return -static_cast<long>(out.size()) - 2;

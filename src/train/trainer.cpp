@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -26,13 +27,73 @@ using nlohmann::json;
 namespace {
 
 template <typename T>
+struct IsVector : std::false_type {};
+template <typename T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+// What a field of type T takes, for the error line.
+template <typename T>
+std::string expected_kind() {
+  if constexpr (std::is_same_v<T, bool>) {
+    return "true or false";
+  } else if constexpr (std::is_integral_v<T>) {
+    return format("an integer from {} to {}", std::numeric_limits<T>::min(), std::numeric_limits<T>::max());
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return "a number";
+  } else if constexpr (IsVector<T>::value) {
+    return "an array, each item " + expected_kind<typename T::value_type>();
+  } else {
+    return "a string";
+  }
+}
+
+// A JSON value as T, or false when its type or range does not fit T. Checked before converting: nlohmann turns a
+// float into an integer field by a C++ cast, undefined behaviour out of range (docs/reliability.md, finding 4).
+template <typename T>
+bool convert(const json& v, T& out) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) return false;
+    out = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) return false;
+      out = static_cast<T>(u);
+    } else if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if (i < 0 && (std::is_unsigned_v<T> || i < static_cast<int64_t>(std::numeric_limits<T>::min()))) return false;
+      if (i >= 0 && static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max())) return false;
+      out = static_cast<T>(i);
+    } else {
+      return false;
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) return false;
+    const double d = v.get<double>();
+    if (std::abs(d) > static_cast<double>(std::numeric_limits<T>::max())) return false;
+    out = static_cast<T>(d);
+  } else if constexpr (IsVector<T>::value) {
+    if (!v.is_array()) return false;
+    T items;
+    for (const json& e : v) {
+      typename T::value_type x;
+      if (!convert(e, x)) return false;
+      items.push_back(std::move(x));
+    }
+    out = std::move(items);
+  } else {
+    static_assert(std::is_same_v<T, std::string>, "read_field: add the conversion of this type");
+    if (!v.is_string()) return false;
+    out = v.get<std::string>();
+  }
+  return true;
+}
+
+template <typename T>
 void read_field(const json& j, const char* key, T& out, const std::string& where) {
   if (!j.contains(key)) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const json::exception&) {
-    fail(ErrorCode::InvalidInput, "{}: field \"{}\" has the wrong type: {}", where, key, j.at(key).dump());
-  }
+  COENC_CHECK(convert(j.at(key), out), "{}: field \"{}\" must be {}, got {}", where, key, expected_kind<T>(),
+              j.at(key).dump());
 }
 
 }  // namespace

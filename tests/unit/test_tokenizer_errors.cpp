@@ -149,6 +149,14 @@ TEST(TokenizerErrors, BadAddedTokensAndTemplates) {
       load_error(j).find("special token \"<|nope|>\" is neither in special_tokens nor in the vocabulary"),
       std::string::npos)
       << load_error(j);
+  // A template's special-token id beyond the vocabulary would come out of encode(add_special) as an id no
+  // embedding row has (docs/reliability.md, finding 6; found by the tokenizer fuzz target).
+  j = tiny_tokenizer_json();
+  j["post_processor"]["special_tokens"]["<|bos|>"]["ids"] = {524};
+  EXPECT_NE(load_error(j).find("post_processor.special_tokens.<|bos|>.ids[0] is 524, outside the vocabulary (265 "
+                               "tokens)"),
+            std::string::npos)
+      << load_error(j);
 }
 
 TEST(TokenizerErrors, BadTokenizerConfig) {
@@ -190,6 +198,18 @@ TEST(TokenizerErrors, NotASentencePieceModel) {
   write_file(dir / "tokenizer.model", "this is not a protobuf");
   EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()),
                      "tokenizer.model: not a readable SentencePiece model");
+}
+
+// 31 bytes that libsentencepiece parses and then throws on inside darts_clone ("zero-length key"): the exception
+// must not cross the module's C interface (docs/reliability.md, finding 5; found by the sentencepiece fuzz target).
+TEST(TokenizerErrors, NotASentencePieceModelThatThrows) {
+  TempDir dir;
+  const unsigned char bytes[] = {
+      0x0a, 0x0e, 0x0a, 0x05, 0x3c, 0x75, 0x6e, 0x6b, 0x3e, 0x15, 0x00, 0x00,
+      0x00, 0x00, 0x18, 0x02, 0x0a, 0x0d, 0x0a, 0x04, 0x3c, 0x2f, 0x0a, 0x0e,
+      0x0a, 0x05, 0x00, 0x00, 0x00, 0x00, 0xc9};
+  write_file(dir / "tokenizer.model", std::string(reinterpret_cast<const char*>(bytes), sizeof bytes));
+  EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "tokenizer.model: not a readable SentencePiece model");
 }
 
 TEST(TokenizerErrors, IdsOutOfRange) {
