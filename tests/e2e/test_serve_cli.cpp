@@ -76,6 +76,7 @@ class ServeProcess {
   }
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }  // the coenc process itself (`exec` replaced the shell)
   std::string url(const std::string& route) const { return "http://127.0.0.1:" + std::to_string(port_) + route; }
   std::string read_log() const { return fs::exists(log_) ? read_file(log_) : ""; }
   // SIGTERM, then the exit code.
@@ -426,6 +427,38 @@ TEST(Serve, ConcurrentAnswersDecodeTogether) {
   const int64_t steps = metric("coenc_decode_steps_total") - steps0,
                 rows = metric("coenc_decode_step_rows_total") - rows0;
   EXPECT_GT(rows, steps) << "no step decoded two answers at once";
+  EXPECT_EQ(server.stop(), 0) << server.read_log();
+}
+
+// scripts/serve_load_test.mjs, bounded for CI: 8 streaming openai clients at once, each about its own document,
+// twice. Every request is answered; the first round compresses every document and the second finds them all in
+// the cache (the tower is skipped); answers decode in shared steps; the server's peak memory is reported. The
+// script's timings are printed, never asserted (speed is measured by benchmarks: docs/server.md, "Load test").
+TEST(Serve, LoadTestOfConcurrentStreamingClients) {
+  const fs::path openai = test_dir() / "data/npm/node_modules/openai";
+  if (!fs::exists(openai / "index.mjs")) GTEST_SKIP() << "the openai npm client is missing: run scripts/fetch_test_vocabs.sh";
+  if (shell("node --version").exit_code != 0) GTEST_SKIP() << "node is not installed";
+  ServeProcess server("-m " + q((repo_root() / "models/default-coenc").string()) + " --parallel 8 -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+  const RunResult r = shell("node " + q((repo_root() / "scripts/serve_load_test.mjs").string()) + " --url " +
+                            q(server.url("")) + " --doc " + q((repo_root() / "docs/default-model.md").string()) +
+                            " --clients 8 --doc-chars 1500 --max-tokens 6 --json --pid " +
+                            std::to_string(server.pid()));
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const json report = json::parse(r.out);
+  std::cout << report.dump(1) << "\n";
+  for (const char* name : {"cold", "cached"}) {
+    const json& round = report["rounds"][name];
+    EXPECT_EQ(round["answered"], 8) << name << ": " << round.dump();
+    EXPECT_EQ(round["failed"], 0) << name << ": " << round.dump();
+    EXPECT_GT(round["completion_tokens"].get<int>(), 0) << name;
+    EXPECT_GT(round["decode_step_rows"].get<int>(), round["decode_steps"].get<int>()) << name << ": no shared step";
+  }
+  EXPECT_EQ(report["rounds"]["cold"]["cache_misses"], 8);
+  EXPECT_EQ(report["rounds"]["cold"]["cache_hits"], 0);
+  EXPECT_EQ(report["rounds"]["cached"]["cache_hits"], 8);
+  EXPECT_EQ(report["rounds"]["cached"]["cache_misses"], 0);
+  EXPECT_GT(report["peak_rss_mib"].get<double>(), 10.0);
   EXPECT_EQ(server.stop(), 0) << server.read_log();
 }
 
