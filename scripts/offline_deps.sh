@@ -9,8 +9,12 @@
 #                                          -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libsentencepiece0
-          libutf8proc-dev libutf8proc2 liblzma-dev liblzma5 googletest libgtest-dev)
+# cpp-httplib (coenc serve) is a library built with brotli, OpenSSL and zlib, whose header includes theirs: their
+# -dev packages come along (the machine's own libssl3 / zlib / brotli serve at run time; the runtime .debs are
+# there for a machine without them).
+packages=(nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libcpp-httplib0.11 libbrotli1 libbrotli-dev libssl-dev
+          libssl3 zlib1g-dev libsentencepiece-dev libsentencepiece0 libutf8proc-dev libutf8proc2 liblzma-dev liblzma5
+          googletest libgtest-dev)
 case "${1:-}" in
   download)
     mkdir -p .deps
