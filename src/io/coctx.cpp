@@ -258,6 +258,13 @@ CompressedDocument read_coctx(const fs::path& path, CoEncoderImpl& model) {
 
 void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, const fs::path& path) {
   const std::string where = path.string();
+  // The same model set to another ratio gives another fingerprint: say so, rather than "another model".
+  const int64_t model_ratio = model.config().ratio;
+  COENC_CHECK_CODE(doc.ratio == model_ratio || doc.pooling != pooling_mode_name(model.config().pooling),
+                   ModelMismatch,
+                   "{}: compressed at ratio {} (tokens per vector), but the model is set to ratio {}: read it at "
+                   "ratio {} (coenc ask --ratio {}), or compress the document again",
+                   where, doc.ratio, model_ratio, doc.ratio, doc.ratio);
   COENC_CHECK_CODE(
       doc.model_fingerprint == model.fingerprint(), ModelMismatch,
       "{}: compressed by another model (its model_fingerprint {}, the loaded model's {}): compress the "

@@ -151,6 +151,13 @@ TEST_F(Coctx, CheckAgainstTheModelAfterReading) {
   EXPECT_NO_THROW(check_coctx_model(read, *model_, path()));
   CoEncoder foreign = tiny(/*seed=*/2);
   EXPECT_COENC_ERROR(check_coctx_model(read, *foreign, path()), "doc.coctx: compressed by another model");
+  // The same model set to another ratio: the error names the ratios, not "another model".
+  model_->set_compression_ratio(2);
+  EXPECT_COENC_ERROR(check_coctx_model(read, *model_, path()),
+                     "doc.coctx: compressed at ratio 4 (tokens per vector), but the model is set to ratio 2: read it "
+                     "at ratio 4 (coenc ask --ratio 4)");
+  model_->set_compression_ratio(4);
+  EXPECT_NO_THROW(check_coctx_model(read, *model_, path()));
 }
 
 TEST_F(Coctx, RefusesAFileOfAnotherModel) {
