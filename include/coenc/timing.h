@@ -22,6 +22,19 @@ void reset_peak_memory(const torch::Device& device);
 // float32 matrix products through TF32 tensor cores (as training on CUDA runs them).
 void allow_tf32(bool on);
 
+// CPU threads for a run in `dtype` on `device`. bf16 / f16 products on the CPU go through oneDNN on torch's own
+// intra-op threads, which Debian's libtorch starts at one on the 2-core machine; the OpenBLAS pool beside them
+// (libtorch's float32 BLAS) only competes for the cores. So a CPU run in bf16 / f16 gets one torch thread per
+// CPU this process may use and one OpenBLAS thread, unless OMP_NUM_THREADS or OPENBLAS_NUM_THREADS chooses:
+// a bf16 compress of a 10,000-token document took 1.6 s before, 0.8 s after (docs/benchmarks.md, "CPU").
+// float32 and CUDA runs are left as they are (float32 is fastest with one torch thread and OpenBLAS on every
+// core). Returns whether it changed anything.
+bool tune_cpu_threads(const torch::Device& device, torch::ScalarType dtype);
+// OpenBLAS's thread count, or 0 where the process's BLAS is not OpenBLAS.
+int openblas_threads();
+// The CPUs this process may run on (its affinity mask; at least 1).
+int usable_cpus();
+
 // The device's name as its driver reports it ("NVIDIA H200", "NVIDIA H100 80GB HBM3"); "cpu" for the CPU.
 std::string device_name(const torch::Device& device);
 // The memory bandwidth a card's specification gives, in GB/s (1e9 bytes/s), recognised from its name: H200,

@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
+
+#include <dlfcn.h>
+#include <sched.h>
 
 #include "coenc/error.h"
 #include "core/torch_compat.h"
@@ -14,6 +19,44 @@ void synchronize_device(const torch::Device& device) { compat::synchronize(devic
 int64_t peak_memory_bytes(const torch::Device& device) { return compat::peak_memory_bytes(device); }
 void reset_peak_memory(const torch::Device& device) { compat::reset_peak_memory(device); }
 void allow_tf32(bool on) { compat::allow_tf32(on); }
+
+namespace {
+
+// OpenBLAS's own thread controls, found at run time: libtorch reaches the system BLAS through libblas.so.3, which
+// may be OpenBLAS, the reference BLAS or (PyTorch's builds) MKL.
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
+}  // namespace
+
+int openblas_threads() {
+  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get ? get() : 0;
+}
+
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+bool tune_cpu_threads(const torch::Device& device, torch::ScalarType dtype) {
+  if (!device.is_cpu() || dtype == torch::kFloat32) return false;
+  if (std::getenv("OPENBLAS_NUM_THREADS") || std::getenv("OMP_NUM_THREADS")) return false;
+  bool changed = false;
+  const int cpus = usable_cpus();
+  if (torch::get_num_threads() != cpus) {
+    torch::set_num_threads(cpus);
+    changed = true;
+  }
+  auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set && openblas_threads() != 1) {
+    set(1);
+    changed = true;
+  }
+  return changed;
+}
 
 std::string device_name(const torch::Device& device) {
   return compat::device_name(device);

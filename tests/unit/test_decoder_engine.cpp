@@ -1,5 +1,8 @@
 // Model config parsing, weight loading, KV cache, sessions and sampling on tiny random decoders (CPU, fp32).
+#include <cstdlib>
 #include <set>
+
+#include <dlfcn.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -642,6 +645,28 @@ TEST(Shapes, DecodeTrafficCountsWhatAStepReads) {
   tied.tie_word_embeddings = true;
   EXPECT_DOUBLE_EQ(decode_traffic(tied, 4, 0).weight_bytes, 4.0 * (tied.n_params() + tied.hidden_size));
   EXPECT_DOUBLE_EQ(decode_traffic(tied, 4, 0).kv_bytes, 0);
+}
+
+// bf16 on the CPU: one torch thread per usable CPU and OpenBLAS down to one (its pool only competes with
+// oneDNN's threads); float32 and CUDA runs leave both as they are.
+TEST(Timing, CpuThreadsForBf16) {
+  const int blas_before = openblas_threads(), torch_before = torch::get_num_threads();
+  if (std::getenv("OPENBLAS_NUM_THREADS") || std::getenv("OMP_NUM_THREADS"))
+    GTEST_SKIP() << "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set: the environment chooses the threads";
+  auto set_blas = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas) set_blas(2);
+  torch::set_num_threads(1);
+  EXPECT_FALSE(tune_cpu_threads(torch::kCPU, torch::kFloat32));
+  EXPECT_FALSE(tune_cpu_threads(torch::Device(torch::kCUDA, 0), torch::kBFloat16));
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  if (set_blas) EXPECT_EQ(openblas_threads(), 2);
+  // One usable CPU and no OpenBLAS leave nothing to change.
+  EXPECT_EQ(tune_cpu_threads(torch::kCPU, torch::kBFloat16), usable_cpus() > 1 || set_blas != nullptr);
+  EXPECT_EQ(torch::get_num_threads(), usable_cpus());
+  if (set_blas) EXPECT_EQ(openblas_threads(), 1);
+  EXPECT_FALSE(tune_cpu_threads(torch::kCPU, torch::kBFloat16));  // already so
+  if (set_blas) set_blas(blas_before);
+  torch::set_num_threads(torch_before);
 }
 
 // The data-sheet bandwidth of a card, recognised from the name its driver reports; whole words only.

@@ -10,6 +10,7 @@
 
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
+#include "coenc/timing.h"
 
 namespace coenc::cli {
 
@@ -54,6 +55,12 @@ void add_device_options(CLI::App& cmd, DeviceArgs& args) {
   cmd.add_option("--device", args.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd.add_option("--dtype", args.dtype, "compute dtype: f32, bf16, f16, or auto (f32 on CPU, bf16 on CUDA)")
       ->capture_default_str();
+}
+
+DeviceOptions device_options(const DeviceArgs& args) {
+  DeviceOptions dev = parse_device_options(args.device, args.dtype);
+  tune_cpu_threads(dev.device, dev.dtype);
+  return dev;
 }
 
 void add_sampling_options(CLI::App& cmd, SamplingOptions& o) {

@@ -19,6 +19,8 @@ struct DeviceArgs {
 };
 
 void add_device_options(CLI::App& cmd, DeviceArgs& args);
+// --device / --dtype parsed, and the CPU's threads set for that dtype (tune_cpu_threads).
+DeviceOptions device_options(const DeviceArgs& args);
 
 // --ratio R: compress at R tokens per vector instead of the checkpoint's compression_ratio (mean and attn
 // pooling, whose connector serves any ratio; the default Co-Encoder was trained at 4, 8 and 16).

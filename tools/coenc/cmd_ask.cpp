@@ -72,7 +72,7 @@ int run_ask(const AskArgs& a) {
   }
   std::vector<PreparedDocument> docs = prepare_documents(std::move(sources), config, *tok.context, reserve);
 
-  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  CoEncoder model = load_co_encoder(a.model, device_options(a.device));
   if (a.ratio > 0) model->set_compression_ratio(a.ratio);
   compress_documents(*model, docs, reserve, !(a.quiet || a.json));
 

@@ -177,7 +177,7 @@ int run_bench(const BenchArgs& a) {
     return 0;
   }
   COENC_CHECK(a.reps > 0 && a.n_gen >= 0 && a.decode_ctx > 0, "--reps and --decode-ctx must be positive, --gen >= 0");
-  DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
+  DeviceOptions dev = device_options(a.device);
   DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
   const ModelConfig& cfg = lm->config();
   // Parameters that take part in a matrix product for every token: all but the embedding table and the output

@@ -41,7 +41,7 @@ int run_compress(const CompressArgs& a) {
   std::vector<PreparedDocument> docs = prepare_documents({source}, config, *tok.context, 0);
 
   const auto start = std::chrono::steady_clock::now();
-  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  CoEncoder model = load_co_encoder(a.model, device_options(a.device));
   if (a.ratio > 0) model->set_compression_ratio(a.ratio);
   compress_documents(*model, docs, 0, !a.quiet);
   const CompressedDocument& doc = docs[0].doc;

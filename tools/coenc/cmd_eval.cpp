@@ -73,7 +73,7 @@ int run_eval_command(EvalArgs& a) {
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
   for (const auto& f : a.options.data)
     COENC_CHECK_CODE(std::filesystem::exists(f), NotFound, "--data {}: no such file", f);
-  CoEncoder model = load_co_encoder(a.model, parse_device_options(a.device.device, a.device.dtype));
+  CoEncoder model = load_co_encoder(a.model, device_options(a.device));
   nlohmann::json r = run_eval(*model, tok, a.options, std::filesystem::path(a.model).filename().string());
   if (!a.options.out.empty()) {
     std::filesystem::create_directories(a.options.out);

@@ -85,7 +85,7 @@ int run_generate(const GenerateArgs& a) {
     COENC_CHECK(!prompt.empty(), "the prompt is empty");
   }
 
-  DeviceOptions dev = parse_device_options(a.device.device, a.device.dtype);
+  DeviceOptions dev = device_options(a.device);
   DecoderLm lm = load_decoder(a.model, dev);
   COENC_CHECK_CODE(a.n_ctx <= lm->config().max_position_embeddings, ExceedsContext,
                    "--ctx-size {} is more than the model's window of {} positions (max_position_embeddings)",

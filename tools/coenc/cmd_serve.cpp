@@ -26,8 +26,8 @@ int run_serve(ServeArgs& a) {
   o.dtype = a.device.dtype;
   o.max_body_bytes = static_cast<int64_t>(a.max_body_mb * (1 << 20));
   o.cache_bytes = static_cast<int64_t>(a.cache_mb * (1 << 20));
-  // A bad --device or model folder is an error before the port is taken.
-  parse_device_options(o.device, o.dtype);
+  // A bad --device or model folder is an error before the port is taken (and the CPU's threads suit the dtype).
+  device_options(a.device);
   if (!is_co_encoder_checkpoint(o.model)) ModelConfig::load(o.model);
   Server server(o);
   server.start();
