@@ -91,6 +91,10 @@ struct AskOptions {
   bool force_chat = false;
   std::string chat_format;  // chatml, llama3, ... (default: the tokenizer's chat_template; see resolve_chat_template)
   std::string system;       // a system message (chat only)
+  // Answering (answer()): keep going past the decoder's end-of-sequence / end-of-turn tokens, and the positions
+  // of the session's context (0: the decoder's max_position_embeddings; more is an ExceedsContext error).
+  bool ignore_eos = false;
+  int64_t n_ctx = 0;
 };
 
 // Whether `options` lay the question out in the chat template (true) or the seed's raw layout (false), for a
@@ -184,8 +188,9 @@ std::string base64_encode(const std::string& bytes);
 
 // Answers `question` about the compressed `docs` (compress_documents done): lays the prompt out (ask_prompt),
 // checks that it leaves room to answer in a new session of the model's decoder (ExceedsContext naming the
-// documents), adds the prompt's stop tokens to `go`'s and the text tokenizer's detokenizer when `go` has none,
-// and generates, calling `on_token` as tokens come.
+// documents), adds the prompt's stop tokens to `go`'s (unless options.ignore_eos) and the text tokenizer's
+// detokenizer when `go` has none, and generates in a session of options.n_ctx positions, calling `on_token` as
+// tokens come.
 GenerationResult answer(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<PreparedDocument>& docs,
                         const std::string& question, const AskOptions& options, GenerationOptions go,
                         const TokenCallback& on_token = {});

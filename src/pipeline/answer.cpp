@@ -21,13 +21,19 @@ GenerationResult answer(CoEncoderImpl& model, const Tokenizer& text_tokenizer, c
     names += (names.empty() ? "" : ", ") + d.name;
   }
   AskPrompt prompt = ask_prompt(model, text_tokenizer, documents, question, options);
-  Session session(model.language_model);
+  const int64_t window = model.language_model->config().max_position_embeddings;
+  COENC_CHECK_CODE(options.n_ctx <= window, ExceedsContext,
+                   "a context of {} positions is more than the decoder's window of {} (max_position_embeddings)",
+                   options.n_ctx, window);
+  SessionOptions so;
+  so.n_ctx = options.n_ctx;
+  Session session(model.language_model, so);
   if (prompt.n_positions >= session.n_ctx())
     fail(ErrorCode::ExceedsContext,
-         "{}: the compressed {} ({} vectors) and the question need {} positions, but the decoder holds {}",
+         "{}: the compressed {} ({} vectors) and the question need {} positions, but the decoder holds {}{}",
          names.empty() ? std::string("the question") : names, docs.size() == 1 ? "document" : "documents", n_vectors,
-         prompt.n_positions, session.n_ctx());
-  append_unique(go.stop_tokens, prompt.stop_tokens);
+         prompt.n_positions, session.n_ctx(), options.n_ctx > 0 ? " (the context size asked for)" : "");
+  if (!options.ignore_eos) append_unique(go.stop_tokens, prompt.stop_tokens);
   if (!go.detokenize)
     go.detokenize = [&](const TokenIds& out) { return text_tokenizer.decode_bytes(out, /*skip_special=*/true); };
   return generate(session, prompt.segments, go, on_token);

@@ -529,5 +529,37 @@ TEST(DefaultCoEncoder, AnswersTheReadmeQuestionAtEveryTrainedRatio) {
   EXPECT_EQ(ask(d / "other.txt", "4"), " 52867");
 }
 
+// -n, --stop, --ignore-eos and -c mean in `ask` what they mean in `generate` (tools/coenc/cli_util.h).
+TEST(DefaultCoEncoder, AskTakesGeneratesStopAndContextFlags) {
+  const fs::path root = test_dir().parent_path();
+  const std::string base = "ask -q -m '" + (root / "models" / "default-coenc").string() + "' --doc '" +
+                           (root / "examples" / "sample-document.txt").string() + "' --temp 0 --json ";
+  const std::string question = " 'What is the secret number?'";
+  RunResult plain = run_coenc(base + "-n 12" + question);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const json p = json::parse(plain.out);
+  EXPECT_EQ(p["text"], " 73914");
+  EXPECT_EQ(p["stop_reason"], "stop_token");
+  RunResult on = run_coenc(base + "-n 12 --ignore-eos" + question);
+  ASSERT_EQ(on.exit_code, 0) << on.err;
+  const json o = json::parse(on.out);
+  EXPECT_EQ(o["stop_reason"], "length");
+  EXPECT_EQ(o["ids"].size(), 12u);
+  EXPECT_EQ(o["text"].get<std::string>().rfind(" 73914", 0), 0u) << o["text"];
+  RunResult stop = run_coenc(base + "-n 12 --stop 91" + question);
+  ASSERT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_EQ(json::parse(stop.out)["text"], " 73");
+  EXPECT_EQ(json::parse(stop.out)["stop_reason"], "stop_string");
+  RunResult small = run_coenc(base + "-c 100" + question);
+  EXPECT_EQ(small.exit_code, 6) << small.err;
+  EXPECT_NE(small.err.find("need 358 positions, but the decoder holds 100 (the context size asked for)"),
+            std::string::npos)
+      << small.err;
+  RunResult big = run_coenc(base + "-c 4096" + question);
+  EXPECT_EQ(big.exit_code, 6) << big.err;
+  EXPECT_NE(big.err.find("a context of 4096 positions is more than the decoder's window of 2048"), std::string::npos)
+      << big.err;
+}
+
 }  // namespace
 }  // namespace coenc::test

@@ -63,6 +63,16 @@ DeviceOptions device_options(const DeviceArgs& args) {
   return dev;
 }
 
+void add_generation_options(CLI::App& cmd, GenerationArgs& args) {
+  cmd.add_option("-n,--n-predict", args.n_predict, "maximum number of tokens to generate")
+      ->capture_default_str()
+      ->check(non_negative());
+  cmd.add_option("--stop", args.stop, "stop when this text appears (repeatable)");
+  cmd.add_flag("--ignore-eos", args.ignore_eos, "do not stop at end-of-sequence / end-of-turn tokens");
+  cmd.add_option("-c,--ctx-size", args.n_ctx, "context size in positions (default: the model's window)")
+      ->check(positive());
+}
+
 void add_sampling_options(CLI::App& cmd, SamplingOptions& o) {
   cmd.add_option("--temp", o.temperature, "sampling temperature; 0 = greedy")->capture_default_str();
   cmd.add_option("--top-k", o.top_k, "keep the k most likely tokens (0 = all)")->capture_default_str();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -21,6 +22,15 @@ struct DeviceArgs {
 void add_device_options(CLI::App& cmd, DeviceArgs& args);
 // --device / --dtype parsed, and the CPU's threads set for that dtype (tune_cpu_threads).
 DeviceOptions device_options(const DeviceArgs& args);
+
+// How long an answer may run and where it stops: -n, --stop, --ignore-eos, -c (generate and ask, as llama-cli).
+struct GenerationArgs {
+  int n_predict = 128;            // tokens to generate at most
+  std::vector<std::string> stop;  // stop strings
+  bool ignore_eos = false;        // keep going past end-of-sequence / end-of-turn tokens
+  int64_t n_ctx = 0;              // positions of the decoder's context; 0: the model's window
+};
+void add_generation_options(CLI::App& cmd, GenerationArgs& args);
 
 // --ratio R: compress at R tokens per vector instead of the checkpoint's compression_ratio (mean and attn
 // pooling, whose connector serves any ratio; the default Co-Encoder was trained at 4, 8 and 16).

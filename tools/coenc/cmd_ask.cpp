@@ -28,7 +28,7 @@ struct AskArgs {
   std::vector<std::string> docs, ctxs;  // every --doc and every --ctx, as CLI11 collects them ...
   std::vector<AskSource> sources;       // ... and all of them in command-line order (see setup_ask)
   std::string question;
-  int n_predict = 128;      // tokens to generate at most
+  GenerationArgs gen;       // -n, --stop, --ignore-eos, -c
   bool json = false;        // one JSON object at the end instead of streaming
   bool quiet = false;       // no progress bar while compressing --doc
   bool no_chat = false;     // the seed's raw layout even when the decoder has a chat template
@@ -55,6 +55,8 @@ int run_ask(const AskArgs& a) {
   ao.force_chat = a.chat;
   ao.chat_format = a.chat_format;
   ao.system = a.system;
+  ao.ignore_eos = a.gen.ignore_eos;
+  ao.n_ctx = a.gen.n_ctx;
   uses_chat_layout(config, *tok.text, ao);  // a layout we cannot follow is reported before any work
 
   // Everything that can be checked without the model is, before the (slow) load.
@@ -77,7 +79,8 @@ int run_ask(const AskArgs& a) {
   compress_documents(*model, docs, reserve, !(a.quiet || a.json));
 
   GenerationOptions go;
-  go.max_new_tokens = a.n_predict;
+  go.max_new_tokens = a.gen.n_predict;
+  go.stop_strings = a.gen.stop;
   go.sampling = a.sampling;
   GenerationResult r =
       answer(*model, *tok.text, docs, a.question, ao, go, a.json ? TokenCallback() : stream_to_stdout(tok.text.get()));
@@ -147,9 +150,7 @@ CommandFn setup_ask(CLI::App& app) {
                                      "a .coctx file made by `coenc compress` with the same model; repeatable")
                          ->allow_extra_args(false);
   cmd->add_option("question", a->question, "the question")->required();
-  cmd->add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")
-      ->check(non_negative())
-      ->capture_default_str();
+  add_generation_options(*cmd, a->gen);
   cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar while compressing --doc");
   auto* no_chat = cmd->add_flag("--no-chat", a->no_chat,

@@ -28,13 +28,10 @@ struct GenerateArgs {
   std::string messages;           // JSON file of [{"role", "content"}, ...] (implies --chat)
   std::string chat_format;        // chatml, llama3, llama2, mistral, gemma; default: the chat_template
   bool no_special = false;        // do not add BOS/EOS around a plain text prompt
-  int n_predict = 128;            // tokens to generate at most
-  std::vector<std::string> stop;  // extra stop strings
-  bool ignore_eos = false;        // keep going past end-of-sequence tokens
+  GenerationArgs gen;              // -n, --stop, --ignore-eos, -c
   bool json = false;              // print one JSON object at the end instead of streaming
   DeviceArgs device;
   SamplingOptions sampling;
-  int64_t n_ctx = 0;
 };
 
 bool has_tokenizer_files(const std::filesystem::path& dir) {
@@ -48,7 +45,6 @@ std::vector<ChatMessage> read_messages(const std::string& path) {
 int run_generate(const GenerateArgs& a) {
   const int sources = !a.prompt.empty() + !a.prompt_file.empty() + !a.prompt_ids.empty() + !a.messages.empty();
   COENC_CHECK(sources == 1, "give exactly one of --prompt, --file, --prompt-ids and --messages");
-  COENC_CHECK(a.n_predict >= 0, "-n must be non-negative, got {}", a.n_predict);
   const bool chat = a.chat || !a.system.empty() || !a.messages.empty() || !a.chat_format.empty();
   COENC_CHECK(!(chat && !a.prompt_ids.empty()), "--prompt-ids cannot be combined with chat options");
 
@@ -63,7 +59,7 @@ int run_generate(const GenerateArgs& a) {
                 tok_path, tok->vocab_size(), cfg.vocab_size);
 
   TokenIds prompt;
-  TokenIds stop_tokens = a.ignore_eos ? TokenIds{} : cfg.eos_token_ids;
+  TokenIds stop_tokens = a.gen.ignore_eos ? TokenIds{} : cfg.eos_token_ids;
   if (!a.prompt_ids.empty()) {
     prompt = parse_id_list(a.prompt_ids, "--prompt-ids");
   } else if (chat) {
@@ -75,7 +71,7 @@ int run_generate(const GenerateArgs& a) {
     }
     const ChatTemplate chat_template = resolve_chat_template(*tok, a.chat_format);
     prompt = encode_chat(*tok, messages, chat_template);
-    if (!a.ignore_eos) append_unique(stop_tokens, chat_stop_ids(*tok, chat_template));
+    if (!a.gen.ignore_eos) append_unique(stop_tokens, chat_stop_ids(*tok, chat_template));
   } else {
     std::string text = a.prompt;
     if (!a.prompt_file.empty()) text = read_text_input(a.prompt_file, "prompt file");
@@ -87,23 +83,23 @@ int run_generate(const GenerateArgs& a) {
 
   DeviceOptions dev = device_options(a.device);
   DecoderLm lm = load_decoder(a.model, dev);
-  COENC_CHECK_CODE(a.n_ctx <= lm->config().max_position_embeddings, ExceedsContext,
+  COENC_CHECK_CODE(a.gen.n_ctx <= lm->config().max_position_embeddings, ExceedsContext,
                    "--ctx-size {} is more than the model's window of {} positions (max_position_embeddings)",
-                   a.n_ctx, lm->config().max_position_embeddings);
+                   a.gen.n_ctx, lm->config().max_position_embeddings);
   SessionOptions so;
-  so.n_ctx = a.n_ctx;
+  so.n_ctx = a.gen.n_ctx;
   Session session(lm, so);
   if (static_cast<int64_t>(prompt.size()) > session.n_ctx())
     fail(ErrorCode::ExceedsContext, "the prompt has {} tokens but the context holds {} (--ctx-size)", prompt.size(),
          session.n_ctx());
 
   GenerationOptions go;
-  go.max_new_tokens = a.n_predict;
+  go.max_new_tokens = a.gen.n_predict;
   go.sampling = a.sampling;
   go.stop_tokens = stop_tokens;
-  go.stop_strings = a.stop;
+  go.stop_strings = a.gen.stop;
   if (tok) go.detokenize = [&](const TokenIds& ids) { return tok->decode_bytes(ids, /*skip_special=*/true); };
-  COENC_CHECK(a.stop.empty() || tok, "--stop needs a tokenizer (none found in {})", a.model);
+  COENC_CHECK(a.gen.stop.empty() || tok, "--stop needs a tokenizer (none found in {})", a.model);
 
   GenerationResult r =
       generate(session, {Segment::tokens(prompt)}, go, a.json ? TokenCallback() : stream_to_stdout(tok.get()));
@@ -145,12 +141,8 @@ CommandFn setup_generate(CLI::App& app) {
                   "a built-in chat format instead of the tokenizer's chat_template: "
                   "chatml, llama3, llama2, mistral or gemma");
   cmd->add_flag("--no-special", a->no_special, "do not add BOS/EOS tokens around a plain text prompt");
-  cmd->add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")->capture_default_str();
-  cmd->add_option("--stop", a->stop, "stop when this text appears (repeatable)");
-  cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at end-of-sequence / end-of-turn tokens");
+  add_generation_options(*cmd, a->gen);
   cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
-  cmd->add_option("--ctx-size,-c", a->n_ctx, "context size in tokens (default: the model's)")
-      ->check(positive());
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);
   return [a] { return run_generate(*a); };
