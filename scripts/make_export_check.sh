@@ -29,7 +29,7 @@ cat >"$work/config.json" <<JSON
   "eval_every": 100, "seed": 1, "device": "cpu"
 }
 JSON
-"$coenc" train -c "$work/config.json" >/dev/null 2>"$work/train.log" || { tail -5 "$work/train.log" >&2; exit 1; }
+"$coenc" train "$work/config.json" >/dev/null 2>"$work/train.log" || { tail -5 "$work/train.log" >&2; exit 1; }
 doc=examples/sample-document.txt question="What is the secret number?"
 for export in hf:rows.safetensors npy:rows.npy vllm:request.json; do
   "$coenc" compress -m "$work/ckpt" --doc "$doc" --export "${export%%:*}" --question "$question" -n 32 \

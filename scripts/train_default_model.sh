@@ -14,9 +14,9 @@ for f in .train/*.txt.xz; do
   [ -f "${f%.xz}" ] || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$f" "${f%.xz}"
 done
 rm -rf .train/calib .train/out
-"$coenc" train -c models/default/train.json --quiet --set out=../../.train/calib --set steps=60 --set eval_every=20 \
+"$coenc" train models/default/train.json --quiet --set out=../../.train/calib --set steps=60 --set eval_every=20 \
   --set eval_batches=1 >/dev/null
 tok_s=$(tail -1 .train/calib/metrics.jsonl | python3 -c 'import json, sys; print(json.load(sys.stdin)["tokens_per_s"])')
 steps=$(python3 -c "print(int($budget * $tok_s / (64 * 512)))")
 echo "calibration: $tok_s tokens/s -> $steps steps in ${budget}s"
-"$coenc" train -c models/default/train.json --set steps="$steps"
+"$coenc" train models/default/train.json --set steps="$steps"

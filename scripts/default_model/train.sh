@@ -60,7 +60,7 @@ args=()
 [ -n "$budget" ] && args+=(--set "time_budget_s=$budget")
 case "$stage" in
   decoder)
-    "$coenc" train -c scripts/default_model/decoder.json "${args[@]}"
+    "$coenc" train scripts/default_model/decoder.json "${args[@]}"
     ;;
   co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep)
     out=.train/$(stage_dir "$stage")
@@ -68,14 +68,14 @@ case "$stage" in
     if [ -n "$stop_after" ]; then
       # SIGINT at the deadline: the trainer saves its checkpoint and exits with status 130.
       status=0
-      timeout -s INT "$stop_after" "$coenc" train -c "scripts/default_model/$stage.json" "${args[@]}" || status=$?
+      timeout -s INT "$stop_after" "$coenc" train "scripts/default_model/$stage.json" "${args[@]}" || status=$?
       [ "$status" -eq 0 ] || [ "$status" -eq 130 ] || [ "$status" -eq 124 ] || exit "$status"
     else
-      "$coenc" train -c "scripts/default_model/$stage.json" "${args[@]}"
+      "$coenc" train "scripts/default_model/$stage.json" "${args[@]}"
     fi
     ;;
   co_encoder_more)
-    "$coenc" train -c scripts/default_model/co_encoder_more.json
+    "$coenc" train scripts/default_model/co_encoder_more.json
     ;;
   *)
     echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm, co_encoder_cont, co_encoder_qa, co_encoder_mix, co_encoder_mix2, co_encoder_mix3 or co_encoder_deep)" >&2

@@ -72,7 +72,7 @@ TEST(TrainCli, TrainsACheckpointThatAnswers) {
   TempDir dir;
   write_file(dir / "docs.txt", random_docs(200, 30, 1));
   write_file(dir / "run.json", run_config().dump(2));
-  RunResult r = run_coenc("train -c '" + (dir / "run.json").string() + "'");
+  RunResult r = run_coenc("train '" + (dir / "run.json").string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json summary = json::parse(r.out);
   EXPECT_EQ(summary.at("steps"), 6);
@@ -119,7 +119,7 @@ TEST(TrainCli, KilledAtAnyMomentLosesNothing) {
   write_file(dir / "run.json", c.dump(2));
   c["out"] = "whole";
   write_file(dir / "whole.json", c.dump(2));
-  ASSERT_EQ(run_coenc("train -c '" + (dir / "whole.json").string() + "'").exit_code, 0);
+  ASSERT_EQ(run_coenc("train '" + (dir / "whole.json").string() + "'").exit_code, 0);
 
   const fs::path ckpt = dir / "out" / "checkpoint";
   auto has_checkpoint = [&] {
@@ -140,7 +140,7 @@ TEST(TrainCli, KilledAtAnyMomentLosesNothing) {
     ASSERT_LT(attempt, 100) << "the kills keep missing the run";
     const double after = std::uniform_real_distribution<double>(0.4, 1.6)(rng);
     const std::string resume = has_checkpoint() ? " --set resume=true" : "";
-    const std::string cmd = "timeout -s KILL " + std::to_string(after) + " '" + COENC_BINARY + "' train -c '" +
+    const std::string cmd = "timeout -s KILL " + std::to_string(after) + " '" + COENC_BINARY + "' train '" +
                             (dir / "run.json").string() + "'" + resume + " >/dev/null 2>&1";
     const int status = std::system(cmd.c_str());
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {  // it finished before the kill
@@ -157,7 +157,7 @@ TEST(TrainCli, KilledAtAnyMomentLosesNothing) {
       EXPECT_NO_THROW((void)json::parse(read_file(found / "state.json"))) << "kill " << killed;
     }
   }
-  RunResult last = run_coenc("train -c '" + (dir / "run.json").string() + "'" +
+  RunResult last = run_coenc("train '" + (dir / "run.json").string() + "'" +
                              (has_checkpoint() ? " --set resume=true" : ""));
   ASSERT_EQ(last.exit_code, 0) << last.err;
   same_as_whole("at the end");
@@ -167,7 +167,7 @@ TEST(TrainCli, TwoProcessesTrainAsOne) {
   TempDir dir;
   write_file(dir / "docs.txt", random_docs(200, 30, 3));
   write_file(dir / "run.json", run_config().dump(2));
-  const std::string cfg = "train -c '" + (dir / "run.json").string() + "' --quiet ";
+  const std::string cfg = "train '" + (dir / "run.json").string() + "' --quiet ";
   RunResult one = run_coenc(cfg + "--set out=one");
   ASSERT_EQ(one.exit_code, 0) << one.err;
   RunResult two = run_coenc(cfg + "--set out=two --nproc 2");
@@ -243,14 +243,19 @@ TEST(TrainCli, BadConfigsEndInOneLine) {
     json c = run_config();
     c[key] = value;
     write_file(dir / "bad.json", c.dump());
-    return run_coenc("train -c '" + (dir / "bad.json").string() + "' --quiet");
+    return run_coenc("train '" + (dir / "bad.json").string() + "' --quiet");
   };
   expect_one_line_error(with("lora_rank", 4), "unknown field \"lora_rank\"");
   expect_one_line_error(with("train", json{{"tower", "half"}}), "field \"train.tower\" must be");
   expect_one_line_error(with("lora", json{{"rank", -1}}), "lora.rank and lora.alpha must be positive");
   expect_one_line_error(with("train_files", json{"missing.txt"}), "missing.txt");
   write_file(dir / "broken.json", "{\"steps\": ");
-  expect_one_line_error(run_coenc("train -c '" + (dir / "broken.json").string() + "'"), "malformed JSON");
+  expect_one_line_error(run_coenc("train '" + (dir / "broken.json").string() + "'"), "malformed JSON");
+  expect_one_line_error(run_coenc("train --config '" + (dir / "broken.json").string() + "'"), "malformed JSON");
+  // -c is --ctx-size wherever it exists (generate, ask): train takes its config as an argument or --config.
+  RunResult c = run_coenc("train -c '" + (dir / "broken.json").string() + "'");
+  EXPECT_EQ(c.exit_code, 2) << c.err;
+  EXPECT_NE(c.err.find("-c"), std::string::npos) << c.err;
 }
 
 }  // namespace

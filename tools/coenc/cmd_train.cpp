@@ -153,13 +153,14 @@ CommandFn setup_train(CLI::App& app) {
       "Examples:\n"
       "  coenc train --config models/default/train.json --set device=cuda      # the embedded default "
       "decoder\n"
-      "  coenc train -c scripts/default_model/decoder.json --set time_budget_s=300   # 5 minutes of "
+      "  coenc train scripts/default_model/decoder.json --set time_budget_s=300   # 5 minutes of "
       "training\n"
-      "  coenc train -c run.json --set resume=true --nproc 2                    # continue a run on two "
+      "  coenc train run.json --set resume=true --nproc 2                    # continue a run on two "
       "GPUs");
-  cmd->add_option("--config,-c", a->config, "training config (JSON)")->required();
+  // -c is --ctx-size in every command that generates (llama.cpp's convention): the config is positional here.
+  cmd->add_option("config,--config", a->config, "training config (JSON)")->required();
   cmd->add_option("--set", a->overrides, "override a config field, e.g. --set steps=100 (repeatable)");
-  cmd->add_flag("--quiet", a->quiet, "no progress bars");
+  cmd->add_flag("-q,--quiet", a->quiet, "no progress bars");
   cmd->add_option("--nproc", a->nproc,
                   "data parallel: run N processes (one per GPU: cuda:0..N-1; or N on the CPU) that share each step; "
                   "grad_accum must be a multiple of N. torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, ...) work "
