@@ -232,9 +232,9 @@ TEST_F(GenerateCli, BadIdsAndOptions) {
   expect_one_line_error(run_coenc(m() + "-p hi --ctx-size 0"), "--ctx-size");
   expect_one_line_error(run_coenc("bench --shape tiny --reps 0"), "--reps");
   expect_one_line_error(run_coenc("bench --shape tiny --ttft 512 --ratios 4,0"), "--ratios");
-  expect_one_line_error(run_coenc("bench --shape tiny --train-step 2 --target 0"), "--target");
-  expect_one_line_error(run_coenc("bench --shape tiny --train-step 2 --dtype bf16"),
-                        "--dtype bf16 has no effect with --train-step");
+  expect_one_line_error(run_coenc("bench --shape tiny --train-examples 2 --target-tokens 0"), "--target");
+  expect_one_line_error(run_coenc("bench --shape tiny --train-examples 2 --dtype bf16"),
+                        "--dtype bf16 has no effect with --train-examples");
   TempDir d;
   write_file(d / "chat.json", R"([{"role": "user", "content": "hi"}, {"role": "user"}])");
   expect_one_line_error(run_coenc(m() + "--messages '" + (d / "chat.json").string() + "'"), "chat.json: message 1");

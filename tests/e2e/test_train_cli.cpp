@@ -191,9 +191,9 @@ TEST(TrainCli, TwoProcessesTrainAsOne) {
   expect_one_line_error(run_coenc(cfg + "--set out=three --nproc 3"), "must be a multiple of the number of processes");
 }
 
-// `coenc bench --train-step` runs real training steps (tiny shapes here) and reports what it measured.
+// `coenc bench --train-examples` runs real training steps (tiny shapes here) and reports what it measured.
 TEST(TrainCli, BenchTrainStepReportsThroughput) {
-  RunResult r = run_coenc("bench --shape tiny --tower-shape tiny --train-step 2 --chunk 32 --target 8 --ratios 4 "
+  RunResult r = run_coenc("bench --shape tiny --tower-shape tiny --train-examples 2 --chunk 32 --target-tokens 8 --ratios 4 "
                           "--reps 1 --train-tower lora --checkpointing --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json t = json::parse(r.out).at("train_step");
@@ -204,7 +204,7 @@ TEST(TrainCli, BenchTrainStepReportsThroughput) {
   // Each example: 32 context tokens compressed 4:1 into 8 vectors, [BOC] [EOC], 8 target tokens.
   EXPECT_EQ(t.at("decoder_positions").get<int64_t>(), 2 * (8 + 2 + 8));
   EXPECT_NEAR(t.at("context_tokens_per_s").get<double>() * t.at("seconds_per_step").get<double>(), 64, 1e-6);
-  expect_one_line_error(run_coenc("bench --shape tiny --tower-shape tiny --train-step 2 --train-tower half"),
+  expect_one_line_error(run_coenc("bench --shape tiny --tower-shape tiny --train-examples 2 --train-tower half"),
                         "--train-tower must be full, lora or frozen");
 }
 

@@ -39,8 +39,8 @@ struct BenchArgs {
   int64_t chunk = 512;                     // tokens per chunk
   int64_t train_batch = 0;                 // > 0: time Co-Encoder training steps of this many chunks each
   int64_t target = 128;                    // continuation tokens per training example
-  std::string train_tower = "full";        // how the tower trains in --train-step: full | lora | frozen
-  bool checkpointing = false;              // activation checkpointing in --train-step
+  std::string train_tower = "full";        // how the tower trains in --train-examples: full | lora | frozen
+  bool checkpointing = false;              // activation checkpointing in --train-examples
   std::vector<int64_t> streams;  // aggregate decode of this many sequences in one batch (continuous batching)
   bool json = false;
   DeviceArgs device;
@@ -144,7 +144,7 @@ int run_bench(const BenchArgs& a) {
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
   if (a.train_batch > 0) {
     COENC_CHECK(a.device.dtype == "auto",
-                "--dtype {} has no effect with --train-step (float32 weights, bf16 autocast on CUDA)", a.device.dtype);
+                "--dtype {} has no effect with --train-examples (float32 weights, bf16 autocast on CUDA)", a.device.dtype);
     // Weights of its own (float32, trainable parts): runs alone, without the inference model beside it.
     DeviceOptions dev = parse_device_options(a.device.device, "f32");
     const ModelConfig cfg = a.model.empty() ? named_shape(a.shape) : ModelConfig::load(a.model);
@@ -358,7 +358,7 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 4096,32768 --json\n"
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
-      "  coenc bench --shape llama3-8b --device cuda --train-step 16 --tower-shape qwen2-0.5b --ratios 4\n"
+      "  coenc bench --shape llama3-8b --device cuda --train-examples 16 --tower-shape qwen2-0.5b --ratios 4\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 128 --gen 64 --streams 1,8,32\n"
       "Decode is reported against the memory-bandwidth bound: bytes a step reads (the weights it uses, not "
       "the\n"
@@ -388,29 +388,29 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_option("--tower-chunks", a->tower_chunks,
                   "also time a context tower's work: this many chunks in one batch, all layers, no cache")
       ->check(positive());
-  cmd->add_option("--chunk", a->chunk, "tokens per chunk for --tower-chunks")
+  cmd->add_option("--chunk", a->chunk, "tokens per chunk (--tower-chunks, --train-examples)")
       ->check(positive())
       ->capture_default_str();
   cmd->add_option("--ttft", a->ttft_doc,
                   "time to first token for a document of this many tokens: full context vs compressed")
       ->check(positive());
-  cmd->add_option("--tower-shape", a->tower_shape, "context tower shape for --ttft")->capture_default_str();
-  cmd->add_option("--ratios", a->ratios, "compression ratios for --ttft")
+  cmd->add_option("--tower-shape", a->tower_shape, "context tower shape (--ttft, --train-examples)")->capture_default_str();
+  cmd->add_option("--ratios", a->ratios, "compression ratios (--ttft: each of them; --train-examples: the first)")
       ->delimiter(',')
       ->check(positive())
       ->capture_default_str();
-  cmd->add_option("--question", a->question, "question tokens for --ttft")
+  cmd->add_option("--question-tokens", a->question, "tokens of the question after the document (--ttft)")
       ->check(positive())
       ->capture_default_str();
-  cmd->add_option("--train-step", a->train_batch,
-                  "time Co-Encoder training steps instead (tower --tower-shape, decoder --shape frozen, float32 "
-                  "weights, bf16 autocast on CUDA): this many examples per step")
+  cmd->add_option("--train-examples", a->train_batch,
+                  "time Co-Encoder training steps of this many examples instead (tower --tower-shape, decoder "
+                  "--shape frozen, float32 weights, bf16 autocast on CUDA)")
       ->check(positive());
-  cmd->add_option("--target", a->target, "continuation tokens per --train-step example")
+  cmd->add_option("--target-tokens", a->target, "continuation tokens per example (--train-examples)")
       ->check(positive())
       ->capture_default_str();
-  cmd->add_option("--train-tower", a->train_tower, "full, lora or frozen (--train-step)")->capture_default_str();
-  cmd->add_flag("--checkpointing", a->checkpointing, "activation checkpointing in the tower (--train-step)");
+  cmd->add_option("--train-tower", a->train_tower, "full, lora or frozen (--train-examples)")->capture_default_str();
+  cmd->add_flag("--checkpointing", a->checkpointing, "activation checkpointing in the tower (--train-examples)");
   cmd->add_option("--streams", a->streams,
                   "also time N sequences decoding together in one batch (continuous batching), e.g. 1,8,32: "
                   "aggregate tokens/s and its multiple of the one-session rate")

@@ -85,8 +85,10 @@ CommandFn setup_convert(CLI::App& app) {
   cmd->footer(
       "A Co-Encoder is written whole: a tower or decoder the source referenced by path is stored in the new\n"
       "folder. Other files (tokenizers, README.md, metrics) are copied as they are.\n\n"
-      "Example:\n"
-      "  coenc convert .train/co_encoder4 models/default-coenc --dtype bf16 --max-shard-mb 16");
+      "Examples:\n"
+      "  coenc convert .train/co_encoder4 models/default-coenc --dtype bf16 --max-shard-mb 16\n"
+      "  coenc convert models/default-coenc /tmp/coenc-f32 --dtype f32     # float32 weights, one file\n"
+      "  coenc convert path/to/Qwen2.5-0.5B qwen-bf16 --dtype bf16 --max-shard-mb 2000   # a Hugging Face decoder");
   return [a] { return run_convert(*a); };
 }
 
