@@ -193,8 +193,8 @@ TEST(TrainCli, TwoProcessesTrainAsOne) {
 
 // `coenc bench --train-examples` runs real training steps (tiny shapes here) and reports what it measured.
 TEST(TrainCli, BenchTrainStepReportsThroughput) {
-  RunResult r = run_coenc("bench --shape tiny --tower-shape tiny --train-examples 2 --chunk 32 --target-tokens 8 --ratios 4 "
-                          "--reps 1 --train-tower lora --checkpointing --json");
+  RunResult r = run_coenc("bench --shape tiny --tower-shape tiny --train-examples 2 --chunk 32 --target-tokens 8 "
+                          "--ratios 4 --reps 1 --train-tower lora --checkpointing --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json t = json::parse(r.out).at("train_step");
   EXPECT_EQ(t.at("examples"), 2);

@@ -144,7 +144,8 @@ int run_bench(const BenchArgs& a) {
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
   if (a.train_batch > 0) {
     COENC_CHECK(a.device.dtype == "auto",
-                "--dtype {} has no effect with --train-examples (float32 weights, bf16 autocast on CUDA)", a.device.dtype);
+                "--dtype {} has no effect with --train-examples (float32 weights, bf16 autocast on CUDA)",
+                a.device.dtype);
     // Weights of its own (float32, trainable parts): runs alone, without the inference model beside it.
     DeviceOptions dev = parse_device_options(a.device.device, "f32");
     const ModelConfig cfg = a.model.empty() ? named_shape(a.shape) : ModelConfig::load(a.model);
@@ -394,7 +395,8 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_option("--ttft", a->ttft_doc,
                   "time to first token for a document of this many tokens: full context vs compressed")
       ->check(positive());
-  cmd->add_option("--tower-shape", a->tower_shape, "context tower shape (--ttft, --train-examples)")->capture_default_str();
+  cmd->add_option("--tower-shape", a->tower_shape, "context tower shape (--ttft, --train-examples)")
+      ->capture_default_str();
   cmd->add_option("--ratios", a->ratios, "compression ratios (--ttft: each of them; --train-examples: the first)")
       ->delimiter(',')
       ->check(positive())
