@@ -112,7 +112,7 @@ TEST(Train, ConfigErrorsNameTheField) {
   expect_error(bad, "run.json: unknown field \"learning_rate\"");
   bad = c;
   bad["steps"] = "many";
-  expect_error(bad, "field \"steps\" has the wrong type");
+  expect_error(bad, "field \"steps\" must be an integer from");
   bad = c;
   bad["grad_accum"] = 3;
   expect_error(bad, "batch_size (8) must be a positive multiple of grad_accum (3)");
