@@ -113,6 +113,17 @@ TEST(Train, ConfigErrorsNameTheField) {
   bad = c;
   bad["steps"] = "many";
   expect_error(bad, "field \"steps\" must be an integer from");
+  // Numbers that do not fit the field are refused before any conversion (a float cast to an integer out of range
+  // is undefined behaviour: docs/reliability.md, finding 4).
+  bad = c;
+  bad["eval_every"] = 2.5e111;
+  expect_error(bad, "field \"eval_every\" must be an integer from -9223372036854775808 to 9223372036854775807, got");
+  bad = c;
+  bad["steps"] = 2.5;
+  expect_error(bad, "field \"steps\" must be an integer");
+  bad = c;
+  bad["seed"] = -1;
+  expect_error(bad, "field \"seed\" must be an integer from 0 to 18446744073709551615, got -1");
   bad = c;
   bad["grad_accum"] = 3;
   expect_error(bad, "batch_size (8) must be a positive multiple of grad_accum (3)");
