@@ -25,6 +25,9 @@ namespace {
 int64_t resolve_n_ctx(const DecoderLm& model, const SessionOptions& o) {
   const int64_t max_pos = model->config().max_position_embeddings;
   COENC_CHECK(o.n_ctx >= 0, "context size must be positive, got {}", o.n_ctx);
+  COENC_CHECK_CODE(o.n_ctx <= max_pos, ExceedsContext,
+                   "a context of {} positions is more than the decoder's window of {} (max_position_embeddings)",
+                   o.n_ctx, max_pos);
   return o.n_ctx == 0 ? max_pos : o.n_ctx;
 }
 

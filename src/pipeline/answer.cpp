@@ -21,11 +21,8 @@ GenerationResult answer(CoEncoderImpl& model, const Tokenizer& text_tokenizer, c
     names += (names.empty() ? "" : ", ") + d.name;
   }
   AskPrompt prompt = ask_prompt(model, text_tokenizer, documents, question, options);
-  const int64_t window = model.language_model->config().max_position_embeddings;
-  COENC_CHECK_CODE(options.n_ctx <= window, ExceedsContext,
-                   "a context of {} positions is more than the decoder's window of {} (max_position_embeddings)",
-                   options.n_ctx, window);
-  SessionOptions so;
+  SessionOptions so;  // a context beyond the decoder's window: ExceedsContext from the session
+
   so.n_ctx = options.n_ctx;
   Session session(model.language_model, so);
   if (prompt.n_positions >= session.n_ctx())

@@ -228,7 +228,7 @@ TEST_F(GenerateCli, BadIdsAndOptions) {
   expect_one_line_error(run_coenc(m() + "-p hi --chat-format vicuna"), "unknown chat format \"vicuna\"");
   expect_one_line_error(run_coenc(m() + "-p hi --dtype f8"), "--dtype \"f8\"");
   // Numeric flags are checked before they are used.
-  expect_one_line_error(run_coenc(m() + "-p hi --ctx-size 100000"), "--ctx-size 100000 is more than the model's window");
+  expect_one_line_error(run_coenc(m() + "-p hi --ctx-size 100000"), "a context of 100000 positions is more than the decoder's window");
   expect_one_line_error(run_coenc(m() + "-p hi --ctx-size 0"), "--ctx-size");
   expect_one_line_error(run_coenc("bench --shape tiny --reps 0"), "--reps");
   expect_one_line_error(run_coenc("bench --shape tiny --ttft 512 --ratios 4,0"), "--ratios");

@@ -83,9 +83,6 @@ int run_generate(const GenerateArgs& a) {
 
   DeviceOptions dev = device_options(a.device);
   DecoderLm lm = load_decoder(a.model, dev);
-  COENC_CHECK_CODE(a.gen.n_ctx <= lm->config().max_position_embeddings, ExceedsContext,
-                   "--ctx-size {} is more than the model's window of {} positions (max_position_embeddings)",
-                   a.gen.n_ctx, lm->config().max_position_embeddings);
   SessionOptions so;
   so.n_ctx = a.gen.n_ctx;
   Session session(lm, so);
