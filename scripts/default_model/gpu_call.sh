@@ -12,7 +12,8 @@
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
 #   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix |
-#               co_encoder_mix2 TOTAL_SECONDS  stages 5 to 10, the same way
+#               co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn |
+#               co_encoder_dyn TOTAL_SECONDS  stages 5 to 12, the same way
 #   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
 #                                            the call's time (an ablation at equal tokens); packs each finished one
 #                                            and copies the first one's pieces into $OUT
@@ -73,7 +74,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 all
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built
@@ -162,13 +163,15 @@ case "${1:-}" in
     gpus=$(nvidia-smi -L | wc -l) jobs=() k=0
     mkdir -p .train/eval-parts
     for m in "$@"; do
-      name=$(basename "$m")
+      name=$(basename "$m") ratios=4,8 needle=4,8,16
+      # dynamic pooling has one ratio, the one it was trained at
+      if grep -q '"pooling": *"dynamic"' "$m/config.json"; then ratios=4 needle=4; fi
       for set in babi fairytaleqa squad; do
-        jobs+=("$name|--task qa --data $val/$set-val.jsonl --ratio 4,8 --limit 300")
+        jobs+=("$name|--task qa --data $val/$set-val.jsonl --ratio $ratios --limit 300")
       done
-      jobs+=("$name|--task recon --data $val/gutenberg-01-part-full.txt.xz --ratio 4,8 --limit 150")
-      jobs+=("$name|--task ppl --data $val/gutenberg-01-part-full.txt.xz --ratio 4,8 --limit 100")
-      jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio 4,8,16 --limit 2 --out .train/needle-$name")
+      jobs+=("$name|--task recon --data $val/gutenberg-01-part-full.txt.xz --ratio $ratios --limit 150")
+      jobs+=("$name|--task ppl --data $val/gutenberg-01-part-full.txt.xz --ratio $ratios --limit 100")
+      jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out .train/needle-$name")
     done
     declare -A model_of
     for m in "$@"; do model_of[$(basename "$m")]=$m; done

@@ -10,6 +10,8 @@ stage_dir() {
     co_encoder_mix2) echo co_encoder9 ;;
     co_encoder_mix3) echo co_encoder10 ;;
     co_encoder_deep) echo co_encoder11 ;;
+    co_encoder_attn) echo co_encoder12 ;;
+    co_encoder_dyn) echo co_encoder13 ;;
     *) echo "$1" ;;
   esac
 }
