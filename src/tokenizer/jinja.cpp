@@ -1834,8 +1834,9 @@ class Renderer {
       error(pos, format("macro '{}' takes not more than {} argument(s)", macro.text, macro.targets.size()));
     std::unordered_map<std::string, Value> frame;
     for (const auto& [key, value] : a.keyword) {
+      const std::string& name = key;  // C++17 lambdas cannot capture a structured binding (clang refuses)
       auto it = std::find_if(macro.targets.begin(), macro.targets.end(),
-                             [&](const auto& t) { return t.first == key; });
+                             [&](const auto& t) { return t.first == name; });
       if (it == macro.targets.end())
         error(pos, format("macro '{}' has no parameter named '{}'", macro.text, key));
       frame[key] = value;
