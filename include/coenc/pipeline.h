@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -194,5 +195,57 @@ std::string base64_encode(const std::string& bytes);
 GenerationResult answer(CoEncoderImpl& model, const Tokenizer& text_tokenizer, const std::vector<PreparedDocument>& docs,
                         const std::string& question, const AskOptions& options, GenerationOptions go,
                         const TokenCallback& on_token = {});
+
+// ---- conversations --------------------------------------------------------------------------------------------
+
+// A conversation of several turns about compressed documents (`coenc chat`). The documents are compressed once
+// (compress_documents, before); every turn lays the whole conversation out (conversation_prompt: the first kept
+// user message holds every document's block, then its text; options.system as a system message), and the one
+// session it keeps feeds only what differs from what it already holds: the KV cache of the documents and the
+// earlier turns is reused, so a follow-up question costs its own tokens, not the documents' again. When the
+// conversation would leave fewer than `go.max_new_tokens` positions to answer in, the oldest exchanges are
+// dropped (the documents stay, moved into the first kept user message).
+class Conversation {
+ public:
+  Conversation(CoEncoderImpl& model, const Tokenizer& text_tokenizer, std::vector<PreparedDocument> docs,
+               AskOptions options);
+  ~Conversation();
+  Conversation(const Conversation&) = delete;
+  Conversation& operator=(const Conversation&) = delete;
+
+  // What the last reply cost: positions of its prompt fed to the decoder, positions reused from the cache, and
+  // the earliest exchanges dropped to fit the window (in all, since the start or reset()).
+  struct TurnCost {
+    int64_t n_fed = 0, n_reused = 0, n_dropped = 0;
+  };
+
+  // Answers `user_text` given the earlier turns, streaming through `on_token` (returning false stops the answer
+  // where it is); the exchange, with the answer as far as it got, joins the history. Throws ExceedsContext when
+  // the documents and this message alone leave no room to answer.
+  GenerationResult reply(const std::string& user_text, GenerationOptions go, const TokenCallback& on_token = {});
+  // Forgets every exchange (the documents and the system message stay) and empties the cache.
+  void reset();
+
+  const TurnCost& last_cost() const { return cost_; }
+  size_t n_exchanges() const { return exchanges_.size(); }
+  const std::vector<PreparedDocument>& documents() const { return docs_; }
+  int64_t n_ctx() const;
+
+ private:
+  struct Exchange {
+    std::string user, assistant;
+  };
+  AskPrompt lay_out(size_t first_exchange, const std::string& user_text);
+
+  CoEncoderImpl& model_;
+  const Tokenizer& tok_;
+  std::vector<PreparedDocument> docs_;
+  AskOptions options_;
+  std::vector<Exchange> exchanges_;
+  size_t first_kept_ = 0;           // exchanges before this one were dropped to fit the window
+  std::unique_ptr<Session> session_;
+  std::vector<Segment> fed_;        // what the session holds, as segments (prompts and fed answer tokens)
+  TurnCost cost_;
+};
 
 }  // namespace coenc

@@ -41,7 +41,8 @@ def bf16(values):
 
 def dynamic_tensors(config, rng):
     tower = config["context_config"]
-    d, heads, kv, hd = tower["hidden_size"], tower["num_attention_heads"], tower["num_key_value_heads"], tower["head_dim"]
+    d, heads = tower["hidden_size"], tower["num_attention_heads"]
+    kv, hd = tower["num_key_value_heads"], tower["head_dim"]
     shapes = {"q_proj": [heads * hd, d], "k_proj": [kv * hd, d], "v_proj": [kv * hd, d], "o_proj": [1, heads * hd]}
     tensors = {}
     for attention in ("size_estimation_attention", "weighted_pooling_attention"):

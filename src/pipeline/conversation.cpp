@@ -147,9 +147,8 @@ GenerationResult Conversation::reply(const std::string& user_text, GenerationOpt
 
   // The session now holds the prompt and the answer tokens that were fed back (not the one that ended it).
   fed_ = std::move(prompt.segments);
-  const int64_t n_answer_fed = session_->n_past() - r.n_prompt;
-  if (n_answer_fed > 0)
-    fed_.push_back(Segment::tokens(TokenIds(r.ids.begin(), r.ids.begin() + std::min<int64_t>(n_answer_fed, r.ids.size()))));
+  const int64_t n_answer_fed = std::min<int64_t>(session_->n_past() - r.n_prompt, r.ids.size());
+  if (n_answer_fed > 0) fed_.push_back(Segment::tokens(TokenIds(r.ids.begin(), r.ids.begin() + n_answer_fed)));
   exchanges_.push_back({user_text, r.text});
   return r;
 }

@@ -14,6 +14,7 @@ namespace coenc::test {
 namespace {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 using serve::HttpError;
 
 // Expects parse_completion_request to refuse `body` with 400 and a message containing `needle`.
@@ -207,6 +208,57 @@ TEST(ServeApi, ConversationPromptPlacesEachDocumentWhereItsPartStands) {
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(dir / "raw", raw->config());
   EXPECT_COENC_ERROR(conversation_prompt(*raw, *tok.text, {}, {{"system", {{"Be brief.", -1}}}, {"user", {{"Q?", -1}}}}),
                      "a system message needs the chat layout");
+}
+
+// coenc chat's Conversation: the first reply is answer()'s; a follow-up fed only what the cache lacks (the
+// documents' blocks are reused) generates exactly what a fresh session given the whole conversation generates;
+// reset() starts over; a window too small for the documents is refused at once.
+TEST(Pipeline, ConversationReusesTheCacheWithoutChangingTheAnswers) {
+  TempDir dir;
+  for (const bool chat : {true, false}) {
+    const fs::path path = dir / (chat ? "chat" : "raw");
+    make_tiny_co_encoder(path, 7, chat);
+    CoEncoder m = load_co_encoder(path, DeviceOptions{});
+    CoEncoderTokenizers tok = load_co_encoder_tokenizers(path, m->config());
+    DocumentSource source;
+    source.name = "doc.txt";
+    source.text = sample_document_text(60);
+    std::vector<PreparedDocument> docs = prepare_documents({source}, m->config(), *tok.context, 2);
+    compress_documents(*m, docs, 2, false);
+    GenerationOptions go;
+    go.max_new_tokens = 6;
+    go.sampling.temperature = 0;
+
+    Conversation conversation(*m, *tok.text, docs, AskOptions{});
+    const GenerationResult r1 = conversation.reply("What is it?", go);
+    EXPECT_EQ(r1.ids, answer(*m, *tok.text, docs, "What is it?", AskOptions{}, go).ids);
+    EXPECT_EQ(conversation.last_cost().n_reused, 0);
+    const GenerationResult r2 = conversation.reply("And then?", go);
+    const auto& cost = conversation.last_cost();
+    const int64_t block = 2 + docs[0].n_vectors;
+    EXPECT_GE(cost.n_reused, block) << (chat ? "chat" : "raw");
+    EXPECT_EQ(cost.n_reused + cost.n_fed, r2.n_prompt);
+
+    // The same conversation from scratch, in a fresh session.
+    const std::vector<ConversationMessage> messages = {{"user", {{"", 0}, {"What is it?", -1}}},
+                                                       {"assistant", {{r1.text, -1}}},
+                                                       {"user", {{"And then?", -1}}}};
+    const AskPrompt prompt = conversation_prompt(*m, *tok.text, {docs[0].doc.chunks}, messages);
+    EXPECT_EQ(prompt.n_positions, r2.n_prompt);
+    Session fresh(m->language_model);
+    GenerationOptions g2 = go;
+    append_unique(g2.stop_tokens, prompt.stop_tokens);
+    g2.detokenize = [&](const TokenIds& ids) { return tok.text->decode_bytes(ids, true); };
+    EXPECT_EQ(generate(fresh, prompt.segments, g2).ids, r2.ids) << (chat ? "chat" : "raw");
+
+    conversation.reset();
+    EXPECT_EQ(conversation.n_exchanges(), 0u);
+    EXPECT_EQ(conversation.reply("What is it?", go).ids, r1.ids);
+
+    AskOptions tight;
+    tight.n_ctx = block + 1;
+    EXPECT_COENC_ERROR(Conversation(*m, *tok.text, docs, tight), "leaves no room for a message");
+  }
 }
 
 }  // namespace

@@ -182,9 +182,10 @@ CommandFn setup_chat(CLI::App& app) {
       "  printf 'Who wrote it?\\nWhen?\\n' | coenc chat -m CKPT --doc memo.txt --temp 0 -q");
   cmd->add_option("--model,-m", a->model, "Co-Encoder checkpoint directory")->required();
   // Standard input is the conversation, so documents are files (CLI::ExistingFile: no "-").
-  CLI::Option* doc = cmd->add_option("--doc,-d", a->docs, "a document to compress and talk about, UTF-8 text; repeatable")
-                         ->allow_extra_args(false)
-                         ->check(CLI::ExistingFile);
+  CLI::Option* doc =
+      cmd->add_option("--doc,-d", a->docs, "a document to compress and talk about, UTF-8 text; repeatable")
+          ->allow_extra_args(false)
+          ->check(CLI::ExistingFile);
   CLI::Option* ctx =
       cmd->add_option("--ctx", a->ctxs, "a .coctx file made by `coenc compress` with the same model; repeatable")
           ->allow_extra_args(false)

@@ -14,6 +14,7 @@ using CommandFn = std::function<int()>;
 CommandFn setup_generate(CLI::App& app);
 CommandFn setup_compress(CLI::App& app);
 CommandFn setup_ask(CLI::App& app);
+CommandFn setup_chat(CLI::App& app);
 CommandFn setup_bench(CLI::App& app);
 CommandFn setup_inspect(CLI::App& app);
 CommandFn setup_tokenize(CLI::App& app);

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   add(coenc::cli::setup_generate);
   add(coenc::cli::setup_compress);
   add(coenc::cli::setup_ask);
+  add(coenc::cli::setup_chat);
   add(coenc::cli::setup_eval);
   add(coenc::cli::setup_serve);
   add(coenc::cli::setup_bench);
