@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -126,6 +127,14 @@ class CoEncoderImpl : public torch::nn::Module {
   // InvalidInput for an empty document.
   std::vector<torch::Tensor> compress(const TokenIds& document, int64_t n_batch = 8,
                                       const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
+  // Chunks of any documents (each 1 <= size <= chunk_size tokens), compressed in batches of up to `n_batch`
+  // (padded to the batch's longest): what `compress` does for one document, and what bulk compression does across
+  // documents so that a corpus of short ones still fills the batches. Returns each chunk's vectors [k_i, d_text],
+  // on the model's device, or on `out_device` (each batch copied there at once: a .coctx wants them on the CPU);
+  // `on_progress(chunks_done, n_chunks)` after each batch.
+  std::vector<torch::Tensor> compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch = 8,
+                                             const std::function<void(int64_t, int64_t)>& on_progress = nullptr,
+                                             std::optional<torch::Device> out_device = std::nullopt);
 
   // The [BOC] and [EOC] rows, [2, d_text] in the model's dtype and device: the decoder's embeddings of
   // begin/end_of_context_token_id (context_markers "tokens"), or connector.begin_of_context / end_of_context

@@ -77,10 +77,58 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
                                      int64_t n_batch = 8,
                                      const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
 
+// Several documents at once (bulk compression, `coenc compress` of many files): their chunks are batched together
+// across document boundaries (CoEncoderImpl::compress_chunks), `n_batch` a forward pass, so that a corpus of short
+// documents still fills the batches. Each result is what compress_document gives for that document.
+std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
+                                                        const std::vector<std::string>& sources, int64_t n_batch);
+
 // With the model: compresses every text document (with a progress bar on stderr for documents of several chunks
 // when `progress`: chunks done, tokens/s, ETA), checks every .coctx document against the model
 // (check_coctx_model), then checks the exact counts (check_documents_fit).
-void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress);
+// `n_batch` chunks go through the tower a forward pass.
+void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress,
+                        int64_t n_batch = 8);
+
+// ---- bulk compression: a library of documents, one .coctx each ------------------------------------------------
+
+// One document of a bulk compression and the .coctx file it goes to.
+struct BulkDocument {
+  std::string name;              // the file, or CORPUS:N for the N-th document (1-based) of a corpus file
+  std::filesystem::path output;  // its .coctx file
+  std::string text;
+};
+
+// The documents of `paths` and `corpora`, in that order, each with its file in `out_dir`: a file gives one
+// document (OUT/STEM.coctx); a directory every .txt and .md file below it, sorted (OUT/RELATIVE/STEM.coctx); a
+// corpus file (.txt with "\n\n<|doc|>\n" between documents, or .jsonl with a "text" field; either may be .xz, as
+// read_eval_documents reads them) one per document (OUT/CORPUS-STEM-NNNNNN.coctx, numbered from 1). Throws
+// InvalidInput naming the path for a missing one, a directory without documents, and two documents that would
+// write the same file.
+std::vector<BulkDocument> bulk_documents(const std::vector<std::string>& paths, const std::vector<std::string>& corpora,
+                                         const std::filesystem::path& out_dir);
+
+struct BulkOptions {
+  int64_t n_batch = 8;       // chunks a forward pass, across documents
+  int64_t group_chunks = 0;  // documents are compressed in groups of about this many chunks (0: 8 x n_batch)
+  bool force = false;        // compress documents whose .coctx is up to date too
+  bool progress = true;      // a progress bar over the documents on stderr (documents, tokens/s, ETA)
+};
+
+struct BulkResult {
+  int64_t documents = 0;  // compressed now
+  int64_t skipped = 0;    // up to date already: their .coctx was made by this model from the same tokens
+  int64_t tokens = 0, vectors = 0, chunks = 0;  // of the documents compressed now
+  double seconds = 0;     // tokenizing, compressing and writing, model load not included
+};
+
+// Compresses `docs` into their .coctx files (written atomically; folders made as needed), batching chunks across
+// documents (compress_document_batch). Resumable: a document whose .coctx reads back whole, was made by `model`
+// and holds the same chunks (token hashes) is skipped unless options.force; one that is damaged or stale is
+// compressed again. An empty or non-text document is an InvalidInput error naming it (nothing after it is lost:
+// what was written stays, and a rerun skips it).
+BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenizer,
+                         const std::vector<BulkDocument>& docs, const BulkOptions& options);
 
 // ---- prompts --------------------------------------------------------------------------------------------------
 

@@ -33,24 +33,8 @@ std::vector<std::string> read_eval_documents(const std::vector<std::string>& fil
   COENC_CHECK(!files.empty(), "no --data files given");
   std::vector<std::string> docs;
   for (const auto& path : files) {
-    const std::string text = read_data_file(path, "evaluation data"), name = data_file_format_name(path);
-    if (ends_with(name, ".jsonl")) {
-      for_each_jsonl(path, text, [&](int64_t line_no, const nlohmann::json& j) {
-        COENC_CHECK(j.contains("text") && j["text"].is_string(), "{}:{}: field \"text\" must be a string",
-                    path, line_no);
-        if (!j["text"].get<std::string>().empty()) docs.push_back(j["text"].get<std::string>());
-      });
-      continue;
-    }
-    COENC_CHECK(ends_with(name, ".txt"), "{}: expected a .txt or .jsonl file (optionally .xz)", path);
-    const std::string sep = "\n\n<|doc|>\n";
-    size_t begin = 0;
-    while (begin < text.size()) {
-      size_t end = text.find(sep, begin);
-      if (end == std::string::npos) end = text.size();
-      if (end > begin) docs.push_back(text.substr(begin, end - begin));
-      begin = end + sep.size();
-    }
+    std::vector<std::string> more = read_text_documents(path, "evaluation data");
+    docs.insert(docs.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
   }
   COENC_CHECK(!docs.empty(), "{}: no documents found", files.front());
   return docs;

@@ -66,4 +66,27 @@ void for_each_jsonl(const std::string& path, const std::string& text,
   }
 }
 
+std::vector<std::string> read_text_documents(const std::string& path, const char* what) {
+  const std::string text = read_data_file(path, what), name = data_file_format_name(path);
+  std::vector<std::string> docs;
+  if (ends_with(name, ".jsonl")) {
+    for_each_jsonl(path, text, [&](int64_t line_no, const nlohmann::json& j) {
+      COENC_CHECK(j.contains("text") && j["text"].is_string(), "{}:{}: field \"text\" must be a string", path,
+                  line_no);
+      if (!j["text"].get<std::string>().empty()) docs.push_back(j["text"].get<std::string>());
+    });
+    return docs;
+  }
+  COENC_CHECK(ends_with(name, ".txt"), "{}: expected a .txt or .jsonl file (optionally .xz)", path);
+  const std::string sep = "\n\n<|doc|>\n";
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = text.find(sep, begin);
+    if (end == std::string::npos) end = text.size();
+    if (end > begin) docs.push_back(text.substr(begin, end - begin));
+    begin = end + sep.size();
+  }
+  return docs;
+}
+
 }  // namespace coenc

@@ -141,28 +141,52 @@ torch::Tensor CoEncoderImpl::compress_chunk(const TokenIds& ids) {
 std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int64_t n_batch,
                                                    const std::function<void(int64_t, int64_t)>& on_progress) {
   COENC_CHECK(!document.empty(), "cannot compress an empty document");
+  const size_t c = static_cast<size_t>(config_.chunk_size);
+  std::vector<TokenIds> chunks;
+  for (size_t begin = 0; begin < document.size(); begin += c)
+    chunks.emplace_back(document.begin() + begin, document.begin() + std::min(document.size(), begin + c));
+  return compress_chunks(chunks, n_batch, on_progress);
+}
+
+std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
+                                                          const std::function<void(int64_t, int64_t)>& on_progress,
+                                                          std::optional<torch::Device> out_device) {
   COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
   torch::NoGradGuard no_grad;
-  const int64_t total = static_cast<int64_t>(document.size()), c = config_.chunk_size;
-  const int64_t n_chunks = (total + c - 1) / c;
-  auto all = to_ids_tensor(document, config_.context.vocab_size, torch::kCPU);
-  std::vector<torch::Tensor> chunks;
+  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+  std::vector<torch::Tensor> out_chunks;
+  out_chunks.reserve(chunks.size());
   for (int64_t first = 0; first < n_chunks; first += n_batch) {
     const int64_t b = std::min(n_batch, n_chunks - first);
-    const int64_t width = std::min(c, total - first * c);  // only a batch holding the last chunk can be shorter
+    int64_t width = 0;
+    for (int64_t i = 0; i < b; ++i) {
+      const auto len = static_cast<int64_t>(chunks[first + i].size());
+      COENC_CHECK(len >= 1 && len <= config_.chunk_size, "a chunk must hold 1 to {} tokens, got {}",
+                  config_.chunk_size, len);
+      width = std::max(width, len);
+    }
+    // The batch's ids in one host buffer, zero-padded to its longest chunk.
     auto ids = torch::zeros({b, width}, torch::kInt64);
     auto lengths = torch::empty({b}, torch::kInt64);
+    int64_t* id_rows = ids.data_ptr<int64_t>();
     for (int64_t i = 0; i < b; ++i) {
-      const int64_t begin = (first + i) * c, len = std::min(c, total - begin);
-      ids[i].narrow(0, 0, len).copy_(all.narrow(0, begin, len));
-      lengths[i] = len;
+      const TokenIds& chunk = chunks[first + i];
+      for (size_t t = 0; t < chunk.size(); ++t) {
+        const int64_t id = chunk[t];
+        COENC_CHECK(id >= 0 && id < config_.context.vocab_size, "token id {} is outside the tower vocabulary [0, {})",
+                    id, config_.context.vocab_size);
+        id_rows[i * width + static_cast<int64_t>(t)] = id;
+      }
+      lengths.data_ptr<int64_t>()[i] = static_cast<int64_t>(chunk.size());
     }
     ConnectorOutput out = forward_context(ids, lengths);
-    auto sizes = out.sizes.to(torch::kCPU);
-    for (int64_t i = 0; i < b; ++i) chunks.push_back(out.vectors[i].narrow(0, 0, sizes[i].item<int64_t>()));
+    torch::Tensor vectors = out_device ? out.vectors.to(*out_device) : out.vectors;
+    auto sizes = out.sizes.to(torch::kCPU, torch::kInt64).contiguous();
+    const int64_t* size = sizes.data_ptr<int64_t>();
+    for (int64_t i = 0; i < b; ++i) out_chunks.push_back(vectors[i].narrow(0, 0, size[i]));
     if (on_progress) on_progress(first + b, n_chunks);
   }
-  return chunks;
+  return out_chunks;
 }
 
 torch::Tensor CoEncoderImpl::context_marks() {

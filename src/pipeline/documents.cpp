@@ -2,11 +2,20 @@
 // the decoder.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <memory>
+#include <thread>
 #include <filesystem>
+#include <map>
 
+#include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "coenc/pipeline.h"
 #include "core/progress.h"
+#include "io/data_file.h"
 
 namespace coenc {
 
@@ -16,6 +25,13 @@ std::string document_names(const std::vector<PreparedDocument>& docs) {
   std::string names;
   for (const auto& d : docs) names += (names.empty() ? "" : ", ") + d.name;
   return names;
+}
+
+// A NUL or a byte that is not UTF-8 means the file is not a text document.
+void check_text_document(const std::string& name, const std::string& text) {
+  if (auto at = first_non_text_byte(text))
+    fail(ErrorCode::InvalidInput, "{}: not a text document (byte {} is {}; expected UTF-8 text to compress)", name,
+         *at, text[*at] == '\0' ? std::string("a NUL") : std::string("not valid UTF-8"));
 }
 
 }  // namespace
@@ -30,9 +46,7 @@ int64_t min_vectors(const CoEncoderConfig& c, int64_t n_tokens) {
 }
 
 TokenIds encode_document(const std::string& name, const std::string& text, const Tokenizer& tok) {
-  if (auto at = first_non_text_byte(text))
-    fail(ErrorCode::InvalidInput, "{}: not a text document (byte {} is {}; expected UTF-8 text to compress)", name,
-         *at, text[*at] == '\0' ? std::string("a NUL") : std::string("not valid UTF-8"));
+  check_text_document(name, text);
   EncodeOptions eo;
   eo.add_special = false;
   eo.parse_special = false;
@@ -96,16 +110,27 @@ std::vector<PreparedDocument> prepare_documents(std::vector<DocumentSource> sour
   return docs;
 }
 
-CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& document, const std::string& source,
-                                     int64_t n_batch, const std::function<void(int64_t, int64_t)>& on_progress) {
+namespace {
+
+// A document's chunks of chunk_size tokens (the last may be shorter).
+std::vector<TokenIds> split_chunks(const TokenIds& document, int64_t chunk_size) {
+  std::vector<TokenIds> chunks;
+  for (size_t begin = 0; begin < document.size(); begin += static_cast<size_t>(chunk_size))
+    chunks.emplace_back(document.begin() + begin,
+                        document.begin() + std::min(document.size(), begin + static_cast<size_t>(chunk_size)));
+  return chunks;
+}
+
+// Everything a .coctx records about `chunks` (their token ids) and `vectors` (what `model` made of them).
+CompressedDocument describe(CoEncoderImpl& model, const std::vector<TokenIds>& chunks,
+                            std::vector<torch::Tensor> vectors, const std::string& source) {
   const CoEncoderConfig& c = model.config();
   CompressedDocument doc;
-  doc.chunks = model.compress(document, n_batch, on_progress);
+  doc.chunks = std::move(vectors);
   for (auto& v : doc.chunks) v = v.to(torch::kCPU).contiguous();
-  for (size_t begin = 0; begin < document.size(); begin += c.chunk_size) {
-    const size_t end = std::min(document.size(), begin + static_cast<size_t>(c.chunk_size));
-    doc.chunk_tokens.push_back(static_cast<int64_t>(end - begin));
-    doc.chunk_hashes.push_back(chunk_hash(TokenIds(document.begin() + begin, document.begin() + end)));
+  for (const TokenIds& chunk : chunks) {
+    doc.chunk_tokens.push_back(static_cast<int64_t>(chunk.size()));
+    doc.chunk_hashes.push_back(chunk_hash(chunk));
   }
   doc.model_fingerprint = model.fingerprint();
   doc.pooling = pooling_mode_name(c.pooling);
@@ -116,7 +141,40 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
   return doc;
 }
 
-void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress) {
+}  // namespace
+
+CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& document, const std::string& source,
+                                     int64_t n_batch, const std::function<void(int64_t, int64_t)>& on_progress) {
+  COENC_CHECK(!document.empty(), "{}: cannot compress an empty document", source);
+  const std::vector<TokenIds> chunks = split_chunks(document, model.config().chunk_size);
+  return describe(model, chunks, model.compress_chunks(chunks, n_batch, on_progress, torch::kCPU), source);
+}
+
+std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
+                                                        const std::vector<std::string>& sources, int64_t n_batch) {
+  COENC_CHECK_CODE(documents.size() == sources.size(), Internal, "compress_document_batch: {} documents, {} sources",
+                   documents.size(), sources.size());
+  std::vector<std::vector<TokenIds>> per_document;
+  std::vector<TokenIds> all;
+  for (size_t d = 0; d < documents.size(); ++d) {
+    COENC_CHECK(!documents[d].empty(), "{}: cannot compress an empty document", sources[d]);
+    per_document.push_back(split_chunks(documents[d], model.config().chunk_size));
+    all.insert(all.end(), per_document.back().begin(), per_document.back().end());
+  }
+  std::vector<torch::Tensor> vectors = model.compress_chunks(all, n_batch, nullptr, torch::kCPU);
+  std::vector<CompressedDocument> out;
+  size_t next = 0;
+  for (size_t d = 0; d < documents.size(); ++d) {
+    const size_t n = per_document[d].size();
+    out.push_back(describe(model, per_document[d],
+                           std::vector<torch::Tensor>(vectors.begin() + next, vectors.begin() + next + n), sources[d]));
+    next += n;
+  }
+  return out;
+}
+
+void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress,
+                        int64_t n_batch) {
   const CoEncoderConfig& c = model.config();
   for (PreparedDocument& d : docs) {
     if (d.from_coctx) {
@@ -131,7 +189,7 @@ void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& doc
       const double tokens = static_cast<double>(std::min(d.n_tokens, chunks_done * c.chunk_size));
       return format("{} tok/s", static_cast<int64_t>(s > 0 ? tokens / s : 0));
     };
-    d.doc = compress_document(model, d.ids, std::filesystem::path(d.name).filename().string(), 8,
+    d.doc = compress_document(model, d.ids, std::filesystem::path(d.name).filename().string(), n_batch,
                               [&](int64_t done, int64_t) { bar.update(done, tokens_per_second(done)); });
     bar.finish(tokens_per_second(n_chunks));
     d.n_vectors = d.doc.n_vectors();
@@ -139,6 +197,192 @@ void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& doc
     check_documents_fit({d}, c, reserve);
   }
   check_documents_fit(docs, c, reserve);
+}
+
+// ---- bulk compression
+
+namespace {
+
+bool is_document_file(const std::filesystem::path& p) {
+  const std::string ext = p.extension().string();
+  return ext == ".txt" || ext == ".md";
+}
+
+// A corpus file's name without its format suffixes: wiki-00.txt.xz -> wiki-00.
+std::string corpus_stem(const std::string& path) {
+  std::string name = std::filesystem::path(data_file_format_name(path)).filename().string();
+  for (const char* ext : {".txt", ".jsonl"})
+    if (name.size() > std::strlen(ext) && name.compare(name.size() - std::strlen(ext), std::string::npos, ext) == 0)
+      return name.substr(0, name.size() - std::strlen(ext));
+  return name;
+}
+
+}  // namespace
+
+std::vector<BulkDocument> bulk_documents(const std::vector<std::string>& paths, const std::vector<std::string>& corpora,
+                                         const std::filesystem::path& out_dir) {
+  namespace fs = std::filesystem;
+  std::vector<BulkDocument> docs;
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      std::vector<fs::path> files;
+      for (const auto& e : fs::recursive_directory_iterator(path))
+        if (e.is_regular_file() && is_document_file(e.path())) files.push_back(e.path());
+      std::sort(files.begin(), files.end());
+      COENC_CHECK(!files.empty(), "{}: no .txt or .md documents in this folder", path);
+      for (const auto& f : files)
+        docs.push_back({f.string(), out_dir / fs::relative(f, path).replace_extension(".coctx"),
+                        read_file_bytes(f, "document")});
+      continue;
+    }
+    docs.push_back({path, out_dir / fs::path(path).filename().replace_extension(".coctx"),
+                    read_file_bytes(path, "document")});
+  }
+  for (const std::string& corpus : corpora) {
+    std::vector<std::string> texts = read_text_documents(corpus, "corpus");
+    COENC_CHECK(!texts.empty(), "{}: no documents in this corpus file", corpus);
+    const std::string stem = corpus_stem(corpus);
+    for (size_t i = 0; i < texts.size(); ++i) {
+      char number[16];
+      std::snprintf(number, sizeof number, "%06zu", i + 1);
+      docs.push_back({corpus + ":" + std::to_string(i + 1), out_dir / (stem + "-" + number + ".coctx"),
+                      std::move(texts[i])});
+    }
+  }
+  std::map<fs::path, const BulkDocument*> by_output;
+  for (const auto& d : docs) {
+    // What encode_document would refuse, refused before any work (an empty text has no tokens).
+    COENC_CHECK(!d.text.empty(), "{}: the document is empty (expected text to compress)", d.name);
+    check_text_document(d.name, d.text);
+    auto [it, fresh] = by_output.emplace(d.output.lexically_normal(), &d);
+    COENC_CHECK(fresh, "{} and {} would both be written to {}: compress them into different folders", it->second->name,
+                d.name, d.output.string());
+  }
+  return docs;
+}
+
+namespace {
+
+// A document of a bulk run once read for the model: its ids, and whether its .coctx is up to date already.
+struct BulkPrepared {
+  TokenIds ids;
+  bool current = false;
+};
+
+// Runs fn(i) for i in [begin, end) on `threads` threads (the first exception is rethrown here).
+void parallel_for(size_t begin, size_t end, unsigned threads, const std::function<void(size_t)>& fn) {
+  std::vector<std::future<void>> parts;
+  for (unsigned t = 0; t < threads; ++t)
+    parts.push_back(std::async(std::launch::async, [&, t] {
+      for (size_t i = begin + t; i < end; i += threads) fn(i);
+    }));
+  for (auto& p : parts) p.get();
+}
+
+}  // namespace
+
+BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenizer,
+                         const std::vector<BulkDocument>& docs, const BulkOptions& options) {
+  namespace fs = std::filesystem;
+  COENC_CHECK(options.n_batch >= 1, "the batch must hold at least one chunk, got {}", options.n_batch);
+  const int64_t group = options.group_chunks > 0 ? options.group_chunks : 8 * options.n_batch;
+  const int64_t chunk_size = model.config().chunk_size;
+  const std::string fingerprint = model.fingerprint();
+  // The CPU's share runs beside the model's: while a block of documents is compressed, the next is tokenized and
+  // checked against its .coctx, and finished groups are written, each on a few threads.
+  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency() / 2));
+  const size_t block = 256;
+  BulkResult result;
+  const auto start = std::chrono::steady_clock::now();
+  ProgressBar bar("compressing", static_cast<int64_t>(docs.size()), "docs", options.progress);
+  int64_t done = 0;
+  auto note = [&] {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return format("{} tok/s, {} up to date", static_cast<int64_t>(s > 0 ? result.tokens / s : 0), result.skipped);
+  };
+
+  auto prepare = [&](size_t begin, size_t end) {
+    std::vector<BulkPrepared> out(end - begin);
+    parallel_for(begin, end, threads, [&](size_t i) {
+      const BulkDocument& d = docs[i];
+      BulkPrepared& p = out[i - begin];
+      p.ids = encode_document(d.name, d.text, context_tokenizer);
+      std::error_code ec;
+      if (options.force || !fs::exists(d.output, ec)) return;
+      // Up to date: the file reads back whole, this model made it, and it holds these very chunks.
+      try {
+        const CompressedDocument old = read_coctx(d.output);
+        if (old.model_fingerprint != fingerprint) return;
+        check_coctx_model(old, model, d.output);
+        std::vector<std::string> hashes;
+        for (const TokenIds& chunk : split_chunks(p.ids, chunk_size)) hashes.push_back(chunk_hash(chunk));
+        p.current = old.chunk_hashes == hashes;
+      } catch (const Error&) {
+        p.current = false;  // damaged, another model's, or another text's: compress it again
+      }
+    });
+    return out;
+  };
+
+  std::deque<std::future<void>> writing;  // groups being written, oldest first
+  auto wait_writes = [&](size_t keep) {
+    while (writing.size() > keep) {
+      writing.front().get();
+      writing.pop_front();
+    }
+  };
+  std::future<std::vector<BulkPrepared>> next;
+  if (!docs.empty()) next = std::async(std::launch::async, prepare, 0, std::min(block, docs.size()));
+  for (size_t first = 0; first < docs.size(); first += block) {
+    std::vector<BulkPrepared> prepared = next.get();
+    const size_t last = std::min(first + block, docs.size());
+    if (last < docs.size()) next = std::async(std::launch::async, prepare, last, std::min(last + block, docs.size()));
+    std::vector<TokenIds> ids;
+    std::vector<std::string> sources;
+    std::vector<size_t> pending;
+    int64_t pending_chunks = 0;
+    auto flush = [&] {
+      if (pending.empty()) return;
+      auto out = std::make_shared<std::vector<CompressedDocument>>(
+          compress_document_batch(model, ids, sources, options.n_batch));
+      for (const CompressedDocument& c : *out) {
+        result.documents += 1;
+        result.tokens += c.n_tokens();
+        result.vectors += c.n_vectors();
+        result.chunks += static_cast<int64_t>(c.chunks.size());
+      }
+      wait_writes(1);  // at most two groups in memory on their way to disk
+      writing.push_back(std::async(std::launch::async, [&docs, out, targets = pending, threads] {
+        parallel_for(0, targets.size(), threads, [&](size_t i) {
+          const fs::path& path = docs[targets[i]].output;
+          if (path.has_parent_path()) fs::create_directories(path.parent_path());
+          write_coctx(path, (*out)[i]);
+        });
+      }));
+      done += static_cast<int64_t>(pending.size());
+      ids.clear(), sources.clear(), pending.clear(), pending_chunks = 0;
+      bar.update(done, note());
+    };
+    for (size_t i = first; i < last; ++i) {
+      BulkPrepared& p = prepared[i - first];
+      if (p.current) {
+        result.skipped += 1;
+        bar.update(++done, note());
+        continue;
+      }
+      pending_chunks += (static_cast<int64_t>(p.ids.size()) + chunk_size - 1) / chunk_size;
+      ids.push_back(std::move(p.ids));
+      sources.push_back(fs::path(docs[i].name).filename().string());
+      pending.push_back(i);
+      if (pending_chunks >= group) flush();
+    }
+    flush();
+  }
+  wait_writes(0);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  bar.finish(note());
+  return result;
 }
 
 }  // namespace coenc

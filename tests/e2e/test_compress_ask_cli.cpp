@@ -309,6 +309,106 @@ TEST_F(CompressAskCli, BadDocuments) {
                         "but the decoder reads at most 256 positions (text_config.max_position_embeddings, ");
 }
 
+// A library: a folder (with a subfolder), two more --doc and a corpus file, one .coctx each, chunks batched across
+// documents (--batch 3 mixes them), every file what compressing its document alone gives; a rerun skips what is up
+// to date, recompresses a changed document and a damaged file; --nproc 2 writes the same files; bad libraries end
+// in one line.
+TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
+  TempDir d;
+  fs::create_directories(d / "lib" / "sub");
+  write_file(d / "lib" / "a.txt", sample_document_text(70));
+  write_file(d / "lib" / "sub" / "b.md", sample_document_text(15).substr(9));
+  write_file(d / "lib" / "skip.bin", "not a document kind that folders give");
+  write_file(d / "corpus.txt", sample_document_text(30) + "\n\n<|doc|>\n" + sample_document_text(90).substr(33) +
+                                   "\n\n<|doc|>\n" + sample_document_text(5));
+  const std::string base = "compress -m " + q(chat()) + " --doc " + q(d / "lib") + " --doc " + q(doc()) +
+                           " --corpus " + q(d / "corpus.txt") + " --batch 3 ";
+  const std::vector<std::pair<fs::path, fs::path>> expected = {
+      {d / "lib" / "a.txt", "a.coctx"},           {d / "lib" / "sub" / "b.md", "sub/b.coctx"},
+      {doc(), "doc.coctx"},                       {"", "corpus-000001.coctx"},
+      {"", "corpus-000002.coctx"},                {"", "corpus-000003.coctx"}};
+  RunResult r = run_coenc(base + "-o " + q(d / "out") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["documents"], 6);
+  EXPECT_EQ(j["skipped"], 0);
+  EXPECT_EQ(j["batch"], 3);
+  EXPECT_FALSE(fs::exists(d / "out" / "skip.coctx"));
+
+  // Each file equals compressing its document alone (the corpus documents written out one by one).
+  const std::vector<std::string> corpus_docs = {sample_document_text(30), sample_document_text(90).substr(33),
+                                                sample_document_text(5)};
+  int64_t total_tokens = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    fs::path source = expected[i].first;
+    if (source.empty()) {
+      source = d / ("corpus-doc-" + std::to_string(i) + ".txt");
+      write_file(source, corpus_docs[i - 3]);
+    }
+    RunResult one = run_coenc("compress -q -m " + q(chat()) + " --doc " + q(source) + " -o " + q(d / "one.coctx"));
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    const CompressedDocument a = read_coctx(d / "one.coctx"), b = read_coctx(d / "out" / expected[i].second);
+    EXPECT_EQ(a.chunk_hashes, b.chunk_hashes) << expected[i].second;
+    EXPECT_EQ(a.model_fingerprint, b.model_fingerprint);
+    ASSERT_EQ(a.chunks.size(), b.chunks.size()) << expected[i].second;
+    for (size_t c = 0; c < a.chunks.size(); ++c)
+      EXPECT_TRUE(torch::allclose(a.chunks[c], b.chunks[c], 1e-4, 1e-5)) << expected[i].second << " chunk " << c;
+    total_tokens += b.n_tokens();
+  }
+  EXPECT_EQ(j["tokens"], total_tokens);
+
+  // Resumable: nothing to do; then one document changed and one file damaged are compressed again.
+  r = run_coenc(base + "-o " + q(d / "out") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["documents"], 0);
+  EXPECT_EQ(json::parse(r.out)["skipped"], 6);
+  write_file(d / "lib" / "a.txt", sample_document_text(71));
+  const std::string damaged = read_file(d / "out" / "corpus-000002.coctx");
+  write_file(d / "out" / "corpus-000002.coctx", damaged.substr(0, damaged.size() / 2));
+  r = run_coenc(base + "-o " + q(d / "out") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["documents"], 2);
+  EXPECT_EQ(json::parse(r.out)["skipped"], 4);
+  EXPECT_NO_THROW(read_coctx(d / "out" / "corpus-000002.coctx"));  // whole again
+  r = run_coenc(base + "-o " + q(d / "out") + " --json --force");
+  EXPECT_EQ(json::parse(r.out)["documents"], 6);
+
+  // Two processes, each every other document: the same files.
+  r = run_coenc(base + "-o " + q(d / "out2") + " --json --nproc 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int64_t documents = 0;
+  for (size_t at = 0, end; (end = r.out.find('\n', at)) != std::string::npos; at = end + 1)
+    documents += json::parse(r.out.substr(at, end - at))["documents"].get<int64_t>();
+  EXPECT_EQ(documents, 6);
+  for (const auto& [source, name] : expected) {
+    const CompressedDocument a = read_coctx(d / "out" / name), b = read_coctx(d / "out2" / name);
+    EXPECT_EQ(a.chunk_hashes, b.chunk_hashes) << name;
+    ASSERT_EQ(a.chunks.size(), b.chunks.size());
+    for (size_t c = 0; c < a.chunks.size(); ++c) EXPECT_TRUE(torch::allclose(a.chunks[c], b.chunks[c], 1e-4, 1e-5));
+  }
+
+  // Bad libraries.
+  write_file(d / "file.coctx", "x");
+  expect_one_line_error(run_coenc(base + "-o " + q(d / "file.coctx")),
+                        "file.coctx: several documents are written into a folder, and this is a file");
+  fs::create_directories(d / "other");
+  write_file(d / "other" / "doc.txt", "another text with the same name");
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " --doc " +
+                                  q(d / "other" / "doc.txt") + " -o " + q(d / "out3")),
+                        "would both be written to");
+  fs::create_directories(d / "nothing");
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(d / "nothing") + " -o " + q(d / "o4")),
+                        "no .txt or .md documents in this folder");
+  write_file(d / "lib" / "empty.txt", "");
+  expect_one_line_error(run_coenc(base + "-o " + q(d / "out")), "empty.txt: the document is empty");
+  expect_one_line_error(run_coenc(base + "-o " + q(d / "out") + " --export npy"),
+                        "--export and --question take one document, not a library");
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " -o x.coctx --force"),
+                        "--nproc, --force and --json are for compressing a library");
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " -o x.coctx"),
+                        "give a document to compress (--doc) or a corpus (--corpus)");
+}
+
 TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " hi"),
                         "give at least one --doc (a document) or --ctx (a .coctx file); either may be repeated");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
@@ -105,6 +106,20 @@ TokenIds parse_id_list(const std::string& text, const char* flag) {
 std::string read_text_input(const std::string& path, const char* what) {
   return path == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
                      : read_file_bytes(path, what);
+}
+
+std::vector<std::string> command_line_without_nproc() {
+  std::istringstream in(read_file_bytes("/proc/self/cmdline", "command line"));
+  std::vector<std::string> args;
+  std::string arg;
+  while (std::getline(in, arg, '\0')) {
+    if (arg == "--nproc") {
+      std::getline(in, arg, '\0');  // its value
+      continue;
+    }
+    if (arg.rfind("--nproc=", 0) != 0) args.push_back(arg);
+  }
+  return args;
 }
 
 TokenCallback stream_to_stdout(const Tokenizer* tok) {

@@ -50,6 +50,10 @@ TokenIds parse_id_list(const std::string& text, const char* flag);
 // The whole text of `path` ("-": standard input); `what` names it in errors ("prompt file").
 std::string read_text_input(const std::string& path, const char* what);
 
+// This process's command line (as the kernel recorded it) without its --nproc flag: what each of the processes
+// that launch_data_parallel (coenc/train.h) starts runs (train, compress).
+std::vector<std::string> command_line_without_nproc();
+
 // ---- generation output (generate, ask)
 
 // Streams each new piece of text to stdout (the ids, space-separated, when there is no tokenizer).

@@ -179,7 +179,12 @@ int run_bench(const BenchArgs& a) {
   }
   COENC_CHECK(a.reps > 0 && a.n_gen >= 0 && a.decode_ctx > 0, "--reps and --decode-ctx must be positive, --gen >= 0");
   DeviceOptions dev = device_options(a.device);
-  DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
+  // -m names a decoder, or a Co-Encoder checkpoint whose context tower is timed (what `coenc compress` of a
+  // library runs: compare its tokens_per_s with --tower-chunks at the checkpoint's chunk_size).
+  const bool tower_of_co_encoder = !a.model.empty() && is_co_encoder_checkpoint(a.model);
+  DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1)
+                 : tower_of_co_encoder ? load_co_encoder(a.model, dev)->context_tower->tower
+                 : load_decoder(a.model, dev);
   const ModelConfig& cfg = lm->config();
   // Parameters that take part in a matrix product for every token: all but the embedding table and the output
   // head (which prefill applies to the last position only).
@@ -191,7 +196,9 @@ int run_bench(const BenchArgs& a) {
     return chunks * (2.0 * matmul_params * n + 2.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * n * n);
   };
 
-  nlohmann::json report = {{"model", a.model.empty() ? a.shape : a.model},
+  const std::string model_name =
+      a.model.empty() ? a.shape : a.model + (tower_of_co_encoder ? " (context tower)" : "");
+  nlohmann::json report = {{"model", model_name},
                            {"device", dev.device.str()},
                            {"dtype", c10::toString(dev.dtype)},
                            {"params", cfg.n_params()},
@@ -370,7 +377,8 @@ CommandFn setup_bench(CLI::App& app) {
       "--bandwidth).\n"
       "Shapes (random weights): " +
       named_shape_list());
-  cmd->add_option("--model,-m", a->model, "Hugging Face model directory");
+  cmd->add_option("--model,-m", a->model,
+                  "Hugging Face decoder directory, or a Co-Encoder checkpoint (its context tower is timed)");
   cmd->add_option("--shape", a->shape, "a named shape with random weights instead of a model");
   cmd->add_option("--prompt", a->prompt, "prefill lengths to time, e.g. 512,4096")
       ->delimiter(',')

@@ -1,10 +1,10 @@
 // coenc train: run a training described by a JSON config.
 #include <cstdlib>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "coenc/train.h"
@@ -20,15 +20,6 @@ struct TrainArgs {
   bool quiet = false;
   int nproc = 1;
 };
-
-// This process's command line (argv as the kernel recorded it).
-std::vector<std::string> own_command_line() {
-  std::istringstream in(read_file_bytes("/proc/self/cmdline", "command line"));
-  std::vector<std::string> args;
-  std::string arg;
-  while (std::getline(in, arg, '\0')) args.push_back(arg);
-  return args;
-}
 
 // The config file with the --set overrides applied.
 nlohmann::json read_config(const TrainArgs& a) {
@@ -64,17 +55,7 @@ int run_train(const TrainArgs& a) {
                 "grad_accum ({}) must be a multiple of the number of processes ({}): each process takes grad_accum / "
                 "{} of a step's micro-batches, so that the step is the one-process step of the same global batch",
                 config.grad_accum, a.nproc, a.nproc);
-    // Start the processes, each this same command without --nproc (launch_data_parallel, coenc/train.h).
-    std::vector<std::string> argv = own_command_line(), child;
-    for (size_t i = 0; i < argv.size(); ++i) {
-      if (argv[i] == "--nproc") {
-        ++i;
-        continue;
-      }
-      if (argv[i].rfind("--nproc=", 0) == 0) continue;
-      child.push_back(argv[i]);
-    }
-    return launch_data_parallel(a.nproc, child);
+    return launch_data_parallel(a.nproc, command_line_without_nproc());
   }
   TrainResult r = train(config);
   nlohmann::json summary = {{"out", config.out},
