@@ -140,6 +140,8 @@ struct AskOptions {
   bool force_chat = false;
   std::string chat_format;  // chatml, llama3, ... (default: the tokenizer's chat_template; see resolve_chat_template)
   std::string system;       // a system message (chat only)
+  // Keyword arguments of the chat template (chat only), e.g. {"enable_thinking": false}: ChatRenderOptions.
+  nlohmann::ordered_json chat_template_kwargs;
   // Answering (answer()): keep going past the decoder's end-of-sequence / end-of-turn tokens, and the positions
   // of the session's context (0: the decoder's max_position_embeddings; more is an ExceedsContext error).
   bool ignore_eos = false;

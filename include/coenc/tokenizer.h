@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "coenc/types.h"
 
 namespace coenc {
@@ -137,6 +139,11 @@ struct ChatRenderOptions {
   // The template variable `enable_thinking` (Qwen3: false renders the empty <think></think> block that turns
   // thinking off); unset leaves it undefined, as apply_chat_template does without the keyword.
   std::optional<bool> enable_thinking;
+  // More keyword arguments of apply_chat_template, each a template variable (a JSON object; null: none), as
+  // llama.cpp's --chat-template-kwargs and vLLM's / llama-server's request field `chat_template_kwargs`: e.g.
+  // {"enable_thinking": false}. The variables the renderer sets itself (messages, add_generation_prompt,
+  // bos_token, eos_token) cannot be given: InvalidInput.
+  nlohmann::ordered_json template_kwargs;
   // strftime_now(format) of the templates (Llama-3.1+ write "Today Date: 26 Jul 2024"): the current local
   // time unless set. Tests pin it.
   std::function<std::string(const std::string& format)> strftime_now;

@@ -66,6 +66,8 @@ bool uses_chat_layout(const CoEncoderConfig& config, const Tokenizer& tok, const
   if (chat) resolve_chat_template(tok, options.chat_format);  // an unknown format is an error before any work
   COENC_CHECK(options.system.empty() || chat, "a system message needs the chat layout: {}",
               why_raw(config, options));
+  COENC_CHECK(options.chat_template_kwargs.is_null() || chat, "chat template kwargs need the chat layout: {}",
+              why_raw(config, options));
   return chat;
 }
 
@@ -118,6 +120,7 @@ AskPrompt lay_out(CoEncoderImpl& model, const Tokenizer& tok, const std::vector<
   } else {
     const ChatTemplate chat = resolve_chat_template(tok, options.chat_format);
     ChatRenderOptions ro;
+    ro.template_kwargs = options.chat_template_kwargs;
     if (auto bos = tok.bos_id()) ro.bos_token = tok.id_to_piece(*bos);
     if (auto eos = tok.eos_id()) ro.eos_token = tok.id_to_piece(*eos);
     const std::string text = render_chat(messages, chat, ro);

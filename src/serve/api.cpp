@@ -264,6 +264,12 @@ CompletionRequest parse_completion_request(const json& body, bool chat) {
       r.include_usage = o["include_usage"].get<bool>();
     }
   }
+  // vLLM's and llama-server's extension: keyword arguments of the chat template, e.g. {"enable_thinking": false}.
+  if (chat && has(body, "chat_template_kwargs")) {
+    if (!body["chat_template_kwargs"].is_object())
+      bad_request("\"chat_template_kwargs\" must be an object, e.g. {\"enable_thinking\": false}", "invalid_field");
+    r.chat_template_kwargs = nlohmann::ordered_json::parse(body["chat_template_kwargs"].dump());
+  }
   return r;
 }
 

@@ -67,6 +67,7 @@ struct CompletionRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  nlohmann::ordered_json chat_template_kwargs;  // chat: the template's keyword arguments (null: none)
 };
 
 // /v1/chat/completions (chat) or /v1/completions. Unknown fields are ignored, as OpenAI's clients send many;

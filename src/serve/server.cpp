@@ -339,7 +339,9 @@ struct Server::State {
         p.usage.document_tokens += doc->n_tokens();
       }
       std::lock_guard<std::mutex> lock(engine);
-      AskPrompt prompt = conversation_prompt(*co_encoder, *text_tok, documents, r.messages);
+      AskOptions ao;
+      ao.chat_template_kwargs = r.chat_template_kwargs;
+      AskPrompt prompt = conversation_prompt(*co_encoder, *text_tok, documents, r.messages, ao);
       p.segments = std::move(prompt.segments);
       append_unique(p.stop_tokens, prompt.stop_tokens);
     } else {
@@ -354,7 +356,9 @@ struct Server::State {
         serve::bad_request(opt.model + " has no chat template: use /v1/completions with a text prompt",
                            "no_chat_template");
       const ChatTemplate chat = resolve_chat_template(*text_tok);
-      p.segments.push_back(Segment::tokens(encode_chat(*text_tok, messages, chat)));
+      ChatRenderOptions ro;
+      ro.template_kwargs = r.chat_template_kwargs;
+      p.segments.push_back(Segment::tokens(encode_chat(*text_tok, messages, chat, ro)));
       append_unique(p.stop_tokens, chat_stop_ids(*text_tok, chat));
     }
     for (const auto& s : p.segments) p.n_positions += s.length();

@@ -164,6 +164,19 @@ jinja::Object template_variables(const std::vector<ChatMessage>& messages, const
   if (!o.bos_token.empty()) vars.emplace_back("bos_token", o.bos_token);
   if (!o.eos_token.empty()) vars.emplace_back("eos_token", o.eos_token);
   if (o.enable_thinking) vars.emplace_back("enable_thinking", *o.enable_thinking);
+  if (!o.template_kwargs.is_null()) {
+    COENC_CHECK(o.template_kwargs.is_object(), "chat template kwargs must be a JSON object, got {}",
+                o.template_kwargs.dump());
+    for (const auto& [key, value] : o.template_kwargs.items()) {
+      COENC_CHECK(key != "messages" && key != "add_generation_prompt" && key != "bos_token" && key != "eos_token",
+                  "chat template kwargs cannot set \"{}\": the renderer sets it", key);
+      auto same = std::find_if(vars.begin(), vars.end(), [&](const auto& v) { return v.first == key; });
+      if (same != vars.end())
+        same->second = jinja::from_json(value);  // e.g. "tools", or an enable_thinking given twice
+      else
+        vars.emplace_back(key, jinja::from_json(value));
+    }
+  }
   return vars;
 }
 

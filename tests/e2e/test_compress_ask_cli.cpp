@@ -427,6 +427,13 @@ TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
                         "unknown chat format \"vicuna\"");
   expect_one_line_error(run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --system 'Be brief.' hi"),
                         "a system message needs the chat layout: the decoder's tokenizer has no chat template");
+  expect_one_line_error(
+      run_coenc("ask -m " + q(raw()) + " --doc " + q(doc()) + " --chat-template-kwargs '{\"enable_thinking\": false}' hi"),
+      "chat template kwargs need the chat layout: the decoder's tokenizer has no chat template");
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --chat-template-kwargs '[1]' hi"),
+                        "--chat-template-kwargs: expected a JSON object");
+  expect_one_line_error(run_coenc("ask -m " + q(chat()) + " --doc " + q(doc()) + " --chat-template-kwargs '{x' hi"),
+                        "--chat-template-kwargs: not JSON: {x");
   TempDir d;
   copy_tree(chat(), d / "ckpt");
   ASSERT_TRUE(remove_tree(d / "ckpt" / "text_tokenizer"));

@@ -139,6 +139,12 @@ TEST_F(ChatTemplateGolden, QwenDefaultSystemPromptAndThinking) {
   off.enable_thinking = false;
   EXPECT_EQ(render_chat({{"user", "Hi"}}, find("qwen3"), off),
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+  // The same switch as a keyword argument (--chat-template-kwargs, the server's chat_template_kwargs).
+  ChatRenderOptions kwargs;
+  kwargs.template_kwargs = {{"enable_thinking", false}};
+  EXPECT_EQ(render_chat({{"user", "Hi"}}, find("qwen3"), kwargs), render_chat({{"user", "Hi"}}, find("qwen3"), off));
+  kwargs.template_kwargs = {{"enable_thinking", true}};
+  EXPECT_EQ(render_chat({{"user", "Hi"}}, find("qwen3"), kwargs), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   // The reasoning of an earlier turn is dropped; that of the last turn is kept.
   EXPECT_EQ(render_chat({{"user", "Hi"}, {"assistant", "<think>\nhm\n</think>\n\nHello."}, {"user", "Bye"}},
                         find("qwen3"), {}),

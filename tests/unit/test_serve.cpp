@@ -36,7 +36,8 @@ TEST(ServeApi, ParsesAChatRequestWithDocuments) {
       {"role": "assistant", "content": null},
       {"role": "user", "content": [{"type": "text", "text": "Compare "}, {"type": "document", "id": "doc-ab"}]}],
     "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "top_k": 3, "seed": 9, "stop": ["\n\n", "END"],
-    "stream": true, "stream_options": {"include_usage": true}, "frequency_penalty": 0.1, "n": 1})");
+    "stream": true, "stream_options": {"include_usage": true}, "frequency_penalty": 0.1, "n": 1,
+    "chat_template_kwargs": {"enable_thinking": false}})");
   const serve::CompletionRequest r = serve::parse_completion_request(body, true);
   ASSERT_EQ(r.messages.size(), 4u);
   EXPECT_EQ(r.messages[0].role, "system");
@@ -55,6 +56,7 @@ TEST(ServeApi, ParsesAChatRequestWithDocuments) {
   EXPECT_EQ(r.sampling.seed, 9u);
   EXPECT_EQ(r.stop, (std::vector<std::string>{"\n\n", "END"}));
   EXPECT_TRUE(r.stream && r.include_usage);
+  EXPECT_EQ(r.chat_template_kwargs, nlohmann::ordered_json({{"enable_thinking", false}}));
 }
 
 TEST(ServeApi, RefusesBadFieldsByName) {
@@ -71,6 +73,7 @@ TEST(ServeApi, RefusesBadFieldsByName) {
   expect_refused({{"messages", hi}, {"stop", json::array({""})}}, true, "must not be empty");
   expect_refused({{"messages", hi}, {"stop", 5}}, true, "\"stop\"");
   expect_refused({{"messages", hi}, {"stream", "yes"}}, true, "\"stream\"");
+  expect_refused({{"messages", hi}, {"chat_template_kwargs", true}}, true, "\"chat_template_kwargs\" must be an object");
   expect_refused({{"messages", json::array({{{"role", "user"}}})}}, true, "messages[0] has no \"content\"");
   expect_refused({{"messages", json::array({{{"role", "tool"}, {"content", "x"}}})}}, true, "messages[0].role");
   expect_refused({{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", "document"}}})}}})}},

@@ -275,6 +275,22 @@ TEST(ChatFormat, RendersLlama2MistralAndGemma) {
       "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
 }
 
+// Keyword arguments reach the template as variables of any JSON type (tools replaces the None the renderer
+// gives); the variables the renderer sets itself cannot be overridden, and only an object is taken.
+TEST(ChatFormat, TemplateKwargsAreTemplateVariables) {
+  const ChatTemplate chat = ChatTemplate::jinja(
+      "{% if enable_thinking is defined and not enable_thinking %}[no think]{% endif %}{{ who }}/{{ n + 1 }}/"
+      "{{ tools | length }}|{{ messages[0]['content'] }}",
+      "test template");
+  ChatRenderOptions o;
+  o.template_kwargs = {{"enable_thinking", false}, {"who", "Ann"}, {"n", 41}, {"tools", {{{"a", 1}}, {{"b", 2}}}}};
+  EXPECT_EQ(render_chat({{"user", "Hi"}}, chat, o), "[no think]Ann/42/2|Hi");
+  o.template_kwargs = {{"messages", nlohmann::ordered_json::array()}};
+  EXPECT_COENC_ERROR(render_chat({{"user", "Hi"}}, chat, o), "chat template kwargs cannot set \"messages\"");
+  o.template_kwargs = nlohmann::ordered_json::array({1, 2});
+  EXPECT_COENC_ERROR(render_chat({{"user", "Hi"}}, chat, o), "chat template kwargs must be a JSON object");
+}
+
 TEST(ChatFormat, RejectsBadRolesAndOrder) {
   EXPECT_COENC_ERROR(render_chat({{"robot", "x"}}, ChatFormat::ChatML, {}),
                      "chat message 0: unknown role \"robot\"");

@@ -108,6 +108,24 @@ std::string read_text_input(const std::string& path, const char* what) {
                      : read_file_bytes(path, what);
 }
 
+void add_chat_template_kwargs_option(CLI::App& cmd, std::string& json_text) {
+  cmd.add_option("--chat-template-kwargs", json_text,
+                 "keyword arguments of the chat template as a JSON object, e.g. '{\"enable_thinking\": false}'");
+}
+
+nlohmann::ordered_json parse_chat_template_kwargs(const std::string& json_text) {
+  if (json_text.empty()) return nullptr;
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(json_text);
+  } catch (const nlohmann::json::exception&) {
+    fail(ErrorCode::InvalidInput, "--chat-template-kwargs: not JSON: {}", json_text);
+  }
+  COENC_CHECK(j.is_object(), "--chat-template-kwargs: expected a JSON object such as '{{\"enable_thinking\": false}}', "
+              "got {}", json_text);
+  return j;
+}
+
 std::vector<std::string> command_line_without_nproc() {
   std::istringstream in(read_file_bytes("/proc/self/cmdline", "command line"));
   std::vector<std::string> args;

@@ -39,6 +39,12 @@ void add_ratio_option(CLI::App& cmd, int64_t& ratio);
 // dynamic pooling.
 void apply_ratio(CoEncoderConfig& config, int64_t ratio);
 
+// --chat-template-kwargs JSON (llama.cpp's flag): keyword arguments of the chat template, e.g.
+// '{"enable_thinking": false}' for Qwen3 (ChatRenderOptions::template_kwargs). parse_chat_template_kwargs turns the
+// text into the object (null when empty), refusing anything but a JSON object in one line.
+void add_chat_template_kwargs_option(CLI::App& cmd, std::string& json_text);
+nlohmann::ordered_json parse_chat_template_kwargs(const std::string& json_text);
+
 // Validators for numeric flags with one readable line ("--reps: must be positive, got 0").
 CLI::Validator positive();
 CLI::Validator non_negative();

@@ -36,6 +36,7 @@ struct AskArgs {
   int64_t ratio = 0;        // > 0: compress --doc at this ratio (and expect it of --ctx files)
   std::string chat_format;  // chatml, llama3, ...; default: the tokenizer's chat_template
   std::string system;       // a system message (chat only)
+  std::string template_kwargs;  // --chat-template-kwargs (JSON object; chat only)
   SamplingOptions sampling;
   DeviceArgs device;
 };
@@ -55,6 +56,7 @@ int run_ask(const AskArgs& a) {
   ao.force_chat = a.chat;
   ao.chat_format = a.chat_format;
   ao.system = a.system;
+  ao.chat_template_kwargs = parse_chat_template_kwargs(a.template_kwargs);
   ao.ignore_eos = a.gen.ignore_eos;
   ao.n_ctx = a.gen.n_ctx;
   uses_chat_layout(config, *tok.text, ao);  // a layout we cannot follow is reported before any work
@@ -161,6 +163,7 @@ CommandFn setup_ask(CLI::App& app) {
                   "a built-in chat format instead of the tokenizer's chat_template: "
                   "chatml, llama3, llama2, mistral or gemma");
   cmd->add_option("--system", a->system, "system message (chat template only)");
+  add_chat_template_kwargs_option(*cmd, a->template_kwargs);
   add_ratio_option(*cmd, a->ratio);
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);

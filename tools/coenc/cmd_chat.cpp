@@ -29,6 +29,7 @@ struct ChatArgs {
   bool no_chat = false, chat = false;
   int64_t ratio = 0;
   std::string chat_format, system;
+  std::string template_kwargs;  // --chat-template-kwargs (JSON object; chat layout only)
   SamplingOptions sampling;
   DeviceArgs device;
 };
@@ -71,6 +72,7 @@ int run_chat(const ChatArgs& a) {
   ao.force_chat = a.chat;
   ao.chat_format = a.chat_format;
   ao.system = a.system;
+  ao.chat_template_kwargs = parse_chat_template_kwargs(a.template_kwargs);
   ao.ignore_eos = a.gen.ignore_eos;
   ao.n_ctx = a.gen.n_ctx;
   uses_chat_layout(config, *tok.text, ao);
@@ -199,6 +201,7 @@ CommandFn setup_chat(CLI::App& app) {
                   "a built-in chat format instead of the tokenizer's chat_template: "
                   "chatml, llama3, llama2, mistral or gemma");
   cmd->add_option("--system", a->system, "system message (chat template only)");
+  add_chat_template_kwargs_option(*cmd, a->template_kwargs);
   add_ratio_option(*cmd, a->ratio);
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);

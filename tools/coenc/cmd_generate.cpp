@@ -27,6 +27,7 @@ struct GenerateArgs {
   std::string system;             // system message (implies --chat)
   std::string messages;           // JSON file of [{"role", "content"}, ...] (implies --chat)
   std::string chat_format;        // chatml, llama3, llama2, mistral, gemma; default: the chat_template
+  std::string template_kwargs;    // --chat-template-kwargs (JSON object)
   bool no_special = false;        // do not add BOS/EOS around a plain text prompt
   GenerationArgs gen;              // -n, --stop, --ignore-eos, -c
   bool json = false;              // print one JSON object at the end instead of streaming
@@ -45,7 +46,8 @@ std::vector<ChatMessage> read_messages(const std::string& path) {
 int run_generate(const GenerateArgs& a) {
   const int sources = !a.prompt.empty() + !a.prompt_file.empty() + !a.prompt_ids.empty() + !a.messages.empty();
   COENC_CHECK(sources == 1, "give exactly one of --prompt, --file, --prompt-ids and --messages");
-  const bool chat = a.chat || !a.system.empty() || !a.messages.empty() || !a.chat_format.empty();
+  const bool chat = a.chat || !a.system.empty() || !a.messages.empty() || !a.chat_format.empty() ||
+                    !a.template_kwargs.empty();
   COENC_CHECK(!(chat && !a.prompt_ids.empty()), "--prompt-ids cannot be combined with chat options");
 
   // Everything that can fail on user input is checked before the (slow) model load.
@@ -70,7 +72,9 @@ int run_generate(const GenerateArgs& a) {
       messages.push_back({"user", a.prompt.empty() ? read_text_input(a.prompt_file, "prompt file") : a.prompt});
     }
     const ChatTemplate chat_template = resolve_chat_template(*tok, a.chat_format);
-    prompt = encode_chat(*tok, messages, chat_template);
+    ChatRenderOptions ro;
+    ro.template_kwargs = parse_chat_template_kwargs(a.template_kwargs);
+    prompt = encode_chat(*tok, messages, chat_template, ro);
     if (!a.gen.ignore_eos) append_unique(stop_tokens, chat_stop_ids(*tok, chat_template));
   } else {
     std::string text = a.prompt;
@@ -137,6 +141,7 @@ CommandFn setup_generate(CLI::App& app) {
   cmd->add_option("--chat-format", a->chat_format,
                   "a built-in chat format instead of the tokenizer's chat_template: "
                   "chatml, llama3, llama2, mistral or gemma");
+  add_chat_template_kwargs_option(*cmd, a->template_kwargs);
   cmd->add_flag("--no-special", a->no_special, "do not add BOS/EOS tokens around a plain text prompt");
   add_generation_options(*cmd, a->gen);
   cmd->add_flag("--json", a->json, "print one JSON object at the end instead of streaming");
