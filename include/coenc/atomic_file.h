@@ -5,6 +5,9 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
 
 namespace coenc {
 
@@ -17,6 +20,13 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& byt
 
 // Reads a whole file; throws NotFound / InvalidInput naming `path` (and `what`, e.g. "model config").
 std::string read_file_bytes(const std::filesystem::path& path, const char* what = "file");
+
+// `text` parsed as JSON; malformed JSON (a truncated or corrupt file, a number beyond a double) is one InvalidInput
+// error "WHERE: malformed JSON: ...". `where` names the source: a file, "file:line", a flag.
+nlohmann::json parse_json(std::string_view text, const std::string& where);
+
+// read_file_bytes then parse_json, naming `path`.
+nlohmann::json read_json_file(const std::filesystem::path& path, const char* what = "file");
 
 // Removes `path` and everything below it (not following symbolic links); nothing happens if it does not exist.
 // Returns false if something could not be removed. Use this instead of std::filesystem::remove_all: the libtorch

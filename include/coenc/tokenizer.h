@@ -47,6 +47,8 @@ class Tokenizer {
   // tokenizer_config.json in the same folder is still read). Throws coenc::Error naming the file and field
   // for missing files, malformed JSON and unsupported components.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
+  // Whether the directory `dir` holds a tokenizer that load() reads (tokenizer.json or tokenizer.model).
+  static bool in_directory(const std::string& dir);
 
   // Encodes `text` (any bytes; see the file comment) into token ids.
   virtual TokenIds encode(std::string_view text, const EncodeOptions& options = {}) const = 0;

@@ -67,4 +67,16 @@ bool remove_tree(const fs::path& path) noexcept {
   return ::nftw(path.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
+nlohmann::json parse_json(std::string_view text, const std::string& where) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", where, e.what());
+  }
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path, const char* what) {
+  return parse_json(read_file_bytes(path, what), path.string());
+}
+
 }  // namespace coenc

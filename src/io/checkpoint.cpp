@@ -20,12 +20,7 @@ WeightSet WeightSet::open(const fs::path& dir) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index, ec)) {
-    json j;
-    try {
-      j = json::parse(read_file_bytes(index, "safetensors index"));
-    } catch (const json::exception& e) {
-      fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", index.string(), e.what());
-    }
+    const json j = read_json_file(index, "safetensors index");
     COENC_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
                 "{}: expected an object with a \"weight_map\" object", index.string());
     std::map<std::string, size_t> file_ids;

@@ -202,13 +202,7 @@ CoEncoderConfig CoEncoderConfig::load(const fs::path& dir) {
   std::error_code ec;
   COENC_CHECK_CODE(fs::is_directory(dir, ec), NotFound, "{}: Co-Encoder directory not found", dir.string());
   const fs::path path = dir / "config.json";
-  json j;
-  try {
-    j = json::parse(read_file_bytes(path, "Co-Encoder config"));
-  } catch (const json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
-  }
-  return from_json(j, path.string(), dir);
+  return from_json(read_json_file(path, "Co-Encoder config"), path.string(), dir);
 }
 
 json CoEncoderConfig::to_json() const {

@@ -55,12 +55,7 @@ void for_each_jsonl(const std::string& path, const std::string& text,
     begin = end + 1;
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail(ErrorCode::InvalidInput, "{}:{}: malformed JSON: {}", path, line_no, e.what());
-    }
+    const nlohmann::json j = parse_json(line, path + ":" + std::to_string(line_no));
     COENC_CHECK(j.is_object(), "{}:{}: expected a JSON object", path, line_no);
     on_line(line_no, j);
   }

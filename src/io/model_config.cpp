@@ -172,23 +172,12 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
   const fs::path path = dir / "config.json";
   std::error_code ec;
   COENC_CHECK_CODE(fs::is_directory(dir, ec), NotFound, "{}: model directory not found", dir.string());
-  const std::string text = read_file_bytes(path, "model config");
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
-  }
+  const json j = read_json_file(path, "model config");
   ModelConfig c = from_json(j, path.string());
   // generation_config.json, when present, says which tokens end a turn (often more than config.json lists).
   const fs::path gen = dir / "generation_config.json";
   if (fs::exists(gen, ec)) {
-    json g;
-    try {
-      g = json::parse(read_file_bytes(gen, "generation config"));
-    } catch (const json::exception& e) {
-      fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", gen.string(), e.what());
-    }
+    const json g = read_json_file(gen, "generation config");
     COENC_CHECK(g.is_object(), "{}: expected a JSON object", gen.string());
     auto eos = get_token_ids(g, "eos_token_id", gen.string());
     for (TokenId id : eos) {

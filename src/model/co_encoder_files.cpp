@@ -13,17 +13,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has_tokenizer_files(const fs::path& dir) {
-  return fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model");
-}
-
 // The tokenizer in `dir/subfolder`, else in `dir/model_path` (a tower or decoder referenced by path).
 std::unique_ptr<Tokenizer> load_one(const fs::path& dir, const char* subfolder, const std::string& model_path,
                                     const ModelConfig& model, const char* config_name) {
   std::vector<fs::path> places = {dir / subfolder};
   if (!model_path.empty()) places.push_back(dir / model_path);
   for (const auto& place : places) {
-    if (!has_tokenizer_files(place)) continue;
+    if (!Tokenizer::in_directory(place.string())) continue;
     auto tok = Tokenizer::load(place.string());
     COENC_CHECK(tok->vocab_size() <= model.vocab_size,
                 "{}: the tokenizer has {} ids but {}.vocab_size is {}: it belongs to another model",

@@ -75,7 +75,7 @@ int AddedTokenMatcher::longest_at(std::string_view text, size_t i) const {
   return best;
 }
 
-void AddedTokenMatcher::split(std::string_view text, bool parse_special, std::vector<Segment>& out) const {
+void AddedTokenMatcher::split(std::string_view text, bool parse_special, std::vector<AddedTokenSplit>& out) const {
   auto emit_text = [&](size_t begin, size_t end) {
     if (end > begin) out.push_back({-1, text.substr(begin, end - begin)});
   };

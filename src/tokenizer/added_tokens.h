@@ -22,7 +22,7 @@ struct AddedToken {
 };
 
 // A part of the input: either an added token's id, or a range of text to encode normally.
-struct Segment {
+struct AddedTokenSplit {
   TokenId id = -1;        // >= 0 for an added token
   std::string_view text;  // when id < 0
 };
@@ -37,7 +37,7 @@ class AddedTokenMatcher {
 
   bool empty() const { return tokens_.empty(); }
   // Splits `text` into segments, appended to `out`; empty text ranges are left out.
-  void split(std::string_view text, bool parse_special, std::vector<Segment>& out) const;
+  void split(std::string_view text, bool parse_special, std::vector<AddedTokenSplit>& out) const;
 
  private:
   // Longest token that starts at text[i]: its index in tokens_, or -1.

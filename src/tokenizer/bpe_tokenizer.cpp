@@ -1,18 +1,13 @@
 #include "tokenizer/bpe_tokenizer.h"
 
+#include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "tokenizer/utf8.h"
 
 namespace coenc::tok {
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_json_text(const std::string& text, const std::string& file) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON (truncated or corrupt file?): {}", file, e.what());
-  }
-  return from_json(j, file);
+  return from_json(parse_json(text, file), file);
 }
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_json(const nlohmann::json& j, const std::string& file) {
@@ -82,9 +77,9 @@ TokenIds BpeTokenizer::encode(std::string_view text, const EncodeOptions& option
     text = sanitized;
   }
   ids.reserve(text.size() / 3 + 4);
-  std::vector<Segment> segments;
+  std::vector<AddedTokenSplit> segments;
   raw_added_.split(text, options.parse_special, segments);
-  for (const Segment& seg : segments) {
+  for (const AddedTokenSplit& seg : segments) {
     if (seg.id >= 0) {
       ids.push_back(seg.id);
     } else {
@@ -107,9 +102,9 @@ void BpeTokenizer::encode_plain(std::string_view text, bool parse_special, Token
     return;
   }
   // Added tokens flagged "normalized" are looked for in the normalized text, after the others.
-  std::vector<Segment> segments;
+  std::vector<AddedTokenSplit> segments;
   normalized_added_.split(normalized, parse_special, segments);
-  for (const Segment& seg : segments) {
+  for (const AddedTokenSplit& seg : segments) {
     if (seg.id >= 0) {
       out.push_back(seg.id);
     } else {

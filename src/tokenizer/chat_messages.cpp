@@ -2,18 +2,14 @@
 // request.
 #include <nlohmann/json.hpp>
 
+#include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "coenc/tokenizer.h"
 
 namespace coenc {
 
 std::vector<ChatMessage> parse_chat_messages(std::string_view json_text, const std::string& where) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", where, e.what());
-  }
+  nlohmann::json j = parse_json(json_text, where);
   if (j.is_object() && j.contains("messages"))
     j = nlohmann::json(j["messages"]);  // an OpenAI request body works too
   COENC_CHECK(j.is_array() && !j.empty(),

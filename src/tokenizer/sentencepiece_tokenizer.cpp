@@ -159,9 +159,9 @@ TokenIds SentencePieceTokenizer::encode(std::string_view text, const EncodeOptio
   }
   TokenIds out;
   if (options.add_special && add_bos_ && bos_id_) out.push_back(*bos_id_);
-  std::vector<Segment> segments;
+  std::vector<AddedTokenSplit> segments;
   control_pieces_.split(text, options.parse_special, segments);
-  for (const Segment& seg : segments) {
+  for (const AddedTokenSplit& seg : segments) {
     if (seg.id >= 0) {
       out.push_back(seg.id);
     } else {

@@ -35,6 +35,11 @@ std::optional<TokenId> resolve_token(const Tokenizer& t, const std::optional<std
 
 }  // namespace
 
+bool Tokenizer::in_directory(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(fs::path(dir) / "tokenizer.json", ec) || fs::exists(fs::path(dir) / "tokenizer.model", ec);
+}
+
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path_text) {
   fs::path path(path_text);
   COENC_CHECK_CODE(fs::exists(path), NotFound,
@@ -44,13 +49,9 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path_text) {
   fs::path dir = fs::is_directory(path) ? path : path.parent_path();
   fs::path file;
   if (fs::is_directory(path)) {
-    if (fs::exists(dir / "tokenizer.json")) {
-      file = dir / "tokenizer.json";
-    } else if (fs::exists(dir / "tokenizer.model")) {
-      file = dir / "tokenizer.model";
-    } else {
-      fail(ErrorCode::NotFound, "{}: holds neither tokenizer.json nor tokenizer.model", path_text);
-    }
+    COENC_CHECK_CODE(in_directory(dir.string()), NotFound, "{}: holds neither tokenizer.json nor tokenizer.model",
+                     path_text);
+    file = fs::exists(dir / "tokenizer.json") ? dir / "tokenizer.json" : dir / "tokenizer.model";
   } else {
     file = path;
   }

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coenc/atomic_file.h"
 #include "coenc/error.h"
 #include "tokenizer/json_fields.h"
 
@@ -34,12 +35,7 @@ TokenizerConfig read_tokenizer_config(const std::string& path) {
   COENC_CHECK_CODE(in.good(), NotFound, "{}: cannot open the file", path);
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path, e.what());
-  }
+  const nlohmann::json j = parse_json(ss.str(), path);
   JsonPath root{path, ""};
   COENC_CHECK(j.is_object(), "{}: expected a JSON object at the top level, got {}", path, json_type_name(j));
   TokenizerConfig c;

@@ -86,14 +86,6 @@ fs::path pick_tokenizer(const std::string& given, const std::vector<fs::path>& p
        where.empty() ? "" : " in ", where);
 }
 
-json read_json_file(const fs::path& path, const char* what) {
-  try {
-    return json::parse(read_file_bytes(path, what));
-  } catch (const json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", path.string(), e.what());
-  }
-}
-
 Built build_model(const TrainConfig& c, const DeviceOptions& dev) {
   Built b;
   std::vector<fs::path> ctx_places, text_places;

@@ -73,13 +73,7 @@ nlohmann::json load_run_checkpoint(const fs::path& dir,
   const std::string bytes = read_file_bytes(dir / "optimizer.pt", "optimizer state");
   archive.load_from(bytes.data(), bytes.size());
   optimizer.load(archive);
-  nlohmann::json state;
-  try {
-    state = nlohmann::json::parse(read_file_bytes(dir / "state.json", "checkpoint state"));
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", (dir / "state.json").string(), e.what());
-  }
-  return state;
+  return read_json_file(dir / "state.json", "checkpoint state");
 }
 
 }  // namespace coenc

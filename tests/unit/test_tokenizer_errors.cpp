@@ -34,7 +34,7 @@ TEST(TokenizerErrors, MalformedAndTruncatedJson) {
   TempDir dir;
   write_file(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0");
   EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()),
-                     "tokenizer.json: malformed JSON (truncated or corrupt file?)");
+                     "tokenizer.json: malformed JSON: ");
   std::string full = tiny_tokenizer_json().dump();
   write_file(dir / "tokenizer.json", full.substr(0, full.size() / 2));
   EXPECT_COENC_ERROR(Tokenizer::load(dir.path().string()), "malformed JSON");

@@ -35,10 +35,6 @@ struct GenerateArgs {
   SamplingOptions sampling;
 };
 
-bool has_tokenizer_files(const std::filesystem::path& dir) {
-  return std::filesystem::exists(dir / "tokenizer.json") || std::filesystem::exists(dir / "tokenizer.model");
-}
-
 std::vector<ChatMessage> read_messages(const std::string& path) {
   return parse_chat_messages(read_text_input(path, "messages file"), path);
 }
@@ -54,7 +50,7 @@ int run_generate(const GenerateArgs& a) {
   ModelConfig cfg = ModelConfig::load(a.model);
   std::unique_ptr<Tokenizer> tok;
   const std::string tok_path = a.tokenizer.empty() ? a.model : a.tokenizer;
-  if (!a.tokenizer.empty() || a.prompt_ids.empty() || has_tokenizer_files(a.model)) tok = Tokenizer::load(tok_path);
+  if (!a.tokenizer.empty() || a.prompt_ids.empty() || Tokenizer::in_directory(a.model)) tok = Tokenizer::load(tok_path);
   if (tok)
     COENC_CHECK(tok->vocab_size() <= cfg.vocab_size,
                 "{}: the tokenizer has {} tokens but the model's vocab_size is {}: they do not belong together",

@@ -23,12 +23,7 @@ struct TrainArgs {
 
 // The config file with the --set overrides applied.
 nlohmann::json read_config(const TrainArgs& a) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file_bytes(a.config, "training config"));
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::InvalidInput, "{}: malformed JSON: {}", a.config, e.what());
-  }
+  nlohmann::json j = read_json_file(a.config, "training config");
   COENC_CHECK(j.is_object(), "{}: expected a JSON object", a.config);
   for (const auto& kv : a.overrides) {
     const auto eq = kv.find('=');
