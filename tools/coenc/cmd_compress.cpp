@@ -66,7 +66,9 @@ int run_bulk(const CompressArgs& a) {
     if (static_cast<int64_t>(i) % world == rank) mine.push_back(std::move(all[i]));
 
   DeviceArgs device = a.device;
-  if (world > 1 && device.device == "cuda") device.device = "cuda:" + std::string(std::getenv("LOCAL_RANK"));
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  if (world > 1 && device.device == "cuda")
+    device.device = "cuda:" + (local_rank ? std::string(local_rank) : std::to_string(rank));
   DeviceOptions options = device_options(device);
   CoEncoder model = load_co_encoder(a.model, options);
   if (a.ratio > 0) model->set_compression_ratio(a.ratio);
