@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "coenc/atomic_file.h"
+#include "coenc/coctx.h"
 #include "coenc/error.h"
 #include "coenc/timing.h"
 
@@ -106,6 +107,64 @@ TokenIds parse_id_list(const std::string& text, const char* flag) {
 std::string read_text_input(const std::string& path, const char* what) {
   return path == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {})
                      : read_file_bytes(path, what);
+}
+
+void add_document_options(CLI::App& cmd, DocumentArgs& a, bool stdin_document) {
+  // One value per flag (so that `--doc a.txt "question"` leaves the question alone); repeat the flag for more.
+  a.doc = cmd.add_option("--doc,-d", a.docs,
+                         stdin_document ? "a document to compress, UTF-8 text (- for standard input); repeatable"
+                                        : "a document to compress, UTF-8 text; repeatable")
+              ->allow_extra_args(false);
+  a.ctx = cmd.add_option("--ctx", a.ctxs, "a .coctx file made by `coenc compress` with the same model; repeatable")
+              ->allow_extra_args(false);
+  if (!stdin_document) {
+    a.doc->check(CLI::ExistingFile);
+    a.ctx->check(CLI::ExistingFile);
+  }
+}
+
+std::vector<DocumentSource> DocumentArgs::sources(const CLI::App& cmd) const {
+  std::vector<DocumentSource> out;
+  size_t next_doc = 0, next_ctx = 0;
+  for (const CLI::Option* o : cmd.parse_order()) {
+    const bool is_doc = o == doc && next_doc < docs.size(), is_ctx = o == ctx && next_ctx < ctxs.size();
+    if (!is_doc && !is_ctx) continue;
+    DocumentSource d;
+    d.from_coctx = is_ctx;
+    d.name = is_ctx ? ctxs[next_ctx++] : docs[next_doc++];
+    if (is_ctx)
+      d.coctx = read_coctx(d.name);
+    else
+      d.text = read_text_input(d.name, "document");
+    out.push_back(std::move(d));
+  }
+  COENC_CHECK_CODE(next_doc == docs.size() && next_ctx == ctxs.size(), Internal,
+                   "--doc / --ctx values out of step with the parse order");
+  return out;
+}
+
+void add_layout_options(CLI::App& cmd, LayoutArgs& a) {
+  auto* no_chat = cmd.add_flag("--no-chat", a.no_chat,
+                               "the raw layout [BOC] vectors [EOC] ... question, even with a chat template");
+  cmd.add_flag("--chat", a.chat, "the chat template's layout, even for a checkpoint trained on the raw one")
+      ->excludes(no_chat);
+  cmd.add_option("--chat-format", a.chat_format,
+                 "a built-in chat format instead of the tokenizer's chat_template: "
+                 "chatml, llama3, llama2, mistral or gemma");
+  cmd.add_option("--system", a.system, "system message (chat template only)");
+  add_chat_template_kwargs_option(cmd, a.template_kwargs);
+}
+
+AskOptions ask_options(const LayoutArgs& layout, const GenerationArgs& gen) {
+  AskOptions o;
+  o.chat = !layout.no_chat;
+  o.force_chat = layout.chat;
+  o.chat_format = layout.chat_format;
+  o.system = layout.system;
+  o.chat_template_kwargs = parse_chat_template_kwargs(layout.template_kwargs);
+  o.ignore_eos = gen.ignore_eos;
+  o.n_ctx = gen.n_ctx;
+  return o;
 }
 
 void add_chat_template_kwargs_option(CLI::App& cmd, std::string& json_text) {

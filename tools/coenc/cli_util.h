@@ -8,6 +8,7 @@
 
 #include "coenc/co_encoder.h"
 #include "coenc/generate.h"
+#include "coenc/pipeline.h"
 #include "coenc/sampler.h"
 #include "coenc/tokenizer.h"
 #include "coenc/types.h"
@@ -31,6 +32,34 @@ struct GenerationArgs {
   int64_t n_ctx = 0;              // positions of the decoder's context; 0: the model's window
 };
 void add_generation_options(CLI::App& cmd, GenerationArgs& args);
+
+// ---- documents and their layout (ask, chat)
+
+// The documents of a prompt: --doc (text compressed now) and --ctx (.coctx files from `coenc compress`), each
+// repeatable, in any mix. CLI11 collects each flag's values apart; sources() puts them back in command-line order.
+struct DocumentArgs {
+  std::vector<std::string> docs, ctxs;
+  CLI::Option* doc = nullptr;
+  CLI::Option* ctx = nullptr;
+  // Every document in command-line order, read: text (read_text_input) or a .coctx file (read_coctx, unchecked
+  // against a model). `cmd` is the subcommand the options were added to.
+  std::vector<DocumentSource> sources(const CLI::App& cmd) const;
+};
+// `stdin_document`: --doc - reads standard input (ask); chat reads its messages there, so its documents must be
+// existing files.
+void add_document_options(CLI::App& cmd, DocumentArgs& args, bool stdin_document);
+
+// How a question is laid out: --no-chat, --chat, --chat-format, --system, --chat-template-kwargs.
+struct LayoutArgs {
+  bool no_chat = false;         // the seed's raw layout even when the decoder has a chat template
+  bool chat = false;            // the chat template even for a connector trained on the raw layout
+  std::string chat_format;      // chatml, llama3, ...; default: the tokenizer's chat_template
+  std::string system;           // a system message (chat only)
+  std::string template_kwargs;  // --chat-template-kwargs (JSON object; chat only)
+};
+void add_layout_options(CLI::App& cmd, LayoutArgs& args);
+// The pipeline's AskOptions from the layout and generation flags (ignore_eos, n_ctx).
+AskOptions ask_options(const LayoutArgs& layout, const GenerationArgs& gen);
 
 // --ratio R: compress at R tokens per vector instead of the checkpoint's compression_ratio (mean and attn
 // pooling, whose connector serves any ratio; the default Co-Encoder was trained at 4, 8 and 16).

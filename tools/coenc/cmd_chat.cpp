@@ -7,11 +7,9 @@
 #include <csignal>
 #include <iostream>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "cli_util.h"
-#include "coenc/coctx.h"
 #include "coenc/error.h"
 #include "coenc/pipeline.h"
 #include "commands.h"
@@ -22,14 +20,11 @@ namespace {
 
 struct ChatArgs {
   std::string model;
-  std::vector<std::string> docs, ctxs;   // every --doc and --ctx, as CLI11 collects them ...
-  std::vector<std::pair<bool, std::string>> sources;  // ... and in command-line order (true: a .coctx file)
+  DocumentArgs documents;  // --doc, --ctx
   GenerationArgs gen;
+  LayoutArgs layout;
   bool quiet = false;
-  bool no_chat = false, chat = false;
   int64_t ratio = 0;
-  std::string chat_format, system;
-  std::string template_kwargs;  // --chat-template-kwargs (JSON object; chat layout only)
   SamplingOptions sampling;
   DeviceArgs device;
 };
@@ -63,33 +58,15 @@ bool read_message(bool interactive, std::string& message) {
   }
 }
 
-int run_chat(const ChatArgs& a) {
+int run_chat(const ChatArgs& a, const CLI::App& cmd) {
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
   apply_ratio(config, a.ratio);
   CoEncoderTokenizers tok = load_co_encoder_tokenizers(a.model, config);
-  AskOptions ao;
-  ao.chat = !a.no_chat;
-  ao.force_chat = a.chat;
-  ao.chat_format = a.chat_format;
-  ao.system = a.system;
-  ao.chat_template_kwargs = parse_chat_template_kwargs(a.template_kwargs);
-  ao.ignore_eos = a.gen.ignore_eos;
-  ao.n_ctx = a.gen.n_ctx;
+  const AskOptions ao = ask_options(a.layout, a.gen);
   uses_chat_layout(config, *tok.text, ao);
 
-  std::vector<DocumentSource> sources;
-  for (const auto& [coctx, path] : a.sources) {
-    DocumentSource d;
-    d.name = path;
-    d.from_coctx = coctx;
-    if (coctx)
-      d.coctx = read_coctx(path);
-    else
-      d.text = read_text_input(path, "document");
-    sources.push_back(std::move(d));
-  }
   const int64_t reserve = 2;  // a short message and the first answer token; each turn checks its own length
-  std::vector<PreparedDocument> docs = prepare_documents(std::move(sources), config, *tok.context, reserve);
+  std::vector<PreparedDocument> docs = prepare_documents(a.documents.sources(cmd), config, *tok.context, reserve);
   CoEncoder model = load_co_encoder(a.model, device_options(a.device));
   if (a.ratio > 0) model->set_compression_ratio(a.ratio);
   compress_documents(*model, docs, reserve, !a.quiet);
@@ -183,36 +160,15 @@ CommandFn setup_chat(CLI::App& app) {
       "  coenc chat -m CKPT --ctx report.coctx --ctx minutes.coctx --temp 0.7 -n 256\n"
       "  printf 'Who wrote it?\\nWhen?\\n' | coenc chat -m CKPT --doc memo.txt --temp 0 -q");
   cmd->add_option("--model,-m", a->model, "Co-Encoder checkpoint directory")->required();
-  // Standard input is the conversation, so documents are files (CLI::ExistingFile: no "-").
-  CLI::Option* doc =
-      cmd->add_option("--doc,-d", a->docs, "a document to compress and talk about, UTF-8 text; repeatable")
-          ->allow_extra_args(false)
-          ->check(CLI::ExistingFile);
-  CLI::Option* ctx =
-      cmd->add_option("--ctx", a->ctxs, "a .coctx file made by `coenc compress` with the same model; repeatable")
-          ->allow_extra_args(false)
-          ->check(CLI::ExistingFile);
+  // Standard input is the conversation, so documents are files (no "-").
+  add_document_options(*cmd, a->documents, /*stdin_document=*/false);
   add_generation_options(*cmd, a->gen);
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar, greeting or per-turn line on stderr");
-  auto* no_chat = cmd->add_flag("--no-chat", a->no_chat, "the raw layout, even with a chat template");
-  cmd->add_flag("--chat", a->chat, "the chat template's layout, even for a checkpoint trained on the raw one")
-      ->excludes(no_chat);
-  cmd->add_option("--chat-format", a->chat_format,
-                  "a built-in chat format instead of the tokenizer's chat_template: "
-                  "chatml, llama3, llama2, mistral or gemma");
-  cmd->add_option("--system", a->system, "system message (chat template only)");
-  add_chat_template_kwargs_option(*cmd, a->template_kwargs);
+  add_layout_options(*cmd, a->layout);
   add_ratio_option(*cmd, a->ratio);
   add_sampling_options(*cmd, a->sampling);
   add_device_options(*cmd, a->device);
-  return [a, cmd, doc, ctx] {
-    size_t next_doc = 0, next_ctx = 0;
-    for (const CLI::Option* o : cmd->parse_order()) {
-      if (o == doc && next_doc < a->docs.size()) a->sources.emplace_back(false, a->docs[next_doc++]);
-      if (o == ctx && next_ctx < a->ctxs.size()) a->sources.emplace_back(true, a->ctxs[next_ctx++]);
-    }
-    return run_chat(*a);
-  };
+  return [a, cmd] { return run_chat(*a, *cmd); };
 }
 
 }  // namespace coenc::cli
