@@ -86,6 +86,18 @@ def write_model(folder, tensors):
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
 
 
+def write_model_folder(src, dst, tensors, config):
+    """DST gets `tensors` (shards and index), `config` as config.json and SRC's two tokenizer folders."""
+    os.makedirs(dst, exist_ok=True)
+    write_model(dst, tensors)
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    for folder in ("context_tokenizer", "text_tokenizer"):
+        if os.path.isdir(os.path.join(src, folder)):
+            shutil.copytree(os.path.join(src, folder), os.path.join(dst, folder), dirs_exist_ok=True)
+
+
 def main():
     if len(sys.argv) != 4:
         fail("usage: grow_tower.py SRC DST LAYERS")
@@ -108,15 +120,8 @@ def main():
             dtype, shape, data = tensors[name]
             part = name[len(prefix):]
             tensors[f"{TOWER}{i}.{part}"] = (dtype, shape, bytes(len(data)) if part in ZEROED else data)
-    os.makedirs(dst, exist_ok=True)
-    write_model(dst, tensors)
     config["context_config"]["num_hidden_layers"] = layers
-    with open(os.path.join(dst, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    for folder in ("context_tokenizer", "text_tokenizer"):
-        if os.path.isdir(os.path.join(src, folder)):
-            shutil.copytree(os.path.join(src, folder), os.path.join(dst, folder), dirs_exist_ok=True)
+    write_model_folder(src, dst, tensors, config)
     print(f"grow_tower: {dst}: tower of {layers} layers ({layers - tower_layers} new, from decoder layers "
           f"{tower_layers}-{layers - 1} with zero output projections), {len(tensors)} tensors")
 

@@ -20,11 +20,10 @@ docs/default-model.md, "Stage 12", compares the three poolings at equal steps.
 import json
 import os
 import random
-import shutil
 import struct
 import sys
 
-from grow_tower import fail, read_model, write_model
+from grow_tower import fail, read_model, write_model_folder
 
 POOL = "connector.dynamic_pooling."
 
@@ -73,15 +72,8 @@ def main():
         new, scale = dynamic_tensors(config, random.Random(seed))
         tensors.update(new)
         note = f"{len(new)} new tensors, scale_param {scale:.4f}"
-    os.makedirs(dst, exist_ok=True)
-    write_model(dst, tensors)
     config["pooling"] = mode
-    with open(os.path.join(dst, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    for folder in ("context_tokenizer", "text_tokenizer"):
-        if os.path.isdir(os.path.join(src, folder)):
-            shutil.copytree(os.path.join(src, folder), os.path.join(dst, folder), dirs_exist_ok=True)
+    write_model_folder(src, dst, tensors, config)
     print(f"set_pooling: {dst}: pooling {mode} ({note})")
 
 
