@@ -127,6 +127,8 @@ class CoEncoderImpl : public torch::nn::Module {
   // InvalidInput for an empty document.
   std::vector<torch::Tensor> compress(const TokenIds& document, int64_t n_batch = 8,
                                       const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
+  // A document's chunks as compress() cuts them: chunk_size tokens each, the last may be shorter.
+  std::vector<TokenIds> split_chunks(const TokenIds& document) const;
   // Chunks of any documents (each 1 <= size <= chunk_size tokens), compressed in batches of up to `n_batch`
   // (padded to the batch's longest): what `compress` does for one document, and what bulk compression does across
   // documents so that a corpus of short ones still fills the batches. Returns each chunk's vectors [k_i, d_text],

@@ -279,7 +279,6 @@ class Conversation {
   const TurnCost& last_cost() const { return cost_; }
   size_t n_exchanges() const { return exchanges_.size(); }
   const std::vector<PreparedDocument>& documents() const { return docs_; }
-  int64_t n_ctx() const;
 
  private:
   struct Exchange {

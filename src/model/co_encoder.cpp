@@ -141,11 +141,15 @@ torch::Tensor CoEncoderImpl::compress_chunk(const TokenIds& ids) {
 std::vector<torch::Tensor> CoEncoderImpl::compress(const TokenIds& document, int64_t n_batch,
                                                    const std::function<void(int64_t, int64_t)>& on_progress) {
   COENC_CHECK(!document.empty(), "cannot compress an empty document");
+  return compress_chunks(split_chunks(document), n_batch, on_progress);
+}
+
+std::vector<TokenIds> CoEncoderImpl::split_chunks(const TokenIds& document) const {
   const size_t c = static_cast<size_t>(config_.chunk_size);
   std::vector<TokenIds> chunks;
   for (size_t begin = 0; begin < document.size(); begin += c)
     chunks.emplace_back(document.begin() + begin, document.begin() + std::min(document.size(), begin + c));
-  return compress_chunks(chunks, n_batch, on_progress);
+  return chunks;
 }
 
 std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,

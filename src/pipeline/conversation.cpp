@@ -77,8 +77,6 @@ Conversation::Conversation(CoEncoderImpl& model, const Tokenizer& text_tokenizer
 
 Conversation::~Conversation() = default;
 
-int64_t Conversation::n_ctx() const { return session_->n_ctx(); }
-
 void Conversation::reset() {
   exchanges_.clear();
   first_kept_ = 0;

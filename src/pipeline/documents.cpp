@@ -112,15 +112,6 @@ std::vector<PreparedDocument> prepare_documents(std::vector<DocumentSource> sour
 
 namespace {
 
-// A document's chunks of chunk_size tokens (the last may be shorter).
-std::vector<TokenIds> split_chunks(const TokenIds& document, int64_t chunk_size) {
-  std::vector<TokenIds> chunks;
-  for (size_t begin = 0; begin < document.size(); begin += static_cast<size_t>(chunk_size))
-    chunks.emplace_back(document.begin() + begin,
-                        document.begin() + std::min(document.size(), begin + static_cast<size_t>(chunk_size)));
-  return chunks;
-}
-
 // Everything a .coctx records about `chunks` (their token ids) and `vectors` (what `model` made of them).
 CompressedDocument describe(CoEncoderImpl& model, const std::vector<TokenIds>& chunks,
                             std::vector<torch::Tensor> vectors, const std::string& source) {
@@ -146,7 +137,7 @@ CompressedDocument describe(CoEncoderImpl& model, const std::vector<TokenIds>& c
 CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& document, const std::string& source,
                                      int64_t n_batch, const std::function<void(int64_t, int64_t)>& on_progress) {
   COENC_CHECK(!document.empty(), "{}: cannot compress an empty document", source);
-  const std::vector<TokenIds> chunks = split_chunks(document, model.config().chunk_size);
+  const std::vector<TokenIds> chunks = model.split_chunks(document);
   return describe(model, chunks, model.compress_chunks(chunks, n_batch, on_progress, torch::kCPU), source);
 }
 
@@ -158,7 +149,7 @@ std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, co
   std::vector<TokenIds> all;
   for (size_t d = 0; d < documents.size(); ++d) {
     COENC_CHECK(!documents[d].empty(), "{}: cannot compress an empty document", sources[d]);
-    per_document.push_back(split_chunks(documents[d], model.config().chunk_size));
+    per_document.push_back(model.split_chunks(documents[d]));
     all.insert(all.end(), per_document.back().begin(), per_document.back().end());
   }
   std::vector<torch::Tensor> vectors = model.compress_chunks(all, n_batch, nullptr, torch::kCPU);
@@ -288,7 +279,6 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
   COENC_CHECK(options.n_batch >= 1, "the batch must hold at least one chunk, got {}", options.n_batch);
   const int64_t group = options.group_chunks > 0 ? options.group_chunks : 8 * options.n_batch;
   const int64_t chunk_size = model.config().chunk_size;
-  const std::string fingerprint = model.fingerprint();
   // The CPU's share runs beside the model's: while a block of documents is compressed, the next is tokenized and
   // checked against its .coctx, and finished groups are written, each on a few threads.
   const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency() / 2));
@@ -313,10 +303,9 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
       // Up to date: the file reads back whole, this model made it, and it holds these very chunks.
       try {
         const CompressedDocument old = read_coctx(d.output);
-        if (old.model_fingerprint != fingerprint) return;
         check_coctx_model(old, model, d.output);
         std::vector<std::string> hashes;
-        for (const TokenIds& chunk : split_chunks(p.ids, chunk_size)) hashes.push_back(chunk_hash(chunk));
+        for (const TokenIds& chunk : model.split_chunks(p.ids)) hashes.push_back(chunk_hash(chunk));
         p.current = old.chunk_hashes == hashes;
       } catch (const Error&) {
         p.current = false;  // damaged, another model's, or another text's: compress it again
