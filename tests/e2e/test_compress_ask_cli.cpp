@@ -409,6 +409,21 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
                         "give a document to compress (--doc) or a corpus (--corpus)");
 }
 
+// `coenc bench -m CO_ENCODER --tower-chunks` times the checkpoint's own context tower (the figure bulk compression is
+// compared with); a Co-Encoder has no decoder figures to time.
+TEST_F(CompressAskCli, BenchTimesACoEncodersTower) {
+  RunResult r = run_coenc("bench -m " + q(chat()) + " --tower-chunks 3 --chunk 32 --reps 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["model"], chat().string() + " (context tower)");
+  EXPECT_EQ(j["tower"]["chunks"], 3);
+  EXPECT_GT(j["tower"]["tokens_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["params"], load_co_encoder(chat(), DeviceOptions{})->context_tower->tower->config().n_params());
+  EXPECT_TRUE(j["prefill"].empty());
+  EXPECT_FALSE(j.contains("decode"));
+  expect_one_line_error(run_coenc("bench -m " + q(chat())), "a Co-Encoder checkpoint: only its context tower is timed");
+}
+
 TEST_F(CompressAskCli, BadArgumentsAndCheckpoints) {
   expect_one_line_error(run_coenc("ask -m " + q(chat()) + " hi"),
                         "give at least one --doc (a document) or --ctx (a .coctx file); either may be repeated");

@@ -139,6 +139,21 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
   return out;
 }
 
+int run_bench(const BenchArgs& a);
+
+// -m names a Co-Encoder checkpoint: its context tower is what `coenc compress` runs, and --tower-chunks alone
+// times it (prefill and decode are a decoder's figures; the tower has no output head to decode with).
+int run_bench_of_tower(const BenchArgs& a) {
+  COENC_CHECK(a.tower_chunks > 0 && a.train_batch == 0 && a.ttft_doc == 0 && a.streams.empty(),
+              "{}: a Co-Encoder checkpoint: only its context tower is timed, with --tower-chunks N (--chunk its "
+              "chunk_size); --ttft, --streams and --train-examples take a decoder or a --shape",
+              a.model);
+  BenchArgs tower = a;
+  tower.prompt.clear();
+  tower.n_gen = 0;
+  return run_bench(tower);
+}
+
 int run_bench(const BenchArgs& a) {
   using clock = std::chrono::steady_clock;
   COENC_CHECK(a.model.empty() != a.shape.empty(), "give exactly one of --model and --shape");
@@ -428,7 +443,9 @@ CommandFn setup_bench(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "print the report as JSON");
   add_device_options(*cmd, a->device);
-  return [a] { return run_bench(*a); };
+  return [a] {
+    return !a->model.empty() && is_co_encoder_checkpoint(a->model) ? run_bench_of_tower(*a) : run_bench(*a);
+  };
 }
 
 }  // namespace coenc::cli
