@@ -237,6 +237,17 @@ TEST(Serve, CurlGetsAnswersAndClearErrors) {
   auto detok = server.request("POST", "/detokenize", json{{"tokens", tok.j()["tokens"]}}.dump());
   EXPECT_EQ(detok.j()["content"], "the cat sat");
 
+  // chat_template_kwargs reach the template (the tiny ChatML template reads none of them, so the answer stays);
+  // one the renderer sets itself is refused.
+  json with_kwargs = ask;
+  with_kwargs["chat_template_kwargs"] = {{"enable_thinking", false}};
+  auto kw = server.request("POST", "/v1/chat/completions", with_kwargs.dump());
+  ASSERT_EQ(kw.status, 200) << kw.body;
+  EXPECT_EQ(kw.j()["choices"][0]["message"]["content"], a["choices"][0]["message"]["content"]);
+  with_kwargs["chat_template_kwargs"] = {{"add_generation_prompt", false}};
+  expect_error(server.request("POST", "/v1/chat/completions", with_kwargs.dump()), 400,
+               "chat template kwargs cannot set \"add_generation_prompt\"");
+
   // Bad requests: each one the envelope, the right status, a message naming what is wrong.
   expect_error(server.request("POST", "/v1/chat/completions", "{not json"), 400, "not valid JSON");
   expect_error(server.request("POST", "/v1/chat/completions", "[1, 2]"), 400, "must be a JSON object");
