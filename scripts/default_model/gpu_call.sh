@@ -13,7 +13,7 @@
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
 #   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix |
 #               co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn |
-#               co_encoder_dyn TOTAL_SECONDS  stages 5 to 12, the same way
+#               co_encoder_dyn | co_encoder_dec10 TOTAL_SECONDS  stages 5 to 13, the same way
 #   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
 #                                            the call's time (an ablation at equal tokens); packs each finished one
 #                                            and copies the first one's pieces into $OUT
@@ -27,6 +27,8 @@
 #                                            here, to carry a model there (e.g. the shipped folder copied to .train)
 #   gpu_call.sh pieces NAME FIRST LAST|all   copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
 #                                            ($OUT takes at most 64 MiB a call)
+# PIECES=K brings back only the first K pieces of a finished stage ($OUT takes 64 MiB: a 10-layer decoder's model
+# packs into 5 pieces, the last fetched by the next call with `gpu_call.sh pieces NAME 5 all`).
 # NPROC=N trains on N GPUs (train.sh). CALL_SECONDS (default 560) is the call's own deadline, counted from this script's start.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -74,7 +76,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 all
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn | co_encoder_dec10)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built
@@ -85,7 +87,7 @@ case "${1:-}" in
     cp ".train/$dir/metrics.jsonl" "$out/" 2>/dev/null || true
     if [ -f ".train/$dir/model.safetensors" ] || [ -f ".train/$dir/model.safetensors.index.json" ]; then  # finished
       pack "$dir"
-      pieces "$dir" 1 all
+      pieces "$dir" 1 "${PIECES:-all}"
       cp ".train/pack/$dir/$dir.count" "$out/"
     fi
     ;;
