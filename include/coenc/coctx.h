@@ -18,7 +18,7 @@
 
 #include <torch/torch.h>
 
-#include "coenc/co_encoder.h"
+#include "coenc/co_encoder_config.h"
 #include "coenc/types.h"
 
 namespace coenc {
@@ -49,11 +49,14 @@ void write_coctx(const std::filesystem::path& path, const CompressedDocument& do
 // InvalidInput naming the file and what is wrong.
 CompressedDocument read_coctx(const std::filesystem::path& path);
 
-// As above, and checks that `model` made it (fingerprint, pooling, ratio, chunk size, d_text).
-CompressedDocument read_coctx(const std::filesystem::path& path, CoEncoderImpl& model);
+// As above, and checks that the model of `config` and `fingerprint` (CoEncoderImpl::config(), fingerprint()) made
+// it: fingerprint, pooling, ratio, chunk size, d_text.
+CompressedDocument read_coctx(const std::filesystem::path& path, const CoEncoderConfig& config,
+                              const std::string& fingerprint);
 
-// The model check of read_coctx(path, model) alone, for a file already read with read_coctx(path) (e.g. before
-// the model was loaded). Throws InvalidInput naming `path` when another model made `doc`.
-void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, const std::filesystem::path& path);
+// The model check of read_coctx(path, config, fingerprint) alone, for a file already read with read_coctx(path)
+// (e.g. before the model was loaded). Throws ModelMismatch naming `path` when another model made `doc`.
+void check_coctx_model(const CompressedDocument& doc, const CoEncoderConfig& config, const std::string& fingerprint,
+                       const std::filesystem::path& path);
 
 }  // namespace coenc

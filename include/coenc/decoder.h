@@ -10,20 +10,11 @@
 
 #include <torch/torch.h>
 
+#include "coenc/device.h"
 #include "coenc/kv_cache.h"
 #include "coenc/model_config.h"
 
 namespace coenc {
-
-// Where a model lives and the dtype it computes in (f32 on CPU; bf16 or f16 on GPU).
-struct DeviceOptions {
-  torch::Device device = torch::kCPU;
-  torch::ScalarType dtype = torch::kFloat32;
-};
-
-// Parses "cpu" / "cuda" / "cuda:1" and "f32" / "bf16" / "f16" (also "float32", "bfloat16", "float16", "auto":
-// f32 on CPU, bf16 on CUDA). Throws InvalidInput / Unsupported (e.g. CUDA in a CPU-only build).
-DeviceOptions parse_device_options(const std::string& device, const std::string& dtype);
 
 // How one forward pass attends.
 struct ForwardArgs {

@@ -1,5 +1,6 @@
 // Per-session key/value cache: the attention keys and values of every position a session has seen, per layer.
-// Owned by a Session, never by the model, so one model serves many sessions at once.
+// Part of the model layer, because its layout is the attention's (the forward pass writes and reads it); owned by
+// the engine's Session and SlotBatch, never by the model, so one model serves many sessions at once.
 #pragma once
 
 #include <utility>

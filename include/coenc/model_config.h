@@ -12,7 +12,7 @@
 
 namespace coenc {
 
-// Architectures we run, one row each in the architecture table (src/model/arch.cpp).
+// Architectures we run, one row each in the architecture table (src/io/arch.cpp).
 enum class Arch { Llama, Mistral, Qwen2, Qwen3 };
 
 // Rotary position embedding and its scaling. Hugging Face writes these either as top-level `rope_theta` +

@@ -3,9 +3,9 @@
 #include <set>
 
 #include "coenc/atomic_file.h"
-#include "coenc/co_encoder.h"
+#include "coenc/co_encoder_config.h"
 #include "coenc/error.h"
-#include "model/arch.h"
+#include "io/arch.h"
 
 namespace coenc {
 

@@ -250,28 +250,28 @@ CompressedDocument read_coctx(const fs::path& path) {
   return doc;
 }
 
-CompressedDocument read_coctx(const fs::path& path, CoEncoderImpl& model) {
+CompressedDocument read_coctx(const fs::path& path, const CoEncoderConfig& config, const std::string& fingerprint) {
   CompressedDocument doc = read_coctx(path);
-  check_coctx_model(doc, model, path);
+  check_coctx_model(doc, config, fingerprint, path);
   return doc;
 }
 
-void check_coctx_model(const CompressedDocument& doc, CoEncoderImpl& model, const fs::path& path) {
+void check_coctx_model(const CompressedDocument& doc, const CoEncoderConfig& c, const std::string& fingerprint,
+                       const fs::path& path) {
   const std::string where = path.string();
   // The same model set to another ratio gives another fingerprint: say so, rather than "another model".
-  const int64_t model_ratio = model.config().ratio;
-  COENC_CHECK_CODE(doc.ratio == model_ratio || doc.pooling != pooling_mode_name(model.config().pooling),
+  const int64_t model_ratio = c.ratio;
+  COENC_CHECK_CODE(doc.ratio == model_ratio || doc.pooling != pooling_mode_name(c.pooling),
                    ModelMismatch,
                    "{}: compressed at ratio {} (tokens per vector), but the model is set to ratio {}: read it at "
                    "ratio {} (coenc ask --ratio {}), or compress the document again",
                    where, doc.ratio, model_ratio, doc.ratio, doc.ratio);
   COENC_CHECK_CODE(
-      doc.model_fingerprint == model.fingerprint(), ModelMismatch,
+      doc.model_fingerprint == fingerprint, ModelMismatch,
       "{}: compressed by another model (its model_fingerprint {}, the loaded model's {}): compress the "
       "document again with this model",
-      where, doc.model_fingerprint, model.fingerprint());
+      where, doc.model_fingerprint, fingerprint);
   // The fingerprint covers these; checked again so that a mismatch can never reach the decoder.
-  const CoEncoderConfig& c = model.config();
   COENC_CHECK_CODE(doc.d_text == c.text.hidden_size && doc.chunk_size == c.chunk_size &&
                        doc.pooling == pooling_mode_name(c.pooling) && doc.ratio == c.ratio,
                    ModelMismatch,

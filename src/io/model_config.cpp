@@ -4,7 +4,7 @@
 
 #include "coenc/atomic_file.h"
 #include "coenc/error.h"
-#include "model/arch.h"
+#include "io/arch.h"
 
 namespace coenc {
 

@@ -1,7 +1,7 @@
 #include "coenc/shapes.h"
 
 #include "coenc/error.h"
-#include "model/arch.h"
+#include "io/arch.h"
 
 namespace coenc {
 

@@ -169,7 +169,7 @@ void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& doc
   const CoEncoderConfig& c = model.config();
   for (PreparedDocument& d : docs) {
     if (d.from_coctx) {
-      check_coctx_model(d.doc, model, d.name);
+      check_coctx_model(d.doc, model.config(), model.fingerprint(), d.name);
       continue;
     }
     const int64_t n_chunks = (d.n_tokens + c.chunk_size - 1) / c.chunk_size;
@@ -303,7 +303,7 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
       // Up to date: the file reads back whole, this model made it, and it holds these very chunks.
       try {
         const CompressedDocument old = read_coctx(d.output);
-        check_coctx_model(old, model, d.output);
+        check_coctx_model(old, model.config(), model.fingerprint(), d.output);
         std::vector<std::string> hashes;
         for (const TokenIds& chunk : model.split_chunks(p.ids)) hashes.push_back(chunk_hash(chunk));
         p.current = old.chunk_hashes == hashes;

@@ -261,7 +261,7 @@ struct Server::State {
     const std::filesystem::path path = std::filesystem::path(opt.cache_dir) / (id + ".coctx");
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) return nullptr;
-    auto doc = std::make_shared<CompressedDocument>(read_coctx(path, *co_encoder));
+    auto doc = std::make_shared<CompressedDocument>(read_coctx(path, co_encoder->config(), co_encoder->fingerprint()));
     cache.insert(id, doc);
     return doc;
   }

@@ -90,7 +90,7 @@ TEST_F(Coctx, RoundTripKeepsEverything) {
   EXPECT_EQ(doc_.chunk_hashes[2], chunk_hash(TokenIds(ids.begin() + 32, ids.end())));
   EXPECT_NE(doc_.chunk_hashes[0], doc_.chunk_hashes[1]);
 
-  CompressedDocument back = read_coctx(path(), *model_);
+  CompressedDocument back = read_coctx(path(), model_->config(), model_->fingerprint());
   ASSERT_EQ(back.chunks.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(back.chunks[i], doc_.chunks[i])) << i;
   EXPECT_EQ(back.chunk_tokens, doc_.chunk_tokens);
@@ -112,7 +112,7 @@ TEST_F(Coctx, FingerprintFollowsTheWeightsNotTheProcess) {
   save_co_encoder(*model_, dir_ / "ckpt");
   CoEncoder again = load_co_encoder(dir_ / "ckpt", DeviceOptions{});
   EXPECT_EQ(again->fingerprint(), model_->fingerprint());
-  EXPECT_EQ(read_coctx(path(), *again).chunks.size(), 3u);
+  EXPECT_EQ(read_coctx(path(), again->config(), again->fingerprint()).chunks.size(), 3u);
   // One connector weight changed in its last bf16 bit: another model.
   CoEncoder other = load_co_encoder(dir_ / "ckpt", DeviceOptions{});
   {
@@ -135,7 +135,7 @@ TEST_F(Coctx, FingerprintLeavesOutLearnedMarkers) {
     fresh->named_parameters()["connector.end_of_context"].mul_(-3.0);
   }
   EXPECT_EQ(fresh->fingerprint(), model_->fingerprint());
-  CompressedDocument back = read_coctx(path(), *fresh);
+  CompressedDocument back = read_coctx(path(), fresh->config(), fresh->fingerprint());
   EXPECT_TRUE(torch::equal(back.chunks[0], doc_.chunks[0]));
   // A connector weight still counts.
   CoEncoder other = tiny(1, 97, "learned");
@@ -148,28 +148,31 @@ TEST_F(Coctx, FingerprintLeavesOutLearnedMarkers) {
 
 TEST_F(Coctx, CheckAgainstTheModelAfterReading) {
   const CompressedDocument read = read_coctx(path());  // no model needed yet
-  EXPECT_NO_THROW(check_coctx_model(read, *model_, path()));
+  EXPECT_NO_THROW(check_coctx_model(read, model_->config(), model_->fingerprint(), path()));
   CoEncoder foreign = tiny(/*seed=*/2);
-  EXPECT_COENC_ERROR(check_coctx_model(read, *foreign, path()), "doc.coctx: compressed by another model");
+  EXPECT_COENC_ERROR(check_coctx_model(read, foreign->config(), foreign->fingerprint(), path()),
+                     "doc.coctx: compressed by another model");
   // The same model set to another ratio: the error names the ratios, not "another model".
   model_->set_compression_ratio(2);
-  EXPECT_COENC_ERROR(check_coctx_model(read, *model_, path()),
+  EXPECT_COENC_ERROR(check_coctx_model(read, model_->config(), model_->fingerprint(), path()),
                      "doc.coctx: compressed at ratio 4 (tokens per vector), but the model is set to ratio 2: read it "
                      "at ratio 4 (coenc ask --ratio 4)");
   model_->set_compression_ratio(4);
-  EXPECT_NO_THROW(check_coctx_model(read, *model_, path()));
+  EXPECT_NO_THROW(check_coctx_model(read, model_->config(), model_->fingerprint(), path()));
 }
 
 TEST_F(Coctx, RefusesAFileOfAnotherModel) {
   CoEncoder foreign = tiny(/*seed=*/2);
-  EXPECT_COENC_ERROR(read_coctx(path(), *foreign), "doc.coctx: compressed by another model");
+  EXPECT_COENC_ERROR(read_coctx(path(), foreign->config(), foreign->fingerprint()),
+                     "doc.coctx: compressed by another model");
 }
 
 TEST_F(Coctx, RefusesATamperedByte) {
   std::string bytes = test::read_file(path());
   bytes[bytes.size() - 2] ^= 0x01;  // inside the last float of chunk.2: still finite
   test::write_file(path(), bytes);
-  EXPECT_COENC_ERROR(read_coctx(path(), *model_), "doc.coctx: damaged .coctx file: checksum mismatch");
+  EXPECT_COENC_ERROR(read_coctx(path(), model_->config(), model_->fingerprint()),
+                     "doc.coctx: damaged .coctx file: checksum mismatch");
 }
 
 TEST_F(Coctx, RefusesAnEditedMetadataField) {

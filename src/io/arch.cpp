@@ -1,4 +1,4 @@
-#include "model/arch.h"
+#include "io/arch.h"
 
 #include "coenc/error.h"
 
