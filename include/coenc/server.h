@@ -15,6 +15,8 @@ struct ServerOptions {
   std::string device = "cpu", dtype = "auto";
   int parallel = 1;                     // requests served at once (slots); their answers decode together, one
                                         // batched step at a time (continuous batching)
+  int64_t prefill_chunk = 512;          // prompt positions read between two decode steps while answers are in
+                                        // progress (chunked prefill); 0: whole prompts
   int max_queue = 16;                   // requests waiting for a slot; more are refused with 503
   int64_t max_body_bytes = 32ll << 20;  // larger request bodies are refused with 413
   int64_t cache_bytes = 512ll << 20;    // compressed documents kept (LRU, by content)

@@ -5,6 +5,7 @@
 // (coenc/generate.h).
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include <torch/torch.h>
@@ -29,8 +30,22 @@ class SlotBatch {
   // Prefills `prompt` into the lowest free slot (a Session of its own, whose cache is then copied into the
   // slot's row) and returns the slot; `logits` gets the logits [vocab] of its last position (float32, CPU).
   // Throws Internal when no slot is free, and what Session::prefill throws for a bad or too long prompt (the
-  // slot stays free then).
+  // slot stays free then). The same as reserve() then prefill() of the whole prompt.
   int64_t join(const std::vector<Segment>& prompt, torch::Tensor* logits);
+
+  // Chunked prefill: reserve() takes the lowest free slot for `prompt` and returns it; prefill() then reads the
+  // prompt a piece at a time, so that the answers in progress take their steps between the pieces instead of
+  // waiting for a whole long prompt. A reserved slot is busy but is not stepped until its prompt is all in.
+  // reserve throws Internal when no slot is free, InvalidInput for an empty prompt and ExceedsContext for one
+  // longer than n_ctx (the slot stays free then).
+  int64_t reserve(std::vector<Segment> prompt);
+  // Reads up to `max_positions` more positions of reserved `slot`'s prompt (all that is left when
+  // max_positions <= 0). True once the prompt is all in: its keys and values are then in the slot's row, the
+  // slot decodes like a joined one, and `logits` gets the logits [vocab] of its last position (float32, CPU).
+  // Throws what Session::prefill throws for bad ids or embedding rows (the slot stays reserved: leave() frees it).
+  bool prefill(int64_t slot, int64_t max_positions, torch::Tensor* logits);
+  // Positions of a reserved slot's prompt not read yet (0 for a free slot or one that decodes).
+  int64_t pending(int64_t slot) const;
   // One decode step: appends tokens[i] to slot slots[i] (each slot at most once) and returns the logits
   // [slots.size(), vocab] (float32, CPU), in the order given. One forward pass over rows 0 .. max(slots).
   torch::Tensor step(const std::vector<int64_t>& slots, const TokenIds& tokens);
@@ -49,6 +64,10 @@ class SlotBatch {
     bool busy = false;
     int64_t length = 0;
     TokenIds history;
+    // while reserved: the session its prompt is read into, and the part of the prompt not read yet
+    std::unique_ptr<Session> prefilling;
+    std::vector<Segment> rest;
+    int64_t n_rest = 0;
   };
   DecoderLm model_;
   int64_t n_ctx_;

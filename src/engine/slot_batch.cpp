@@ -30,23 +30,87 @@ int64_t SlotBatch::n_free() const {
 }
 
 int64_t SlotBatch::join(const std::vector<Segment>& prompt, torch::Tensor* logits) {
+  const int64_t slot = reserve(prompt);
+  try {
+    prefill(slot, 0, logits);
+  } catch (...) {
+    leave(slot);
+    throw;
+  }
+  return slot;
+}
+
+int64_t SlotBatch::reserve(std::vector<Segment> prompt) {
   auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.busy; });
   COENC_CHECK_CODE(it != slots_.end(), Internal, "no free slot among {}", slots_.size());
-  const int64_t slot = it - slots_.begin();
-  // The prompt runs through a session of its own (chunked prefill, every check a session makes), then its
-  // keys and values move into the slot's row.
+  int64_t total = 0;
+  for (const Segment& s : prompt) total += s.length();
+  COENC_CHECK(total > 0, "nothing to process: the input is empty");
+  if (total > n_ctx_)
+    fail(ErrorCode::ExceedsContext, "input of {} positions exceeds the context of {} positions", total, n_ctx_);
+  // The prompt runs through a session of its own (every check a session makes), then its keys and values move
+  // into the slot's row.
   SessionOptions so;
   so.n_ctx = n_ctx_;
   so.cuda_graphs = false;
-  Session session(model_, so);
-  torch::Tensor last = session.prefill(prompt);
+  Slot slot;
+  slot.busy = true;
+  slot.prefilling = std::make_unique<Session>(model_, so);
+  slot.rest = std::move(prompt);
+  slot.n_rest = total;
+  *it = std::move(slot);
+  return it - slots_.begin();
+}
+
+namespace {
+
+// The first `n` positions of `segments`, which keeps the rest.
+std::vector<Segment> take_positions(std::vector<Segment>& segments, int64_t n) {
+  std::vector<Segment> taken;
+  size_t used = 0;
+  for (; used < segments.size() && n > 0; ++used) {
+    Segment& s = segments[used];
+    if (s.length() > n) {  // split it: the head goes, the tail stays
+      if (s.is_tokens()) {
+        taken.push_back(Segment::tokens(TokenIds(s.ids.begin(), s.ids.begin() + n)));
+        s.ids.erase(s.ids.begin(), s.ids.begin() + n);
+      } else {
+        taken.push_back(Segment::embeddings(s.rows.narrow(0, 0, n)));
+        s.rows = s.rows.narrow(0, n, s.rows.size(0) - n);
+      }
+      break;
+    }
+    n -= s.length();
+    taken.push_back(std::move(s));
+  }
+  segments.erase(segments.begin(), segments.begin() + static_cast<std::ptrdiff_t>(used));
+  return taken;
+}
+
+}  // namespace
+
+bool SlotBatch::prefill(int64_t slot, int64_t max_positions, torch::Tensor* logits) {
+  COENC_CHECK_CODE(slot >= 0 && slot < n_slots() && slots_[slot].prefilling, Internal,
+                   "prefill: slot {} is not reserved", slot);
+  Slot& s = slots_[slot];
+  const int64_t n = max_positions > 0 ? std::min(max_positions, s.n_rest) : s.n_rest;
+  std::vector<Segment> piece = n == s.n_rest ? std::move(s.rest) : take_positions(s.rest, n);
+  torch::Tensor last = s.prefilling->prefill(piece);
+  s.n_rest -= n;
+  if (s.n_rest > 0) return false;
   torch::NoGradGuard no_grad;
-  cache_.copy_row(slot, session.cache());
-  it->busy = true;
-  it->length = session.n_past();
-  it->history = session.history();
+  cache_.copy_row(slot, s.prefilling->cache());
+  s.length = s.prefilling->n_past();
+  s.history = s.prefilling->history();
+  s.prefilling.reset();
+  s.rest.clear();
   if (logits) *logits = last;
-  return slot;
+  return true;
+}
+
+int64_t SlotBatch::pending(int64_t slot) const {
+  COENC_CHECK_CODE(slot >= 0 && slot < n_slots(), Internal, "pending: no slot {}", slot);
+  return slots_[static_cast<size_t>(slot)].n_rest;
 }
 
 torch::Tensor SlotBatch::step(const std::vector<int64_t>& slots, const TokenIds& tokens) {
@@ -61,8 +125,8 @@ torch::Tensor SlotBatch::step(const std::vector<int64_t>& slots, const TokenIds&
   for (int64_t r = 0; r < rows; ++r) positions[r] = slots_[r].length;  // <= n_ctx: the cache holds n_ctx + 1
   for (size_t i = 0; i < slots.size(); ++i) {
     const int64_t s = slots[i];
-    COENC_CHECK_CODE(s >= 0 && s < n_slots() && slots_[s].busy && !stepped[s], Internal,
-                     "step: slot {} is not a busy slot, or is listed twice", s);
+    COENC_CHECK_CODE(s >= 0 && s < n_slots() && slots_[s].busy && !slots_[s].prefilling && !stepped[s], Internal,
+                     "step: slot {} is not a decoding slot, or is listed twice", s);
     COENC_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, "token id {} outside the vocabulary [0, {})",
                 tokens[i], cfg.vocab_size);
     if (slots_[s].length + 1 > n_ctx_)

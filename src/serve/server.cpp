@@ -43,6 +43,7 @@
 #include "coenc/slot_batch.h"
 #include "coenc/tokenizer.h"
 #include "serve/api.h"
+#include "serve/connection.h"
 #include "serve/document_cache.h"
 
 namespace coenc {
@@ -78,6 +79,16 @@ class Metrics {
     std::lock_guard<std::mutex> lock(mu_);
     ++steps_, step_rows_ += rows;
   }
+  // One piece of a new prompt read between decode steps (chunked prefill).
+  void prefill_piece() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++prefill_pieces_;
+  }
+  // An answer stopped because its client went away.
+  void cancelled() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++cancelled_;
+  }
   void tokens(int64_t prompt, int64_t completion, int64_t vectors, int64_t document_tokens) {
     std::lock_guard<std::mutex> lock(mu_);
     prompt_ += prompt, completion_ += completion, vectors_ += vectors, document_tokens_ += document_tokens;
@@ -109,6 +120,10 @@ class Metrics {
             "Batched decode steps (one forward pass for every answer in progress).", steps_);
     counter("coenc_decode_step_rows_total", "Answers advanced by those steps (rows / steps: the mean batch).",
             step_rows_);
+    counter("coenc_prefill_pieces_total",
+            "Pieces prompts were read in, between decode steps (--prefill-chunk positions at most each).",
+            prefill_pieces_);
+    counter("coenc_requests_cancelled_total", "Answers stopped because their client went away.", cancelled_);
     gauge("coenc_requests_active", "Requests holding a slot.", active);
     gauge("coenc_requests_queued", "Requests waiting for a slot.", waiting);
     counter("coenc_document_cache_hits_total", "Documents found compressed in the cache.", c.hits);
@@ -145,7 +160,8 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
-  int64_t prompt_ = 0, completion_ = 0, vectors_ = 0, document_tokens_ = 0, steps_ = 0, step_rows_ = 0;
+  int64_t prompt_ = 0, completion_ = 0, vectors_ = 0, document_tokens_ = 0, steps_ = 0, step_rows_ = 0,
+          prefill_pieces_ = 0, cancelled_ = 0;
 };
 
 // A prompt ready to run: its segments, what ends it, and how it is counted.
@@ -430,7 +446,8 @@ struct Server::State {
       int64_t slot;
       TokenId token;  // the next token to feed
     };
-    std::vector<Answer> answers;
+    std::vector<Answer> answers;  // decoding: one batched step a turn
+    std::deque<Answer> joining;   // slots reserved, prompts read a piece a turn (oldest first)
     // Feeds `logits` to an answer: true while it goes on; else its slot is freed and its request told.
     auto advance = [&](Answer& a, const torch::Tensor& logits) {
       auto token = a.generation->next(logits, batch->history(a.slot), batch->n_past(a.slot), batch->n_ctx());
@@ -442,33 +459,65 @@ struct Server::State {
       a.job->finish(std::move(a.generation->result()));
       return false;
     };
+    auto fail_answer = [&](Answer& a) {
+      if (a.slot >= 0 && batch->busy(a.slot)) batch->leave(a.slot);
+      a.job->finish({}, std::current_exception());
+    };
     for (;;) {
-      std::vector<std::shared_ptr<Job>> joining;
+      std::vector<std::shared_ptr<Job>> admitted;
       {
         std::unique_lock<std::mutex> lock(jobs_mu);
-        jobs_cv.wait(lock, [&] { return stopping || !jobs.empty() || !answers.empty(); });
-        if (stopping && jobs.empty() && answers.empty()) return;
-        while (!jobs.empty() && static_cast<int64_t>(answers.size() + joining.size()) < batch->n_slots()) {
-          joining.push_back(std::move(jobs.front()));
+        jobs_cv.wait(lock, [&] { return stopping || !jobs.empty() || !answers.empty() || !joining.empty(); });
+        if (stopping && jobs.empty() && answers.empty() && joining.empty()) return;
+        while (!jobs.empty() &&
+               static_cast<int64_t>(answers.size() + joining.size() + admitted.size()) < batch->n_slots()) {
+          admitted.push_back(std::move(jobs.front()));
           jobs.pop_front();
         }
       }
-      for (auto& job : joining) {
+      for (auto& job : admitted) {
         Answer a{job, nullptr, -1, 0};
         a.generation = std::make_unique<Generation>(job->options, [job](TokenId, const std::string& delta) {
           if (!delta.empty()) job->push(delta);
           return !job->cancelled && Clock::now() < job->deadline;
         });
         try {
+          a.slot = batch->reserve(job->segments);
+          joining.push_back(std::move(a));
+        } catch (...) {
+          fail_answer(a);
+        }
+      }
+      // Chunked prefill: while answers are decoding, at most `prefill_chunk` prompt positions are read between
+      // two of their steps; with none decoding, whole prompts.
+      int64_t budget = answers.empty() || opt.prefill_chunk <= 0 ? -1 : opt.prefill_chunk;
+      while (!joining.empty() && budget != 0) {
+        Answer& a = joining.front();
+        if (a.job->cancelled || Clock::now() >= a.job->deadline) {  // gone (or out of time) before its first token
+          batch->leave(a.slot);
+          GenerationResult r;
+          r.stop_reason = "cancelled";
+          a.job->finish(std::move(r));
+          joining.pop_front();
+          continue;
+        }
+        const int64_t n = budget < 0 ? batch->pending(a.slot) : std::min(budget, batch->pending(a.slot));
+        try {
           torch::Tensor logits;
+          bool done;
           {
             std::lock_guard<std::mutex> lock(engine);
-            a.slot = batch->join(job->segments, &logits);
+            done = batch->prefill(a.slot, n, &logits);
           }
-          if (advance(a, logits)) answers.push_back(std::move(a));
+          if (budget > 0) budget -= n;
+          metrics.prefill_piece();
+          if (!done) continue;
+          Answer joined = std::move(a);
+          joining.pop_front();
+          if (advance(joined, logits)) answers.push_back(std::move(joined));
         } catch (...) {
-          if (a.slot >= 0 && batch->busy(a.slot)) batch->leave(a.slot);
-          job->finish({}, std::current_exception());
+          fail_answer(a);
+          joining.pop_front();
         }
       }
       if (answers.empty()) continue;
@@ -494,8 +543,7 @@ struct Server::State {
         try {
           if (advance(a, logits[static_cast<int64_t>(i)])) going_on.push_back(std::move(a));
         } catch (...) {  // this answer alone fails (a sampler or detokenizer error); its slot is freed
-          if (batch->busy(a.slot)) batch->leave(a.slot);
-          a.job->finish({}, std::current_exception());
+          fail_answer(a);
         }
       }
       answers = std::move(going_on);
@@ -503,9 +551,11 @@ struct Server::State {
   }
 
   // Generates for `p` in a slot of the batch. `on_delta` gets each piece of text on this (the request's)
-  // thread; returning false cancels the answer (the client has gone).
+  // thread; returning false cancels the answer (the client has gone). So does the client closing `client`'s
+  // connection, which is looked for twice a second while the request waits (in the queue, in prefill, between
+  // deltas): a non-streaming answer frees its slot without waiting to be written.
   GenerationResult run(const Prepared& p, const serve::CompletionRequest& r,
-                       const std::function<bool(const std::string&)>& on_delta) {
+                       const std::function<bool(const std::string&)>& on_delta, const serve::Connection& client) {
     auto job = std::make_shared<Job>();
     job->segments = p.segments;
     job->options.max_new_tokens = r.max_tokens >= 0 ? r.max_tokens : opt.default_max_tokens;
@@ -523,13 +573,30 @@ struct Server::State {
     }
     jobs_cv.notify_one();
     std::unique_lock<std::mutex> lock(job->mu);
+    const auto every = std::chrono::milliseconds(500);
+    auto next_look = Clock::now() + every;
     for (;;) {
-      job->cv.wait(lock, [&] { return job->done || !job->deltas.empty(); });
+      job->cv.wait_until(lock, next_look, [&] { return job->done || !job->deltas.empty(); });
+      if (Clock::now() >= next_look) {
+        next_look = Clock::now() + every;
+        if (!job->cancelled && !job->done) {
+          lock.unlock();  // the scheduler pushes deltas meanwhile
+          const bool gone = serve::client_has_closed(client);
+          lock.lock();
+          if (gone) {
+            job->cancelled = true;
+            metrics.cancelled();
+          }
+        }
+      }
       while (!job->deltas.empty()) {
         std::string delta = std::move(job->deltas.front());
         job->deltas.pop_front();
         lock.unlock();
-        if (on_delta && !job->cancelled && !on_delta(delta)) job->cancelled = true;
+        if (on_delta && !job->cancelled && !on_delta(delta)) {
+          job->cancelled = true;
+          metrics.cancelled();
+        }
         lock.lock();
       }
       if (job->done) break;
@@ -700,8 +767,9 @@ void Server::start() {
       const int64_t created =
           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
       const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
+      const serve::Connection client{req.local_addr, req.local_port, req.remote_addr, req.remote_port};
       if (!r.stream) {
-        GenerationResult g = s.run(*prepared, r, nullptr);
+        GenerationResult g = s.run(*prepared, r, nullptr, client);
         serve::Usage u = prepared->usage;
         u.completion_tokens = static_cast<int64_t>(g.ids.size());
         s.metrics.tokens(u.prompt_tokens, u.completion_tokens, u.compressed_vectors, u.document_tokens);
@@ -714,7 +782,7 @@ void Server::start() {
       res.set_header("X-Accel-Buffering", "no");
       res.set_chunked_content_provider(
           "text/event-stream",
-          [&s, r, prepared, id, created, chat, slot](size_t, httplib::DataSink& sink) {
+          [&s, r, prepared, id, created, chat, slot, client](size_t, httplib::DataSink& sink) {
             auto send = [&](const json& j) {
               const std::string line = "data: " + dump(j) + "\n\n";
               return sink.is_writable() && sink.write(line.data(), line.size());
@@ -726,7 +794,7 @@ void Server::start() {
                 g = s.run(*prepared, r, [&](const std::string& delta) {
                   connected = send(serve::completion_chunk(chat, id, created, s.model_id, delta, "", false));
                   return connected;
-                });
+                }, client);
             } catch (const std::exception& e) {  // the status is sent already: the error is the stream's last event
               const Error* ce = dynamic_cast<const Error*>(&e);
               send(serve::error_body(ce ? serve::http_error(*ce)

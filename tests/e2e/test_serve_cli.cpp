@@ -441,6 +441,74 @@ TEST(Serve, ConcurrentAnswersDecodeTogether) {
   EXPECT_EQ(server.stop(), 0) << server.read_log();
 }
 
+// Chunked prefill end to end: a long prompt that arrives while another answer decodes is read in pieces of
+// --prefill-chunk positions between that answer's steps (the metrics count the pieces), and both answers are
+// the ones each request gets alone.
+TEST(Serve, ALongPromptIsReadInPiecesBetweenSteps) {
+  ServeProcess server("-m " + q((repo_root() / "models/default").string()) + " --parallel 2 --prefill-chunk 8 -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+  std::string long_prompt;
+  for (int i = 0; i < 12; ++i) long_prompt += "The king walked to the river and looked at the water. ";
+  const std::string first = json{{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"temperature", 0}}.dump();
+  const std::string second = json{{"prompt", long_prompt}, {"max_tokens", 16}, {"temperature", 0}}.dump();
+  const auto first_alone = server.request("POST", "/v1/completions", first);
+  const auto second_alone = server.request("POST", "/v1/completions", second);
+  ASSERT_EQ(first_alone.status, 200) << first_alone.body;
+  ASSERT_EQ(second_alone.status, 200) << second_alone.body;
+  const int64_t prompt_positions = second_alone.j()["usage"]["prompt_tokens"].get<int64_t>();
+  ASSERT_GT(prompt_positions, 80);
+  auto metric = [&](const std::string& name) {
+    const std::string text = server.request("GET", "/metrics").body;
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? int64_t{-1} : std::stoll(text.substr(at + name.size() + 2));
+  };
+  const int64_t pieces0 = metric("coenc_prefill_pieces_total");
+  EXPECT_EQ(pieces0, 2);  // alone, each prompt was read whole
+  ServeProcess::Reply first_reply, second_reply;
+  std::thread decoding([&] { first_reply = server.request("POST", "/v1/completions", first); });
+  bool busy = false;  // wait until the first answer decodes
+  for (int i = 0; i < 500 && !busy; ++i) {
+    busy = metric("coenc_requests_active") == 1;
+    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(busy);
+  second_reply = server.request("POST", "/v1/completions", second);
+  decoding.join();
+  ASSERT_EQ(first_reply.status, 200) << first_reply.body;
+  ASSERT_EQ(second_reply.status, 200) << second_reply.body;
+  EXPECT_EQ(first_reply.j()["choices"][0]["text"], first_alone.j()["choices"][0]["text"]);
+  EXPECT_EQ(second_reply.j()["choices"][0]["text"], second_alone.j()["choices"][0]["text"]);
+  // the first prompt whole, the second in ceil(positions / 8) pieces
+  EXPECT_EQ(metric("coenc_prefill_pieces_total") - pieces0, 1 + (prompt_positions + 7) / 8);
+  EXPECT_EQ(server.stop(), 0) << server.read_log();
+}
+
+// A non-streaming client that hangs up while its answer is generated frees its slot at once (the server sees its
+// connection closed), not when the answer would have been written: the next request is served in the meantime.
+TEST(Serve, AClientThatHangsUpFreesItsSlot) {
+  ServeProcess server("-m " + q((repo_root() / "models/default").string()) + " --parallel 1 --max-queue 0 -q");
+  ASSERT_TRUE(server.running()) << server.read_log();
+  auto metric = [&](const std::string& name) {
+    const std::string text = server.request("GET", "/metrics").body;
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? int64_t{-1} : std::stoll(text.substr(at + name.size() + 2));
+  };
+  // max_tokens beyond the window: alone, this answer runs to the end of the decoder's 2,048 positions
+  const RunResult hung_up = shell("curl -s --max-time 1 " + q(server.url("/v1/completions")) +
+                                  " -d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 100000, \"temperature\": 0}'");
+  EXPECT_EQ(hung_up.exit_code, 28) << "curl was to give up after 1 s: " << hung_up.out;  // 28: timed out
+  bool freed = false;
+  for (int i = 0; i < 300 && !freed; ++i) {  // checked twice a second: allow 3 s
+    freed = metric("coenc_requests_active") == 0;
+    if (!freed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(freed) << "the slot was still held after the client had gone";
+  EXPECT_EQ(metric("coenc_requests_cancelled_total"), 1);
+  const auto next = server.request("POST", "/v1/completions", R"({"prompt": "Hi", "max_tokens": 2})");
+  EXPECT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(server.stop(), 0) << server.read_log();
+}
+
 // scripts/serve_load_test.mjs, bounded for CI: 8 streaming openai clients at once, each about its own document,
 // twice. Every request is answered; the first round compresses every document and the second finds them all in
 // the cache (the tower is skipped); answers decode in shared steps; the server's peak memory is reported. The

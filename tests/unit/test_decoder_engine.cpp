@@ -623,6 +623,67 @@ TEST(SlotBatch, GenerationsInOneBatchEqualGenerate) {
   }
 }
 
+// Chunked prefill: a prompt of tokens and embedding rows read in pieces of 1, 3 and 4 positions, while another
+// answer takes its steps between the pieces, ends with the logits, cache and history of the prompt read whole,
+// and then decodes as it would alone. A reserved slot is not stepped, can be left, and a prompt too long for
+// the context is refused before any of it is read.
+TEST(SlotBatch, ChunkedPrefillEqualsTheWholePrompt) {
+  DecoderLm lm = tiny_model("LlamaForCausalLM", 21);
+  torch::manual_seed(3);
+  const torch::Tensor rows = torch::randn({5, lm->config().hidden_size}) * 0.5;
+  const std::vector<Segment> prompt = {Segment::tokens({4, 8, 15}), Segment::embeddings(rows),
+                                       Segment::tokens({16, 23, 42})};
+  for (int64_t piece : {1, 3, 4}) {
+    SCOPED_TRACE("pieces of " + std::to_string(piece));
+    SlotBatch batch(lm, 2);
+    Session other_alone(lm), alone(lm);
+    torch::Tensor first;
+    const int64_t other = batch.join({Segment::tokens({7, 9})}, &first);
+    other_alone.prefill({Segment::tokens({7, 9})});
+    const int64_t slot = batch.reserve(prompt);
+    EXPECT_TRUE(batch.busy(slot));
+    EXPECT_EQ(batch.pending(slot), 11);
+    EXPECT_COENC_ERROR(batch.step({slot}, {1}), "not a decoding slot");
+    torch::Tensor last;
+    int pieces = 0;
+    TokenId fed = 30;
+    while (!batch.prefill(slot, piece, &last)) {
+      ++pieces;
+      torch::Tensor l = batch.step({other}, {fed});  // the answer in progress goes on between the pieces
+      EXPECT_TRUE(torch::allclose(l[0], other_alone.decode(fed), 1e-4, 1e-4));
+      ++fed;
+    }
+    EXPECT_EQ(pieces + 1, (11 + piece - 1) / piece);
+    EXPECT_EQ(batch.pending(slot), 0);
+    EXPECT_TRUE(torch::allclose(last, alone.prefill(prompt), 1e-4, 1e-4));
+    EXPECT_EQ(batch.n_past(slot), alone.n_past());
+    EXPECT_EQ(batch.history(slot), alone.history());
+    for (TokenId t : {3, 5, 7}) {
+      torch::Tensor l = batch.step({slot, other}, {t, fed});
+      EXPECT_TRUE(torch::allclose(l[0], alone.decode(t), 1e-4, 1e-4)) << "token " << t;
+      EXPECT_TRUE(torch::allclose(l[1], other_alone.decode(fed), 1e-4, 1e-4));
+      ++fed;
+    }
+  }
+  SlotBatch batch(lm, 1, 8);
+  try {
+    batch.reserve({Segment::tokens({1, 2, 3, 4, 5, 6, 7, 8, 9})});
+    ADD_FAILURE() << "a prompt of 9 positions was reserved in a context of 8";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ExceedsContext);
+  }
+  EXPECT_EQ(batch.n_free(), 1);
+  const int64_t slot = batch.reserve({Segment::tokens({1, 2, 3, 4})});
+  EXPECT_COENC_ERROR(batch.reserve({Segment::tokens({1})}), "no free slot");
+  EXPECT_FALSE(batch.prefill(slot, 2, nullptr));
+  batch.leave(slot);  // a client gone in the middle of its prompt
+  EXPECT_EQ(batch.n_free(), 1);
+  EXPECT_EQ(batch.pending(slot), 0);
+  torch::Tensor logits;
+  EXPECT_EQ(batch.join({Segment::tokens({5, 6})}, &logits), slot);
+  EXPECT_EQ(batch.n_past(slot), 2);
+}
+
 TEST(Shapes, NamedShapesAreConsistent) {
   ModelConfig c = named_shape("llama3-8b");
   EXPECT_EQ(c.n_layers, 32);

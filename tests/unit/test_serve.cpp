@@ -1,12 +1,21 @@
 // The server's parts apart from HTTP: OpenAI request parsing (every field checked, named in errors), response
-// shapes, the document cache's LRU bound, and the pipeline's conversation layout that the server sends to the
+// shapes, the document cache's LRU bound, telling that a client has closed its connection, and the pipeline's conversation layout that the server sends to the
 // decoder.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "coenc/co_encoder.h"
 #include "coenc/pipeline.h"
 #include "serve/api.h"
+#include "serve/connection.h"
 #include "serve/document_cache.h"
 #include "test_util.h"
 
@@ -143,6 +152,45 @@ CompressedDocument doc_of_bytes(int64_t floats) {
   CompressedDocument d;
   d.chunks.push_back(torch::zeros({floats}, torch::kFloat32));
   return d;
+}
+
+// A loopback connection: open, the server side does not see the client as gone; once the client closes it, it
+// does (the server's socket waits in CLOSE_WAIT). Addresses that do not parse, or no such connection, are never
+// taken for a closed one.
+TEST(ServeApi, TellsWhenAClientHasClosedItsConnection) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int served = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(served, 0);
+  sockaddr_in client_addr{};
+  len = sizeof client_addr;
+  ASSERT_EQ(::getsockname(client, reinterpret_cast<sockaddr*>(&client_addr), &len), 0);
+  const serve::Connection c{"127.0.0.1", ntohs(addr.sin_port), "127.0.0.1", ntohs(client_addr.sin_port)};
+  EXPECT_FALSE(serve::client_has_closed(c));
+  ::close(client);
+  bool closed = false;
+  for (int i = 0; i < 100 && !closed; ++i) {  // the FIN arrives at once on loopback; allow a second
+    closed = serve::client_has_closed(c);
+    if (!closed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(closed);
+  serve::Connection other = c;
+  other.remote_port = c.remote_port == 65535 ? 65534 : c.remote_port + 1;  // no such connection
+  EXPECT_FALSE(serve::client_has_closed(other));
+  EXPECT_FALSE(serve::client_has_closed({"not an address", c.local_port, "127.0.0.1", c.remote_port}));
+  EXPECT_FALSE(serve::client_has_closed({"127.0.0.1", c.local_port, "::1", c.remote_port}));
+  EXPECT_FALSE(serve::client_has_closed({}));
+  ::close(served);
+  ::close(listener);
 }
 
 TEST(ServeApi, DocumentCacheEvictsTheLeastRecentlyUsed) {

@@ -67,6 +67,11 @@ CommandFn setup_serve(CLI::App& app) {
                   "(continuous batching)")
       ->check(positive())
       ->capture_default_str();
+  cmd->add_option("--prefill-chunk", a->options.prefill_chunk,
+                  "prompt positions read between two decode steps while answers are in progress (chunked "
+                  "prefill: a long new prompt does not stall them); 0: whole prompts")
+      ->check(non_negative())
+      ->capture_default_str();
   cmd->add_option("--max-queue", a->options.max_queue, "requests waiting for a slot before 503 (server busy)")
       ->check(non_negative())
       ->capture_default_str();
