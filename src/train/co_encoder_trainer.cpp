@@ -219,6 +219,340 @@ void write_loss_curve(const fs::path& metrics, const fs::path& svg) {
   write_file_atomic(svg, loss_curve_svg(series, "Co-Encoder training: " + metrics.parent_path().filename().string()));
 }
 
+// ---- the parts of a run ----------------------------------------------------------------------------------------
+
+using ObjectiveWeights = std::array<double, data::kNumObjectives>;
+
+// Each objective's weight, normalised to sum 1 (0 for those the config does not name).
+ObjectiveWeights objective_weights(const TrainConfig& c) {
+  ObjectiveWeights weight{};
+  double total = 0;
+  for (const auto& [name, w] : c.objectives) total += w;
+  for (int o = 0; o < data::kNumObjectives; ++o) {
+    auto it = c.objectives.find(data::objective_name(static_cast<Objective>(o)));
+    if (it != c.objectives.end()) weight[o] = it->second / total;
+  }
+  return weight;
+}
+
+// What every part of a run shares: the model, the config, where and how it computes, and the processes.
+struct Run {
+  TrainConfig& c;
+  CoEncoderImpl& model;
+  DeviceOptions dev;
+  compat::AutocastState autocast;
+  DataParallel* dp;  // null: one process
+  int rank = 0, world = 1;
+  ObjectiveWeights weight{};
+  bool dynamic = false;     // pooling "dynamic": its size loss joins the loss
+  int64_t config_ratio = 0;  // the checkpoint's own ratio (compression_ratios change the model's at every step)
+};
+
+// The examples of every weighted objective: `micro` of each per micro-batch, drawn from the text and QA files.
+class Examples {
+ public:
+  Examples(const Run& run, const Built& built, bool progress) : run_(run) {
+    const TrainConfig& c = run.c;
+    const CoEncoderConfig& cfg = run.model.config();
+    auto active = [&](Objective o) { return run.weight[static_cast<int>(o)] > 0; };
+    const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
+    if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
+        active(Objective::Passkey))
+      text_ = std::make_unique<data::TextExamples>(
+          c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
+          c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress,
+          c.min_context_tokens, c.passkey_tokens, c.lm_tokens);
+    if (active(Objective::Qa) || active(Objective::QaText))
+      qa_ = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
+                                               c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size,
+                                               cfg.text.max_position_embeddings);
+    micro_ = c.batch_size / c.grad_accum;
+  }
+
+  // One micro-batch (held-out examples with `eval`).
+  std::vector<data::Example> batch(std::mt19937_64& rng, bool eval) const {
+    std::vector<data::Example> ex;
+    for (int o = 0; o < data::kNumObjectives; ++o)
+      if (run_.weight[o] > 0)
+        for (int64_t i = 0; i < micro_; ++i) ex.push_back(sample(static_cast<Objective>(o), rng, eval));
+    return ex;
+  }
+
+ private:
+  data::Example sample(Objective o, std::mt19937_64& rng, bool eval) const {
+    return o == Objective::Qa || o == Objective::QaText ? qa_->sample(o, rng, eval)
+                                                        : text_->sample(o, rng, eval, passkey_cap());
+  }
+  // Passkey haystacks are capped at what the decoder holds once compressed at the step's ratio (32 positions
+  // left for the markers, question and answer), so one passkey_tokens serves every ratio of compression_ratios.
+  int64_t passkey_cap() const {
+    if (run_.dynamic) return 0;
+    const CoEncoderConfig& cfg = run_.model.config();
+    return std::max<int64_t>(64, (cfg.text.max_position_embeddings - 32) * cfg.ratio);
+  }
+
+  const Run& run_;
+  std::unique_ptr<data::TextExamples> text_;
+  std::unique_ptr<data::QaExamples> qa_;
+  int64_t micro_ = 1;
+};
+
+// The parameters the config's "train" makes trainable (by name), and all of them in one list.
+struct Trainable {
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  std::vector<torch::Tensor> all;
+};
+
+Trainable select_trainable(CoEncoderImpl& model, const TrainConfig& c) {
+  Trainable t;
+  for (auto& p : model.named_parameters()) {
+    const std::string& name = p.key();
+    const bool lora = name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+    auto part_on = [&](const std::string& mode) { return mode == "full" || (mode == "lora" && lora); };
+    const bool on = (name.rfind("connector.", 0) == 0 && c.train_connector) ||
+                    (name.rfind("context_tower.", 0) == 0 && part_on(c.train_tower)) ||
+                    (name.rfind("language_model.", 0) == 0 && part_on(c.train_decoder));
+    p.value().set_requires_grad(on);
+    if (on) t.named.emplace_back(name, p.value()), t.all.push_back(p.value());
+  }
+  COENC_CHECK(!t.named.empty(), "train: nothing to train (the connector of pooling \"{}\" has no parameters?)",
+              pooling_mode_name(model.config().pooling));
+  return t;
+}
+
+// AdamW with weight decay on matrices only, not on norms or biases.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const Trainable& t, const TrainConfig& c) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& [name, p] : t.named) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  using torch::optim::AdamWOptions;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty())
+    groups.emplace_back(decay, std::make_unique<AdamWOptions>(
+                                   AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(c.weight_decay)));
+  if (!no_decay.empty())
+    groups.emplace_back(no_decay,
+                        std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(0)));
+  return std::make_unique<torch::optim::AdamW>(groups, AdamWOptions(c.lr));
+}
+
+// Held-out losses: the same examples every time (a fresh generator), plus continuation, QA and passkey again
+// without their context, the baseline the compressed context must beat. One metrics object ("eval_*").
+json evaluate(const Run& run, const Examples& examples) {
+  const TrainConfig& c = run.c;
+  CoEncoderImpl& model = run.model;
+  torch::NoGradGuard no_grad;
+  if (!c.compression_ratios.empty()) model.set_compression_ratio(run.config_ratio);
+  std::mt19937_64 rng(c.seed ^ 0x5eedc0de5eedc0deULL);
+  std::array<double, data::kNumObjectives> sum{}, none_sum{};
+  std::array<int64_t, data::kNumObjectives> tokens{}, none_tokens{};
+  int64_t correct = 0;
+  for (int64_t i = 0; i < c.eval_batches; ++i) {
+    std::vector<data::Example> ex = examples.batch(rng, true), bare;
+    if (i % run.world != run.rank) continue;  // every process draws every batch (one generator), evaluates its share
+    compat::AutocastScope mixed(run.dev.device.type(), run.autocast);
+    data::BatchLoss bl = data::co_encoder_batch_loss(model, ex);
+    for (int o = 0; o < data::kNumObjectives; ++o)
+      if (bl.tokens[o] > 0) sum[o] += bl.loss_sum[o].item<double>(), tokens[o] += bl.tokens[o];
+    correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
+    for (auto e : ex)
+      if (e.objective == Objective::Continuation || e.objective == Objective::Qa ||
+          e.objective == Objective::Passkey) {
+        e.context.clear();
+        bare.push_back(std::move(e));
+      }
+    if (bare.empty()) continue;
+    data::BatchLoss bn = data::co_encoder_batch_loss(model, bare);
+    for (int o = 0; o < data::kNumObjectives; ++o)
+      if (bn.tokens[o] > 0) none_sum[o] += bn.loss_sum[o].item<double>(), none_tokens[o] += bn.tokens[o];
+  }
+  if (run.dp) {
+    std::vector<double> all;
+    for (int o = 0; o < data::kNumObjectives; ++o)
+      all.insert(all.end(), {sum[o], none_sum[o], static_cast<double>(tokens[o]), static_cast<double>(none_tokens[o])});
+    all.push_back(static_cast<double>(correct));
+    torch::Tensor t = torch::tensor(all, torch::kFloat64).to(run.dev.device);
+    run.dp->all_reduce_sum({t});
+    t = t.cpu();
+    for (int o = 0; o < data::kNumObjectives; ++o) {
+      sum[o] = t[4 * o].item<double>();
+      none_sum[o] = t[4 * o + 1].item<double>();
+      tokens[o] = t[4 * o + 2].item<int64_t>();
+      none_tokens[o] = t[4 * o + 3].item<int64_t>();
+    }
+    correct = t[4 * data::kNumObjectives].item<int64_t>();
+  }
+  json m;
+  double total = 0;
+  for (int o = 0; o < data::kNumObjectives; ++o) {
+    if (run.weight[o] == 0 || tokens[o] == 0) continue;
+    const std::string name = data::objective_name(static_cast<Objective>(o));
+    const double loss = sum[o] / static_cast<double>(tokens[o]);
+    m["eval_" + name + "_loss"] = loss;
+    total += run.weight[o] * loss;
+    if (none_tokens[o] > 0) m["eval_" + name + "_no_context_loss"] = none_sum[o] / static_cast<double>(none_tokens[o]);
+  }
+  const int r = static_cast<int>(Objective::Reconstruction);
+  if (tokens[r] > 0) m["eval_reconstruction_accuracy"] = static_cast<double>(correct) / static_cast<double>(tokens[r]);
+  m["eval_loss"] = total;
+  return m;
+}
+
+// What one optimizer step's micro-batches add up to (over every process).
+struct StepStats {
+  double loss = 0, size = 0;
+  ObjectiveWeights obj{};  // each objective's mean loss
+  int64_t correct = 0, recon_tokens = 0, tokens = 0;
+  bool interrupted = false;
+};
+
+// The forward and backward passes of one optimizer step: grad_accum micro-batches (this process's share of
+// them), gradients summed over the processes. The optimizer step itself is the caller's.
+StepStats accumulate_step(const Run& run, const Examples& examples, const Trainable& trainable,
+                          std::mt19937_64& rng) {
+  const TrainConfig& c = run.c;
+  StepStats s;
+  for (int64_t a = 0; a < c.grad_accum; ++a) {
+    if (!c.compression_ratios.empty()) {
+      std::uniform_int_distribution<size_t> pick(0, c.compression_ratios.size() - 1);
+      run.model.set_compression_ratio(c.compression_ratios[pick(rng)]);
+    }
+    std::vector<data::Example> batch = examples.batch(rng, false);
+    if (a % run.world != run.rank) continue;  // another process's micro-batch
+    std::optional<compat::AutocastScope> mixed;
+    mixed.emplace(run.dev.device.type(), run.autocast);
+    data::BatchLoss bl = data::co_encoder_batch_loss(run.model, batch);
+    torch::Tensor loss;
+    for (int o = 0; o < data::kNumObjectives; ++o) {
+      if (run.weight[o] == 0 || bl.tokens[o] == 0) continue;
+      torch::Tensor mean = bl.loss_sum[o] / static_cast<double>(bl.tokens[o]);
+      s.obj[o] += mean.item<double>() / static_cast<double>(c.grad_accum);
+      loss = loss.defined() ? loss + run.weight[o] * mean : run.weight[o] * mean;
+    }
+    if (run.dynamic && c.size_loss_weight > 0 && bl.size_loss.defined()) {
+      s.size += bl.size_loss.item<double>() / static_cast<double>(c.grad_accum);
+      loss = loss + c.size_loss_weight * bl.size_loss;
+    }
+    loss = loss / static_cast<double>(c.grad_accum);
+    mixed.reset();  // backward outside autocast, as PyTorch recommends: each op's gradient in its forward dtype
+    if (loss.requires_grad()) loss.backward();
+    s.loss += loss.item<double>();
+    s.correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
+    s.recon_tokens += bl.tokens[static_cast<int>(Objective::Reconstruction)];
+    s.tokens += bl.context_tokens + bl.decoder_positions;
+  }
+  s.interrupted = g_interrupted.load();
+  if (!run.dp) return s;
+  // Gradients summed over the processes (each micro-batch loss is already divided by grad_accum), then the
+  // step's statistics and whether any process was interrupted, so all take the same decisions.
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : trainable.all) {
+    torch::Tensor q = p;
+    if (!q.grad().defined()) q.mutable_grad() = torch::zeros_like(q);
+    grads.push_back(q.mutable_grad());
+  }
+  run.dp->all_reduce_sum(grads);
+  std::vector<double> stats = {s.loss, s.size, static_cast<double>(s.correct), static_cast<double>(s.recon_tokens),
+                               static_cast<double>(s.tokens), s.interrupted ? 1.0 : 0.0};
+  stats.insert(stats.end(), s.obj.begin(), s.obj.end());
+  torch::Tensor t = torch::tensor(stats, torch::kFloat64).to(run.dev.device);
+  run.dp->all_reduce_sum({t});
+  t = t.cpu();
+  s.loss = t[0].item<double>();
+  s.size = t[1].item<double>();
+  s.correct = t[2].item<int64_t>();
+  s.recon_tokens = t[3].item<int64_t>();
+  s.tokens = t[4].item<int64_t>();
+  s.interrupted = t[5].item<double>() > 0;
+  for (int o = 0; o < data::kNumObjectives; ++o) s.obj[o] = t[6 + o].item<double>();
+  return s;
+}
+
+// Where an earlier part of the run stopped (all zero for a fresh run).
+struct Resumed {
+  int64_t step = 0;
+  double train_seconds = 0;   // training-loop seconds of the earlier parts
+  bool planned_fixed = false;  // c.steps was fitted to time_budget_s by an earlier part
+};
+
+// A fresh run (refused when out/checkpoint holds an earlier one), or the run resumed from its checkpoint: weights,
+// optimizer state, generator, counters and the metrics window back as they were; the config must be the same.
+Resumed start_or_resume(Run& run, const fs::path& ckpt, const fs::path& metrics_path, const Trainable& trainable,
+                        torch::optim::AdamW& opt, std::mt19937_64& rng, TrainResult& result, Window& window) {
+  TrainConfig& c = run.c;
+  const bool lead = run.rank == 0;
+  Resumed r;
+  if (!c.resume) {
+    COENC_CHECK(!find_run_checkpoint(ckpt), "{} holds a checkpoint of an earlier run: set \"resume\": true to "
+                "continue it, or remove it", ckpt.string());
+    if (lead) write_file_atomic(metrics_path, "");
+    return r;
+  }
+  auto found = find_run_checkpoint(ckpt);
+  COENC_CHECK_CODE(found, NotFound, "\"resume\": true but {} holds no checkpoint", ckpt.string());
+  json state = load_run_checkpoint(*found, trainable.named, opt);
+  const json before = comparable(state.at("config")), now = comparable(c.source);
+  for (const auto& item : now.items())
+    COENC_CHECK(before.contains(item.key()) && before[item.key()] == item.value(),
+                "\"resume\": field \"{}\" differs from the checkpointed run's ({}); a resumed run must use the same "
+                "config",
+                item.key(), before.contains(item.key()) ? before[item.key()].dump() : "absent");
+  for (const auto& item : before.items())
+    COENC_CHECK(now.contains(item.key()), "\"resume\": field \"{}\" was set in the checkpointed run ({})", item.key(),
+                item.value().dump());
+  r.step = state.at("step");
+  if (state.value("planned_steps_fixed", false)) {
+    c.steps = state.at("planned_steps");
+    r.planned_fixed = true;
+  }
+  r.train_seconds = state.value("train_seconds", 0.0);
+  std::istringstream(state.at("rng").get<std::string>()) >> rng;
+  result.tokens_seen = state.at("tokens");
+  result.initial_eval_loss = state.at("initial_eval_loss");
+  window = Window::from_json(state.at("window"));
+  if (lead) truncate_metrics(metrics_path, r.step);
+  return r;
+}
+
+// The trained checkpoint in `out` (lead process, finished run): LoRA merged, the config's own ratio, the raw
+// prompt layout every objective trained with, frozen parts referenced or embedded, and both tokenizers.
+void write_trained_model(const Run& run, const Built& built, const Trainable& trainable, const fs::path& out) {
+  const TrainConfig& c = run.c;
+  CoEncoderImpl& model = run.model;
+  if (!c.compression_ratios.empty()) model.set_compression_ratio(run.config_ratio);  // the checkpoint's own ratio
+  const CoEncoderConfig& cfg = model.config();
+  for (const auto& [name, p] : trainable.named) {
+    torch::Tensor q = p;
+    q.set_requires_grad(false);
+  }
+  model.context_tower->tower->merge_lora();
+  model.language_model->merge_lora();
+  // A frozen tower or decoder that came from a directory stays there: the checkpoint points at it by a path
+  // relative to itself (so the pair can move together); a trained one is stored in the checkpoint.
+  auto source_dir = [&](const std::string& ckpt_path, const std::string& from) -> fs::path {
+    if (!ckpt_path.empty()) return built.ckpt_dir / ckpt_path;
+    return from;
+  };
+  auto reference = [&](const fs::path& src, const std::string& mode, bool embed) -> std::string {
+    if (src.empty() || mode != "frozen" || embed) return "";
+    const fs::path target = fs::weakly_canonical(src), here = fs::weakly_canonical(out);
+    const fs::path rel = target.lexically_relative(here);
+    return rel.empty() ? target.string() : rel.string();
+  };
+  model.set_prompt_layout("raw");  // every objective lays out [BOC] v [EOC] prompt target (co_encoder_objectives)
+  save_co_encoder(model, out, reference(source_dir(cfg.context_tower_path, c.tower_from), c.train_tower, c.embed_tower),
+                  reference(source_dir(cfg.language_model_path, c.decoder_from), c.train_decoder, c.embed_decoder),
+                  c.save_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32, shard_limit_bytes(c.max_shard_mb));
+  // The seed's layout: each tokenizer in its subfolder.
+  for (auto [src, sub] :
+       {std::pair{built.context_tok_src, "context_tokenizer"}, std::pair{built.text_tok_src, "text_tokenizer"}}) {
+    const fs::path from = tokenizer_dir(src), to = out / sub;
+    if (fs::exists(to) && fs::equivalent(from, to)) continue;
+    fs::create_directories(to);
+    for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"})
+      if (fs::exists(from / f)) write_file_atomic(to / f, read_file_bytes(from / f, "tokenizer file"));
+  }
+}
+
 }  // namespace
 
 TrainResult train_co_encoder(const TrainConfig& config) {
@@ -239,201 +573,38 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   if (dev.device.is_cuda()) compat::allow_tf32(true);
   Built built = build_model(c, dev);
   CoEncoderImpl& model = *built.model;
-  const CoEncoderConfig& cfg = model.config();
   COENC_CHECK_CODE(c.autocast != "f16" || dev.device.is_cuda(), Unsupported,
                    "\"autocast\": \"f16\" runs on CUDA only (use \"bf16\" on the CPU)");
-  const compat::AutocastState autocast{c.autocast != "none",
-                                       c.autocast == "f16" ? torch::kFloat16 : torch::kBFloat16};
-  DecoderLmImpl& tower = *model.context_tower->tower;
-  DecoderLmImpl& decoder = *model.language_model;
-  tower.set_activation_checkpointing(c.activation_checkpointing);
-  decoder.set_activation_checkpointing(c.activation_checkpointing);
-  if (c.train_tower == "lora") tower.add_lora(c.lora, c.seed + 3);
-  if (c.train_decoder == "lora") decoder.add_lora(c.lora, c.seed + 4);
+  Run run{c, model, dev, {c.autocast != "none", c.autocast == "f16" ? torch::kFloat16 : torch::kBFloat16},
+          dp.get(), rank, world, objective_weights(c), model.config().pooling == PoolingMode::Dynamic,
+          model.config().ratio};
+  for (DecoderLmImpl* part : {model.context_tower->tower.get(), model.language_model.get()})
+    part->set_activation_checkpointing(c.activation_checkpointing);
+  if (c.train_tower == "lora") model.context_tower->tower->add_lora(c.lora, c.seed + 3);
+  if (c.train_decoder == "lora") model.language_model->add_lora(c.lora, c.seed + 4);
 
-  // Which objectives, with weights normalised to sum 1.
-  std::array<double, data::kNumObjectives> weight{};
-  double total_weight = 0;
-  for (const auto& [name, w] : c.objectives) total_weight += w;
-  for (int o = 0; o < data::kNumObjectives; ++o) {
-    auto it = c.objectives.find(data::objective_name(static_cast<Objective>(o)));
-    if (it != c.objectives.end()) weight[o] = it->second / total_weight;
-  }
-  auto active = [&](Objective o) { return weight[static_cast<int>(o)] > 0; };
-  const bool dynamic = cfg.pooling == PoolingMode::Dynamic;
-
-  // Data.
-  const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
-  std::unique_ptr<data::TextExamples> text;
-  std::unique_ptr<data::QaExamples> qa;
-  if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
-      active(Objective::Passkey))
-    text = std::make_unique<data::TextExamples>(
-        c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction,
-        context_tokens, c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm),
-        progress, c.min_context_tokens, c.passkey_tokens, c.lm_tokens);
-  if (active(Objective::Qa) || active(Objective::QaText))
-    qa = std::make_unique<data::QaExamples>(c.qa_files, *built.context_tok, *built.text_tok, c.eval_fraction,
-                                            c.max_context_tokens > 0 ? c.max_context_tokens : 4 * cfg.chunk_size,
-                                            cfg.text.max_position_embeddings);
-  // Passkey haystacks are capped at what the decoder holds once compressed at the step's ratio (32 positions
-  // left for the markers, question and answer), so one passkey_tokens serves every ratio of compression_ratios.
-  auto passkey_cap = [&]() -> int64_t {
-    if (dynamic) return 0;
-    return std::max<int64_t>(64, (cfg.text.max_position_embeddings - 32) * model.config().ratio);
-  };
-  auto sample = [&](Objective o, std::mt19937_64& rng, bool eval) {
-    return o == Objective::Qa || o == Objective::QaText ? qa->sample(o, rng, eval)
-                                                        : text->sample(o, rng, eval, passkey_cap());
-  };
-  const int64_t micro = c.batch_size / c.grad_accum;
-  auto make_batch = [&](std::mt19937_64& rng, bool eval) {
-    std::vector<data::Example> ex;
-    for (int o = 0; o < data::kNumObjectives; ++o)
-      if (weight[o] > 0)
-        for (int64_t i = 0; i < micro; ++i) ex.push_back(sample(static_cast<Objective>(o), rng, eval));
-    return ex;
-  };
-
-  // Trainable parameters.
-  std::vector<std::pair<std::string, torch::Tensor>> trainable;
-  for (auto& p : model.named_parameters()) {
-    const std::string& name = p.key();
-    const bool lora = name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
-    auto part_on = [&](const std::string& mode) { return mode == "full" || (mode == "lora" && lora); };
-    const bool on = (name.rfind("connector.", 0) == 0 && c.train_connector) ||
-                    (name.rfind("context_tower.", 0) == 0 && part_on(c.train_tower)) ||
-                    (name.rfind("language_model.", 0) == 0 && part_on(c.train_decoder));
-    p.value().set_requires_grad(on);
-    if (on) trainable.emplace_back(name, p.value());
-  }
-  COENC_CHECK(!trainable.empty(), "train: nothing to train (the connector of pooling \"{}\" has no parameters?)",
-              pooling_mode_name(cfg.pooling));
-  std::vector<torch::Tensor> decay, no_decay, all_params;
-  for (auto& [name, p] : trainable) {
-    (p.dim() >= 2 ? decay : no_decay).push_back(p);
-    all_params.push_back(p);
-  }
-  using torch::optim::AdamWOptions;
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decay.empty())
-    groups.emplace_back(decay, std::make_unique<AdamWOptions>(
-                                   AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(c.weight_decay)));
-  if (!no_decay.empty())
-    groups.emplace_back(no_decay,
-                        std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(0)));
-  torch::optim::AdamW opt(groups, AdamWOptions(c.lr));
+  Examples examples(run, built, progress);
+  const Trainable trainable = select_trainable(model, c);
+  std::unique_ptr<torch::optim::AdamW> opt = make_optimizer(trainable, c);
   // Every process starts from the first one's weights (they agree already when built from the same seed).
-  if (dp) dp->broadcast_from_first(all_params);
-
-  // Evaluation: the same held-out examples every time (a fresh generator), plus continuation and QA again
-  // without their context, the baseline the compressed context must beat.
-  const int64_t config_ratio = cfg.ratio;
-  COENC_CHECK_CODE(
-      c.compression_ratios.empty() || cfg.pooling != PoolingMode::Dynamic, Unsupported,
-      "\"compression_ratios\" needs pooling \"mean\" or \"attn\" (dynamic pooling sizes itself)");
-  auto evaluate = [&]() {
-    torch::NoGradGuard no_grad;
-    if (!c.compression_ratios.empty()) model.set_compression_ratio(config_ratio);
-    std::mt19937_64 rng(c.seed ^ 0x5eedc0de5eedc0deULL);
-    std::array<double, data::kNumObjectives> sum{}, none_sum{};
-    std::array<int64_t, data::kNumObjectives> tokens{}, none_tokens{};
-    int64_t correct = 0;
-    for (int64_t i = 0; i < c.eval_batches; ++i) {
-      std::vector<data::Example> ex = make_batch(rng, true), bare;
-      if (i % world != rank) continue;  // every process draws every batch (one generator), evaluates its share
-      compat::AutocastScope mixed(dev.device.type(), autocast);
-      data::BatchLoss bl = data::co_encoder_batch_loss(model, ex);
-      for (int o = 0; o < data::kNumObjectives; ++o)
-        if (bl.tokens[o] > 0) sum[o] += bl.loss_sum[o].item<double>(), tokens[o] += bl.tokens[o];
-      correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
-      for (auto e : ex)
-        if (e.objective == Objective::Continuation || e.objective == Objective::Qa ||
-            e.objective == Objective::Passkey) {
-          e.context.clear();
-          bare.push_back(std::move(e));
-        }
-      if (bare.empty()) continue;
-      data::BatchLoss bn = data::co_encoder_batch_loss(model, bare);
-      for (int o = 0; o < data::kNumObjectives; ++o)
-        if (bn.tokens[o] > 0) none_sum[o] += bn.loss_sum[o].item<double>(), none_tokens[o] += bn.tokens[o];
-    }
-    if (dp) {
-      std::vector<double> all;
-      for (int o = 0; o < data::kNumObjectives; ++o)
-        all.insert(all.end(), {sum[o], none_sum[o], static_cast<double>(tokens[o]), static_cast<double>(none_tokens[o])});
-      all.push_back(static_cast<double>(correct));
-      torch::Tensor t = torch::tensor(all, torch::kFloat64).to(dev.device);
-      dp->all_reduce_sum({t});
-      t = t.cpu();
-      for (int o = 0; o < data::kNumObjectives; ++o) {
-        sum[o] = t[4 * o].item<double>();
-        none_sum[o] = t[4 * o + 1].item<double>();
-        tokens[o] = t[4 * o + 2].item<int64_t>();
-        none_tokens[o] = t[4 * o + 3].item<int64_t>();
-      }
-      correct = t[4 * data::kNumObjectives].item<int64_t>();
-    }
-    json m;
-    double total = 0;
-    for (int o = 0; o < data::kNumObjectives; ++o) {
-      if (weight[o] == 0 || tokens[o] == 0) continue;
-      const std::string name = data::objective_name(static_cast<Objective>(o));
-      const double loss = sum[o] / static_cast<double>(tokens[o]);
-      m["eval_" + name + "_loss"] = loss;
-      total += weight[o] * loss;
-      if (none_tokens[o] > 0) m["eval_" + name + "_no_context_loss"] = none_sum[o] / static_cast<double>(none_tokens[o]);
-    }
-    const int r = static_cast<int>(Objective::Reconstruction);
-    if (tokens[r] > 0) m["eval_reconstruction_accuracy"] = static_cast<double>(correct) / static_cast<double>(tokens[r]);
-    m["eval_loss"] = total;
-    return m;
-  };
+  if (dp) dp->broadcast_from_first(trainable.all);
+  COENC_CHECK_CODE(c.compression_ratios.empty() || !run.dynamic, Unsupported,
+                   "\"compression_ratios\" needs pooling \"mean\" or \"attn\" (dynamic pooling sizes itself)");
 
   // State: fresh, or resumed from the checkpoint.
   const fs::path out = c.out, ckpt = out / "checkpoint", metrics_path = out / "metrics.jsonl";
   fs::create_directories(out);
   std::mt19937_64 rng(c.seed);
-  int64_t step0 = 0;
-  double train_seconds_before = 0;  // training-loop seconds of the earlier parts of a resumed run
-  bool planned_fixed = false;       // c.steps was fitted to time_budget_s by an earlier part
   TrainResult result;
   Window window;
-  if (c.resume) {
-    auto found = find_run_checkpoint(ckpt);
-    COENC_CHECK_CODE(found, NotFound, "\"resume\": true but {} holds no checkpoint", ckpt.string());
-    json state = load_run_checkpoint(*found, trainable, opt);
-    const json before = comparable(state.at("config")), now = comparable(c.source);
-    for (const auto& item : now.items())
-      COENC_CHECK(before.contains(item.key()) && before[item.key()] == item.value(),
-                  "\"resume\": field \"{}\" differs from the checkpointed run's ({}); a resumed run must use the same "
-                  "config",
-                  item.key(), before.contains(item.key()) ? before[item.key()].dump() : "absent");
-    for (const auto& item : before.items())
-      COENC_CHECK(now.contains(item.key()), "\"resume\": field \"{}\" was set in the checkpointed run ({})",
-                  item.key(), item.value().dump());
-    step0 = state.at("step");
-    if (state.value("planned_steps_fixed", false)) {
-      c.steps = state.at("planned_steps");
-      planned_fixed = true;
-    }
-    train_seconds_before = state.value("train_seconds", 0.0);
-    std::istringstream(state.at("rng").get<std::string>()) >> rng;
-    result.tokens_seen = state.at("tokens");
-    result.initial_eval_loss = state.at("initial_eval_loss");
-    window = Window::from_json(state.at("window"));
-    if (lead) truncate_metrics(metrics_path, step0);
-  } else {
-    COENC_CHECK(!find_run_checkpoint(ckpt), "{} holds a checkpoint of an earlier run: set \"resume\": true to "
-                "continue it, or remove it", ckpt.string());
-    if (lead) write_file_atomic(metrics_path, "");
-  }
+  const Resumed resumed = start_or_resume(run, ckpt, metrics_path, trainable, *opt, rng, result, window);
+  const int64_t step0 = resumed.step;
   std::ofstream metrics;
   if (lead) metrics.open(metrics_path, std::ios::app);
   double eval_seconds = 0;
   if (step0 == 0) {
     const auto e0 = std::chrono::steady_clock::now();
-    json m = evaluate();
+    json m = evaluate(run, examples);
     eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
     result.initial_eval_loss = m["eval_loss"];
     m["step"] = 0;
@@ -449,13 +620,13 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     return loop_start ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *loop_start).count()
                       : 0.0;
   };
-  StepBudget budget{c.time_budget_s > 0, c.time_budget_s - train_seconds_before};
-  budget.fixed = planned_fixed;
+  StepBudget budget{c.time_budget_s > 0, c.time_budget_s - resumed.train_seconds};
+  budget.fixed = resumed.planned_fixed;
   auto save = [&](int64_t steps_done, const std::string& rng_snapshot) {
     if (!lead) return;
     json state = {{"format", 1},
                   {"step", steps_done},
-                  {"train_seconds", train_seconds_before + loop_seconds()},
+                  {"train_seconds", resumed.train_seconds + loop_seconds()},
                   {"planned_steps", c.steps},
                   {"planned_steps_fixed", budget.fixed},
                   {"rng", rng_snapshot},
@@ -463,7 +634,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
                   {"initial_eval_loss", result.initial_eval_loss},
                   {"window", window.to_json()},
                   {"config", c.source}};
-    save_run_checkpoint(ckpt, trainable, opt, state);
+    save_run_checkpoint(ckpt, trainable.named, *opt, state);
   };
 
   ProgressBar bar("training", c.steps, "steps", progress);
@@ -476,87 +647,29 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     for (; step < c.steps; ++step) {
       rng_at_start = rng_state(rng);
       const double lr = learning_rate(c, step);
-      for (auto& g : opt.param_groups()) static_cast<AdamWOptions&>(g.options()).lr(lr);
-      double step_loss = 0, step_size = 0;
-      std::array<double, data::kNumObjectives> step_obj{};
-      int64_t correct = 0, recon_tokens = 0;
-      int64_t step_tokens = 0;
-      for (int64_t a = 0; a < c.grad_accum; ++a) {
-        if (!c.compression_ratios.empty()) {
-          std::uniform_int_distribution<size_t> pick(0, c.compression_ratios.size() - 1);
-          model.set_compression_ratio(c.compression_ratios[pick(rng)]);
-        }
-        std::vector<data::Example> batch = make_batch(rng, false);
-        if (a % world != rank) continue;  // another process's micro-batch
-        std::optional<compat::AutocastScope> mixed;
-        mixed.emplace(dev.device.type(), autocast);
-        data::BatchLoss bl = data::co_encoder_batch_loss(model, batch);
-        torch::Tensor loss;
-        for (int o = 0; o < data::kNumObjectives; ++o) {
-          if (weight[o] == 0 || bl.tokens[o] == 0) continue;
-          torch::Tensor mean = bl.loss_sum[o] / static_cast<double>(bl.tokens[o]);
-          step_obj[o] += mean.item<double>() / static_cast<double>(c.grad_accum);
-          loss = loss.defined() ? loss + weight[o] * mean : weight[o] * mean;
-        }
-        if (dynamic && c.size_loss_weight > 0 && bl.size_loss.defined()) {
-          step_size += bl.size_loss.item<double>() / static_cast<double>(c.grad_accum);
-          loss = loss + c.size_loss_weight * bl.size_loss;
-        }
-        loss = loss / static_cast<double>(c.grad_accum);
-        mixed.reset();  // backward outside autocast, as PyTorch recommends: each op's gradient in its forward dtype
-        if (loss.requires_grad()) loss.backward();
-        step_loss += loss.item<double>();
-        correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
-        recon_tokens += bl.tokens[static_cast<int>(Objective::Reconstruction)];
-        step_tokens += bl.context_tokens + bl.decoder_positions;
-      }
-      bool interrupted = g_interrupted.load();
-      if (dp) {
-        // Gradients summed over the processes (each micro-batch loss is already divided by grad_accum), then the
-        // step's statistics and whether any process was interrupted, so all take the same decisions.
-        std::vector<torch::Tensor> grads;
-        for (auto& p : all_params) {
-          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-          grads.push_back(p.mutable_grad());
-        }
-        dp->all_reduce_sum(grads);
-        std::vector<double> stats = {step_loss, step_size, static_cast<double>(correct),
-                                     static_cast<double>(recon_tokens), static_cast<double>(step_tokens),
-                                     interrupted ? 1.0 : 0.0};
-        stats.insert(stats.end(), step_obj.begin(), step_obj.end());
-        torch::Tensor t = torch::tensor(stats, torch::kFloat64).to(dev.device);
-        dp->all_reduce_sum({t});
-        t = t.cpu();
-        step_loss = t[0].item<double>();
-        step_size = t[1].item<double>();
-        correct = t[2].item<int64_t>();
-        recon_tokens = t[3].item<int64_t>();
-        step_tokens = t[4].item<int64_t>();
-        interrupted = t[5].item<double>() > 0;
-        for (int o = 0; o < data::kNumObjectives; ++o) step_obj[o] = t[6 + o].item<double>();
-      }
-      window_tokens += step_tokens;
-      result.tokens_seen += step_tokens;
-      COENC_CHECK_CODE(std::isfinite(step_loss), Internal, "training diverged at step {} (loss {}); lower lr", step,
-                       step_loss);
-      if (c.grad_clip > 0) torch::nn::utils::clip_grad_norm_(all_params, c.grad_clip);
-      opt.step();
-      opt.zero_grad();
-      result.final_train_loss = step_loss;
+      for (auto& g : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      const StepStats s = accumulate_step(run, examples, trainable, rng);
+      window_tokens += s.tokens;
+      result.tokens_seen += s.tokens;
+      COENC_CHECK_CODE(std::isfinite(s.loss), Internal, "training diverged at step {} (loss {}); lower lr", step,
+                       s.loss);
+      if (c.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable.all, c.grad_clip);
+      opt->step();
+      opt->zero_grad();
+      result.final_train_loss = s.loss;
       ++window.steps;
-      window.loss += step_loss;
-      window.size += step_size;
+      window.loss += s.loss;
+      window.size += s.size;
       for (int o = 0; o < data::kNumObjectives; ++o)
-        if (weight[o] > 0) window.obj[o] += step_obj[o], ++window.obj_steps[o];
-      window.correct += correct;
-      window.tokens += recon_tokens;
+        if (run.weight[o] > 0) window.obj[o] += s.obj[o], ++window.obj_steps[o];
+      window.correct += s.correct;
+      window.tokens += s.recon_tokens;
 
       const int64_t done = step + 1;
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tok_s = static_cast<double>(window_tokens) / std::max(secs, 1e-9);
-      bar.update(done, format("loss {} | {} tok/s", std::round(step_loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
-      if (auto planned =
-              budget.observe(done - step0, loop_seconds(), eval_seconds, c.eval_every, done, c.steps)) {
+      bar.update(done, format("loss {} | {} tok/s", std::round(s.loss * 1000) / 1000, static_cast<int64_t>(tok_s)));
+      if (auto planned = budget.observe(done - step0, loop_seconds(), eval_seconds, c.eval_every, done, c.steps)) {
         if (dp) {
           // Every process must stop at the same step: they agree on the mean of their plans (all decide
           // here).
@@ -578,27 +691,28 @@ TrainResult train_co_encoder(const TrainConfig& config) {
             if (window.obj_steps[o] > 0)
               m[std::string("train_") + data::objective_name(static_cast<Objective>(o)) + "_loss"] =
                   window.obj[o] / static_cast<double>(window.obj_steps[o]);
-          if (dynamic && c.size_loss_weight > 0) m["train_size_loss"] = window.size / n;
+          if (run.dynamic && c.size_loss_weight > 0) m["train_size_loss"] = window.size / n;
           if (window.tokens > 0)
-            m["train_reconstruction_accuracy"] = static_cast<double>(window.correct) / static_cast<double>(window.tokens);
+            m["train_reconstruction_accuracy"] =
+                static_cast<double>(window.correct) / static_cast<double>(window.tokens);
           m["tokens_per_s"] = tok_s;
           window = Window{};
           window_tokens = 0;
           window_start = std::chrono::steady_clock::now();
         }
         if (eval) {
-          result.final_eval = evaluate();
+          result.final_eval = evaluate(run, examples);
           result.final_eval_loss = result.final_eval["eval_loss"];
           m.update(result.final_eval);
         }
         metrics << m.dump() << "\n";
         metrics.flush();
       }
-      const bool stop = interrupted || (c.stop_after > 0 && done - step0 >= c.stop_after);
+      const bool stop = s.interrupted || (c.stop_after > 0 && done - step0 >= c.stop_after);
       if (stop || (c.save_every > 0 && done % c.save_every == 0)) save(done, rng_state(rng));
       if (stop) {
         result.stopped = true;
-        result.interrupted = interrupted;
+        result.interrupted = s.interrupted;
         ++step;
         break;
       }
@@ -617,40 +731,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   bar.finish(result.stopped ? format("stopped at step {}; checkpoint in {}", step, ckpt.string())
                             : format("eval loss {} (from {})", result.final_eval_loss, result.initial_eval_loss));
   if (lead) metrics.close();
-  if (!result.stopped && lead) {
-    if (!c.compression_ratios.empty())
-      model.set_compression_ratio(config_ratio);  // the checkpoint's own ratio
-    for (auto& [name, p] : trainable) p.set_requires_grad(false);
-    tower.merge_lora();
-    decoder.merge_lora();
-    // A frozen tower or decoder that came from a directory stays there: the checkpoint points at it by a path
-    // relative to itself (so the pair can move together); a trained one is stored in the checkpoint.
-    auto source_dir = [&](const std::string& ckpt_path, const std::string& from) -> fs::path {
-      if (!ckpt_path.empty()) return built.ckpt_dir / ckpt_path;
-      return from;
-    };
-    auto reference = [&](const fs::path& src, const std::string& mode, bool embed) -> std::string {
-      if (src.empty() || mode != "frozen" || embed) return "";
-      const fs::path target = fs::weakly_canonical(src), here = fs::weakly_canonical(out);
-      const fs::path rel = target.lexically_relative(here);
-      return rel.empty() ? target.string() : rel.string();
-    };
-    model.set_prompt_layout("raw");  // every objective lays out [BOC] v [EOC] prompt target (co_encoder_objectives)
-    save_co_encoder(model, out,
-                    reference(source_dir(cfg.context_tower_path, c.tower_from), c.train_tower, c.embed_tower),
-                    reference(source_dir(cfg.language_model_path, c.decoder_from), c.train_decoder, c.embed_decoder),
-                    c.save_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32,
-                    shard_limit_bytes(c.max_shard_mb));
-    // The seed's layout: each tokenizer in its subfolder.
-    for (auto [src, sub] : {std::pair{built.context_tok_src, "context_tokenizer"},
-                            std::pair{built.text_tok_src, "text_tokenizer"}}) {
-      const fs::path from = tokenizer_dir(src), to = out / sub;
-      if (fs::exists(to) && fs::equivalent(from, to)) continue;
-      fs::create_directories(to);
-      for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"})
-        if (fs::exists(from / f)) write_file_atomic(to / f, read_file_bytes(from / f, "tokenizer file"));
-    }
-  }
+  if (!result.stopped && lead) write_trained_model(run, built, trainable, out);
   if (lead) write_loss_curve(metrics_path, out / "loss_curve.svg");
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
