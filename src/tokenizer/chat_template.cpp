@@ -167,14 +167,15 @@ jinja::Object template_variables(const std::vector<ChatMessage>& messages, const
   if (!o.template_kwargs.is_null()) {
     COENC_CHECK(o.template_kwargs.is_object(), "chat template kwargs must be a JSON object, got {}",
                 o.template_kwargs.dump());
-    for (const auto& [key, value] : o.template_kwargs.items()) {
+    for (const auto& item : o.template_kwargs.items()) {
+      const std::string key = item.key();  // (a named copy: clang 14 cannot capture a structured binding)
       COENC_CHECK(key != "messages" && key != "add_generation_prompt" && key != "bos_token" && key != "eos_token",
                   "chat template kwargs cannot set \"{}\": the renderer sets it", key);
       auto same = std::find_if(vars.begin(), vars.end(), [&](const auto& v) { return v.first == key; });
       if (same != vars.end())
-        same->second = jinja::from_json(value);  // e.g. "tools", or an enable_thinking given twice
+        same->second = jinja::from_json(item.value());  // e.g. "tools", or an enable_thinking given twice
       else
-        vars.emplace_back(key, jinja::from_json(value));
+        vars.emplace_back(key, jinja::from_json(item.value()));
     }
   }
   return vars;
