@@ -10,11 +10,8 @@ pre-norm residual block whose output projections are zero adds nothing to the re
 NLLs and plain-text perplexity equal SRC's exactly; training then has the new layers' capacity to use
 (docs/default-model.md, "Stage 13"). The tower and the connector are copied unchanged.
 """
-import json
-import os
-import sys
 
-from grow_tower import ZEROED, fail, read_model, write_model_folder
+from grow_tower import ZEROED, fail, read_arguments, read_model, write_model_folder
 
 DECODER = "language_model.model.layers."
 
@@ -34,10 +31,7 @@ def grown_order(old, new):
 
 
 def main():
-    if len(sys.argv) != 4:
-        fail("usage: grow_decoder.py SRC DST LAYERS")
-    src, dst, layers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    config = json.load(open(os.path.join(src, "config.json")))
+    src, dst, layers, config = read_arguments()
     old = config["text_config"]["num_hidden_layers"]
     if not old < layers <= 2 * old:
         fail(f"LAYERS must be more than the decoder's {old} and at most twice as many")

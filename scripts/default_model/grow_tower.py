@@ -23,7 +23,16 @@ SHARD_BYTES = 15_800_000
 
 
 def fail(message):
-    sys.exit(f"grow_tower: {message}")
+    script = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    sys.exit(f"{script}: {message}")
+
+
+def read_arguments():
+    """SRC DST LAYERS from the command line, and SRC's config.json."""
+    if len(sys.argv) != 4:
+        fail(f"usage: {os.path.basename(sys.argv[0])} SRC DST LAYERS")
+    src, dst, layers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    return src, dst, layers, json.load(open(os.path.join(src, "config.json")))
 
 
 def read_shard(path):
@@ -99,10 +108,7 @@ def write_model_folder(src, dst, tensors, config):
 
 
 def main():
-    if len(sys.argv) != 4:
-        fail("usage: grow_tower.py SRC DST LAYERS")
-    src, dst, layers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    config = json.load(open(os.path.join(src, "config.json")))
+    src, dst, layers, config = read_arguments()
     tower_layers = config["context_config"]["num_hidden_layers"]
     decoder_layers = config["text_config"]["num_hidden_layers"]
     if not tower_layers < layers <= decoder_layers:

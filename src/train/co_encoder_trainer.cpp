@@ -60,10 +60,6 @@ class SigintScope {
 
 // ---- the model and its tokenizers ------------------------------------------------------------------------------
 
-bool has_tokenizer(const fs::path& dir) {
-  return fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model");
-}
-
 // The folder whose tokenizer files travel into the output (a file path's folder).
 fs::path tokenizer_dir(const fs::path& p) { return fs::is_directory(p) ? p : p.parent_path(); }
 
@@ -78,7 +74,7 @@ struct Built {
 fs::path pick_tokenizer(const std::string& given, const std::vector<fs::path>& places, const char* field) {
   if (!given.empty()) return given;
   for (const auto& p : places)
-    if (!p.empty() && has_tokenizer(p)) return p;
+    if (!p.empty() && Tokenizer::in_directory(p.string())) return p;
   std::string where;
   for (const auto& p : places)
     if (!p.empty()) where += (where.empty() ? "" : " or ") + p.string();
