@@ -502,22 +502,25 @@ struct Server::State {
           continue;
         }
         const int64_t n = budget < 0 ? batch->pending(a.slot) : std::min(budget, batch->pending(a.slot));
+        torch::Tensor logits;
+        bool done = false;
         try {
-          torch::Tensor logits;
-          bool done;
-          {
-            std::lock_guard<std::mutex> lock(engine);
-            done = batch->prefill(a.slot, n, &logits);
-          }
-          if (budget > 0) budget -= n;
-          metrics.prefill_piece();
-          if (!done) continue;
-          Answer joined = std::move(a);
-          joining.pop_front();
-          if (advance(joined, logits)) answers.push_back(std::move(joined));
-        } catch (...) {
+          std::lock_guard<std::mutex> lock(engine);
+          done = batch->prefill(a.slot, n, &logits);
+        } catch (...) {  // a bad id or embedding row in this prompt: it alone fails
           fail_answer(a);
           joining.pop_front();
+          continue;
+        }
+        if (budget > 0) budget -= n;
+        metrics.prefill_piece();
+        if (!done) continue;
+        Answer joined = std::move(a);
+        joining.pop_front();
+        try {
+          if (advance(joined, logits)) answers.push_back(std::move(joined));
+        } catch (...) {  // a sampler or detokenizer error on its first token
+          fail_answer(joined);
         }
       }
       if (answers.empty()) continue;
