@@ -13,7 +13,7 @@
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
 #   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix |
 #               co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn |
-#               co_encoder_dyn | co_encoder_dec10 TOTAL_SECONDS  stages 5 to 13, the same way
+#               co_encoder_dyn | co_encoder_dec10 | co_encoder_dec10_qa TOTAL_SECONDS  stages 5 to 14, the same way
 #   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
 #                                            the call's time (an ablation at equal tokens); packs each finished one
 #                                            and copies the first one's pieces into $OUT
@@ -76,7 +76,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 all
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn | co_encoder_dec10)
+  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn | co_encoder_dec10 | co_encoder_dec10_qa)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built

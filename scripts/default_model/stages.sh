@@ -13,6 +13,7 @@ stage_dir() {
     co_encoder_attn) echo co_encoder12 ;;
     co_encoder_dyn) echo co_encoder13 ;;
     co_encoder_dec10) echo co_encoder14 ;;
+    co_encoder_dec10_qa) echo co_encoder15 ;;
     *) echo "$1" ;;
   esac
 }
