@@ -235,7 +235,7 @@ std::vector<BulkDocument> bulk_documents(const std::vector<std::string>& paths, 
     COENC_CHECK(!texts.empty(), "{}: no documents in this corpus file", corpus);
     const std::string stem = corpus_stem(corpus);
     for (size_t i = 0; i < texts.size(); ++i) {
-      char number[16];
+      char number[24];  // up to 20 digits
       std::snprintf(number, sizeof number, "%06zu", i + 1);
       docs.push_back({corpus + ":" + std::to_string(i + 1), out_dir / (stem + "-" + number + ".coctx"),
                       std::move(texts[i])});

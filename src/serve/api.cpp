@@ -176,7 +176,7 @@ json parse_body(const std::string& body) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) {
     try {
-      (void)json::parse(body);
+      [[maybe_unused]] const json again = json::parse(body);  // throws, with the position of the error
     } catch (const json::exception& e) {
       bad_request(std::string("the request body is not valid JSON: ") + e.what(), "invalid_json");
     }

@@ -80,10 +80,12 @@ std::string render_format(const std::vector<ChatMessage>& messages, ChatFormat f
       return out;
     case ChatFormat::Llama2:
     case ChatFormat::Mistral:
-      if (format == ChatFormat::Mistral) out = o.bos_token;
-      return format == ChatFormat::Mistral
-                 ? out + render_inst(messages, format, {o.add_generation_prompt, "", o.eos_token})
-                 : render_inst(messages, format, o);
+      if (format == ChatFormat::Mistral) {  // one BOS at the start, none before each [INST]
+        ChatRenderOptions inner = o;
+        inner.bos_token.clear();
+        return o.bos_token + render_inst(messages, format, inner);
+      }
+      return render_inst(messages, format, o);
     case ChatFormat::Gemma: {
       size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
       check_alternation(messages, first, format);
