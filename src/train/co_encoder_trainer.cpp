@@ -442,9 +442,8 @@ StepStats accumulate_step(const Run& run, const Examples& examples, const Traina
   // step's statistics and whether any process was interrupted, so all take the same decisions.
   std::vector<torch::Tensor> grads;
   for (const auto& p : trainable.all) {
-    torch::Tensor q = p;
-    if (!q.grad().defined()) q.mutable_grad() = torch::zeros_like(q);
-    grads.push_back(q.mutable_grad());
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.mutable_grad());
   }
   run.dp->all_reduce_sum(grads);
   std::vector<double> stats = {s.loss, s.size, static_cast<double>(s.correct), static_cast<double>(s.recon_tokens),
@@ -516,10 +515,7 @@ void write_trained_model(const Run& run, const Built& built, const Trainable& tr
   CoEncoderImpl& model = run.model;
   if (!c.compression_ratios.empty()) model.set_compression_ratio(run.config_ratio);  // the checkpoint's own ratio
   const CoEncoderConfig& cfg = model.config();
-  for (const auto& [name, p] : trainable.named) {
-    torch::Tensor q = p;
-    q.set_requires_grad(false);
-  }
+  for (const auto& p : trainable.all) p.set_requires_grad(false);
   model.context_tower->tower->merge_lora();
   model.language_model->merge_lora();
   // A frozen tower or decoder that came from a directory stays there: the checkpoint points at it by a path

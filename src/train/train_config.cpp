@@ -121,8 +121,6 @@ void read_objectives(const json& j, TrainConfig& c, const std::string& where) {
   COENC_CHECK(total > 0, "{}: field \"objectives\" gives no objective a positive weight", where);
 }
 
-void read_model_config(const json& j, TrainConfig& c, const std::string&) { c.model_config = j["model_config"]; }
-
 void read_co_encoder_config(const json& j, TrainConfig& c, const std::string& where) {
   c.co_encoder_config = j["co_encoder_config"];
   COENC_CHECK(c.co_encoder_config.is_object(), "{}: field \"co_encoder_config\" must be a config.json object",
@@ -178,7 +176,7 @@ void read_lora(const json& j, TrainConfig& c, const std::string& where) {
 using Reader = void (*)(const json&, TrainConfig&, const std::string&);
 using Member = std::variant<std::string TrainConfig::*, int64_t TrainConfig::*, uint64_t TrainConfig::*,
                             double TrainConfig::*, bool TrainConfig::*, std::vector<std::string> TrainConfig::*,
-                            std::vector<int64_t> TrainConfig::*, Reader>;
+                            std::vector<int64_t> TrainConfig::*, json TrainConfig::*, Reader>;
 struct Field {
   const char* name;
   bool co_encoder_only;  // a plain LM run refuses it
@@ -193,7 +191,7 @@ const std::vector<Field>& fields() {
       {"objective", kAny, Reader{read_objective}},
       {"objectives", kAny, Reader{read_objectives}},
       {"init_from", kAny, &C::init_from},
-      {"model_config", kAny, Reader{read_model_config}},
+      {"model_config", kAny, &C::model_config},
       {"tokenizer", kAny, &C::tokenizer},
       {"train_files", kAny, &C::train_files},
       {"eval_fraction", kAny, &C::eval_fraction},
@@ -382,7 +380,9 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     if (!j.contains(f.name)) continue;
     std::visit(
         [&](auto member) {
-          if constexpr (std::is_same_v<decltype(member), Reader>) member(j, c, where);
+          using M = decltype(member);
+          if constexpr (std::is_same_v<M, Reader>) member(j, c, where);
+          else if constexpr (std::is_same_v<M, json TrainConfig::*>) c.*member = j[f.name];  // any JSON, checked later
           else read_field(j, f.name, c.*member, where);
         },
         f.member);
