@@ -400,6 +400,9 @@ struct Server::State {
     bool done = false;
     std::atomic<bool> cancelled{false};
     GenerationResult result;
+
+    // False once the client has gone or the request is out of time: its answer stops.
+    bool wanted() const { return !cancelled && Clock::now() < deadline; }
     std::exception_ptr error;
 
     void push(const std::string& delta) {
@@ -479,7 +482,7 @@ struct Server::State {
         Answer a{job, nullptr, -1, 0};
         a.generation = std::make_unique<Generation>(job->options, [job](TokenId, const std::string& delta) {
           if (!delta.empty()) job->push(delta);
-          return !job->cancelled && Clock::now() < job->deadline;
+          return job->wanted();
         });
         try {
           a.slot = batch->reserve(job->segments);
@@ -493,7 +496,7 @@ struct Server::State {
       int64_t budget = answers.empty() || opt.prefill_chunk <= 0 ? -1 : opt.prefill_chunk;
       while (!joining.empty() && budget != 0) {
         Answer& a = joining.front();
-        if (a.job->cancelled || Clock::now() >= a.job->deadline) {  // gone (or out of time) before its first token
+        if (!a.job->wanted()) {  // gone (or out of time) before its first token
           batch->leave(a.slot);
           GenerationResult r;
           r.stop_reason = "cancelled";
