@@ -247,6 +247,28 @@ namespace coenc::test {
 namespace {
 
 // `coenc inspect` and the embedded default model, as the README uses them.
+// bench --ttft times the full document, each ratio compressed on the fly, and each ratio again with the document
+// compressed beforehand ("cached": the decoder's prefill of [BOC] vectors [EOC] question alone). Figures are
+// printed, not asserted; the shape of the report and the positions are.
+TEST(BenchCli, TimeToFirstTokenWithAndWithoutTheTower) {
+  const RunResult r =
+      run_coenc("bench --shape tiny --tower-shape tiny --ttft 600 --ratios 4,8 --reps 1 --prompt 16 --gen 0 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json t = json::parse(r.out).at("ttft");
+  EXPECT_EQ(t.at("full").at("decoder_positions"), 632);  // 600 document + 32 question tokens
+  ASSERT_EQ(t.at("compressed").size(), 2u);
+  for (const json& c : t.at("compressed")) {
+    const int64_t ratio = c.at("ratio");
+    // 600 tokens in chunks of 512: ceil(512 / r) + ceil(88 / r) vectors, the two markers and the question
+    const int64_t positions = (512 + ratio - 1) / ratio + (88 + ratio - 1) / ratio + 2 + 32;
+    EXPECT_EQ(c.at("decoder_positions"), positions) << "ratio " << ratio;
+    EXPECT_EQ(c.at("cached").at("decoder_positions"), positions) << "ratio " << ratio;
+    EXPECT_GT(c.at("cached").at("seconds").get<double>(), 0.0);
+    EXPECT_NEAR(c.at("cached").at("speedup").get<double>(),
+                t.at("full").at("seconds").get<double>() / c.at("cached").at("seconds").get<double>(), 1e-9);
+  }
+}
+
 TEST(InspectCli, DescribesTheDefaultModel) {
   const std::string dir = (test_dir().parent_path() / "models/default").string();
   RunResult r = run_coenc("inspect --json '" + dir + "'");
