@@ -544,6 +544,7 @@ TEST(Serve, LoadTestOfConcurrentStreamingClients) {
 // A model folder that is not one: one clear line and a non-zero exit, before any request.
 TEST(Serve, RefusesAMissingModel) {
   expect_one_line_error(run_coenc("serve -m /nonexistent/model --port 0"), "/nonexistent/model");
+  expect_one_line_error(run_coenc("serve -m models/default --port 0 --prefill-chunk -1"), "--prefill-chunk");
 }
 
 }  // namespace
