@@ -427,7 +427,8 @@ CommandFn setup_bench(CLI::App& app) {
       ->check(positive())
       ->capture_default_str();
   cmd->add_option("--ttft", a->ttft_doc,
-                  "time to first token for a document of this many tokens: full context vs compressed")
+                  "time to first token for a document of this many tokens: full context vs compressed at each "
+                  "--ratios (tower included) vs cached (compressed beforehand, as a .coctx or serve's cache)")
       ->check(positive());
   cmd->add_option("--tower-shape", a->tower_shape, "context tower shape (--ttft, --train-examples)")
       ->capture_default_str();
