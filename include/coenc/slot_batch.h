@@ -17,11 +17,18 @@
 
 namespace coenc {
 
+class GraphRowDecoder;
+
 class SlotBatch {
  public:
   // `n_slots` sequences of at most `n_ctx` positions each (0: the model's max_position_embeddings). The KV
-  // cache of all slots, [n_slots, Hkv, positions, hd] per layer, grows on demand up to n_ctx positions.
-  SlotBatch(DecoderLm model, int64_t n_slots, int64_t n_ctx = 0);
+  // cache of all slots, [n_slots, Hkv, positions, hd] per layer, grows on demand up to n_ctx positions. On CUDA
+  // the steps replay captured graphs (one per power-of-two row count and attention length bucket) unless
+  // `cuda_graphs` is false.
+  SlotBatch(DecoderLm model, int64_t n_slots, int64_t n_ctx = 0, bool cuda_graphs = true);
+  ~SlotBatch();
+  SlotBatch(const SlotBatch&) = delete;
+  SlotBatch& operator=(const SlotBatch&) = delete;
 
   int64_t n_slots() const { return static_cast<int64_t>(slots_.size()); }
   int64_t n_ctx() const { return n_ctx_; }
@@ -47,7 +54,8 @@ class SlotBatch {
   // Positions of a reserved slot's prompt not read yet (0 for a free slot or one that decodes).
   int64_t pending(int64_t slot) const;
   // One decode step: appends tokens[i] to slot slots[i] (each slot at most once) and returns the logits
-  // [slots.size(), vocab] (float32, CPU), in the order given. One forward pass over rows 0 .. max(slots).
+  // [slots.size(), vocab] (float32, CPU), in the order given. One forward pass over rows 0 .. max(slots) (with
+  // CUDA graphs, up to the next power of two).
   torch::Tensor step(const std::vector<int64_t>& slots, const TokenIds& tokens);
   // Frees `slot`.
   void leave(int64_t slot);
@@ -73,6 +81,7 @@ class SlotBatch {
   int64_t n_ctx_;
   KvCache cache_;
   std::vector<Slot> slots_;
+  std::unique_ptr<GraphRowDecoder> graphs_;  // CUDA graphs of the step, or null
 };
 
 }  // namespace coenc

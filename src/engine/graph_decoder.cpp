@@ -1,5 +1,8 @@
 #include "engine/graph_decoder.h"
 
+#include <algorithm>
+#include <functional>
+
 #include "coenc/error.h"
 #include "core/torch_compat.h"
 
@@ -17,6 +20,45 @@ namespace {
 // Attention length is rounded up to a multiple of this: one graph per bucket, and at most this many masked
 // slots attended in vain per step.
 constexpr int64_t kBucket = 256;
+
+int64_t bucketed_length(int64_t positions, int64_t limit) {
+  return std::min(limit, (positions + kBucket - 1) / kBucket * kBucket);
+}
+
+// A captured step and the buffer its replays write the logits into.
+struct Captured {
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  torch::Tensor logits;
+};
+
+// Graphs of one decoder share a memory pool: they are replayed one after the other, never at once.
+struct GraphPool {
+  c10::cuda::MempoolId_t id{0, 0};
+
+  // Captures `forward` on a side stream after one eager warm-up pass (which creates cuBLAS handles and workspaces
+  // that must not be allocated during capture). The warm-up writes the same cache slots the replay rewrites.
+  // The side stream first waits for the current one: the warm-up reads the static inputs, filled there just
+  // before, and the cache that prefill wrote there. Without the wait a busy GPU ran the warm-up on stale buffers:
+  // an uninitialised token id (a device-side assert in the embedding) or a stale position (a cache slot
+  // overwritten).
+  Captured capture(const std::function<torch::Tensor()>& forward) {
+    auto stream = c10::cuda::getStreamFromPool();
+    at::cuda::CUDAEvent ready;
+    ready.record(c10::cuda::getCurrentCUDAStream());
+    ready.block(stream);
+    Captured c{std::make_unique<at::cuda::CUDAGraph>(), torch::Tensor()};
+    {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      forward();
+      stream.synchronize();
+      c.graph->capture_begin(id);
+      c.logits = forward();
+      c.graph->capture_end();
+    }
+    if (id.first == 0 && id.second == 0) id = c.graph->pool();
+    return c;
+  }
+};
 }  // namespace
 
 struct GraphDecoder::Impl {
@@ -24,12 +66,8 @@ struct GraphDecoder::Impl {
   KvCache& cache;
   torch::Tensor token, pos;  // static device buffers the graphs read
   // One graph per attention length, each with its own output buffer (a truncated cache replays a shorter one).
-  struct Captured {
-    std::unique_ptr<at::cuda::CUDAGraph> graph;
-    torch::Tensor logits;
-  };
   std::map<int64_t, Captured> graphs;
-  c10::cuda::MempoolId_t pool{0, 0};
+  GraphPool pool;
 
   Impl(DecoderLm m, KvCache& c) : model(std::move(m)), cache(c) {
     auto dev = model->device_options().device;
@@ -50,27 +88,30 @@ struct GraphDecoder::Impl {
   Captured& graph_for(int64_t len) {
     auto it = graphs.find(len);
     if (it != graphs.end()) return it->second;
-    // Capture on a side stream after one eager warm-up pass (which creates cuBLAS handles and workspaces that
-    // must not be allocated during capture). The warm-up writes the same cache slot the replay rewrites.
-    // The side stream first waits for the current one: the warm-up reads `token` and `pos`, filled there just
-    // before, and the cache that prefill wrote there. Without the wait a busy GPU ran the warm-up on stale buffers:
-    // an uninitialised token id (a device-side assert in the embedding) or a stale position (a cache slot
-    // overwritten).
-    auto stream = c10::cuda::getStreamFromPool();
-    at::cuda::CUDAEvent ready;
-    ready.record(c10::cuda::getCurrentCUDAStream());
-    ready.block(stream);
-    Captured c{std::make_unique<at::cuda::CUDAGraph>(), torch::Tensor()};
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      forward(len);
-      stream.synchronize();
-      c.graph->capture_begin(pool);
-      c.logits = forward(len);
-      c.graph->capture_end();
-    }
-    if (pool.first == 0 && pool.second == 0) pool = c.graph->pool();
-    return graphs.emplace(len, std::move(c)).first->second;
+    return graphs.emplace(len, pool.capture([this, len] { return forward(len); })).first->second;
+  }
+};
+
+struct GraphRowDecoder::Impl {
+  DecoderLm model;
+  torch::Tensor ids, pos;  // static device buffers the graphs read, [max_rows, 1] and [max_rows]
+  std::map<std::pair<int64_t, int64_t>, Captured> graphs;  // by (rows, attention length)
+  GraphPool pool;
+  const void* keys = nullptr;  // the cache buffer the graphs were captured with
+
+  Impl(DecoderLm m, int64_t max_rows) : model(std::move(m)) {
+    auto opts = torch::TensorOptions().dtype(torch::kInt64).device(model->device_options().device);
+    ids = torch::zeros({max_rows, 1}, opts);
+    pos = torch::zeros({max_rows}, opts);
+  }
+
+  torch::Tensor forward(KvCache& cache, int64_t rows, int64_t len) {
+    ForwardArgs args;
+    args.cache = &cache;
+    args.row_positions = pos.narrow(0, 0, rows);
+    args.row_len = len;
+    torch::Tensor h = model->forward_hidden(model->embed(ids.narrow(0, 0, rows)), args);  // [rows, 1, d]
+    return model->logits(h.squeeze(1));
   }
 };
 
@@ -82,13 +123,42 @@ GraphDecoder::~GraphDecoder() = default;
 
 torch::Tensor GraphDecoder::step(TokenId token) {
   const int64_t p = impl_->cache.length();
-  const int64_t len = std::min(impl_->cache.capacity(), (p / kBucket + 1) * kBucket);
+  const int64_t len = bucketed_length(p + 1, impl_->cache.capacity());
   impl_->token.fill_(static_cast<int64_t>(token));
   impl_->pos.fill_(p);
   auto& captured = impl_->graph_for(len);
   captured.graph->replay();
   impl_->cache.advance(1);
   return captured.logits.to(torch::kCPU);
+}
+
+GraphRowDecoder::GraphRowDecoder(DecoderLm model, int64_t max_rows)
+    : impl_(std::make_unique<Impl>(std::move(model), max_rows)) {}
+
+GraphRowDecoder::~GraphRowDecoder() = default;
+
+torch::Tensor GraphRowDecoder::step(KvCache& cache, const std::vector<int64_t>& ids,
+                                    const std::vector<int64_t>& positions) {
+  Impl& m = *impl_;
+  const auto rows = static_cast<int64_t>(ids.size());
+  COENC_CHECK_CODE(rows > 0 && rows <= m.ids.size(0) && positions.size() == ids.size(), Internal,
+                   "graph step: {} ids and {} positions for at most {} rows", ids.size(), positions.size(),
+                   m.ids.size(0));
+  const int64_t len = bucketed_length(*std::max_element(positions.begin(), positions.end()) + 1, cache.max_length());
+  cache.reserve_rows(len);
+  if (cache.keys(0).data_ptr() != m.keys) {  // grown: the graphs read and write the old buffers
+    m.graphs.clear();
+    m.pool = GraphPool{};
+    m.keys = cache.keys(0).data_ptr();
+  }
+  m.ids.narrow(0, 0, rows).copy_(torch::tensor(ids, torch::kInt64).view({rows, 1}));
+  m.pos.narrow(0, 0, rows).copy_(torch::tensor(positions, torch::kInt64));
+  const auto key = std::make_pair(rows, len);
+  auto it = m.graphs.find(key);
+  if (it == m.graphs.end())
+    it = m.graphs.emplace(key, m.pool.capture([&m, &cache, rows, len] { return m.forward(cache, rows, len); })).first;
+  it->second.graph->replay();
+  return it->second.logits;
 }
 
 #else
@@ -104,6 +174,18 @@ GraphDecoder::GraphDecoder(DecoderLm, KvCache&) {
 GraphDecoder::~GraphDecoder() = default;
 
 torch::Tensor GraphDecoder::step(TokenId) { fail(ErrorCode::Unsupported, "CUDA graph decoding needs a CUDA build"); }
+
+struct GraphRowDecoder::Impl {};
+
+GraphRowDecoder::GraphRowDecoder(DecoderLm, int64_t) {
+  fail(ErrorCode::Unsupported, "CUDA graph decoding needs a CUDA build of Co-Encoder");
+}
+
+GraphRowDecoder::~GraphRowDecoder() = default;
+
+torch::Tensor GraphRowDecoder::step(KvCache&, const std::vector<int64_t>&, const std::vector<int64_t>&) {
+  fail(ErrorCode::Unsupported, "CUDA graph decoding needs a CUDA build");
+}
 
 #endif
 

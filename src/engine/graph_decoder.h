@@ -1,10 +1,12 @@
-// Single-token decoding replayed from captured CUDA graphs. A decoder step of a large model is a few hundred
-// small kernels; launching them one by one from the host costs more than the GPU needs to run them, so each
-// step's kernels are captured once per attention-length bucket and replayed with one launch.
+// Decoding replayed from captured CUDA graphs. A decoder step of a large model is a few hundred small kernels;
+// launching them one by one from the host costs more than the GPU needs to run them, so each step's kernels are
+// captured once per attention-length bucket (and, batched, per row count) and replayed with one launch.
+// GraphDecoder serves one Session; GraphRowDecoder the batched step of a SlotBatch.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -25,6 +27,25 @@ class GraphDecoder {
 
   // Feeds `token` at position cache.length(), advances the cache and returns logits [vocab] float32 on CPU.
   torch::Tensor step(TokenId token);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The batched step of continuous batching (SlotBatch::step) from CUDA graphs: one graph per (rows, attention
+// length bucket). The cache is the caller's, [rows.., Hkv, positions, hd] per layer as KvCache::write_rows uses
+// it; when it is reallocated (it grows on demand) every graph is dropped and captured again.
+class GraphRowDecoder {
+ public:
+  // `max_rows`: the most rows a step may have (the slot batch's size).
+  GraphRowDecoder(DecoderLm model, int64_t max_rows);
+  ~GraphRowDecoder();
+
+  // Feeds ids[r] to row r at position positions[r] for rows 0 .. ids.size() - 1, each attending over its own
+  // positions 0 .. positions[r], and returns the logits [rows, vocab] on the device: the graph's output buffer,
+  // valid until the next step. The cache's host-side lengths are the caller's to keep.
+  torch::Tensor step(KvCache& cache, const std::vector<int64_t>& ids, const std::vector<int64_t>& positions);
 
  private:
   struct Impl;

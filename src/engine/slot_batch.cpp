@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "coenc/error.h"
+#include "engine/graph_decoder.h"
 
 namespace coenc {
 
@@ -15,7 +16,7 @@ int64_t resolve_n_ctx(const DecoderLm& model, int64_t n_ctx) {
 
 }  // namespace
 
-SlotBatch::SlotBatch(DecoderLm model, int64_t n_slots, int64_t n_ctx)
+SlotBatch::SlotBatch(DecoderLm model, int64_t n_slots, int64_t n_ctx, bool cuda_graphs)
     : model_(std::move(model)),
       n_ctx_(resolve_n_ctx(model_, n_ctx)),
       // one position more than n_ctx: where a full row that is not stepped takes its stand-in token
@@ -23,7 +24,11 @@ SlotBatch::SlotBatch(DecoderLm model, int64_t n_slots, int64_t n_ctx)
              model_->device_options().device, model_->device_options().dtype),
       slots_(static_cast<size_t>(n_slots)) {
   COENC_CHECK(n_slots > 0, "a slot batch needs at least one slot, got {}", n_slots);
+  if (cuda_graphs && model_->device_options().device.is_cuda() && GraphDecoder::supported())
+    graphs_ = std::make_unique<GraphRowDecoder>(model_, n_slots);
 }
+
+SlotBatch::~SlotBatch() = default;
 
 int64_t SlotBatch::n_free() const {
   return std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.busy; });
@@ -117,9 +122,14 @@ torch::Tensor SlotBatch::step(const std::vector<int64_t>& slots, const TokenIds&
   COENC_CHECK_CODE(slots.size() == tokens.size() && !slots.empty(), Internal, "step: {} slots and {} tokens",
                    slots.size(), tokens.size());
   const auto& cfg = model_->config();
-  // Rows 0 .. max(slots) run; a row not stepped gets a stand-in token written at its own next position, which
-  // its next real token overwrites (a free row's is never read).
-  const int64_t rows = *std::max_element(slots.begin(), slots.end()) + 1;
+  // Rows 0 .. max(slots) run (a graph runs a power of two of them); a row not stepped gets a stand-in token
+  // written at its own next position, which its next real token overwrites (a free row's is never read).
+  int64_t rows = *std::max_element(slots.begin(), slots.end()) + 1;
+  if (graphs_) {
+    int64_t pow2 = 1;
+    while (pow2 < rows) pow2 *= 2;
+    rows = std::min(pow2, n_slots());
+  }
   std::vector<int64_t> ids(static_cast<size_t>(rows), 0), positions(static_cast<size_t>(rows), 0);
   std::vector<bool> stepped(static_cast<size_t>(rows), false);
   for (int64_t r = 0; r < rows; ++r) positions[r] = slots_[r].length;  // <= n_ctx: the cache holds n_ctx + 1
@@ -136,15 +146,19 @@ torch::Tensor SlotBatch::step(const std::vector<int64_t>& slots, const TokenIds&
   }
   torch::NoGradGuard no_grad;
   const auto dev = model_->device_options().device;
-  auto pos = torch::tensor(positions, torch::kInt64).to(dev);
-  ForwardArgs args;
-  args.cache = &cache_;
-  args.row_positions = pos;
-  args.row_len = *std::max_element(positions.begin(), positions.end()) + 1;
-  torch::Tensor x = model_->embed(torch::tensor(ids, torch::kInt64).to(dev).unsqueeze(1));  // [rows, 1, d]
-  torch::Tensor h = model_->forward_hidden(x, args);                                        // [rows, 1, d]
   auto index = torch::tensor(std::vector<int64_t>(slots.begin(), slots.end()), torch::kInt64).to(dev);
-  torch::Tensor logits = model_->logits(h.index_select(0, index).squeeze(1)).cpu();  // [n, vocab]
+  torch::Tensor logits;
+  if (graphs_) {
+    logits = graphs_->step(cache_, ids, positions).index_select(0, index).cpu();  // [n, vocab]
+  } else {
+    ForwardArgs args;
+    args.cache = &cache_;
+    args.row_positions = torch::tensor(positions, torch::kInt64).to(dev);
+    args.row_len = *std::max_element(positions.begin(), positions.end()) + 1;
+    torch::Tensor x = model_->embed(torch::tensor(ids, torch::kInt64).to(dev).unsqueeze(1));  // [rows, 1, d]
+    torch::Tensor h = model_->forward_hidden(x, args);                                        // [rows, 1, d]
+    logits = model_->logits(h.index_select(0, index).squeeze(1)).cpu();                       // [n, vocab]
+  }
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = slots_[slots[i]];
     ++s.length;

@@ -55,7 +55,7 @@ nlohmann::json batched_decode(const BenchArgs& a, DecoderLm lm, const DeviceOpti
   for (int64_t n : a.streams) {
     std::vector<double> per_step;
     for (int r = 0; r < a.reps; ++r) {
-      SlotBatch batch(lm, n, a.decode_ctx + a.n_gen + 8);
+      SlotBatch batch(lm, n, a.decode_ctx + a.n_gen + 8, !a.no_graphs);
       std::vector<int64_t> slots;
       TokenIds tokens(static_cast<size_t>(n), 1);
       for (int64_t i = 0; i < n; ++i)
