@@ -154,43 +154,110 @@ CompressedDocument doc_of_bytes(int64_t floats) {
   return d;
 }
 
+// A loopback TCP connection of one address family, and the Connection as its server side sees it.
+struct Loopback {
+  int listener = -1, client = -1, served = -1;
+  serve::Connection connection;
+  ~Loopback() {
+    for (int fd : {served, client, listener})
+      if (fd >= 0) ::close(fd);
+  }
+  // False when this machine has no loopback of `family` (a container without IPv6).
+  bool open(int family) {
+    sockaddr_storage addr{};
+    socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+      a->sin_family = AF_INET;
+      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = in6addr_loopback;
+    }
+    listener = ::socket(family, SOCK_STREAM, 0);
+    if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0) return false;
+    EXPECT_EQ(::listen(listener, 1), 0);
+    EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    client = ::socket(family, SOCK_STREAM, 0);
+    EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    served = ::accept(listener, nullptr, nullptr);
+    EXPECT_GE(served, 0);
+    sockaddr_storage client_addr{};
+    socklen_t client_len = sizeof client_addr;
+    EXPECT_EQ(::getsockname(client, reinterpret_cast<sockaddr*>(&client_addr), &client_len), 0);
+    const auto port = [](const sockaddr_storage& a) {
+      return ntohs(a.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in&>(a).sin_port
+                                          : reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+    };
+    const std::string host = family == AF_INET ? "127.0.0.1" : "::1";
+    connection = {host, port(addr), host, port(client_addr)};
+    return true;
+  }
+  // Closes the client's end and waits until the server's side is seen closed (the FIN arrives at once on
+  // loopback; a second at most).
+  bool close_client_and_wait() {
+    ::close(client);
+    client = -1;
+    for (int i = 0; i < 100; ++i) {
+      if (serve::client_has_closed(connection)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+};
+
 // A loopback connection: open, the server side does not see the client as gone; once the client closes it, it
 // does (the server's socket waits in CLOSE_WAIT). Addresses that do not parse, or no such connection, are never
 // taken for a closed one.
 TEST(ServeApi, TellsWhenAClientHasClosedItsConnection) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const int served = ::accept(listener, nullptr, nullptr);
-  ASSERT_GE(served, 0);
-  sockaddr_in client_addr{};
-  len = sizeof client_addr;
-  ASSERT_EQ(::getsockname(client, reinterpret_cast<sockaddr*>(&client_addr), &len), 0);
-  const serve::Connection c{"127.0.0.1", ntohs(addr.sin_port), "127.0.0.1", ntohs(client_addr.sin_port)};
+  Loopback lo;
+  ASSERT_TRUE(lo.open(AF_INET));
+  const serve::Connection c = lo.connection;
   EXPECT_FALSE(serve::client_has_closed(c));
-  ::close(client);
-  bool closed = false;
-  for (int i = 0; i < 100 && !closed; ++i) {  // the FIN arrives at once on loopback; allow a second
-    closed = serve::client_has_closed(c);
-    if (!closed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(closed);
+  EXPECT_TRUE(lo.close_client_and_wait());
   serve::Connection other = c;
   other.remote_port = c.remote_port == 65535 ? 65534 : c.remote_port + 1;  // no such connection
   EXPECT_FALSE(serve::client_has_closed(other));
   EXPECT_FALSE(serve::client_has_closed({"not an address", c.local_port, "127.0.0.1", c.remote_port}));
   EXPECT_FALSE(serve::client_has_closed({"127.0.0.1", c.local_port, "::1", c.remote_port}));
   EXPECT_FALSE(serve::client_has_closed({}));
-  ::close(served);
-  ::close(listener);
+}
+
+// The same over IPv6 (/proc/net/tcp6, whose addresses are four words), and for an IPv4 client of a server bound to
+// "::" as the server sees it: an IPv4-mapped address (::ffff:127.0.0.1) on both ends.
+TEST(ServeApi, TellsWhenAnIpv6ClientHasClosedItsConnection) {
+  Loopback lo;
+  if (!lo.open(AF_INET6)) GTEST_SKIP() << "no IPv6 loopback on this machine";
+  EXPECT_FALSE(serve::client_has_closed(lo.connection));
+  EXPECT_TRUE(lo.close_client_and_wait());
+
+  Loopback mapped;  // a dual-stack listener on :: and an IPv4 client
+  mapped.listener = ::socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_GE(mapped.listener, 0);
+  int off = 0;
+  ASSERT_EQ(::setsockopt(mapped.listener, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off), 0);
+  sockaddr_in6 any{};
+  any.sin6_family = AF_INET6;
+  any.sin6_addr = in6addr_any;
+  socklen_t len = sizeof any;
+  ASSERT_EQ(::bind(mapped.listener, reinterpret_cast<sockaddr*>(&any), len), 0);
+  ASSERT_EQ(::listen(mapped.listener, 1), 0);
+  ASSERT_EQ(::getsockname(mapped.listener, reinterpret_cast<sockaddr*>(&any), &len), 0);
+  sockaddr_in v4{};
+  v4.sin_family = AF_INET;
+  v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  v4.sin_port = any.sin6_port;
+  mapped.client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(mapped.client, reinterpret_cast<sockaddr*>(&v4), sizeof v4), 0);
+  mapped.served = ::accept(mapped.listener, nullptr, nullptr);
+  ASSERT_GE(mapped.served, 0);
+  sockaddr_in client_addr{};
+  len = sizeof client_addr;
+  ASSERT_EQ(::getsockname(mapped.client, reinterpret_cast<sockaddr*>(&client_addr), &len), 0);
+  mapped.connection = {"::ffff:127.0.0.1", ntohs(any.sin6_port), "::ffff:127.0.0.1", ntohs(client_addr.sin_port)};
+  EXPECT_FALSE(serve::client_has_closed(mapped.connection));
+  EXPECT_TRUE(mapped.close_client_and_wait());
 }
 
 TEST(ServeApi, DocumentCacheEvictsTheLeastRecentlyUsed) {
