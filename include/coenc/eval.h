@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,16 @@ double corpus_bleu4(const std::vector<TokenIds>& candidates, const std::vector<T
 // 0).
 std::optional<double> gain_retained(double nll_none, double nll_compressed, double nll_full);
 
+// The mean of `values` and its standard error (sample standard deviation / sqrt(n)); the error is NaN for
+// fewer than two values, the mean for none.
+struct MeanError {
+  double mean = 0, error = 0;
+};
+MeanError mean_and_error(const std::vector<double>& values);
+// The paired difference b - a over the items both score (item index -> the item's score): its mean and
+// standard error, far smaller than either score's own when the items vary more than the conditions do.
+MeanError paired_difference(const std::map<int64_t, double>& a, const std::map<int64_t, double>& b);
+
 // ---- data (src/eval/eval_data.cpp)
 // -----------------------------------------------------------------------------
 
@@ -69,16 +80,18 @@ struct EvalOptions {
   int64_t target_tokens = 128;     // ppl: M target tokens scored
   int64_t max_answer_tokens = 32;  // qa, needle: greedy answer length
   std::string out;                 // needle: folder for needle.svg (and results.json); "" for none
+  bool item_scores = false;        // add "items": every item's own scores by condition (for pairing runs)
   bool progress = true;
 };
 
 // Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json`
 // prints:
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
-//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, recon vs full), ...} with metrics by name
-// (token_accuracy, exact_accuracy, bleu4, nll, ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle:
-// accuracy and "cells"). `model_name` fills "model". Throws InvalidInput for unusable data (naming the file)
-// or options.
+//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa), "difference@R" (ppl, qa), ...} with
+// metrics by name (token_accuracy, exact_accuracy, bleu4, nll, ppl, accuracy, em, f1, positions, kv_bytes,
+// seconds; needle: accuracy and "cells"), each item-scored metric with its standard error as METRIC_stderr;
+// "difference@R" holds compressed@R minus full (or truncated), paired by item, with its standard errors;
+// with options.item_scores, "items": [{"item", "condition", METRIC: score, ...}] in item order. `model_name` fills "model". Throws InvalidInput for unusable data (naming the file) or options.
 nlohmann::json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOptions& options,
                         const std::string& model_name);
 

@@ -31,12 +31,15 @@ double since(clock::time_point t0) {
 struct Condition {
   std::map<std::string, double> sum;  // metric -> sum over items
   std::map<std::string, int64_t> count;
+  std::map<std::string, std::map<int64_t, double>> by_item;  // metric -> item index -> the item's own score
   int64_t positions = 0, items = 0;
   double seconds = 0;
 
-  void add(const std::string& metric, double value, int64_t n = 1) {
+  // `value` summed over `n` units (tokens, or 1) of item `item`.
+  void add(const std::string& metric, double value, int64_t n, int64_t item) {
     sum[metric] += value;
     count[metric] += n;
+    if (n > 0) by_item[metric][item] = value / static_cast<double>(n);
   }
   double mean(const std::string& metric) const {
     auto it = count.find(metric);
@@ -153,6 +156,45 @@ json number_or_null(double v) {
   return std::isfinite(v) ? json(v) : json(nullptr);
 }
 
+// Each item-scored metric's standard error over the items, as METRIC_stderr (null below two items).
+void add_errors(json& j, const Condition& k) {
+  for (const auto& [metric, items] : k.by_item) {
+    std::vector<double> values;
+    for (const auto& [item, v] : items) values.push_back(v);
+    j[metric + "_stderr"] = number_or_null(mean_and_error(values).error);
+  }
+}
+
+// Every item's own scores, one object per item and condition ({"item", "condition", METRIC: score, ...}), in
+// item order: what pairs two checkpoints' results evaluated with the same seed and data.
+json item_scores(const std::map<std::string, Condition>& cond) {
+  std::map<std::pair<int64_t, std::string>, json> rows;
+  for (const auto& [name, k] : cond)
+    for (const auto& [metric, items] : k.by_item)
+      for (const auto& [item, v] : items) {
+        json& row = rows[{item, name}];
+        if (row.is_null()) row = {{"item", item}, {"condition", name}};
+        row[metric] = v;
+      }
+  json list = json::array();
+  for (auto& [key, row] : rows) list.push_back(std::move(row));
+  return list;
+}
+
+// "difference@R": `metrics` of compressed@R minus the reference condition, paired by item, with standard errors.
+json paired_differences(const Condition& reference, const Condition& compressed,
+                        const std::vector<std::string>& metrics) {
+  json d = json::object();
+  for (const auto& metric : metrics) {
+    auto a = reference.by_item.find(metric), b = compressed.by_item.find(metric);
+    if (a == reference.by_item.end() || b == compressed.by_item.end()) continue;
+    const MeanError e = paired_difference(a->second, b->second);
+    d[metric] = number_or_null(e.mean);
+    d[metric + "_stderr"] = number_or_null(e.error);
+  }
+  return d;
+}
+
 // Sets the model's ratio for the duration of a scope and restores the checkpoint's own afterwards.
 class RatioScope {
  public:
@@ -188,6 +230,7 @@ json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::
   std::vector<TokenIds> targets;
   ProgressBar bar("recon", static_cast<int64_t>(chunks.size()), "chunks", o.progress);
   for (size_t i = 0; i < chunks.size(); ++i) {
+    const auto item = static_cast<int64_t>(i);
     const TokenIds target = reader.as_text(chunks[i]);
     targets.push_back(target);
     // No context: how much of the chunk the decoder guesses alone (from its first token on).
@@ -195,8 +238,8 @@ json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::
       auto t0 = clock::now();
       auto sc = reader.score({}, target);
       Condition& k = cond["none"];
-      k.add("token_accuracy", static_cast<double>(sc.correct), sc.tokens);
-      k.add("nll", sc.nll_sum, sc.tokens);
+      k.add("token_accuracy", static_cast<double>(sc.correct), sc.tokens, item);
+      k.add("nll", sc.nll_sum, sc.tokens, item);
       k.positions += static_cast<int64_t>(target.size());
       ++k.items;
       k.seconds += since(t0);
@@ -208,13 +251,13 @@ json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::
       auto t0 = clock::now();
       std::vector<Segment> prompt = {reader.compressed(chunks[i])};
       auto sc = reader.score(prompt, target);
-      k.add("token_accuracy", static_cast<double>(sc.correct), sc.tokens);
-      k.add("nll", sc.nll_sum, sc.tokens);
+      k.add("token_accuracy", static_cast<double>(sc.correct), sc.tokens, item);
+      k.add("nll", sc.nll_sum, sc.tokens, item);
       // Greedy regeneration, as long as the chunk (the reconstruction prompt has no stop string).
       GenerationResult g = reader.answer(prompt, static_cast<int64_t>(target.size()), false);
       int64_t same = 0;
       for (size_t t = 0; t < target.size() && t < g.ids.size(); ++t) same += g.ids[t] == target[t];
-      k.add("exact_accuracy", static_cast<double>(same), static_cast<int64_t>(target.size()));
+      k.add("exact_accuracy", static_cast<double>(same), static_cast<int64_t>(target.size()), item);
       greedy_out[name].push_back(g.ids);
       k.positions += length_of(prompt) + static_cast<int64_t>(target.size());
       ++k.items;
@@ -232,8 +275,10 @@ json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::
       m["exact_accuracy"] = number_or_null(k.mean("exact_accuracy"));
       m["bleu4"] = corpus_bleu4(greedy_out[name], targets);
     }
+    add_errors(m, k);
     out["conditions"][name] = m;
   }
+  if (o.item_scores) out["items"] = item_scores(cond);
   return out;
 }
 
@@ -271,11 +316,12 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
   const auto bos = reader.bos();
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
+    const auto item = static_cast<int64_t>(i);
     auto run = [&](const std::string& name, const std::vector<Segment>& prompt) {
       auto t0 = clock::now();
       auto sc = reader.score(prompt, it.target);
       Condition& k = cond[name];
-      k.add("nll", sc.nll_sum, sc.tokens);
+      k.add("nll", sc.nll_sum, sc.tokens, item);
       k.positions += length_of(prompt) + static_cast<int64_t>(it.target.size());
       ++k.items;
       k.seconds += since(t0);
@@ -308,14 +354,19 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
     const double nll = k.mean("nll");
     j["nll"] = number_or_null(nll);
     j["ppl"] = number_or_null(std::exp(nll));
+    add_errors(j, k);
     out["conditions"][name] = j;
   }
-  if (cond.count("full"))
-    for (int64_t r : o.ratios) {
+  const std::string reference = cond.count("full") ? "full" : "truncated";
+  for (int64_t r : o.ratios) {
+    if (cond.count("full")) {
       auto g = gain_retained(cond["none"].mean("nll"), cond[compressed_name(r)].mean("nll"),
                              cond["full"].mean("nll"));
       out["gain_retained@" + std::to_string(r)] = g ? json(*g) : json(nullptr);
     }
+    out["difference@" + std::to_string(r)] = paired_differences(cond[reference], cond[compressed_name(r)], {"nll"});
+  }
+  if (o.item_scores) out["items"] = item_scores(cond);
   return out;
 }
 
@@ -334,6 +385,7 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
   ProgressBar bar("qa", static_cast<int64_t>(items.size()), "questions", o.progress);
   for (size_t i = 0; i < items.size(); ++i) {
     const QaItem& it = items[i];
+    const auto item = static_cast<int64_t>(i);
     const TokenIds question = reader.text_ids(it.question);
     const TokenIds context = reader.context_ids(it.context);
     auto run = [&](const std::string& name, const std::vector<Segment>& prompt, double extra_seconds) {
@@ -348,11 +400,11 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
           const double ll = sc.tokens > 0 ? -sc.nll_sum / static_cast<double>(sc.tokens) : -INFINITY;
           if (ll > best_ll) best_ll = ll, best = static_cast<int64_t>(opt);
         }
-        k.add("accuracy", best == it.answer_index ? 1.0 : 0.0);
+        k.add("accuracy", best == it.answer_index ? 1.0 : 0.0, 1, item);
       } else {
         GenerationResult g = reader.answer(prompt, o.max_answer_tokens);
-        k.add("em", exact_match(g.text, it.answers));
-        k.add("f1", f1_score(g.text, it.answers));
+        k.add("em", exact_match(g.text, it.answers), 1, item);
+        k.add("f1", f1_score(g.text, it.answers), 1, item);
       }
       k.positions += length_of(prompt);
       ++k.items;
@@ -391,13 +443,17 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
     if (k.count.count("accuracy")) j["accuracy"] = number_or_null(k.mean("accuracy"));
     if (k.count.count("em")) j["em"] = number_or_null(k.mean("em"));
     if (k.count.count("f1")) j["f1"] = number_or_null(k.mean("f1"));
+    add_errors(j, k);
     out["conditions"][name] = j;
   }
   const std::string full_name = cond.count("full") ? "full" : "truncated";
   for (int64_t r : o.ratios) {
     const double f = cond[full_name].mean(score), c = cond[compressed_name(r)].mean(score);
     out["retention@" + std::to_string(r)] = f > 0 && std::isfinite(c) ? json(c / f) : json(nullptr);
+    out["difference@" + std::to_string(r)] =
+        paired_differences(cond[full_name], cond[compressed_name(r)], {"accuracy", "em", "f1"});
   }
+  if (o.item_scores) out["items"] = item_scores(cond);
   return out;
 }
 
@@ -450,7 +506,7 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
           GenerationResult g = reader.answer(prompt, 8);
           const double hit = g.text.find(passkey) != std::string::npos ? 1.0 : 0.0;
           for (Condition* k : {&cells[name][{li, di}], &total[name]}) {
-            k->add("accuracy", hit);
+            k->add("accuracy", hit, 1, done);
             k->positions += length_of(prompt);
             ++k->items;
             k->seconds += since(t0) + extra;
@@ -486,6 +542,7 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
   for (auto& [name, k] : total) {
     json j = cost_json(k, reader);
     j["accuracy"] = number_or_null(k.mean("accuracy"));
+    add_errors(j, k);
     json list = json::array();
     for (size_t li = 0; li < multiples.size(); ++li)
       for (size_t di = 0; di < depths.size(); ++di) {
@@ -499,6 +556,7 @@ json run_needle(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
     j["cells"] = list;
     out["conditions"][name] = j;
   }
+  if (o.item_scores) out["items"] = item_scores(total);
   return out;
 }
 

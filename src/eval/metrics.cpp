@@ -102,4 +102,26 @@ std::optional<double> gain_retained(double nll_none, double nll_compressed, doub
   return (nll_none - nll_compressed) / full_gain;
 }
 
+MeanError mean_and_error(const std::vector<double>& values) {
+  MeanError out;
+  const auto n = static_cast<double>(values.size());
+  if (values.empty()) return {std::nan(""), std::nan("")};
+  for (double v : values) out.mean += v;
+  out.mean /= n;
+  if (values.size() < 2) return {out.mean, std::nan("")};
+  double squares = 0;
+  for (double v : values) squares += (v - out.mean) * (v - out.mean);
+  out.error = std::sqrt(squares / (n - 1) / n);
+  return out;
+}
+
+MeanError paired_difference(const std::map<int64_t, double>& a, const std::map<int64_t, double>& b) {
+  std::vector<double> differences;
+  for (const auto& [item, score] : b) {
+    auto it = a.find(item);
+    if (it != a.end()) differences.push_back(score - it->second);
+  }
+  return mean_and_error(differences);
+}
+
 }  // namespace coenc

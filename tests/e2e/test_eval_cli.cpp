@@ -2,6 +2,8 @@
 // every condition, the cost accounting adds up (positions and KV bytes follow from the layout), the same seed
 // gives the same numbers, the needle heatmap is written, and bad input ends in one clear line.
 #include <cmath>
+#include <map>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -81,6 +83,11 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
     EXPECT_NEAR(r["gain_retained@4"].get<double>(), (none - c4) / (none - full), 1e-9);
   else
     EXPECT_TRUE(r["gain_retained@4"].is_null());
+  // Every item scores all 16 targets, so the paired difference's mean is the difference of the means; each NLL
+  // and the difference carry a standard error over the 5 documents.
+  EXPECT_NEAR(r["difference@4"]["nll"].get<double>(), c4 - full, 1e-9);
+  EXPECT_GE(r["difference@4"]["nll_stderr"].get<double>(), 0.0);
+  EXPECT_GT(r["conditions"]["full"]["nll_stderr"].get<double>(), 0.0);
   // Deterministic: the same seed gives the same numbers; another seed other windows.
   json again = run_json("--task ppl --data '" + text().string() +
                         "' --ratio 4,8 --limit 5 --context-tokens 64 "
@@ -96,6 +103,8 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("compressed@4"), std::string::npos);
   EXPECT_NE(table.out.find("gain_retained@4"), std::string::npos);
+  EXPECT_NE(table.out.find("difference@4 (compressed - full, paired): nll "), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(" ±"), std::string::npos) << table.out;
 }
 
 TEST_F(EvalCli, TruncatedWhenTheContextOutgrowsTheWindow) {
@@ -129,6 +138,38 @@ TEST_F(EvalCli, ReconAndQa) {
       EXPECT_LE(v, 1.0) << c;
     }
   EXPECT_TRUE(qa.contains("retention@4"));
+  // F1 with its standard error over the questions, and compressed minus full paired over the questions both
+  // scored (the items file below checks the pairing's inputs; the ppl test the arithmetic).
+  for (const char* r : {"4", "8"}) {
+    const json& d = qa[std::string("difference@") + r];
+    EXPECT_LE(std::abs(d["f1"].get<double>()), 1.0) << d;
+    EXPECT_TRUE(d.contains("em_stderr") && d.contains("f1_stderr")) << d;
+  }
+  EXPECT_TRUE(qa["conditions"]["full"].contains("f1_stderr"));
+  EXPECT_FALSE(qa.contains("items"));  // only with --out, into its own file
+  // --out writes every item's scores by condition: each question under none, full (or truncated: one of the 4
+  // outgrows the window) and both ratios; a condition's rows average to its reported score.
+  const fs::path out = dir_->path() / "qa-out";
+  json again = run_json("--task qa --data '" + (dir_->path() / "qa.jsonl").string() + "' --ratio 4,8 --out '" +
+                        out.string() + "'");
+  EXPECT_FALSE(again.contains("items"));
+  std::istringstream lines(read_file(out / "qa-items.jsonl"));
+  std::map<std::string, std::vector<double>> f1;
+  std::map<int64_t, int> conditions_of_item;
+  for (std::string line; std::getline(lines, line);) {
+    const json row = json::parse(line);
+    f1[row["condition"].get<std::string>()].push_back(row["f1"].get<double>());
+    ++conditions_of_item[row["item"].get<int64_t>()];
+  }
+  EXPECT_EQ(conditions_of_item, (std::map<int64_t, int>{{0, 4}, {1, 4}, {2, 4}, {3, 4}}));
+  ASSERT_EQ(f1.size(), again["conditions"].size());
+  for (const auto& [condition, scores] : f1) {
+    ASSERT_EQ(static_cast<int64_t>(scores.size()), again["conditions"][condition]["n"].get<int64_t>()) << condition;
+    double sum = 0;
+    for (double v : scores) sum += v;
+    EXPECT_NEAR(sum / static_cast<double>(scores.size()), again["conditions"][condition]["f1"].get<double>(), 1e-9)
+        << condition;
+  }
   json choice = run_json("--task qa --data '" + (dir_->path() / "choice.jsonl").string() + "'");
   EXPECT_TRUE(choice["conditions"]["full"].contains("accuracy"));
   EXPECT_FALSE(choice["conditions"]["full"].contains("f1"));

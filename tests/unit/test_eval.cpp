@@ -54,6 +54,27 @@ TEST(EvalMetrics, GainRetained) {
   EXPECT_FALSE(gain_retained(5.0, 4.0, 5.5).has_value());
 }
 
+// The standard error of a mean, and of a paired difference, on hand-checkable cases.
+TEST(EvalMetrics, StandardErrors) {
+  const MeanError e = mean_and_error({0, 1, 1, 0});  // sample variance 1/3, so the error is sqrt(1/12)
+  EXPECT_NEAR(e.mean, 0.5, 1e-12);
+  EXPECT_NEAR(e.error, std::sqrt(1.0 / 12), 1e-12);
+  EXPECT_NEAR(mean_and_error({2, 4, 9}).error, std::sqrt(13.0 / 3), 1e-12);  // variance 13, n = 3
+  EXPECT_EQ(mean_and_error({3, 3, 3}).error, 0.0);
+  EXPECT_EQ(mean_and_error({7}).mean, 7.0);
+  EXPECT_TRUE(std::isnan(mean_and_error({7}).error));
+  EXPECT_TRUE(std::isnan(mean_and_error({}).mean));
+  // Paired: items 1..4 score 10, 20, 30, 40 under a and 1 more (items 1, 2) or 3 more (items 3, 4) under b; the
+  // items vary a lot, the difference little. Item 5 is scored under b only and is left out.
+  const std::map<int64_t, double> a = {{1, 10}, {2, 20}, {3, 30}, {4, 40}};
+  const std::map<int64_t, double> b = {{1, 11}, {2, 21}, {3, 33}, {4, 43}, {5, 100}};
+  const MeanError d = paired_difference(a, b);
+  EXPECT_NEAR(d.mean, 2.0, 1e-12);
+  EXPECT_NEAR(d.error, std::sqrt(4.0 / 3 / 4), 1e-12);  // differences 1, 1, 3, 3: variance 4/3
+  EXPECT_GT(mean_and_error({10, 20, 30, 40}).error, 5 * d.error);
+  EXPECT_TRUE(std::isnan(paired_difference(a, {{9, 1}}).mean));  // no item in common
+}
+
 TEST(EvalData, ReadsTextJsonlAndXz) {
   TempDir d;
   write_file(d / "a.txt", "first doc\n\n<|doc|>\nsecond doc");

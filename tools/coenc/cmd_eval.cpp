@@ -23,15 +23,18 @@ struct EvalArgs {
   DeviceArgs device;
 };
 
-std::string cell(const nlohmann::json& m, const char* key, bool percent) {
+std::string cell(const nlohmann::json& m, const std::string& key, bool percent) {
   if (!m.contains(key) || m[key].is_null()) return "";
-  const double v = m[key].get<double>();
-  char buf[32];
-  if (percent)
-    std::snprintf(buf, sizeof buf, "%.1f%%", 100 * v);
-  else
-    std::snprintf(buf, sizeof buf, "%.3f", v);
-  return buf;
+  const double scale = percent ? 100 : 1;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, percent ? "%.1f" : "%.3f", scale * m[key].get<double>());
+  std::string out = buf;
+  const std::string error = key + "_stderr";
+  if (m.contains(error) && m[error].is_number()) {
+    std::snprintf(buf, sizeof buf, percent ? " ±%.1f" : " ±%.3f", scale * m[error].get<double>());
+    out += buf;
+  }
+  return percent ? out + "%" : out;
 }
 
 // The result as a table: one row per condition, the task's metrics, then cost.
@@ -47,13 +50,13 @@ void print_table(const nlohmann::json& r) {
               static_cast<long long>(r["n"].get<int64_t>()),
               static_cast<unsigned long long>(r["seed"].get<uint64_t>()));
   std::printf("%-16s", "condition");
-  for (auto& [name, pct] : metrics) std::printf(" %14s", name);
+  for (auto& [name, pct] : metrics) std::printf(" %16s", name);
   std::printf(" %10s %12s %9s\n", "positions", "kv_bytes", "seconds");
   for (const auto& [name, m] : r["conditions"].items()) {
     std::printf("%-16s", name.c_str());
     for (auto& [metric, pct] : metrics) {
       const std::string v = cell(m, metric, pct);
-      std::printf(" %14s", v.c_str());
+      std::printf(" %*s", 16 + (v.find("±") != std::string::npos ? 1 : 0), v.c_str());  // ± is two bytes
     }
     std::printf(" %10.1f %12.0f %9.2f\n", m["positions"].get<double>(), m["kv_bytes"].get<double>(),
                 m["seconds"].get<double>());
@@ -61,7 +64,16 @@ void print_table(const nlohmann::json& r) {
   for (const auto& [key, v] : r.items())
     if ((key.rfind("gain_retained@", 0) == 0 || key.rfind("retention@", 0) == 0))
       std::printf("%s: %s\n", key.c_str(),
-                  v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key.c_str(), true).c_str());
+                  v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key, true).c_str());
+  // compressed minus full, paired by item: a difference within about two standard errors may be chance
+  for (const auto& [key, d] : r.items())
+    if (key.rfind("difference@", 0) == 0) {
+      const char* reference = r["conditions"].contains("full") ? "full" : "truncated";
+      std::printf("%s (compressed - %s, paired):", key.c_str(), reference);
+      for (auto& [metric, pct] : metrics)
+        if (d.contains(metric)) std::printf(" %s %s", metric, cell(d, metric, pct).c_str());
+      std::printf("\n");
+    }
 }
 
 int run_eval_command(EvalArgs& a) {
@@ -74,9 +86,16 @@ int run_eval_command(EvalArgs& a) {
   for (const auto& f : a.options.data)
     COENC_CHECK_CODE(std::filesystem::exists(f), NotFound, "--data {}: no such file", f);
   CoEncoder model = load_co_encoder(a.model, device_options(a.device));
+  a.options.item_scores = !a.options.out.empty();
   nlohmann::json r = run_eval(*model, tok, a.options, std::filesystem::path(a.model).filename().string());
   if (!a.options.out.empty()) {
     std::filesystem::create_directories(a.options.out);
+    // Every item's scores by condition, one JSON object a line: two checkpoints' files of the same --seed and
+    // data pair item by item.
+    std::string lines;
+    for (const auto& row : r["items"]) lines += row.dump() + "\n";
+    r.erase("items");
+    write_file_atomic(std::filesystem::path(a.options.out) / (a.options.task + "-items.jsonl"), lines);
     write_file_atomic(std::filesystem::path(a.options.out) / (a.options.task + ".json"), r.dump(2) + "\n");
     if (a.options.task == "needle")
       write_file_atomic(std::filesystem::path(a.options.out) / "needle.svg", needle_heatmap_svg(r));
@@ -123,9 +142,15 @@ CommandFn setup_eval(CLI::App& app) {
       "\"conditions\": {\"none\": {...}, \"full\": {...}, \"compressed@4\": {...}, \"truncated\": {...}},\n"
       "\"gain_retained@4\" | \"retention@4\", ...} with metrics by name (token_accuracy, exact_accuracy, "
       "bleu4, nll,\n"
-      "ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and cells). The same --seed "
-      "gives the\n"
-      "same items and numbers. Choose designs on validation splits, never on test (docs/eval.md).\n\n"
+      "ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and cells). Every metric scored "
+      "per item\n"
+      "has its standard error over the items beside it (f1_stderr, ...; shown as +-); \"difference@R\" (ppl, "
+      "qa) is\n"
+      "compressed@R minus full, paired by item, with its own standard errors: the figure to compare "
+      "designs by,\n"
+      "much tighter than either score's error. The same --seed gives the same items and numbers. Choose "
+      "designs on\n"
+      "validation splits, never on test (docs/eval.md).\n\n"
       "Examples:\n"
       "  coenc eval -m CKPT --task ppl --data corpus/eval/brown.jsonl.xz --ratio 4,8 --limit 100\n"
       "  coenc eval -m CKPT --task qa --data squad-val.jsonl --json > qa.json\n"
@@ -147,7 +172,8 @@ CommandFn setup_eval(CLI::App& app) {
                   "sampling seed of items, windows and needle numbers (default 0)");
   cmd->add_option("--context-tokens", a->options.context_tokens, "ppl: K context tokens (default 512)");
   cmd->add_option("--target-tokens", a->options.target_tokens, "ppl: M target tokens scored (default 128)");
-  cmd->add_option("--out", a->options.out, "folder for TASK.json (and needle.svg)");
+  cmd->add_option("--out", a->options.out,
+                  "folder for TASK.json, TASK-items.jsonl (every item's scores by condition) and needle.svg");
   cmd->add_flag("--json", a->json, "print one JSON object instead of the table");
   cmd->add_flag("--quiet,-q", a->quiet, "no progress bar");
   add_device_options(*cmd, a->device);
