@@ -157,23 +157,26 @@ case "${1:-}" in
     ;;
   eval)
     # The validation evaluation of docs/default-model.md for each model, on this GPU (bf16): one JSON line per
-    # task in $OUT/NAME-eval.jsonl, the needle heatmap in $OUT/NAME-needle.svg.
+    # task in $OUT/NAME-eval.jsonl, the needle heatmap in $OUT/NAME-needle.svg, every item's scores (each task's
+    # --out folder) in $OUT/NAME-items.tar.xz, to pair two models with scripts/compare_eval_items.py.
     val=${2:?usage: gpu_call.sh eval VAL_DIR MODEL...}
     shift 2
     ensure_built
     # One job per model and task, spread over the machine's GPUs (CUDA_VISIBLE_DEVICES), results in task order.
     gpus=$(nvidia-smi -L | wc -l) jobs=() k=0
-    mkdir -p .train/eval-parts
+    rm -rf .train/eval-out && mkdir -p .train/eval-parts .train/eval-out
     for m in "$@"; do
       name=$(basename "$m") ratios=4,8 needle=4,8,16
+      items=.train/eval-out/$name
       # dynamic pooling has one ratio, the one it was trained at
       if grep -q '"pooling": *"dynamic"' "$m/config.json"; then ratios=4 needle=4; fi
       for set in babi fairytaleqa squad; do
-        jobs+=("$name|--task qa --data $val/$set-val.jsonl --ratio $ratios --limit 300")
+        jobs+=("$name|--task qa --data $val/$set-val.jsonl --ratio $ratios --limit 300 --out $items/$set")
       done
-      jobs+=("$name|--task recon --data $val/gutenberg-01-part-full.txt.xz --ratio $ratios --limit 150")
-      jobs+=("$name|--task ppl --data $val/gutenberg-01-part-full.txt.xz --ratio $ratios --limit 100")
-      jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out .train/needle-$name")
+      text=$val/gutenberg-01-part-full.txt.xz
+      jobs+=("$name|--task recon --data $text --ratio $ratios --limit 150 --out $items/recon")
+      jobs+=("$name|--task ppl --data $text --ratio $ratios --limit 100 --out $items/ppl")
+      jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out $items/needle")
     done
     declare -A model_of
     for m in "$@"; do model_of[$(basename "$m")]=$m; done
@@ -198,7 +201,8 @@ case "${1:-}" in
     done
     for m in "$@"; do
       name=$(basename "$m")
-      cp ".train/needle-$name/needle.svg" "$out/$name-needle.svg" 2>/dev/null || true
+      cp ".train/eval-out/$name/needle/needle.svg" "$out/$name-needle.svg" 2>/dev/null || true
+      tar -C ".train/eval-out/$name" -cJf "$out/$name-items.tar.xz" . 2>/dev/null || true
     done
     echo "gpu_call: evaluated $* in ${SECONDS}s on $gpus GPU(s)"
     ;;
