@@ -32,6 +32,7 @@ struct Condition {
   std::map<std::string, double> sum;  // metric -> sum over items
   std::map<std::string, int64_t> count;
   std::map<std::string, std::map<int64_t, double>> by_item;  // metric -> item index -> the item's own score
+  std::map<int64_t, std::string> answers;                     // item index -> the greedy answer (qa)
   int64_t positions = 0, items = 0;
   double seconds = 0;
 
@@ -165,15 +166,20 @@ void add_errors(json& j, const Condition& k) {
   }
 }
 
-// Every item's own scores, one object per item and condition ({"item", "condition", METRIC: score, ...}), in
-// item order: what pairs two checkpoints' results evaluated with the same seed and data.
-json item_scores(const std::map<std::string, Condition>& cond) {
+// Every item's own scores, one object per item and condition ({"item", "condition", METRIC: score, ...,
+// "answer" where one was generated}), in item order: what pairs two checkpoints' results evaluated with the same
+// seed and data. `ids` names the items where the data does (qa).
+json item_scores(const std::map<std::string, Condition>& cond, const std::vector<std::string>& ids = {}) {
   std::map<std::pair<int64_t, std::string>, json> rows;
   for (const auto& [name, k] : cond)
     for (const auto& [metric, items] : k.by_item)
       for (const auto& [item, v] : items) {
         json& row = rows[{item, name}];
-        if (row.is_null()) row = {{"item", item}, {"condition", name}};
+        if (row.is_null()) {
+          row = {{"item", item}, {"condition", name}};
+          if (static_cast<size_t>(item) < ids.size() && !ids[item].empty()) row["id"] = ids[item];
+          if (auto a = k.answers.find(item); a != k.answers.end()) row["answer"] = a->second;
+        }
         row[metric] = v;
       }
   json list = json::array();
@@ -405,6 +411,7 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
         GenerationResult g = reader.answer(prompt, o.max_answer_tokens);
         k.add("em", exact_match(g.text, it.answers), 1, item);
         k.add("f1", f1_score(g.text, it.answers), 1, item);
+        if (o.item_scores) k.answers[item] = g.text;
       }
       k.positions += length_of(prompt);
       ++k.items;
@@ -453,7 +460,11 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
     out["difference@" + std::to_string(r)] =
         paired_differences(cond[full_name], cond[compressed_name(r)], {"accuracy", "em", "f1"});
   }
-  if (o.item_scores) out["items"] = item_scores(cond);
+  if (o.item_scores) {
+    std::vector<std::string> ids;
+    for (const auto& it : items) ids.push_back(it.id);
+    out["items"] = item_scores(cond, ids);
+  }
   return out;
 }
 

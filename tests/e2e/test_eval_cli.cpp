@@ -3,6 +3,7 @@
 // gives the same numbers, the needle heatmap is written, and bad input ends in one clear line.
 #include <cmath>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -26,7 +27,8 @@ class EvalCli : public ::testing::Test {
     write_file(text(), docs);
     std::string qa;
     for (int i = 0; i < 4; ++i)
-      qa += json{{"context", sample_document_text(60 + 10 * i)},
+      qa += json{{"id", "q" + std::to_string(i)},
+                 {"context", sample_document_text(60 + 10 * i)},
                  {"question", "Which river?"},
                  {"answers", {"the river", "river"}},
                  {"options", nullptr}}
@@ -156,12 +158,16 @@ TEST_F(EvalCli, ReconAndQa) {
   std::istringstream lines(read_file(out / "qa-items.jsonl"));
   std::map<std::string, std::vector<double>> f1;
   std::map<int64_t, int> conditions_of_item;
+  std::set<std::string> ids;
   for (std::string line; std::getline(lines, line);) {
     const json row = json::parse(line);
     f1[row["condition"].get<std::string>()].push_back(row["f1"].get<double>());
+    EXPECT_TRUE(row["answer"].is_string()) << row;  // what the decoder answered, for reading the misses
+    ids.insert(row["id"].get<std::string>());
     ++conditions_of_item[row["item"].get<int64_t>()];
   }
   EXPECT_EQ(conditions_of_item, (std::map<int64_t, int>{{0, 4}, {1, 4}, {2, 4}, {3, 4}}));
+  EXPECT_EQ(ids, (std::set<std::string>{"q0", "q1", "q2", "q3"}));
   ASSERT_EQ(f1.size(), again["conditions"].size());
   for (const auto& [condition, scores] : f1) {
     ASSERT_EQ(static_cast<int64_t>(scores.size()), again["conditions"][condition]["n"].get<int64_t>()) << condition;
