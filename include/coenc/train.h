@@ -92,6 +92,11 @@ struct TrainConfig {
   int64_t passkey_tokens = 0;             // the longest passkey haystack (objective passkey; 0: context_tokens)
   int64_t lm_tokens = 0;                  // plain-text window of objective lm (0: continuation_tokens)
   double size_loss_weight = 0.1;          // weight of the connector's size_loss (dynamic pooling only)
+  // > 0: distillation. The loss adds this weight times the mean KL divergence, per target token, of the
+  // compressed reading's next-token distribution from the full reading's (the same decoder reading the context
+  // as text, without gradient), on the continuation and QA examples whose full reading fits the decoder: the
+  // compressed context is taught to say what the text says, not only the next token.
+  double distill = 0;
   int64_t log_every = 0;                  // steps between metrics lines (0: eval_every)
   int64_t save_every = 0;                 // steps between checkpoints in out/checkpoint (0: only when stopping)
   bool resume = false;                    // continue from out/checkpoint exactly where it stopped

@@ -120,7 +120,10 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64
   const int64_t n_target = o == Objective::Lm ? lm_tokens_ : continuation_tokens_;
   std::uniform_int_distribution<int64_t> start(0, std::max<int64_t>(0, len - n_context - n_target));
   const int64_t s = start(rng), mid = s + n_context, end = std::min(len, mid + n_target);
-  if (o == Objective::Continuation) ex.context.assign(doc.begin() + s, doc.begin() + mid);
+  if (o == Objective::Continuation) {
+    ex.context.assign(doc.begin() + s, doc.begin() + mid);
+    ex.teacher_prompt = as_text(doc, s, mid);
+  }
   ex.target = as_text(doc, mid, end);
   if (static_cast<int64_t>(ex.target.size()) > n_target) ex.target.resize(n_target);
   if (ex.target.empty()) ex.target = as_text(doc, mid, len);  // decoding may have merged the tail away
@@ -200,7 +203,8 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
   for (int64_t i = 0; i < n; ++i) {
     const size_t reading = plain_text_prompt(text_tok, text_contexts_[i], items_[i].prompt).size() +
                            items_[i].target.size();
-    if (static_cast<int64_t>(reading) <= max_text_positions) (i < split_ ? fits_train_ : fits_eval_).push_back(i);
+    fits_.push_back(static_cast<int64_t>(reading) <= max_text_positions);
+    if (fits_.back()) (i < split_ ? fits_train_ : fits_eval_).push_back(i);
   }
 }
 
@@ -221,6 +225,8 @@ Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
     ex.objective = Objective::QaText;
     ex.context.clear();
     ex.prompt = plain_text_prompt(*text_tok_, text_contexts_[i], ex.prompt);
+  } else if (fits_[static_cast<size_t>(i)]) {
+    ex.teacher_prompt = plain_text_prompt(*text_tok_, text_contexts_[i], ex.prompt);
   }
   return ex;
 }

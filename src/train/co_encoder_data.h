@@ -22,6 +22,11 @@ struct Example {
   TokenIds context;       // context-tokenizer ids, compressed in chunks of chunk_size (empty: no context block)
   TokenIds prompt;        // text-tokenizer ids the decoder reads after the block, without loss
   TokenIds target;        // text-tokenizer ids the loss is on
+  // The same example read in full, for distillation (TrainConfig::distill): the context as text-tokenizer ids
+  // laid out as the full-context reading lays it out (continuation: the context's text; qa: plain_text_prompt of
+  // the context and the question), followed by `target`. Empty where there is no such reading (the other
+  // objectives, and QA items whose full reading does not fit the decoder's window).
+  TokenIds teacher_prompt;
 };
 
 // Plain-text documents (corpus format: documents separated by "\n\n<|doc|>\n"), encoded with the context
@@ -93,6 +98,7 @@ class QaExamples {
       text_contexts_;  // each item's context in text-tokenizer ids, cut to max_context_tokens
   int64_t split_ = 0;
   std::vector<int64_t> fits_train_, fits_eval_;  // items whose QaText reading fits the decoder's window
+  std::vector<bool> fits_;                       // the same, by item
 };
 
 }  // namespace coenc::data

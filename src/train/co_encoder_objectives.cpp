@@ -1,5 +1,7 @@
 #include "train/co_encoder_objectives.h"
 
+#include <algorithm>
+
 #include "coenc/error.h"
 
 namespace coenc::data {
@@ -12,7 +14,31 @@ torch::Tensor i64(const std::vector<int64_t>& v, const torch::Device& dev) {
 
 }  // namespace
 
-BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>& examples) {
+// The decoder's log-probabilities [M, V] (float32, no gradient) for the target tokens of examples `rows`, each read
+// as teacher_prompt then target (right-padded, one pass), in row order and target order within a row.
+torch::Tensor full_reading_log_probs(DecoderLm& lm, const std::vector<Example>& examples,
+                                     const std::vector<int64_t>& rows, const torch::Device& dev) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  int64_t width = 0;
+  for (int64_t r : rows)
+    width = std::max<int64_t>(width, examples[r].teacher_prompt.size() + examples[r].target.size());
+  auto ids = torch::zeros({n, width}, torch::kInt64);
+  auto on = torch::zeros({n, width}, torch::kBool);  // positions that predict a target token
+  auto* ip = ids.data_ptr<int64_t>();
+  auto* op = on.data_ptr<bool>();
+  for (int64_t i = 0; i < n; ++i) {
+    const Example& ex = examples[rows[i]];
+    const int64_t p = static_cast<int64_t>(ex.teacher_prompt.size()), t = static_cast<int64_t>(ex.target.size());
+    for (int64_t j = 0; j < p; ++j) ip[i * width + j] = ex.teacher_prompt[j];
+    for (int64_t j = 0; j < t; ++j) ip[i * width + p + j] = ex.target[j];
+    for (int64_t j = p - 1; j < p + t - 1; ++j) op[i * width + j] = true;  // position j predicts token j + 1
+  }
+  auto hidden = lm->forward_hidden(lm->embed(ids.to(dev)), ForwardArgs{});  // [n, width, d]
+  return lm->logits(hidden.index({on.to(dev)})).to(torch::kFloat32).log_softmax(-1);
+}
+
+BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>& examples, bool distill) {
   COENC_CHECK_CODE(!examples.empty(), Internal, "empty training batch");
   const CoEncoderConfig& cfg = model.config();
   const auto dev = model.device_options().device;
@@ -129,6 +155,24 @@ BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>
     out.tokens[o] = n;
     out.correct[o] = hit.index({sel}).sum().item<int64_t>();
   }
+  if (!distill) return out;
+  // Distillation: the compressed reading's next-token distributions pulled towards the full reading's, on the
+  // target tokens of the examples that have both (the student's target tokens are `on`, row by row, in order).
+  std::vector<int64_t> rows;
+  std::vector<int64_t> taught(b, 0);
+  for (int64_t i = 0; i < b; ++i) {
+    const Example& ex = examples[i];
+    if (has_ctx[i] && !ex.teacher_prompt.empty() && !ex.target.empty() &&
+        static_cast<int64_t>(ex.teacher_prompt.size() + ex.target.size()) <= cfg.text.max_position_embeddings)
+      rows.push_back(i), taught[i] = 1;
+  }
+  if (rows.empty()) return out;
+  auto teacher = full_reading_log_probs(lm, examples, rows, dev);             // [Md, V]
+  auto student = logits.index({i64(taught, dev).index({item}).to(torch::kBool)}).to(torch::kFloat32).log_softmax(-1);
+  COENC_CHECK_CODE(student.size(0) == teacher.size(0), Internal,
+                   "distillation: {} target tokens read compressed but {} in full", student.size(0), teacher.size(0));
+  out.distill_sum = (teacher.exp() * (teacher - student)).sum();
+  out.distill_tokens = teacher.size(0);
   return out;
 }
 

@@ -23,6 +23,11 @@ struct BatchLoss {
   std::array<torch::Tensor, kNumObjectives> loss_sum;
   std::array<int64_t, kNumObjectives> tokens{};
   std::array<int64_t, kNumObjectives> correct{};
+  // Distillation (with `distill`): the summed KL(full reading || compressed reading) of the next-token
+  // distributions on the target tokens of every example with a context and a teacher_prompt that fits the
+  // decoder, and the number of those tokens. The full reading is the same decoder's, without gradient.
+  torch::Tensor distill_sum;
+  int64_t distill_tokens = 0;
   torch::Tensor size_loss;     // [] the connector's size loss over all chunks (undefined unless dynamic pooling)
   int64_t context_tokens = 0;  // tokens the tower read
   int64_t decoder_positions = 0;
@@ -30,7 +35,8 @@ struct BatchLoss {
 };
 
 // Runs `examples` through `model` (with gradients when GradMode is on). Throws ExceedsContext when a row is longer
-// than the decoder's max_position_embeddings.
-BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>& examples);
+// than the decoder's max_position_embeddings. With `distill`, the full readings run too (one more decoder pass,
+// no gradient) and fill distill_sum / distill_tokens.
+BatchLoss co_encoder_batch_loss(CoEncoderImpl& model, const std::vector<Example>& examples, bool distill = false);
 
 }  // namespace coenc::data

@@ -150,20 +150,21 @@ Built build_model(const TrainConfig& c, const DeviceOptions& dev) {
 // uninterrupted run's.
 struct Window {
   int64_t steps = 0;
-  double loss = 0, size = 0;
+  double loss = 0, size = 0, distill = 0;
   std::array<double, data::kNumObjectives> obj{};
   std::array<int64_t, data::kNumObjectives> obj_steps{};
   int64_t correct = 0, tokens = 0;  // reconstruction accuracy
 
   json to_json() const {
-    return {{"steps", steps}, {"loss", loss}, {"size", size}, {"obj", obj},
-            {"obj_steps", obj_steps}, {"correct", correct}, {"tokens", tokens}};
+    return {{"steps", steps}, {"loss", loss},           {"size", size},       {"distill", distill},
+            {"obj", obj},     {"obj_steps", obj_steps}, {"correct", correct}, {"tokens", tokens}};
   }
   static Window from_json(const json& j) {
     Window w;
     w.steps = j.at("steps");
     w.loss = j.at("loss");
     w.size = j.at("size");
+    w.distill = j.value("distill", 0.0);  // checkpoints before distillation have none
     w.obj = j.at("obj").get<std::array<double, data::kNumObjectives>>();
     w.obj_steps = j.at("obj_steps").get<std::array<int64_t, data::kNumObjectives>>();
     w.correct = j.at("correct");
@@ -342,11 +343,14 @@ json evaluate(const Run& run, const Examples& examples) {
   std::array<double, data::kNumObjectives> sum{}, none_sum{};
   std::array<int64_t, data::kNumObjectives> tokens{}, none_tokens{};
   int64_t correct = 0;
+  double distill_sum = 0, distill_tokens = 0;
   for (int64_t i = 0; i < c.eval_batches; ++i) {
     std::vector<data::Example> ex = examples.batch(rng, true), bare;
     if (i % run.world != run.rank) continue;  // every process draws every batch (one generator), evaluates its share
     compat::AutocastScope mixed(run.dev.device.type(), run.autocast);
-    data::BatchLoss bl = data::co_encoder_batch_loss(model, ex);
+    data::BatchLoss bl = data::co_encoder_batch_loss(model, ex, true);  // the distance to the full reading, always
+    if (bl.distill_tokens > 0)
+      distill_sum += bl.distill_sum.item<double>(), distill_tokens += static_cast<double>(bl.distill_tokens);
     for (int o = 0; o < data::kNumObjectives; ++o)
       if (bl.tokens[o] > 0) sum[o] += bl.loss_sum[o].item<double>(), tokens[o] += bl.tokens[o];
     correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
@@ -365,7 +369,7 @@ json evaluate(const Run& run, const Examples& examples) {
     std::vector<double> all;
     for (int o = 0; o < data::kNumObjectives; ++o)
       all.insert(all.end(), {sum[o], none_sum[o], static_cast<double>(tokens[o]), static_cast<double>(none_tokens[o])});
-    all.push_back(static_cast<double>(correct));
+    all.insert(all.end(), {static_cast<double>(correct), distill_sum, distill_tokens});
     torch::Tensor t = torch::tensor(all, torch::kFloat64).to(run.dev.device);
     run.dp->all_reduce_sum({t});
     t = t.cpu();
@@ -376,6 +380,8 @@ json evaluate(const Run& run, const Examples& examples) {
       none_tokens[o] = t[4 * o + 3].item<int64_t>();
     }
     correct = t[4 * data::kNumObjectives].item<int64_t>();
+    distill_sum = t[4 * data::kNumObjectives + 1].item<double>();
+    distill_tokens = t[4 * data::kNumObjectives + 2].item<double>();
   }
   json m;
   double total = 0;
@@ -389,13 +395,17 @@ json evaluate(const Run& run, const Examples& examples) {
   }
   const int r = static_cast<int>(Objective::Reconstruction);
   if (tokens[r] > 0) m["eval_reconstruction_accuracy"] = static_cast<double>(correct) / static_cast<double>(tokens[r]);
+  if (distill_tokens > 0) {  // how far the compressed reading is from the full one (in the loss with "distill")
+    m["eval_distill_loss"] = distill_sum / distill_tokens;
+    total += c.distill * distill_sum / distill_tokens;
+  }
   m["eval_loss"] = total;
   return m;
 }
 
 // What one optimizer step's micro-batches add up to (over every process).
 struct StepStats {
-  double loss = 0, size = 0;
+  double loss = 0, size = 0, distill = 0;  // distill: the mean KL of the distilled tokens
   ObjectiveWeights obj{};  // each objective's mean loss
   int64_t correct = 0, recon_tokens = 0, tokens = 0;
   bool interrupted = false;
@@ -416,7 +426,7 @@ StepStats accumulate_step(const Run& run, const Examples& examples, const Traina
     if (a % run.world != run.rank) continue;  // another process's micro-batch
     std::optional<compat::AutocastScope> mixed;
     mixed.emplace(run.dev.device.type(), run.autocast);
-    data::BatchLoss bl = data::co_encoder_batch_loss(run.model, batch);
+    data::BatchLoss bl = data::co_encoder_batch_loss(run.model, batch, c.distill > 0);
     torch::Tensor loss;
     for (int o = 0; o < data::kNumObjectives; ++o) {
       if (run.weight[o] == 0 || bl.tokens[o] == 0) continue;
@@ -427,6 +437,11 @@ StepStats accumulate_step(const Run& run, const Examples& examples, const Traina
     if (run.dynamic && c.size_loss_weight > 0 && bl.size_loss.defined()) {
       s.size += bl.size_loss.item<double>() / static_cast<double>(c.grad_accum);
       loss = loss + c.size_loss_weight * bl.size_loss;
+    }
+    if (bl.distill_tokens > 0) {
+      torch::Tensor kl = bl.distill_sum / static_cast<double>(bl.distill_tokens);
+      s.distill += kl.item<double>() / static_cast<double>(c.grad_accum);
+      loss = loss + c.distill * kl;
     }
     loss = loss / static_cast<double>(c.grad_accum);
     mixed.reset();  // backward outside autocast, as PyTorch recommends: each op's gradient in its forward dtype
@@ -447,7 +462,7 @@ StepStats accumulate_step(const Run& run, const Examples& examples, const Traina
   }
   run.dp->all_reduce_sum(grads);
   std::vector<double> stats = {s.loss, s.size, static_cast<double>(s.correct), static_cast<double>(s.recon_tokens),
-                               static_cast<double>(s.tokens), s.interrupted ? 1.0 : 0.0};
+                               static_cast<double>(s.tokens), s.interrupted ? 1.0 : 0.0, s.distill};
   stats.insert(stats.end(), s.obj.begin(), s.obj.end());
   torch::Tensor t = torch::tensor(stats, torch::kFloat64).to(run.dev.device);
   run.dp->all_reduce_sum({t});
@@ -458,7 +473,8 @@ StepStats accumulate_step(const Run& run, const Examples& examples, const Traina
   s.recon_tokens = t[3].item<int64_t>();
   s.tokens = t[4].item<int64_t>();
   s.interrupted = t[5].item<double>() > 0;
-  for (int o = 0; o < data::kNumObjectives; ++o) s.obj[o] = t[6 + o].item<double>();
+  s.distill = t[6].item<double>();
+  for (int o = 0; o < data::kNumObjectives; ++o) s.obj[o] = t[7 + o].item<double>();
   return s;
 }
 
@@ -652,6 +668,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
       ++window.steps;
       window.loss += s.loss;
       window.size += s.size;
+      window.distill += s.distill;
       for (int o = 0; o < data::kNumObjectives; ++o)
         if (run.weight[o] > 0) window.obj[o] += s.obj[o], ++window.obj_steps[o];
       window.correct += s.correct;
@@ -684,6 +701,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
               m[std::string("train_") + data::objective_name(static_cast<Objective>(o)) + "_loss"] =
                   window.obj[o] / static_cast<double>(window.obj_steps[o]);
           if (run.dynamic && c.size_loss_weight > 0) m["train_size_loss"] = window.size / n;
+          if (c.distill > 0) m["train_distill_loss"] = window.distill / n;
           if (window.tokens > 0)
             m["train_reconstruction_accuracy"] =
                 static_cast<double>(window.correct) / static_cast<double>(window.tokens);

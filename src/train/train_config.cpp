@@ -234,6 +234,7 @@ const std::vector<Field>& fields() {
       {"lm_tokens", kCoEncoder, &C::lm_tokens},
       {"compression_ratios", kCoEncoder, &C::compression_ratios},
       {"size_loss_weight", kCoEncoder, &C::size_loss_weight},
+      {"distill", kCoEncoder, &C::distill},
       {"log_every", kCoEncoder, &C::log_every},
       {"save_every", kCoEncoder, &C::save_every},
       {"resume", kCoEncoder, &C::resume},
@@ -360,6 +361,11 @@ void check_co_encoder_run(TrainConfig& c, const json& j, const std::string& wher
   COENC_CHECK(c.continuation_tokens >= 1, "{}: continuation_tokens must be at least 1, got {}", where,
               c.continuation_tokens);
   COENC_CHECK(c.size_loss_weight >= 0, "{}: size_loss_weight must be >= 0, got {}", where, c.size_loss_weight);
+  COENC_CHECK(c.distill >= 0 && std::isfinite(c.distill), "{}: distill must be a weight >= 0, got {}", where,
+              c.distill);
+  COENC_CHECK(c.distill == 0 || c.objectives.count("continuation") || c.objectives.count("qa"),
+              "{}: field \"distill\" teaches the continuation and qa examples, but neither objective has a weight",
+              where);
   COENC_CHECK(c.log_every >= 0 && c.save_every >= 0 && c.stop_after >= 0,
               "{}: log_every, save_every and stop_after must be >= 0", where);
   COENC_CHECK(c.init_std > 0, "{}: init_std must be positive, got {}", where, c.init_std);

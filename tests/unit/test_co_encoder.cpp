@@ -558,6 +558,57 @@ TEST(ContextMarkers, LearnedRowsGetGradientsThroughTheTrainingObjective) {
   EXPECT_FALSE(tokens->context_marks().requires_grad());
 }
 
+// ---- distillation --------------------------------------------------------------------------------------------
+
+// The distillation term of a training batch: for every example with a context and a full reading
+// (teacher_prompt), the KL divergence on its target tokens between the decoder reading teacher_prompt + target
+// and reading [BOC] v [EOC] prompt target. Computed here one example at a time through a Session (the inference
+// path), it equals what the batch computes for all of them together (rows of different lengths, padded);
+// examples without a full reading or without a context are left out; its gradient reaches the connector.
+TEST(Distillation, BatchKlEqualsEachExampleReadAlone) {
+  CoEncoder m = tiny("mean");
+  auto example = [](data::Objective o, TokenIds context, TokenIds teacher, TokenIds prompt, TokenIds target) {
+    data::Example ex;
+    ex.objective = o;
+    ex.context = std::move(context);
+    ex.teacher_prompt = std::move(teacher);
+    ex.prompt = std::move(prompt);
+    ex.target = std::move(target);
+    return ex;
+  };
+  const std::vector<data::Example> batch = {
+      example(data::Objective::Continuation, random_ids(20, 1), random_ids(20, 2), {}, random_ids(6, 3)),
+      example(data::Objective::Reconstruction, random_ids(12, 4), {}, {}, random_ids(12, 5)),  // no full reading
+      example(data::Objective::Qa, random_ids(30, 6), random_ids(35, 7), random_ids(3, 8), random_ids(4, 9)),
+      example(data::Objective::Lm, {}, random_ids(9, 10), {}, random_ids(5, 11)),  // no context
+  };
+  auto kl_alone = [&](const data::Example& ex) {
+    torch::NoGradGuard no_grad;
+    const int64_t p = static_cast<int64_t>(ex.teacher_prompt.size()), t = static_cast<int64_t>(ex.target.size());
+    TokenIds full_text = ex.teacher_prompt;
+    full_text.insert(full_text.end(), ex.target.begin(), ex.target.end());
+    Session full(m->language_model);
+    torch::Tensor teacher = full.prefill_all_logits({Segment::tokens(full_text)}).narrow(0, p - 1, t).log_softmax(-1);
+    TokenIds text = ex.prompt;
+    text.insert(text.end(), ex.target.begin(), ex.target.end());
+    const std::vector<Segment> input = raw_prompt(*m, {m->compress(ex.context)}, text);
+    const int64_t at = input[0].length() + static_cast<int64_t>(ex.prompt.size()) - 1;
+    Session compressed(m->language_model);
+    torch::Tensor student = compressed.prefill_all_logits(input).narrow(0, at, t).log_softmax(-1);
+    return (teacher.exp() * (teacher - student)).sum().item<double>();
+  };
+  const double expected = kl_alone(batch[0]) + kl_alone(batch[2]);
+  EXPECT_GT(expected, 1e-3);  // the readings differ: a random connector
+  data::BatchLoss bl = data::co_encoder_batch_loss(*m, batch, true);
+  EXPECT_EQ(bl.distill_tokens, 6 + 4);
+  EXPECT_NEAR(bl.distill_sum.item<double>(), expected, 1e-4 * expected);
+  EXPECT_EQ(data::co_encoder_batch_loss(*m, batch).distill_tokens, 0);  // only when asked for
+  bl.distill_sum.backward();
+  const torch::Tensor g = m->connector->named_parameters()["linear_2.weight"].grad();
+  ASSERT_TRUE(g.defined());
+  EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+}
+
 // ---- checkpoints -------------------------------------------------------------------------------------------------
 
 TEST(CoEncoderCheckpoint, SaveLoadRoundTripIsExact) {
