@@ -11,9 +11,7 @@
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
-#   gpu_call.sh co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix |
-#               co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn |
-#               co_encoder_dyn | co_encoder_dec10 | co_encoder_dec10_qa TOTAL_SECONDS  stages 5 to 14, the same way
+#   gpu_call.sh STAGE TOTAL_SECONDS          any other resumable stage of stages.sh (stages 5 to 15), the same way
 #   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
 #                                            the call's time (an ablation at equal tokens); packs each finished one
 #                                            and copies the first one's pieces into $OUT
@@ -36,7 +34,7 @@ deadline=${CALL_SECONDS:-560}
 out=${OUT:-}
 [ -n "$out" ] || [ "${1:-}" = pack ] || { echo "gpu_call: set OUT to the folder whose files come back" >&2; exit 2; }
 build=build-gpu
-source scripts/default_model/stages.sh  # stage_dir
+source scripts/default_model/stages.sh  # stage_dir, resumable_stage
 export PYTHONUNBUFFERED=1
 
 ensure_built() {
@@ -66,7 +64,9 @@ pieces() {
   done
 }
 
-case "${1:-}" in
+cmd=${1:-}
+resumable_stage "$cmd" && cmd=train
+case "$cmd" in
   decoder)
     ensure_built
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -76,7 +76,7 @@ case "${1:-}" in
     pack decoder
     pieces decoder 1 all
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn | co_encoder_dec10 | co_encoder_dec10_qa)
+  train)  # a resumable stage: `gpu_call.sh STAGE TOTAL_SECONDS` comes here (below)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}
     dir=$(stage_dir "$stage")
     ensure_built
@@ -207,8 +207,9 @@ case "${1:-}" in
     echo "gpu_call: evaluated $* in ${SECONDS}s on $gpus GPU(s)"
     ;;
   *)
-    echo "usage: gpu_call.sh decoder | co_encoder TOTAL_SECONDS | co_encoder_more | co_encoder_long TOTAL_SECONDS |" \
-      "stash DIR... | pieces NAME FIRST LAST" >&2
+    echo "usage: gpu_call.sh decoder | co_encoder_more | STAGE TOTAL_SECONDS | together TOTAL_SECONDS STAGE... |" \
+      "stash DIR... | eval VAL_DIR MODEL... | pack NAME | pieces NAME FIRST LAST|all;" \
+      "STAGE one of: $(resumable_stages)" >&2
     exit 2
     ;;
 esac

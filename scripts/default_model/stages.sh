@@ -1,19 +1,28 @@
-# Sourced by train.sh and gpu_call.sh: the output folder (under .train/) of each resumable stage.
-stage_dir() {
-  case "$1" in
-    co_encoder_long) echo co_encoder3 ;;
-    co_encoder_final) echo co_encoder4 ;;
-    co_encoder_lm) echo co_encoder5 ;;
-    co_encoder_cont) echo co_encoder6 ;;
-    co_encoder_qa) echo co_encoder7 ;;
-    co_encoder_mix) echo co_encoder8 ;;
-    co_encoder_mix2) echo co_encoder9 ;;
-    co_encoder_mix3) echo co_encoder10 ;;
-    co_encoder_deep) echo co_encoder11 ;;
-    co_encoder_attn) echo co_encoder12 ;;
-    co_encoder_dyn) echo co_encoder13 ;;
-    co_encoder_dec10) echo co_encoder14 ;;
-    co_encoder_dec10_qa) echo co_encoder15 ;;
-    *) echo "$1" ;;
-  esac
-}
+# Sourced by train.sh and gpu_call.sh: the one table of resumable stages (`coenc train` runs of
+# scripts/default_model/STAGE.json that can stop at a deadline and resume) and the folder under .train/ each
+# writes. Add a stage here and its config beside this file; train.sh and gpu_call.sh take it from here.
+declare -A STAGE_DIRS=(
+  [co_encoder]=co_encoder            # stage 2
+  [co_encoder_long]=co_encoder3      # stage 4
+  [co_encoder_final]=co_encoder4     # stage 5
+  [co_encoder_lm]=co_encoder5        # stage 6
+  [co_encoder_cont]=co_encoder6      # stage 7
+  [co_encoder_qa]=co_encoder7        # stage 8
+  [co_encoder_mix]=co_encoder8       # stage 9
+  [co_encoder_mix2]=co_encoder9      # stage 10, shipped
+  [co_encoder_mix3]=co_encoder10     # stage 11a
+  [co_encoder_deep]=co_encoder11     # stage 11b
+  [co_encoder_attn]=co_encoder12     # stage 12a
+  [co_encoder_dyn]=co_encoder13      # stage 12b
+  [co_encoder_dec10]=co_encoder14    # stage 13
+  [co_encoder_dec10_qa]=co_encoder15 # stage 14
+  [co_encoder_distill]=co_encoder16  # stage 15a (planned)
+  [co_encoder_plain]=co_encoder17    # stage 15b (planned): 15a without distillation, its control
+)
+
+# The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).
+stage_dir() { echo "${STAGE_DIRS[$1]:-$1}"; }
+# Whether STAGE is a resumable stage.
+resumable_stage() { [ -n "${1:-}" ] && [ -n "${STAGE_DIRS[$1]+set}" ]; }
+# The resumable stages, in one line.
+resumable_stages() { printf '%s\n' "${!STAGE_DIRS[@]}" | sort | tr '\n' ' '; }

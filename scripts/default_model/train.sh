@@ -50,23 +50,25 @@
 #       from stage 10's model; QA weighted down, plain-text LM up, Gutenberg-00 added (co_encoder_dec10.json) ->
 #       .train/co_encoder14
 #   scripts/default_model/train.sh co_encoder_dec10_qa BUILD [SECONDS] [STOP_AFTER_SECONDS]
-#       stage 14 (planned): stage 13's model with QA weighted back up to 1.0 (co_encoder_dec10_qa.json) ->
-#       .train/co_encoder15
+#       stage 14: stage 13's model with QA weighted back up to 1.0 (co_encoder_dec10_qa.json) -> .train/co_encoder15
+#   scripts/default_model/train.sh co_encoder_distill | co_encoder_plain BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 15 (planned), an ablation run side by side (gpu_call.sh together): from stage 10's model, stage 14's
+#       weights with distillation towards the full reading ("distill": 1.0; co_encoder_distill.json ->
+#       .train/co_encoder16) and without it (co_encoder_plain.json -> .train/co_encoder17)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2 .. co_encoder15 (stages 3-14).
+# .train/co_encoder2 .. co_encoder17 (stages 3-15; the table in stages.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=${1:?usage: train.sh decoder|co_encoder|co_encoder_more|co_encoder_long|co_encoder_final|co_encoder_lm|co_encoder_cont|co_encoder_qa|co_encoder_mix|co_encoder_mix2|co_encoder_mix3|co_encoder_deep|co_encoder_attn|co_encoder_dyn|co_encoder_dec10|co_encoder_dec10_qa BUILD [SECONDS] [STOP_AFTER_SECONDS]}
+source scripts/default_model/stages.sh  # stage_dir, resumable_stage, resumable_stages
+stage=${1:?usage: train.sh decoder|co_encoder_more|STAGE BUILD [SECONDS] [STOP_AFTER_SECONDS], STAGE one of: $(resumable_stages)}
 coenc=${2:-build}/coenc
 budget=${3:-}
 stop_after=${4:-}
-
-source scripts/default_model/stages.sh  # stage_dir
 
 args=()
 [ "${NPROC:-1}" -gt 1 ] && args+=(--nproc "$NPROC")
@@ -75,7 +77,14 @@ case "$stage" in
   decoder)
     "$coenc" train scripts/default_model/decoder.json "${args[@]}"
     ;;
-  co_encoder | co_encoder_long | co_encoder_final | co_encoder_lm | co_encoder_cont | co_encoder_qa | co_encoder_mix | co_encoder_mix2 | co_encoder_mix3 | co_encoder_deep | co_encoder_attn | co_encoder_dyn | co_encoder_dec10 | co_encoder_dec10_qa)
+  co_encoder_more)
+    "$coenc" train scripts/default_model/co_encoder_more.json
+    ;;
+  *)
+    if ! resumable_stage "$stage"; then
+      echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder_more or one of: $(resumable_stages))" >&2
+      exit 2
+    fi
     out=.train/$(stage_dir "$stage")
     [ -d "$out/checkpoint" ] && args+=(--set resume=true)
     if [ -n "$stop_after" ]; then
@@ -86,12 +95,5 @@ case "$stage" in
     else
       "$coenc" train "scripts/default_model/$stage.json" "${args[@]}"
     fi
-    ;;
-  co_encoder_more)
-    "$coenc" train scripts/default_model/co_encoder_more.json
-    ;;
-  *)
-    echo "train.sh: unknown stage '$stage' (expected decoder, co_encoder, co_encoder_more, co_encoder_long, co_encoder_final, co_encoder_lm, co_encoder_cont, co_encoder_qa, co_encoder_mix, co_encoder_mix2, co_encoder_mix3, co_encoder_deep, co_encoder_attn, co_encoder_dyn, co_encoder_dec10 or co_encoder_dec10_qa)" >&2
-    exit 2
     ;;
 esac
