@@ -52,7 +52,7 @@
 #   scripts/default_model/train.sh co_encoder_dec10_qa BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 14: stage 13's model with QA weighted back up to 1.0 (co_encoder_dec10_qa.json) -> .train/co_encoder15
 #   scripts/default_model/train.sh co_encoder_distill | co_encoder_plain BUILD [SECONDS] [STOP_AFTER_SECONDS]
-#       stage 15 (planned), an ablation run side by side (gpu_call.sh together): from stage 10's model, stage 14's
+#       stage 15 (planned), an ablation run side by side (gpu_call.sh together): from stage 10's model, stage 13's
 #       weights with distillation towards the full reading ("distill": 1.0; co_encoder_distill.json ->
 #       .train/co_encoder16) and without it (co_encoder_plain.json -> .train/co_encoder17)
 #
