@@ -1,5 +1,6 @@
 // coenc eval: compression quality side by side (no context / full / compressed at each ratio / truncated),
 // with its cost. docs/eval.md.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -49,6 +50,14 @@ void print_table(const nlohmann::json& r) {
   std::printf("%s on %s: %lld items, seed %llu\n", task.c_str(), r["model"].get<std::string>().c_str(),
               static_cast<long long>(r["n"].get<int64_t>()),
               static_cast<unsigned long long>(r["seed"].get<uint64_t>()));
+  // Only the metrics some condition has (qa: accuracy for options, EM / F1 for answers).
+  auto present = [&r](const std::pair<const char*, bool>& metric) {
+    for (const auto& [name, m] : r["conditions"].items())
+      if (m.contains(metric.first)) return true;
+    return false;
+  };
+  metrics.erase(std::remove_if(metrics.begin(), metrics.end(), [&](const auto& m) { return !present(m); }),
+                metrics.end());
   std::printf("%-16s", "condition");
   for (auto& [name, pct] : metrics) std::printf(" %16s", name);
   std::printf(" %10s %12s %9s\n", "positions", "kv_bytes", "seconds");
