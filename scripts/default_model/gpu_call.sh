@@ -158,7 +158,7 @@ case "$cmd" in
   eval)
     # The validation evaluation of docs/default-model.md for each model, on this GPU (bf16): one JSON line per
     # task in $OUT/NAME-eval.jsonl, the needle heatmap in $OUT/NAME-needle.svg, every item's scores (each task's
-    # --out folder) in $OUT/NAME-items.tar.xz, to pair two models with scripts/compare_eval_items.py.
+    # --out folder, NAME/TASK-or-SET/) in $OUT/items.tar.xz, to pair models with scripts/compare_eval_items.py.
     val=${2:?usage: gpu_call.sh eval VAL_DIR MODEL...}
     shift 2
     ensure_built
@@ -202,8 +202,9 @@ case "$cmd" in
     for m in "$@"; do
       name=$(basename "$m")
       cp ".train/eval-out/$name/needle/needle.svg" "$out/$name-needle.svg" 2>/dev/null || true
-      tar -C ".train/eval-out/$name" -cJf "$out/$name-items.tar.xz" . 2>/dev/null || true
     done
+    # one file for every model's items ($OUT takes 8 files: three models are 3 x 2 + 1)
+    tar -C .train/eval-out -cJf "$out/items.tar.xz" . 2>/dev/null || true
     echo "gpu_call: evaluated $* in ${SECONDS}s on $gpus GPU(s)"
     ;;
   *)
