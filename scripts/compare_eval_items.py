@@ -10,6 +10,7 @@ prints, for every condition and metric both have: mean A, mean B, B - A and its 
 """
 import json
 import math
+import signal
 import sys
 from collections import defaultdict
 
@@ -26,7 +27,8 @@ def read(path):
             except (ValueError, KeyError) as e:
                 sys.exit(f"{path}:{n}: expected an object with \"item\" and \"condition\" ({e})")
             for metric, v in row.items():
-                scores[(condition, metric)][item] = v
+                if isinstance(v, (int, float)) and not isinstance(v, bool):  # not "id" or "answer"
+                    scores[(condition, metric)][item] = v
     return scores
 
 
@@ -39,6 +41,7 @@ def mean_error(values):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quietly, into `head`
     if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
         print(__doc__.strip())
         sys.exit(0 if len(sys.argv) == 2 else 2)
