@@ -17,7 +17,11 @@ from collections import defaultdict
 
 def read(path):
     scores = defaultdict(dict)  # (condition, metric) -> item -> score
-    with open(path, encoding="utf-8") as f:
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        sys.exit(f"{path}: cannot read it ({e.strerror})")
+    with f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
