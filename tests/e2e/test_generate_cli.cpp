@@ -246,7 +246,6 @@ TEST_F(GenerateCli, BadIdsAndOptions) {
 namespace coenc::test {
 namespace {
 
-// `coenc inspect` and the embedded default model, as the README uses them.
 // bench --ttft times the full document, each ratio compressed on the fly, and each ratio again with the document
 // compressed beforehand ("cached": the decoder's prefill of [BOC] vectors [EOC] question alone). Figures are
 // printed, not asserted; the shape of the report and the positions are.
@@ -269,6 +268,7 @@ TEST(BenchCli, TimeToFirstTokenWithAndWithoutTheTower) {
   }
 }
 
+// `coenc inspect` and the embedded default model, as the README uses them.
 TEST(InspectCli, DescribesTheDefaultModel) {
   const std::string dir = (test_dir().parent_path() / "models/default").string();
   RunResult r = run_coenc("inspect --json '" + dir + "'");
