@@ -97,7 +97,8 @@ TokenIds TextExamples::as_text(const std::vector<int32_t>& doc, int64_t begin, i
   return text_tok_.encode(context_tok_.decode(ids), EncodeOptions{false, false});
 }
 
-Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens) const {
+Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens,
+                            bool full_reading) const {
   Example ex;
   ex.objective = o;
   int64_t n_context = context_tokens_;
@@ -122,7 +123,7 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64
   const int64_t s = start(rng), mid = s + n_context, end = std::min(len, mid + n_target);
   if (o == Objective::Continuation) {
     ex.context.assign(doc.begin() + s, doc.begin() + mid);
-    ex.teacher_prompt = as_text(doc, s, mid);
+    if (full_reading) ex.teacher_prompt = as_text(doc, s, mid);
   }
   ex.target = as_text(doc, mid, end);
   if (static_cast<int64_t>(ex.target.size()) > n_target) ex.target.resize(n_target);
@@ -208,7 +209,7 @@ QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& c
   }
 }
 
-Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
+Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval, bool full_reading) const {
   COENC_CHECK_CODE(o == Objective::Qa || o == Objective::QaText, Internal, "not a QA objective");
   std::uniform_int_distribution<int64_t> pick(eval ? split_ : 0, eval ? static_cast<int64_t>(items_.size()) - 1 : split_ - 1);
   int64_t i = pick(rng);
@@ -225,7 +226,7 @@ Example QaExamples::sample(Objective o, std::mt19937_64& rng, bool eval) const {
     ex.objective = Objective::QaText;
     ex.context.clear();
     ex.prompt = plain_text_prompt(*text_tok_, text_contexts_[i], ex.prompt);
-  } else if (fits_[static_cast<size_t>(i)]) {
+  } else if (full_reading && fits_[static_cast<size_t>(i)]) {
     ex.teacher_prompt = plain_text_prompt(*text_tok_, text_contexts_[i], ex.prompt);
   }
   return ex;

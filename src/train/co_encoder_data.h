@@ -24,8 +24,9 @@ struct Example {
   TokenIds target;        // text-tokenizer ids the loss is on
   // The same example read in full, for distillation (TrainConfig::distill): the context as text-tokenizer ids
   // laid out as the full-context reading lays it out (continuation: the context's text; qa: plain_text_prompt of
-  // the context and the question), followed by `target`. Empty where there is no such reading (the other
-  // objectives, and QA items whose full reading does not fit the decoder's window).
+  // the context and the question), followed by `target`. Made only when the sampler is asked for it
+  // (`full_reading`); empty for the other objectives and for QA items whose full reading does not fit the
+  // decoder's window.
   TokenIds teacher_prompt;
 };
 
@@ -51,7 +52,10 @@ class TextExamples {
   // " The secret number is NNNNN. " (a random five-digit number) inserted at a random depth; the prompt is
   // "What is the secret number?", the target " NNNNN" then EOS. `max_passkey_tokens` > 0 lowers the haystack's
   // upper bound to it (the trainer passes what the decoder can hold at the step's compression ratio).
-  Example sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens = 0) const;
+  // `full_reading`: also fill a continuation example's teacher_prompt (a copy, or a decode and re-encode when the
+  // tokenizers differ: made only where it is used, evaluation and distillation).
+  Example sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens = 0,
+                 bool full_reading = false) const;
 
   int64_t n_train_docs() const { return split_; }
   int64_t n_eval_docs() const { return static_cast<int64_t>(docs_.size()) - split_; }
@@ -87,7 +91,8 @@ class QaExamples {
  public:
   QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok, const Tokenizer& text_tok,
              double eval_fraction, int64_t max_context_tokens, int64_t max_text_positions);
-  Example sample(Objective o, std::mt19937_64& rng, bool eval) const;
+  // `full_reading`: also fill a qa example's teacher_prompt (where it fits the window).
+  Example sample(Objective o, std::mt19937_64& rng, bool eval, bool full_reading = false) const;
   int64_t n_train() const { return split_; }
   int64_t n_eval() const { return static_cast<int64_t>(items_.size()) - split_; }
 

@@ -276,9 +276,12 @@ class Examples {
   }
 
  private:
+  // Full readings (the teacher of distillation) where they are used: evaluation reports the distance to them,
+  // training with "distill" learns from it.
   data::Example sample(Objective o, std::mt19937_64& rng, bool eval) const {
-    return o == Objective::Qa || o == Objective::QaText ? qa_->sample(o, rng, eval)
-                                                        : text_->sample(o, rng, eval, passkey_cap());
+    const bool full = eval || run_.c.distill > 0;
+    return o == Objective::Qa || o == Objective::QaText ? qa_->sample(o, rng, eval, full)
+                                                        : text_->sample(o, rng, eval, passkey_cap(), full);
   }
   // Passkey haystacks are capped at what the decoder holds once compressed at the step's ratio (32 positions
   // left for the markers, question and answer), so one passkey_tokens serves every ratio of compression_ratios.

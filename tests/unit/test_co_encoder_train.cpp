@@ -697,9 +697,10 @@ TEST(CoEncoderTrain, LmExamplesTakeTheirOwnWindow) {
     const auto lm = ex.sample(data::Objective::Lm, rng, i % 2 == 0);
     EXPECT_TRUE(lm.context.empty());
     EXPECT_EQ(lm.target.size(), 96u);
-    const auto cont = ex.sample(data::Objective::Continuation, rng, false);
+    const auto cont = ex.sample(data::Objective::Continuation, rng, false, 0, true);
     EXPECT_EQ(cont.target.size(), 8u);
     EXPECT_EQ(cont.teacher_prompt, cont.context);  // its full reading: the context as text (one tokenizer here)
+    EXPECT_TRUE(ex.sample(data::Objective::Continuation, rng, false).teacher_prompt.empty());  // not asked for
     EXPECT_TRUE(lm.teacher_prompt.empty());
     EXPECT_EQ(plain.sample(data::Objective::Lm, rng, false).target.size(), 8u);  // 0: continuation_tokens
   }
@@ -722,7 +723,8 @@ TEST(CoEncoderTrain, QaTextDrawsOnlyItemsThatFitTheWindow) {
     EXPECT_LE(e.prompt.size() + e.target.size(), 100u);
     EXPECT_TRUE(e.teacher_prompt.empty());
     // A compressed QA example carries its full reading (for distillation) where that fits, as qa_text reads it.
-    const auto c = q.sample(data::Objective::Qa, rng, false);
+    const auto c = q.sample(data::Objective::Qa, rng, false, true);
+    EXPECT_TRUE(q.sample(data::Objective::Qa, rng, false).teacher_prompt.empty());  // not asked for
     if (c.context.size() > 50) {
       EXPECT_TRUE(c.teacher_prompt.empty());
     } else {
