@@ -61,7 +61,7 @@
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2 .. co_encoder17 (stages 3-15; the table in stages.sh).
+# .train/co_encoder2 .. co_encoder18 (stages 3-16; the table in stages.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/default_model/stages.sh  # stage_dir, resumable_stage, resumable_stages
