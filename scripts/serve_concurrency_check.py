@@ -2,7 +2,8 @@
 """Answers decoded together by `coenc serve --parallel N` against the same answers decoded alone.
 
 Starts the server, asks each prompt alone (one after the other), then all at once, greedy, and prints both and
-whether they agree (docs/server.md, "Concurrency"). Standard library only, so it runs on the GPU machine too.
+whether they agree (docs/server.md, "Concurrency"); exits 1 unless every answer is the same both ways. Standard
+library only, so it runs on the GPU machine too.
 
   scripts/serve_concurrency_check.py COENC MODEL [--device cuda] [--dtype f32] [--parallel 4] [--tokens 48]
 """
@@ -40,6 +41,9 @@ def main():
                                str(a.parallel), "--device", a.device, "--dtype", a.dtype, "-q"])
     try:
         for _ in range(600):
+            if server.poll() is not None:
+                sys.exit(f"serve_concurrency_check: the server exited with status {server.returncode} before it "
+                         "answered (its own message is above)")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{a.port}/health", timeout=5) as r:
                     if r.status == 200:
@@ -47,7 +51,7 @@ def main():
             except OSError:
                 time.sleep(0.5)
         else:
-            sys.exit("serve_concurrency_check: the server did not come up")
+            sys.exit("serve_concurrency_check: the server did not come up in 5 minutes")
         t0 = time.time()
         alone = [complete(a.port, p, a.tokens) for p in PROMPTS]
         t_alone = time.time() - t0
@@ -70,8 +74,10 @@ def main():
         print(f"{same}/{len(PROMPTS)} identical; alone {t_alone:.2f} s one after the other, "
               f"together {t_together:.2f} s")
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=60)
+    sys.exit(0 if same == len(PROMPTS) else 1)
 
 
 if __name__ == "__main__":
