@@ -29,14 +29,28 @@ PRETRAIN = ["wiki-00", "sotu-00", "gutenberg-00", "gutenberg-01", "gutenberg-02"
 
 def items(path):
     with lzma.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    it = json.loads(line)
+                    for field in ("id", "split", "answers"):
+                        it[field]
+                except (ValueError, KeyError, TypeError) as e:
+                    sys.exit(f"prepare_training_data: {path}:{n}: expected a QA object with \"id\", \"split\" and "
+                             f"\"answers\" ({e!r})")
+                yield it
 
 
 def main():
-    corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpus")
-    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", ".train")
+    here = os.path.dirname(__file__)
+    corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "shared", "corpus")
+    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "..", ".train")
+    needed = [os.path.join("pretrain", n + ".txt.xz") for n in PRETRAIN] + \
+        [os.path.join("qa", n + ".jsonl.xz") for n in ("squad", "fairytaleqa", "babi")]
+    for rel in needed:
+        if not os.path.isfile(os.path.join(corpus, rel)):
+            sys.exit(f"prepare_training_data: {os.path.join(corpus, rel)}: not found (CORPUS_DIR must be laid out as "
+                     "../shared/corpus: pretrain/*.txt.xz, qa/*.jsonl.xz)")
     os.makedirs(os.path.join(out, "pretrain"), exist_ok=True)
     os.makedirs(os.path.join(out, "val"), exist_ok=True)
     for name in PRETRAIN:
