@@ -33,11 +33,11 @@ def items(path):
             if line.strip():
                 try:
                     it = json.loads(line)
-                    for field in ("id", "split", "answers"):
-                        it[field]
-                except (ValueError, KeyError, TypeError) as e:
+                except ValueError as e:
+                    it = e
+                if not isinstance(it, dict) or any(k not in it for k in ("id", "split", "answers")):
                     sys.exit(f"prepare_training_data: {path}:{n}: expected a QA object with \"id\", \"split\" and "
-                             f"\"answers\" ({e!r})")
+                             f"\"answers\"")
                 yield it
 
 
