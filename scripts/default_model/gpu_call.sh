@@ -112,7 +112,8 @@ case "$cmd" in
       [ "$first" = 1 ] || cp ".train/$dir/metrics.jsonl" "$out/$dir-metrics.jsonl" 2>/dev/null || true
       if [ -f ".train/$dir/model.safetensors.index.json" ] || [ -f ".train/$dir/model.safetensors" ]; then
         pack "$dir" >/dev/null
-        if [ "$first" = 1 ]; then pieces "$dir" 1 all; fi
+        # (with NAME.count, which `stash` needs to join them when they travel again)
+        if [ "$first" = 1 ]; then pieces "$dir" 1 all && cp ".train/pack/$dir/$dir.count" "$out/"; fi
       fi
       first=0
     done
