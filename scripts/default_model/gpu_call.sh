@@ -23,7 +23,8 @@
 #                                            jobs spread over all the machine's GPUs
 #   gpu_call.sh pack NAME                    packs .train/NAME into .train/pack/NAME (pieces and NAME.count); also
 #                                            here, to carry a model there (e.g. the shipped folder copied to .train)
-#   gpu_call.sh pieces NAME FIRST LAST|all   copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT
+#   gpu_call.sh pieces NAME FIRST LAST|all   copies pieces FIRST..LAST (1-based) of a packed NAME into $OUT, with
+#                                            NAME.count (which `stash` needs to join them when they travel again)
 #                                            ($OUT takes at most 64 MiB a call)
 # PIECES=K brings back only the first K pieces of a finished stage ($OUT takes 64 MiB: a 10-layer decoder's model
 # packs into 5 pieces, the last fetched by the next call with `gpu_call.sh pieces NAME 5 all`).
@@ -62,6 +63,7 @@ pieces() {
     i=$((i + 1))
     if [ "$i" -ge "$first" ] && [ "$i" -le "$last" ]; then cp "$f" "$out/"; fi
   done
+  cp ".train/pack/$name/$name.count" "$out/"
 }
 
 cmd=${1:-}
@@ -88,7 +90,6 @@ case "$cmd" in
     if [ -f ".train/$dir/model.safetensors" ] || [ -f ".train/$dir/model.safetensors.index.json" ]; then  # finished
       pack "$dir"
       pieces "$dir" 1 "${PIECES:-all}"
-      cp ".train/pack/$dir/$dir.count" "$out/"
     fi
     ;;
   together)
@@ -112,8 +113,7 @@ case "$cmd" in
       [ "$first" = 1 ] || cp ".train/$dir/metrics.jsonl" "$out/$dir-metrics.jsonl" 2>/dev/null || true
       if [ -f ".train/$dir/model.safetensors.index.json" ] || [ -f ".train/$dir/model.safetensors" ]; then
         pack "$dir" >/dev/null
-        # (with NAME.count, which `stash` needs to join them when they travel again)
-        if [ "$first" = 1 ]; then pieces "$dir" 1 all && cp ".train/pack/$dir/$dir.count" "$out/"; fi
+        if [ "$first" = 1 ]; then pieces "$dir" 1 all; fi
       fi
       first=0
     done
