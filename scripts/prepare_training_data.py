@@ -33,8 +33,8 @@ def items(path):
             if line.strip():
                 try:
                     it = json.loads(line)
-                except ValueError as e:
-                    it = e
+                except ValueError:
+                    it = None
                 if not isinstance(it, dict) or any(k not in it for k in ("id", "split", "answers")):
                     sys.exit(f"prepare_training_data: {path}:{n}: expected a QA object with \"id\", \"split\" and "
                              f"\"answers\"")
