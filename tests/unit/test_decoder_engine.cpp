@@ -17,6 +17,7 @@
 #include "coenc/shapes.h"
 #include "coenc/slot_batch.h"
 #include "coenc/timing.h"
+#include "kernels/decode_kernels.h"
 #include "test_util.h"
 
 namespace coenc {
@@ -328,6 +329,43 @@ TEST(Session, CudaGraphDecodeEqualsEagerAcrossBucketEdges) {
       for (size_t i = 0; i < logits[0].size(); ++i)
         EXPECT_TRUE(torch::allclose(logits[0][i], logits[1][i], tol, tol))
             << "step " << i << ": max difference " << (logits[0][i] - logits[1][i]).abs().max().item<double>();
+    }
+  }
+}
+
+// The fused residual add + RMSNorm of CUDA decoding against Hugging Face's formula, on rows that take each of its
+// paths: one to four 16-byte vectors a thread held in registers, and the strided loop (a row that is not a whole
+// number of vectors, one too long for registers, one not 16-byte aligned); one row and several, f32 and bf16.
+TEST(DecodeKernels, AddRmsNormMatchesTheHuggingFaceFormula) {
+  if (!torch::cuda::is_available() || !kernels::available()) GTEST_SKIP() << "no CUDA device";
+  const double eps = 1e-5;
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+    for (int64_t d : {32, 100, 896, 4096, 8200, 20000, 40000}) {
+      for (int64_t rows : {1, 3}) {
+        for (int variant = 0; variant < 3; ++variant) {  // no delta, delta, delta with h misaligned
+          SCOPED_TRACE("d " + std::to_string(d) + ", rows " + std::to_string(rows) + ", variant " +
+                       std::to_string(variant) + (dtype == torch::kFloat32 ? ", f32" : ", bf16"));
+          torch::manual_seed(d * 10 + rows);
+          torch::Tensor h = variant == 2 ? torch::randn({rows * d + 1}, opts).narrow(0, 1, rows * d).view({rows, d})
+                                         : torch::randn({rows, d}, opts);
+          torch::Tensor delta = variant == 0 ? torch::Tensor() : torch::randn({rows, d}, opts);
+          torch::Tensor weight = 1 + 0.1 * torch::randn({d}, opts);
+          torch::Tensor h_out, normed;
+          kernels::add_rms_norm(h, delta, weight, eps, h_out, normed);
+          // LlamaRMSNorm after the residual add in the dtype: float32 statistics, rounded before the weight.
+          torch::Tensor x = delta.defined() ? h + delta : h;
+          torch::Tensor xf = x.to(torch::kFloat32);
+          torch::Tensor ref = (weight * (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(dtype))
+                                  .to(torch::kFloat32);
+          if (delta.defined()) EXPECT_TRUE(torch::equal(h_out, x));
+          // The sum of squares is added up in another order: a unit or two in the last place apart at most.
+          const double ulp = dtype == torch::kFloat32 ? 4e-6 : 1.0 / 64;
+          torch::Tensor err = (normed.to(torch::kFloat32) - ref).abs() - ref.abs() * ulp;
+          EXPECT_LE(err.max().item<double>(), 1e-6)
+              << "largest difference " << (normed.to(torch::kFloat32) - ref).abs().max().item<double>();
+        }
+      }
     }
   }
 }
