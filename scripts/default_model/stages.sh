@@ -18,7 +18,7 @@ declare -A STAGE_DIRS=(
   [co_encoder_dec10_qa]=co_encoder15 # stage 14
   [co_encoder_distill]=co_encoder16  # stage 15 (measured, not shipped)
   [co_encoder_plain]=co_encoder17    # stage 15's control, not yet run: stage 15 without distillation
-  [co_encoder_distill_frozen]=co_encoder18  # stage 16 (planned): stage 15 with the decoder frozen, five shards
+  [co_encoder_distill_frozen]=co_encoder18  # stage 16 (measured, not shipped): stage 15, decoder frozen
 )
 
 # The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).

@@ -52,9 +52,11 @@
 #   scripts/default_model/train.sh co_encoder_dec10_qa BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 14: stage 13's model with QA weighted back up to 1.0 (co_encoder_dec10_qa.json) -> .train/co_encoder15
 #   scripts/default_model/train.sh co_encoder_distill | co_encoder_plain BUILD [SECONDS] [STOP_AFTER_SECONDS]
-#       stage 15 (planned), an ablation run side by side (gpu_call.sh together): from stage 10's model, stage 13's
-#       weights with distillation towards the full reading ("distill": 1.0; co_encoder_distill.json ->
-#       .train/co_encoder16) and without it (co_encoder_plain.json -> .train/co_encoder17)
+#       stage 15: from stage 10's model, stage 13's weights with distillation towards the full reading ("distill":
+#       1.0; co_encoder_distill.json -> .train/co_encoder16) and its control without it (co_encoder_plain.json ->
+#       .train/co_encoder17, not run)
+#   scripts/default_model/train.sh co_encoder_distill_frozen BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 16: stage 15 with the decoder frozen (co_encoder_distill_frozen.json -> .train/co_encoder18)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
