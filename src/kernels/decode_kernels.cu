@@ -48,7 +48,8 @@ __device__ __forceinline__ T rms_scale(float x, float inv, T weight) {
 
 // One block per row, for rows of at most kPer * 16 bytes a thread: each thread loads its kPer 16-byte vectors of
 // h (and delta) into registers, all loads issued before any is used, so a row costs one memory round trip, not
-// one per element (one token's rows are 8 KB: looping over them a thread at a time took 16 us on an H100).
+// one per element (a token's row of 4,096 bf16 values, walked by 256 threads each load waiting on the one before,
+// took 16 us on an H100).
 template <typename T, int kPer>
 __global__ void add_rms_norm_vec_kernel(const T* __restrict__ h, const T* __restrict__ delta,
                                         const T* __restrict__ weight, float eps, T* h_out, T* __restrict__ norm_out,
