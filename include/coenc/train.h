@@ -19,8 +19,9 @@ namespace coenc {
 // Everything a run needs; `coenc train --config FILE.json` fills it from a JSON object with the same field names.
 struct TrainConfig {
   // "objectives": weight of each objective in the loss: "reconstruction", "continuation", "qa", "qa_text"
-  // (the QA example with its context as plain text before the question: the full-context reading), "lm". The
-  // older "objective": "lm" means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only "lm"
+  // (the QA example with its context as plain text before the question: the full-context reading), "lm",
+  // "passkey", "lookup" (src/train/co_encoder_data.h says what each example is). The older "objective": "lm"
+  // means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only "lm"
   // is allowed.
   std::map<std::string, double> objectives = {{"lm", 1.0}};
   // The model: start from a Hugging Face directory (`init_from`), or from scratch with `model_config` (a

@@ -19,6 +19,7 @@ declare -A STAGE_DIRS=(
   [co_encoder_distill]=co_encoder16  # stage 15 (measured, not shipped)
   [co_encoder_plain]=co_encoder17    # stage 15's control, not yet run: stage 15 without distillation
   [co_encoder_distill_frozen]=co_encoder18  # stage 16 (measured, not shipped): stage 15, decoder frozen
+  [co_encoder_lookup]=co_encoder19   # stage 17 (planned): co_encoder_plain + objective lookup, run beside it
 )
 
 # The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).

@@ -57,6 +57,9 @@
 #       .train/co_encoder17, not run)
 #   scripts/default_model/train.sh co_encoder_distill_frozen BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 16: stage 15 with the decoder frozen (co_encoder_distill_frozen.json -> .train/co_encoder18)
+#   scripts/default_model/train.sh co_encoder_lookup BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 17 (planned): co_encoder_plain.json plus objective lookup (co_encoder_lookup.json ->
+#       .train/co_encoder19), to run beside co_encoder_plain (gpu_call.sh together)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).

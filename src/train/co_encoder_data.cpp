@@ -21,8 +21,8 @@ const char* objective_name(Objective o) {
     case Objective::Qa: return "qa";
     case Objective::Lm: return "lm";
     case Objective::QaText: return "qa_text";
-    case Objective::Passkey:
-      return "passkey";
+    case Objective::Passkey: return "passkey";
+    case Objective::Lookup: return "lookup";
   }
   return "?";
 }
@@ -114,6 +114,7 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64
     return ex;
   }
   if (o == Objective::Passkey) return passkey(rng, eval, max_passkey_tokens);
+  if (o == Objective::Lookup) return lookup(rng, eval, n_context);
   COENC_CHECK_CODE(o == Objective::Continuation || o == Objective::Lm, Internal, "not a text objective");
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
@@ -158,6 +159,36 @@ Example TextExamples::passkey(std::mt19937_64& rng, bool eval, int64_t max_token
   ex.target = text_tok_.encode(" " + key, EncodeOptions{false, false});
   if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
   return ex;
+}
+
+Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context) const {
+  constexpr int64_t kNeed = kLookupCue + kLookupAnswer;
+  // Documents are drawn in proportion to their length, so a short one is rare; a cue that decodes to blank text
+  // (a run of newlines) quotes nothing and is drawn again.
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const auto& doc = docs_[pick_doc(eval ? all_eval_ : all_train_, eval ? split_ : 0, rng)];
+    const int64_t len = static_cast<int64_t>(doc.size());
+    if (len < kNeed) continue;
+    const int64_t w = std::min(len, std::max(n_context, kNeed));
+    const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
+    const int64_t c = s + std::uniform_int_distribution<int64_t>(0, w - kNeed)(rng);
+    std::string quote = context_tok_.decode(TokenIds(doc.begin() + c, doc.begin() + c + kLookupCue));
+    std::replace(quote.begin(), quote.end(), '\n', ' ');
+    const size_t first = quote.find_first_not_of(" \t\r"), last = quote.find_last_not_of(" \t\r");
+    if (first == std::string::npos) continue;
+    Example ex;
+    ex.objective = Objective::Lookup;
+    ex.context.assign(doc.begin() + s, doc.begin() + s + w);
+    ex.prompt = text_tok_.encode("What follows \"" + quote.substr(first, last - first + 1) + "\" in the text?",
+                                 EncodeOptions{false, false});
+    ex.target = as_text(doc, c + kLookupCue, c + kNeed);
+    if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
+    return ex;
+  }
+  fail(ErrorCode::InvalidInput,
+       "objective lookup: no {} document of at least {} tokens with a quotable cue was found in 64 draws (the "
+       "train_files' documents are too short)",
+       eval ? "held-out" : "training", kNeed);
 }
 
 QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,

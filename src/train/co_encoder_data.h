@@ -13,8 +13,8 @@
 
 namespace coenc::data {
 
-enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5 };
-constexpr int kNumObjectives = 6;
+enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5, Lookup = 6 };
+constexpr int kNumObjectives = 7;
 const char* objective_name(Objective o);
 
 struct Example {
@@ -29,6 +29,9 @@ struct Example {
   // decoder's window.
   TokenIds teacher_prompt;
 };
+
+// Objective lookup: tokens of the quoted cue and of the answer after it.
+constexpr int64_t kLookupCue = 8, kLookupAnswer = 8;
 
 // Plain-text documents (corpus format: documents separated by "\n\n<|doc|>\n"), encoded with the context
 // tokenizer. The last `eval_fraction` of the documents (at least one) are held out.
@@ -52,6 +55,10 @@ class TextExamples {
   // " The secret number is NNNNN. " (a random five-digit number) inserted at a random depth; the prompt is
   // "What is the secret number?", the target " NNNNN" then EOS. `max_passkey_tokens` > 0 lowers the haystack's
   // upper bound to it (the trainer passes what the decoder can hold at the step's compression ratio).
+  // Lookup: the extractive drill (what a question about a fact stated in the document asks of its vectors): a
+  // reconstruction window as context, a cue of kLookupCue of its tokens, from a random place, quoted in the prompt
+  // ("What follows \"CUE\" in the text?"), and the kLookupAnswer tokens after the cue as the target, then EOS.
+  // Any text makes these, so unlike the QA train splits they do not run out.
   // `full_reading`: also fill a continuation example's teacher_prompt (a copy, or a decode and re-encode when the
   // tokenizers differ: made only where it is used, evaluation and distillation).
   Example sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens = 0,
@@ -64,6 +71,7 @@ class TextExamples {
   int64_t pick_doc(const std::vector<int64_t>& cumulative, int64_t first, std::mt19937_64& rng) const;
   TokenIds as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const;
   Example passkey(std::mt19937_64& rng, bool eval, int64_t max_tokens) const;
+  Example lookup(std::mt19937_64& rng, bool eval, int64_t n_context) const;
   std::vector<std::vector<int32_t>> docs_;
   int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
   // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).

@@ -165,8 +165,11 @@ struct Window {
     w.loss = j.at("loss");
     w.size = j.at("size");
     w.distill = j.value("distill", 0.0);  // checkpoints before distillation have none
-    w.obj = j.at("obj").get<std::array<double, data::kNumObjectives>>();
-    w.obj_steps = j.at("obj_steps").get<std::array<int64_t, data::kNumObjectives>>();
+    // checkpoints from before objective lookup hold one entry fewer
+    const auto obj = j.at("obj").get<std::vector<double>>();
+    const auto obj_steps = j.at("obj_steps").get<std::vector<int64_t>>();
+    for (size_t o = 0; o < std::min<size_t>(obj.size(), data::kNumObjectives); ++o) w.obj[o] = obj[o];
+    for (size_t o = 0; o < std::min<size_t>(obj_steps.size(), data::kNumObjectives); ++o) w.obj_steps[o] = obj_steps[o];
     w.correct = j.at("correct");
     w.tokens = j.at("tokens");
     return w;
@@ -254,7 +257,7 @@ class Examples {
     auto active = [&](Objective o) { return run.weight[static_cast<int>(o)] > 0; };
     const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
     if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
-        active(Objective::Passkey))
+        active(Objective::Passkey) || active(Objective::Lookup))
       text_ = std::make_unique<data::TextExamples>(
           c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
           c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress,
@@ -335,7 +338,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(const Trainable& t, const Tr
   return std::make_unique<torch::optim::AdamW>(groups, AdamWOptions(c.lr));
 }
 
-// Held-out losses: the same examples every time (a fresh generator), plus continuation, QA and passkey again
+// Held-out losses: the same examples every time (a fresh generator), plus continuation, QA, passkey and lookup again
 // without their context, the baseline the compressed context must beat. One metrics object ("eval_*").
 json evaluate(const Run& run, const Examples& examples) {
   const TrainConfig& c = run.c;
@@ -359,7 +362,7 @@ json evaluate(const Run& run, const Examples& examples) {
     correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
     for (auto e : ex)
       if (e.objective == Objective::Continuation || e.objective == Objective::Qa ||
-          e.objective == Objective::Passkey) {
+          e.objective == Objective::Passkey || e.objective == Objective::Lookup) {
         e.context.clear();
         bare.push_back(std::move(e));
       }

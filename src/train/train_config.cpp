@@ -105,12 +105,13 @@ void read_objectives(const json& j, TrainConfig& c, const std::string& where) {
   const json& o = j["objectives"];
   COENC_CHECK(o.is_object(), "{}: field \"objectives\" must be an object of weights, got {}", where, o.dump());
   c.objectives.clear();
-  static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm", "passkey"};
+  static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm", "passkey",
+                                              "lookup"};
   double total = 0;
   for (const auto& item : o.items()) {
     COENC_CHECK(names.count(item.key()),
                 "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm, "
-                "passkey)",
+                "passkey, lookup)",
                 where, item.key());
     COENC_CHECK(item.value().is_number() && item.value().get<double>() >= 0 &&
                     std::isfinite(item.value().get<double>()),
@@ -326,17 +327,18 @@ void check_co_encoder_run(TrainConfig& c, const json& j, const std::string& wher
               "{}: give \"tokenizer\" (both sides) or \"context_tokenizer\" / \"text_tokenizer\", not both", where);
   if (!c.tokenizer.empty()) c.context_tokenizer = c.text_tokenizer = c.tokenizer;
   const bool text_objective = c.objectives.count("reconstruction") || c.objectives.count("continuation") ||
-                              c.objectives.count("lm") || c.objectives.count("passkey");
+                              c.objectives.count("lm") || c.objectives.count("passkey") ||
+                              c.objectives.count("lookup");
   COENC_CHECK(!text_objective || !c.train_files.empty(),
-              "{}: objectives reconstruction / continuation / lm / passkey read \"train_files\" (plain text), none "
-              "given",
+              "{}: objectives reconstruction / continuation / lm / passkey / lookup read \"train_files\" (plain "
+              "text), none given",
               where);
   const bool qa_objective = c.objectives.count("qa") || c.objectives.count("qa_text");
   COENC_CHECK(!qa_objective || !c.qa_files.empty(), "{}: objectives qa / qa_text read \"qa_files\" (JSONL), none given",
               where);
   COENC_CHECK(c.train_files.empty() || text_objective,
               "{}: field \"train_files\" is given but no objective reads it (reconstruction, continuation, lm, "
-              "passkey)",
+              "passkey, lookup)",
               where);
   COENC_CHECK(c.qa_files.empty() || qa_objective,
               "{}: field \"qa_files\" is given but objectives qa / qa_text have no weight", where);

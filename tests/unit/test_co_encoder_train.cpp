@@ -1,6 +1,8 @@
 // Co-Encoder training on CPU with tiny random models: reconstruction is learned, compressed context beats no
 // context, an interrupted and resumed run equals an uninterrupted one, Ctrl-C saves, and bad configs and JSONL
 // lines are reported with the field / file and line.
+#include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -680,6 +682,70 @@ TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
   }
   EXPECT_LE(capped_longest, 150u);
   EXPECT_GT(capped_longest, 120u);
+}
+
+// The lookup drill: the context is a window of the text, the prompt quotes kLookupCue of its tokens, and the
+// target is the kLookupAnswer tokens that follow them there, then EOS; documents too short for a cue and its
+// answer are one clear error.
+TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
+  TempDir d;
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(150);
+  test::write_file(d / "t.txt", text);
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false);
+  std::mt19937_64 rng(5);
+  std::set<std::string> answers;
+  for (int i = 0; i < 100; ++i) {
+    const auto e = ex.sample(data::Objective::Lookup, rng, i % 4 == 0);
+    ASSERT_EQ(e.objective, data::Objective::Lookup);
+    EXPECT_EQ(e.context.size(), 40u);  // the documents are longer than context_tokens
+    ASSERT_EQ(e.target.size(), static_cast<size_t>(data::kLookupAnswer) + 1);
+    ASSERT_TRUE(tok->eos_id() && e.target.back() == *tok->eos_id());
+    const std::string prompt = tok->decode(e.prompt), lead = "What follows \"", tail = "\" in the text?";
+    ASSERT_EQ(prompt.rfind(lead, 0), 0u) << prompt;
+    ASSERT_EQ(prompt.substr(prompt.size() - tail.size()), tail) << prompt;
+    const std::string quote = prompt.substr(lead.size(), prompt.size() - lead.size() - tail.size());
+    const std::string answer = tok->decode(TokenIds(e.target.begin(), e.target.end() - 1));
+    std::string context = tok->decode(e.context);
+    std::replace(context.begin(), context.end(), '\n', ' ');
+    // In the context, the quote is followed by the answer (across the blank the quote was trimmed of).
+    const size_t at = context.find(quote);
+    ASSERT_NE(at, std::string::npos) << quote << "\n" << context;
+    const std::string after = context.substr(at + quote.size());
+    const size_t start = after.find_first_not_of(' '), a_start = answer.find_first_not_of(' ');
+    ASSERT_NE(a_start, std::string::npos);
+    EXPECT_EQ(after.substr(start, answer.size() - a_start), answer.substr(a_start)) << quote << " | " << answer;
+    answers.insert(answer);
+  }
+  EXPECT_GT(answers.size(), 50u);  // drawn from all over the text
+  test::write_file(d / "short.txt", random_docs(20, 5, 1));
+  data::TextExamples short_docs({(d / "short.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false);
+  EXPECT_COENC_ERROR(short_docs.sample(data::Objective::Lookup, rng, false),
+                     "objective lookup: no training document of at least 16 tokens");
+}
+
+// Objective "lookup" in a run: weighted beside reconstruction, it trains and is evaluated with its no-context
+// baseline, as passkey and QA are.
+TEST(CoEncoderTrain, LookupObjectiveIsTrainedAndEvaluated) {
+  TempDir dir;
+  test::write_file(dir / "train.txt", random_docs(200, 30, 7));
+  json c = base_config(dir);
+  c["train_files"] = {(dir / "train.txt").string()};
+  c["objectives"] = {{"reconstruction", 1.0}, {"lookup", 1.0}};
+  c["context_tokens"] = 24;
+  c["steps"] = 6;
+  c["eval_every"] = 6;
+  TrainResult r = train(TrainConfig::from_json(c, "run.json"));
+  for (const char* key : {"eval_lookup_loss", "eval_lookup_no_context_loss", "eval_reconstruction_loss"}) {
+    ASSERT_TRUE(r.final_eval.contains(key)) << key << ": " << r.final_eval.dump();
+    EXPECT_TRUE(std::isfinite(r.final_eval.at(key).get<double>())) << key;
+  }
+  EXPECT_TRUE(metrics_of(dir / "out").back().contains("eval_lookup_loss"));
+  json bad = c;
+  bad["train_files"] = json::array();
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"),
+                     "objectives reconstruction / continuation / lm / passkey / lookup read \"train_files\"");
 }
 
 // lm_tokens sets the plain-text window of objective lm apart from continuation's target: lm examples have no
