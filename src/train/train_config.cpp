@@ -12,6 +12,7 @@
 
 #include "coenc/error.h"
 #include "coenc/train.h"
+#include "train/co_encoder_data.h"
 
 namespace coenc {
 
@@ -105,14 +106,20 @@ void read_objectives(const json& j, TrainConfig& c, const std::string& where) {
   const json& o = j["objectives"];
   COENC_CHECK(o.is_object(), "{}: field \"objectives\" must be an object of weights, got {}", where, o.dump());
   c.objectives.clear();
-  static const std::set<std::string> names = {"reconstruction", "continuation", "qa", "qa_text", "lm", "passkey",
-                                              "lookup"};
+  // The objectives' names, from their one list (src/train/co_encoder_data.h).
+  static const std::pair<std::set<std::string>, std::string> known = [] {
+    std::set<std::string> names;
+    std::string list;
+    for (int o = 0; o < data::kNumObjectives; ++o) {
+      names.insert(data::objective_name(static_cast<data::Objective>(o)));
+      list += (o ? ", " : "") + std::string(data::objective_name(static_cast<data::Objective>(o)));
+    }
+    return std::make_pair(names, list);
+  }();
   double total = 0;
   for (const auto& item : o.items()) {
-    COENC_CHECK(names.count(item.key()),
-                "{}: unknown objective \"objectives.{}\" (expected reconstruction, continuation, qa, qa_text, lm, "
-                "passkey, lookup)",
-                where, item.key());
+    COENC_CHECK(known.first.count(item.key()), "{}: unknown objective \"objectives.{}\" (expected {})", where,
+                item.key(), known.second);
     COENC_CHECK(item.value().is_number() && item.value().get<double>() >= 0 &&
                     std::isfinite(item.value().get<double>()),
                 "{}: field \"objectives.{}\" must be a weight >= 0, got {}", where, item.key(), item.value().dump());
