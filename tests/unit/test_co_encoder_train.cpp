@@ -45,6 +45,18 @@ std::string random_docs(int n, int len, uint64_t seed, int repeat = 1) {
   return out;
 }
 
+// Four documents of `words` words of the sample text, in corpus format, written as DIR/t.txt; its path.
+std::string sample_corpus(const TempDir& dir, int words) {
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(words);
+  test::write_file(dir / "t.txt", text);
+  return (dir / "t.txt").string();
+}
+
+std::unique_ptr<Tokenizer> trained_tokenizer() {
+  return Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+}
+
 json tiny_co_encoder_config(const std::string& pooling, int64_t width = 48) {
   json tower = {{"model_type", "llama"}, {"vocab_size", 1200}, {"hidden_size", width}, {"intermediate_size", 2 * width},
                 {"num_hidden_layers", 1}, {"num_attention_heads", 4}, {"num_key_value_heads", 4},
@@ -624,11 +636,9 @@ TEST(CoEncoderTrain, ReadsXzCompressedTextAndQa) {
 // in between turns up); evaluation examples keep context_tokens, so eval losses stay comparable across runs.
 TEST(CoEncoderTrain, ContextLengthsVaryBetweenMinAndMax) {
   TempDir d;
-  std::string text;
-  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(400);
-  test::write_file(d / "t.txt", text);
-  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
-  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 20);
+  const std::string corpus = sample_corpus(d, 400);
+  auto tok = trained_tokenizer();
+  data::TextExamples ex({corpus}, *tok, *tok, true, 0.3, 40, 8, true, false, 20);
   std::mt19937_64 rng(1);
   std::set<size_t> lengths;
   for (int i = 0; i < 400; ++i) {
@@ -643,7 +653,7 @@ TEST(CoEncoderTrain, ContextLengthsVaryBetweenMinAndMax) {
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(ex.sample(data::Objective::Continuation, rng, true).context.size(), 40u);
   EXPECT_COENC_ERROR(
-      data::TextExamples({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 41),
+      data::TextExamples({corpus}, *tok, *tok, true, 0.3, 40, 8, true, false, 41),
       "min_context_tokens (41) must be in [0, context_tokens (40)]");
 }
 
@@ -651,11 +661,9 @@ TEST(CoEncoderTrain, ContextLengthsVaryBetweenMinAndMax) {
 // of a length between 64 and passkey_tokens (running on across documents), and the target is that same number.
 TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
   TempDir d;
-  std::string text;
-  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(150);
-  test::write_file(d / "t.txt", text);
-  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
-  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false, 0, 600);
+  const std::string corpus = sample_corpus(d, 150);
+  auto tok = trained_tokenizer();
+  data::TextExamples ex({corpus}, *tok, *tok, true, 0.3, 40, 8, false, false, 0, 600);
   std::mt19937_64 rng(3);
   size_t shortest = 1 << 30, longest = 0;
   for (int i = 0; i < 200; ++i) {
@@ -689,11 +697,9 @@ TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
 // answer are one clear error.
 TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
   TempDir d;
-  std::string text;
-  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(150);
-  test::write_file(d / "t.txt", text);
-  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
-  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false);
+  const std::string corpus = sample_corpus(d, 150);
+  auto tok = trained_tokenizer();
+  data::TextExamples ex({corpus}, *tok, *tok, true, 0.3, 40, 8, false, false);
   std::mt19937_64 rng(5);
   std::set<std::string> answers;
   for (int i = 0; i < 100; ++i) {
@@ -752,12 +758,10 @@ TEST(CoEncoderTrain, LookupObjectiveIsTrainedAndEvaluated) {
 // context and a target of lm_tokens tokens (the documents are longer), continuation keeps its own length.
 TEST(CoEncoderTrain, LmExamplesTakeTheirOwnWindow) {
   TempDir d;
-  std::string text;
-  for (int i = 0; i < 4; ++i) text += (i ? "\n\n<|doc|>\n" : "") + test::sample_document_text(150);
-  test::write_file(d / "t.txt", text);
-  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
-  data::TextExamples ex({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false, 0, 0, 96);
-  data::TextExamples plain({(d / "t.txt").string()}, *tok, *tok, true, 0.3, 40, 8, true, false);
+  const std::string corpus = sample_corpus(d, 150);
+  auto tok = trained_tokenizer();
+  data::TextExamples ex({corpus}, *tok, *tok, true, 0.3, 40, 8, true, false, 0, 0, 96);
+  data::TextExamples plain({corpus}, *tok, *tok, true, 0.3, 40, 8, true, false);
   std::mt19937_64 rng(4);
   for (int i = 0; i < 20; ++i) {
     const auto lm = ex.sample(data::Objective::Lm, rng, i % 2 == 0);
