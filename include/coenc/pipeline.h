@@ -216,6 +216,13 @@ std::vector<Segment> raw_prompt(CoEncoderImpl& model, const std::vector<std::vec
 TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& context_text_ids,
                            const TokenIds& question_ids);
 
+// The lookup drill (training's objective lookup, `coenc eval --task lookup`): kLookupCueTokens tokens of a
+// document quoted in a question, the kLookupAnswerTokens tokens after them the answer. lookup_question: `What
+// follows "CUE" in the text?`, the cue's line breaks made spaces and its ends trimmed; "" when the cue is blank
+// (nothing to quote).
+constexpr int64_t kLookupCueTokens = 8, kLookupAnswerTokens = 8;
+std::string lookup_question(std::string cue);
+
 // ---- export: the decoder input for other engines ---------------------------------------------------------------
 
 // A prompt's decoder input as one tensor [n, d_text] (float32, CPU): token segments embedded by the model's decoder,

@@ -177,6 +177,7 @@ case "$cmd" in
       text=$val/gutenberg-01-part-full.txt.xz
       jobs+=("$name|--task recon --data $text --ratio $ratios --limit 150 --out $items/recon")
       jobs+=("$name|--task ppl --data $text --ratio $ratios --limit 100 --out $items/ppl")
+      jobs+=("$name|--task lookup --data $text --ratio $ratios --limit 200 --out $items/lookup")
       jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out $items/needle")
     done
     declare -A model_of

@@ -123,6 +123,7 @@ class Reader {
     return raw_prompt(model_, {model_.compress(context_ids)}, {}).front();
   }
   const Tokenizer& text_tokenizer() const { return *tok_.text; }
+  const Tokenizer& context_tokenizer() const { return *tok_.context; }
   std::optional<TokenId> bos() const {
     if (auto b = tok_.text->bos_id()) return b;
     return tok_.text->eos_id();
@@ -379,16 +380,11 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
 // ---- qa
 // ------------------------------------------------------------------------------------------------------------
 
-json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
-  std::vector<QaItem> all = read_qa_items(o.data), items;
-  for (auto& it : all)
-    if (!it.answers.empty() || !it.options.empty()) items.push_back(std::move(it));
-  COENC_CHECK(!items.empty(), "{}: no answerable question", o.data.front());
-  std::shuffle(items.begin(), items.end(), rng);
-  const int64_t limit = o.limit > 0 ? o.limit : 500;
-  if (static_cast<int64_t>(items.size()) > limit) items.resize(limit);
+// Every question under every condition: the option most likely (items with options), else a greedy answer scored
+// by SQuAD's EM and F1. Shared by the qa and lookup tasks.
+json score_questions(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, const std::vector<QaItem>& items) {
   std::map<std::string, Condition> cond;
-  ProgressBar bar("qa", static_cast<int64_t>(items.size()), "questions", o.progress);
+  ProgressBar bar(o.task, static_cast<int64_t>(items.size()), "questions", o.progress);
   for (size_t i = 0; i < items.size(); ++i) {
     const QaItem& it = items[i];
     const auto item = static_cast<int64_t>(i);
@@ -466,6 +462,56 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
     out["items"] = item_scores(cond, ids);
   }
   return out;
+}
+
+json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  std::vector<QaItem> all = read_qa_items(o.data), items;
+  for (auto& it : all)
+    if (!it.answers.empty() || !it.options.empty()) items.push_back(std::move(it));
+  COENC_CHECK(!items.empty(), "{}: no answerable question", o.data.front());
+  std::shuffle(items.begin(), items.end(), rng);
+  const int64_t limit = o.limit > 0 ? o.limit : 500;
+  if (static_cast<int64_t>(items.size()) > limit) items.resize(limit);
+  return score_questions(model, reader, o, items);
+}
+
+// ---- lookup
+// --------------------------------------------------------------------------------------------------------
+
+// Questions made from text, as training's objective lookup makes them: a window of --context-tokens tokens of a
+// document is the context, 8 of its tokens from a random place are quoted ("What follows \"CUE\" in the
+// text?"), and the 8 tokens after them are the answer. One question a document, documents in random order
+// (round again while fewer than --limit).
+json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  constexpr int64_t kCue = kLookupCueTokens, kAnswer = kLookupAnswerTokens;
+  std::vector<std::string> docs = read_eval_documents(o.data);
+  std::shuffle(docs.begin(), docs.end(), rng);
+  std::vector<TokenIds> ids;
+  for (const auto& d : docs) {
+    TokenIds t = reader.context_ids(d);
+    if (static_cast<int64_t>(t.size()) >= kCue + kAnswer) ids.push_back(std::move(t));
+  }
+  COENC_CHECK(!ids.empty(), "{}: no document of at least {} tokens to quote from", o.data.front(), kCue + kAnswer);
+  const int64_t limit = o.limit > 0 ? o.limit : 300;
+  const Tokenizer& ctx = reader.context_tokenizer();
+  std::vector<QaItem> items;
+  for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
+    const TokenIds& doc = ids[draw % ids.size()];
+    const int64_t len = static_cast<int64_t>(doc.size());
+    const int64_t w = std::min(len, std::max(o.context_tokens, kCue + kAnswer));
+    const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
+    const int64_t c = s + std::uniform_int_distribution<int64_t>(0, w - kCue - kAnswer)(rng);
+    QaItem it;
+    it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
+    const std::string answer = ctx.decode(TokenIds(doc.begin() + c + kCue, doc.begin() + c + kCue + kAnswer));
+    if (it.question.empty() || answer.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+    it.id = "lookup-" + std::to_string(items.size());
+    it.context = ctx.decode(TokenIds(doc.begin() + s, doc.begin() + s + w));
+    it.answers = {answer};
+    items.push_back(std::move(it));
+  }
+  COENC_CHECK(!items.empty(), "{}: no quotable text (every cue drawn was blank)", o.data.front());
+  return score_questions(model, reader, o, items);
 }
 
 // ---- needle
@@ -598,10 +644,12 @@ json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOp
     out = run_ppl(model, reader, o, rng);
   } else if (o.task == "qa") {
     out = run_qa(model, reader, o, rng);
+  } else if (o.task == "lookup") {
+    out = run_lookup(model, reader, o, rng);
   } else if (o.task == "needle") {
     out = run_needle(model, reader, o, rng);
   } else {
-    fail(ErrorCode::InvalidInput, "--task \"{}\": expected recon, ppl, qa or needle", o.task);
+    fail(ErrorCode::InvalidInput, "--task \"{}\": expected recon, ppl, qa, lookup or needle", o.task);
   }
   json result = {{"task", o.task}, {"model", model_name}, {"ratios", o.ratios},
                  {"seed", o.seed}, {"data", o.data},      {"device", model.device_options().device.str()}};

@@ -190,6 +190,13 @@ std::vector<Segment> raw_prompt(CoEncoderImpl& model, const std::vector<std::vec
   return segments;
 }
 
+std::string lookup_question(std::string cue) {
+  std::replace(cue.begin(), cue.end(), '\n', ' ');
+  const size_t first = cue.find_first_not_of(" \t\r"), last = cue.find_last_not_of(" \t\r");
+  if (first == std::string::npos) return "";
+  return "What follows \"" + cue.substr(first, last - first + 1) + "\" in the text?";
+}
+
 TokenIds plain_text_prompt(const Tokenizer& tok, const TokenIds& context_text_ids,
                            const TokenIds& question_ids) {
   TokenIds out = context_text_ids;

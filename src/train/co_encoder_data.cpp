@@ -162,7 +162,7 @@ Example TextExamples::passkey(std::mt19937_64& rng, bool eval, int64_t max_token
 }
 
 Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context) const {
-  constexpr int64_t kNeed = kLookupCue + kLookupAnswer;
+  constexpr int64_t kCue = kLookupCueTokens, kNeed = kLookupCueTokens + kLookupAnswerTokens;
   // Documents are drawn in proportion to their length, so a short one is rare; a cue that decodes to blank text
   // (a run of newlines) quotes nothing and is drawn again.
   for (int attempt = 0; attempt < 64; ++attempt) {
@@ -172,16 +172,14 @@ Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context)
     const int64_t w = std::min(len, std::max(n_context, kNeed));
     const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
     const int64_t c = s + std::uniform_int_distribution<int64_t>(0, w - kNeed)(rng);
-    std::string quote = context_tok_.decode(TokenIds(doc.begin() + c, doc.begin() + c + kLookupCue));
-    std::replace(quote.begin(), quote.end(), '\n', ' ');
-    const size_t first = quote.find_first_not_of(" \t\r"), last = quote.find_last_not_of(" \t\r");
-    if (first == std::string::npos) continue;
+    const std::string question =
+        lookup_question(context_tok_.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
+    if (question.empty()) continue;
     Example ex;
     ex.objective = Objective::Lookup;
     ex.context.assign(doc.begin() + s, doc.begin() + s + w);
-    ex.prompt = text_tok_.encode("What follows \"" + quote.substr(first, last - first + 1) + "\" in the text?",
-                                 EncodeOptions{false, false});
-    ex.target = as_text(doc, c + kLookupCue, c + kNeed);
+    ex.prompt = text_tok_.encode(question, EncodeOptions{false, false});
+    ex.target = as_text(doc, c + kCue, c + kNeed);
     if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
     return ex;
   }

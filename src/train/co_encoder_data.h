@@ -30,9 +30,6 @@ struct Example {
   TokenIds teacher_prompt;
 };
 
-// Objective lookup: tokens of the quoted cue and of the answer after it.
-constexpr int64_t kLookupCue = 8, kLookupAnswer = 8;
-
 // Plain-text documents (corpus format: documents separated by "\n\n<|doc|>\n"), encoded with the context
 // tokenizer. The last `eval_fraction` of the documents (at least one) are held out.
 class TextExamples {
@@ -56,8 +53,8 @@ class TextExamples {
   // "What is the secret number?", the target " NNNNN" then EOS. `max_passkey_tokens` > 0 lowers the haystack's
   // upper bound to it (the trainer passes what the decoder can hold at the step's compression ratio).
   // Lookup: the extractive drill (what a question about a fact stated in the document asks of its vectors): a
-  // reconstruction window as context, a cue of kLookupCue of its tokens, from a random place, quoted in the prompt
-  // ("What follows \"CUE\" in the text?"), and the kLookupAnswer tokens after the cue as the target, then EOS.
+  // reconstruction window as context, kLookupCueTokens of its tokens from a random place quoted in the prompt
+  // (lookup_question, coenc/pipeline.h), and the kLookupAnswerTokens tokens after them as the target, then EOS.
   // Any text makes these, so unlike the QA train splits they do not run out.
   // `full_reading`: also fill a continuation example's teacher_prompt (a copy, or a decode and re-encode when the
   // tokenizers differ: made only where it is used, evaluation and distillation).

@@ -181,6 +181,33 @@ TEST_F(EvalCli, ReconAndQa) {
   EXPECT_FALSE(choice["conditions"]["full"].contains("f1"));
 }
 
+// Lookup questions made from the text documents: a 40-token window as the context, its quoted cue as the
+// question; scored as qa under every condition, each question once (ids lookup-0 ...), the compressed window
+// a quarter of the full one's positions.
+TEST_F(EvalCli, LookupAsksAboutTheDocuments) {
+  const fs::path out = dir_->path() / "lookup-out";
+  json r = run_json("--task lookup --data '" + text().string() + "' --ratio 4 --limit 5 --context-tokens 40 --out '" +
+                    out.string() + "'");
+  EXPECT_EQ(r["task"], "lookup");
+  EXPECT_EQ(r["n"], 5);
+  for (const char* c : {"none", "full", "compressed@4"})
+    for (const char* key : {"em", "f1"}) {
+      const double v = r["conditions"][c][key];
+      EXPECT_GE(v, 0.0) << c;
+      EXPECT_LE(v, 1.0) << c;
+    }
+  EXPECT_TRUE(r.contains("retention@4") && r.contains("difference@4"));
+  // full: the 40-token window, a newline, the question; compressed: 10 vectors between two markers, the question
+  const double full = r["conditions"]["full"]["positions"], none = r["conditions"]["none"]["positions"],
+               comp = r["conditions"]["compressed@4"]["positions"];
+  EXPECT_NEAR(full - none, 41, 3);
+  EXPECT_NEAR(comp - none, 12, 0.01);
+  std::istringstream lines(read_file(out / "lookup-items.jsonl"));
+  std::set<std::string> ids;
+  for (std::string line; std::getline(lines, line);) ids.insert(json::parse(line)["id"].get<std::string>());
+  EXPECT_EQ(ids, (std::set<std::string>{"lookup-0", "lookup-1", "lookup-2", "lookup-3", "lookup-4"}));
+}
+
 TEST_F(EvalCli, NeedleWritesItsHeatmap) {
   const fs::path out = dir_->path() / "needle-out";
   json r = run_json("--task needle --data '" + text().string() + "' --limit 1 --out '" + out.string() + "'");

@@ -692,9 +692,9 @@ TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
   EXPECT_GT(capped_longest, 120u);
 }
 
-// The lookup drill: the context is a window of the text, the prompt quotes kLookupCue of its tokens, and the
-// target is the kLookupAnswer tokens that follow them there, then EOS; documents too short for a cue and its
-// answer are one clear error.
+// The lookup drill: the context is a window of the text, the prompt quotes kLookupCueTokens of its tokens, and
+// the target is the kLookupAnswerTokens tokens that follow them there, then EOS; documents too short for a cue
+// and its answer are one clear error.
 TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
   TempDir d;
   const std::string corpus = sample_corpus(d, 150);
@@ -706,7 +706,7 @@ TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
     const auto e = ex.sample(data::Objective::Lookup, rng, i % 4 == 0);
     ASSERT_EQ(e.objective, data::Objective::Lookup);
     EXPECT_EQ(e.context.size(), 40u);  // the documents are longer than context_tokens
-    ASSERT_EQ(e.target.size(), static_cast<size_t>(data::kLookupAnswer) + 1);
+    ASSERT_EQ(e.target.size(), static_cast<size_t>(kLookupAnswerTokens) + 1);
     ASSERT_TRUE(tok->eos_id() && e.target.back() == *tok->eos_id());
     const std::string prompt = tok->decode(e.prompt), lead = "What follows \"", tail = "\" in the text?";
     ASSERT_EQ(prompt.rfind(lead, 0), 0u) << prompt;

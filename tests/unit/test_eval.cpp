@@ -1,10 +1,12 @@
-// The evaluation metrics on hand-checked cases, and the evaluation data readers (plain, .jsonl, .xz, errors).
+// The evaluation metrics on hand-checked cases, the evaluation data readers (plain, .jsonl, .xz, errors) and the
+// lookup question.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
 
 #include "coenc/eval.h"
+#include "coenc/pipeline.h"
 #include "test_util.h"
 
 namespace coenc::test {
@@ -73,6 +75,14 @@ TEST(EvalMetrics, StandardErrors) {
   EXPECT_NEAR(d.error, std::sqrt(4.0 / 3 / 4), 1e-12);  // differences 1, 1, 3, 3: variance 4/3
   EXPECT_GT(mean_and_error({10, 20, 30, 40}).error, 5 * d.error);
   EXPECT_TRUE(std::isnan(paired_difference(a, {{9, 1}}).mean));  // no item in common
+}
+
+// The lookup drill's question (training and `coenc eval --task lookup`): the cue quoted on one line, trimmed;
+// nothing for a blank cue.
+TEST(EvalData, LookupQuestionQuotesTheCueOnOneLine) {
+  EXPECT_EQ(lookup_question("  the river\nbend "), "What follows \"the river bend\" in the text?");
+  EXPECT_EQ(lookup_question("one"), "What follows \"one\" in the text?");
+  EXPECT_EQ(lookup_question(" \n\t\r"), "");
 }
 
 TEST(EvalData, ReadsTextJsonlAndXz) {
