@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -222,6 +224,13 @@ TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& cont
 // (nothing to quote).
 constexpr int64_t kLookupCueTokens = 8, kLookupAnswerTokens = 8;
 std::string lookup_question(std::string cue);
+// Where one lookup question sits in a document of `doc_len` tokens: a window [begin, end) of `window` tokens (the
+// whole document when shorter) at a random start, the cue at a random place in it, [cue, cue + kLookupCueTokens),
+// its answer right after. Nullopt (drawing nothing) when the document is shorter than a cue and its answer.
+struct LookupSpan {
+  int64_t begin = 0, end = 0, cue = 0;
+};
+std::optional<LookupSpan> draw_lookup_span(int64_t doc_len, int64_t window, std::mt19937_64& rng);
 
 // ---- export: the decoder input for other engines ---------------------------------------------------------------
 

@@ -497,16 +497,14 @@ json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
   std::vector<QaItem> items;
   for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
     const TokenIds& doc = ids[draw % ids.size()];
-    const int64_t len = static_cast<int64_t>(doc.size());
-    const int64_t w = std::min(len, std::max(o.context_tokens, kCue + kAnswer));
-    const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
-    const int64_t c = s + std::uniform_int_distribution<int64_t>(0, w - kCue - kAnswer)(rng);
+    const LookupSpan span = *draw_lookup_span(static_cast<int64_t>(doc.size()), o.context_tokens, rng);
+    const int64_t c = span.cue;
     QaItem it;
     it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
     const std::string answer = ctx.decode(TokenIds(doc.begin() + c + kCue, doc.begin() + c + kCue + kAnswer));
     if (it.question.empty() || answer.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     it.id = "lookup-" + std::to_string(items.size());
-    it.context = ctx.decode(TokenIds(doc.begin() + s, doc.begin() + s + w));
+    it.context = ctx.decode(TokenIds(doc.begin() + span.begin, doc.begin() + span.end));
     it.answers = {answer};
     items.push_back(std::move(it));
   }

@@ -197,6 +197,17 @@ std::string lookup_question(std::string cue) {
   return "What follows \"" + cue.substr(first, last - first + 1) + "\" in the text?";
 }
 
+std::optional<LookupSpan> draw_lookup_span(int64_t doc_len, int64_t window, std::mt19937_64& rng) {
+  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
+  if (doc_len < kNeed) return std::nullopt;
+  LookupSpan s;
+  const int64_t w = std::min(doc_len, std::max(window, kNeed));
+  s.begin = std::uniform_int_distribution<int64_t>(0, doc_len - w)(rng);
+  s.end = s.begin + w;
+  s.cue = s.begin + std::uniform_int_distribution<int64_t>(0, w - kNeed)(rng);
+  return s;
+}
+
 TokenIds plain_text_prompt(const Tokenizer& tok, const TokenIds& context_text_ids,
                            const TokenIds& question_ids) {
   TokenIds out = context_text_ids;

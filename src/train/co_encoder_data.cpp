@@ -167,17 +167,15 @@ Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context)
   // (a run of newlines) quotes nothing and is drawn again.
   for (int attempt = 0; attempt < 64; ++attempt) {
     const auto& doc = docs_[pick_doc(eval ? all_eval_ : all_train_, eval ? split_ : 0, rng)];
-    const int64_t len = static_cast<int64_t>(doc.size());
-    if (len < kNeed) continue;
-    const int64_t w = std::min(len, std::max(n_context, kNeed));
-    const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
-    const int64_t c = s + std::uniform_int_distribution<int64_t>(0, w - kNeed)(rng);
+    const auto span = draw_lookup_span(static_cast<int64_t>(doc.size()), n_context, rng);
+    if (!span) continue;
+    const int64_t c = span->cue;
     const std::string question =
         lookup_question(context_tok_.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
     if (question.empty()) continue;
     Example ex;
     ex.objective = Objective::Lookup;
-    ex.context.assign(doc.begin() + s, doc.begin() + s + w);
+    ex.context.assign(doc.begin() + span->begin, doc.begin() + span->end);
     ex.prompt = text_tok_.encode(question, EncodeOptions{false, false});
     ex.target = as_text(doc, c + kCue, c + kNeed);
     if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);

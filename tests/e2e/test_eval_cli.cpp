@@ -206,6 +206,11 @@ TEST_F(EvalCli, LookupAsksAboutTheDocuments) {
   std::set<std::string> ids;
   for (std::string line; std::getline(lines, line);) ids.insert(json::parse(line)["id"].get<std::string>());
   EXPECT_EQ(ids, (std::set<std::string>{"lookup-0", "lookup-1", "lookup-2", "lookup-3", "lookup-4"}));
+  // Documents too short to quote from: one line naming the file, non-zero exit.
+  write_file(dir_->path() / "short.txt", "a few words\n\n<|doc|>\nand a few more");
+  RunResult bad = run_coenc(m() + "--task lookup --data '" + (dir_->path() / "short.txt").string() + "'");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("short.txt: no document of at least 16 tokens to quote from"), std::string::npos) << bad.err;
 }
 
 TEST_F(EvalCli, NeedleWritesItsHeatmap) {

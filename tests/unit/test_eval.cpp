@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <random>
+#include <set>
 
 #include "coenc/eval.h"
 #include "coenc/pipeline.h"
@@ -83,6 +85,28 @@ TEST(EvalData, LookupQuestionQuotesTheCueOnOneLine) {
   EXPECT_EQ(lookup_question("  the river\nbend "), "What follows \"the river bend\" in the text?");
   EXPECT_EQ(lookup_question("one"), "What follows \"one\" in the text?");
   EXPECT_EQ(lookup_question(" \n\t\r"), "");
+}
+
+// Where a lookup question sits: a window of the asked size (the whole document when shorter) inside the document,
+// the cue and its answer inside the window, every place reachable; nothing for a document too short for both.
+TEST(EvalData, LookupSpansFitTheirDocument) {
+  std::mt19937_64 rng(2);
+  EXPECT_FALSE(draw_lookup_span(15, 24, rng));
+  for (int64_t len : {16, 40, 1000}) {
+    std::set<int64_t> cues;
+    for (int i = 0; i < 400; ++i) {
+      const auto s = draw_lookup_span(len, 24, rng);
+      ASSERT_TRUE(s);
+      EXPECT_EQ(s->end - s->begin, std::min<int64_t>(len, 24));
+      EXPECT_GE(s->begin, 0);
+      EXPECT_LE(s->end, len);
+      EXPECT_GE(s->cue, s->begin);
+      EXPECT_LE(s->cue + kLookupCueTokens + kLookupAnswerTokens, s->end);
+      cues.insert(s->cue);
+    }
+    if (len <= 40) EXPECT_EQ(static_cast<int64_t>(cues.size()), len - 16 + 1) << len;  // every place reached
+    else EXPECT_GT(cues.size(), 250u);                                                  // spread over the document
+  }
 }
 
 TEST(EvalData, ReadsTextJsonlAndXz) {
