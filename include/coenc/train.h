@@ -104,7 +104,7 @@ struct TrainConfig {
   int64_t stop_after = 0;                 // stop (saving a checkpoint) after this many steps of this run; 0: never
   // "time_budget_s": fit the run into this many seconds of training loop (0: no budget). `steps` becomes an
   // upper bound: the run's length is planned from the measured speed of its latest steps (with the first
-  // evaluation's time spread over eval_every) every 50 steps until a quarter of it is done, then fixed
+  // evaluation's time spread over eval_every) every 5 steps until a quarter of it is done, then fixed
   // (StepBudget); the cosine schedule decays over the planned run. A resumed run keeps a fixed plan, or goes
   // on planning with what is left.
   double time_budget_s = 0;
@@ -124,20 +124,24 @@ struct TrainConfig {
   static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
 
-// Fits a run into `budget_s` seconds (TrainConfig::time_budget_s). After kWarmSteps steps, at the end of
-// every window of kWindowSteps steps, it plans the run's length from the speed of that latest window (GPU
-// steps speed up for a while as allocators and kernels warm up, so the first steps alone would plan too short
-// a run), until a quarter of the planned run is done; then the length is fixed. Decisions fall on step counts
-// only, so processes of a data-parallel run decide at the same steps (and agree on the plan).
+// Fits a run into `budget_s` seconds (TrainConfig::time_budget_s). Every kCheckSteps steps it checks the clock
+// (stopping at once where the budget is spent) and, after kWarmSteps slow warm-up steps, plans the run's length
+// from the speed of the latest steps (a window of up to kWindowSteps: GPU steps speed up for a while as allocators
+// and kernels warm up, so the first steps alone would plan too short a run), until a quarter of the planned run is
+// done; then the length is fixed. A plan comes back at every check, at step counts only, so that the processes of
+// a data-parallel run decide at the same steps (and agree on the plan). Checks every few steps keep runs of slow
+// steps (seconds each) within their budget.
 struct StepBudget {
-  static constexpr int64_t kWarmSteps = 20, kWindowSteps = 50;
+  static constexpr int64_t kCheckSteps = 5, kWarmSteps = 10, kWindowSteps = 50;
   bool enabled = false;
   double budget_s = 0;  // seconds of training loop left for this process (<= 0: spent, stop at once)
   bool fixed = false;
-  double mark_seconds = 0;
+  double mark_seconds = 0;  // where the timed window starts
+  int64_t mark_step = 0;
+  static_assert(kWarmSteps % kCheckSteps == 0, "the window starts at a check");
   // done_here: steps this process has finished; seconds: since its loop started; eval_seconds: one
   // evaluation's time; done_total, planned: steps done and planned in the whole run (a resumed one counts the
-  // earlier parts). Returns the new plan at a decision point, nullopt otherwise.
+  // earlier parts). Returns the plan at a check (every kCheckSteps steps until it is fixed), nullopt otherwise.
   std::optional<int64_t> observe(int64_t done_here, double seconds, double eval_seconds, int64_t eval_every,
                                  int64_t done_total, int64_t planned);
 };

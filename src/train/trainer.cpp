@@ -43,19 +43,25 @@ torch::Tensor lm_loss(DecoderLm& lm, const torch::Tensor& x, const torch::Tensor
 
 std::optional<int64_t> StepBudget::observe(int64_t done_here, double seconds, double eval_seconds,
                                            int64_t eval_every, int64_t done_total, int64_t planned) {
-  if (!enabled || fixed || done_here < kWarmSteps || (done_here - kWarmSteps) % kWindowSteps != 0)
-    return std::nullopt;
-  if (done_here == kWarmSteps) {
-    mark_seconds = seconds;
-    if (seconds < budget_s) return std::nullopt;
-  }
-  if (seconds >= budget_s) {  // spent (a resumed run's earlier parts may have used it up)
+  // Every kCheckSteps steps a plan comes back, whatever the clock says, so that the processes of a data-parallel
+  // run all reach the point where they agree on it.
+  if (!enabled || fixed || done_here % kCheckSteps != 0) return std::nullopt;
+  if (seconds >= budget_s) {  // spent (a resumed run's earlier parts may have used it up; or slow warm-up steps)
     fixed = true;
     return std::min(planned, done_total);
   }
-  const double per_step = (seconds - mark_seconds) / kWindowSteps +
+  if (done_here < kWarmSteps) return planned;  // warm-up steps are slow: not timed
+  if (done_here == kWarmSteps) {
+    mark_seconds = seconds;
+    mark_step = done_here;
+    return planned;
+  }
+  const double per_step = (seconds - mark_seconds) / static_cast<double>(done_here - mark_step) +
                           eval_seconds / static_cast<double>(std::max<int64_t>(1, eval_every));
-  mark_seconds = seconds;
+  if (done_here - mark_step >= kWindowSteps) {  // the next plans time the steps from here on
+    mark_seconds = seconds;
+    mark_step = done_here;
+  }
   const int64_t more = static_cast<int64_t>(std::floor((budget_s - seconds) / std::max(per_step, 1e-9)));
   const int64_t plan = std::max(done_total, std::min(planned, done_total + more));
   // Fixed once a quarter of the planned run is behind: later changes would bend the decaying schedule.

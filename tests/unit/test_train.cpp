@@ -50,9 +50,11 @@ TEST(Train, TinyDecoderLearnsRepeatedText) {
   EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2);
 }
 
-// time_budget_s: plans from the latest window's speed, so a run whose steps speed up gets the longer plan,
-// and the plan is fixed once a quarter of it is done.
+// time_budget_s: plans from the latest steps' speed, so a run whose steps speed up gets the longer plan; the
+// plan is fixed once a quarter of it is done; a spent budget stops the run at the next check.
 TEST(Train, StepBudgetPlansFromTheLatestSpeed) {
+  static_assert(StepBudget::kCheckSteps == 5 && StepBudget::kWarmSteps == 10 && StepBudget::kWindowSteps == 50,
+                "the figures below assume these");
   StepBudget b{true, 1000.0};
   double t = 0;
   std::optional<int64_t> plan;
@@ -62,34 +64,47 @@ TEST(Train, StepBudgetPlansFromTheLatestSpeed) {
     ++done;
     return b.observe(done, t, 0, 100, done, 100000);
   };
-  for (int i = 0; i < StepBudget::kWarmSteps; ++i) EXPECT_FALSE(step(5.0));  // slow warm-up steps: not timed
-  for (int i = 0; i < StepBudget::kWindowSteps - 1; ++i) EXPECT_FALSE(step(2.0));
-  plan = step(2.0);  // 2 s a step, 800 s left: 400 more steps
+  // Slow warm-up steps are not timed; every check still returns the plan (unchanged), so that data-parallel
+  // processes all reach the point where they agree on it.
+  for (int i = 1; i <= 10; ++i) {
+    plan = step(5.0);
+    if (i % 5 != 0) EXPECT_FALSE(plan) << i;
+    else EXPECT_EQ(plan.value_or(-1), 100000) << i;
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(step(2.0));
+  plan = step(2.0);  // step 15, 60 s: 2 s a step since step 10, 940 s left: 470 more steps
   ASSERT_TRUE(plan);
-  EXPECT_EQ(*plan, 70 + 400);
+  EXPECT_EQ(*plan, 15 + 470);
   EXPECT_FALSE(b.fixed);
-  for (int i = 0; i < StepBudget::kWindowSteps - 1; ++i) EXPECT_FALSE(step(1.0));
-  plan = step(1.0);  // faster now: 1 s a step, 750 s left
-  ASSERT_TRUE(plan);
-  EXPECT_EQ(*plan, 120 + 750);
+  for (int i = 16; i <= 60; ++i) plan = step(1.0);  // faster: steps 10-60 took 55 s (1.1 s a step), 895 s left
+  EXPECT_EQ(*plan, 60 + 813);
+  for (int i = 0; i < 5; ++i) plan = step(1.0);  // the window restarted at step 60: 1 s a step, 890 s left
+  EXPECT_EQ(*plan, 65 + 890);
   // Evaluations count too: 10 s every 10 steps adds 1 s a step.
   StepBudget e{true, 1000.0};
-  for (int64_t d = 1; d <= StepBudget::kWarmSteps + StepBudget::kWindowSteps; ++d)
-    plan = e.observe(d, d * 1.0, 10, 10, d, 100000);
-  EXPECT_EQ(*plan, 70 + 930 / 2);
-  // Fixed once done >= a quarter of the plan: 200 s budget at 1 s a step plans 200 steps; at step 70 that is
-  // a third.
+  for (int64_t d = 1; d <= 15; ++d) plan = e.observe(d, d * 1.0, 10, 10, d, 100000);
+  EXPECT_EQ(*plan, 15 + 985 / 2);
+  // Fixed once done >= a quarter of the plan: 200 s at 1 s a step plans 200 steps, a quarter done at step 50.
   StepBudget f{true, 200.0};
-  for (int64_t d = 1; d <= 70; ++d) plan = f.observe(d, d * 1.0, 0, 100, d, 100000);
+  for (int64_t d = 1; d <= 50; ++d) plan = f.observe(d, d * 1.0, 0, 100, d, 100000);
   EXPECT_EQ(*plan, 200);
   EXPECT_TRUE(f.fixed);
-  EXPECT_FALSE(f.observe(120, 120, 0, 100, 120, 200));
-  // Spent before the first plan (a resumed run whose earlier parts used the budget): stop where it is.
+  EXPECT_FALSE(f.observe(55, 55, 0, 100, 55, 200));
+  // Slow steps (4 s, a 230-s budget): planned and fixed at step 15 to a run that fits (57 steps, 228 s).
+  StepBudget slow{true, 230.0};
+  for (int64_t d = 1; d <= 15; ++d) plan = slow.observe(d, d * 4.0, 0, 100, d, 100000);
+  EXPECT_EQ(*plan, 57);
+  EXPECT_TRUE(slow.fixed);
+  // Spent before the first plan (a resumed run whose earlier parts used the budget): stop at the first check.
   StepBudget spent{true, -5.0};
   plan = std::nullopt;
   for (int64_t d = 1; d <= StepBudget::kWarmSteps && !plan; ++d)
     plan = spent.observe(d, d * 1.0, 0, 100, 300 + d, 1000);
-  EXPECT_EQ(*plan, 300 + StepBudget::kWarmSteps);
+  EXPECT_EQ(plan.value_or(-1), 300 + StepBudget::kCheckSteps);
+  // Spent during the warm-up steps: 4-s steps with 12 s left stop at step 5.
+  StepBudget little{true, 12.0};
+  for (int64_t d = 1; d <= 5; ++d) plan = little.observe(d, d * 4.0, 0, 100, 60 + d, 100000);
+  EXPECT_EQ(plan.value_or(-1), 65);
   EXPECT_FALSE(StepBudget{}.observe(70, 70, 0, 100, 70, 1000));  // no budget: never plans
 }
 
