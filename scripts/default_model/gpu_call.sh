@@ -14,7 +14,8 @@
 #   gpu_call.sh STAGE TOTAL_SECONDS          any other resumable stage of stages.sh (stages 5 to 15), the same way
 #   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
 #                                            the call's time (an ablation at equal tokens); packs each finished one
-#                                            and copies the first one's pieces into $OUT
+#                                            and copies the first one's pieces into $OUT (they share the GPU's
+#                                            memory: two runs of the default's size fit an H200, not an H100)
 #   gpu_call.sh stash DIR [DIR...]           puts carried files where the stages read them: *.txt.xz into
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.xz.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
