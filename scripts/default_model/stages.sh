@@ -17,9 +17,10 @@ declare -A STAGE_DIRS=(
   [co_encoder_dec10]=co_encoder14    # stage 13
   [co_encoder_dec10_qa]=co_encoder15 # stage 14
   [co_encoder_distill]=co_encoder16  # stage 15 (measured, not shipped)
-  [co_encoder_plain]=co_encoder17    # stage 15's control, not yet run: stage 15 without distillation
+  [co_encoder_plain]=co_encoder17    # stage 17's control: stage 15 without distillation
   [co_encoder_distill_frozen]=co_encoder18  # stage 16 (measured, not shipped): stage 15, decoder frozen
-  [co_encoder_lookup]=co_encoder19   # stage 17 (planned): co_encoder_plain + objective lookup, run beside it
+  [co_encoder_lookup]=co_encoder19   # stage 17 (measured, not shipped): co_encoder_plain + objective lookup
+  [co_encoder_lookup2]=co_encoder20  # stage 18 (planned): stage 17 + lookup_text, the drill on both readings
 )
 
 # The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).

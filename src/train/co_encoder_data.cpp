@@ -23,6 +23,7 @@ const char* objective_name(Objective o) {
     case Objective::QaText: return "qa_text";
     case Objective::Passkey: return "passkey";
     case Objective::Lookup: return "lookup";
+    case Objective::LookupText: return "lookup_text";
   }
   return "?";
 }
@@ -114,7 +115,8 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64
     return ex;
   }
   if (o == Objective::Passkey) return passkey(rng, eval, max_passkey_tokens);
-  if (o == Objective::Lookup) return lookup(rng, eval, n_context);
+  if (o == Objective::Lookup || o == Objective::LookupText)
+    return lookup(rng, eval, n_context, o == Objective::LookupText);
   COENC_CHECK_CODE(o == Objective::Continuation || o == Objective::Lm, Internal, "not a text objective");
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
@@ -161,7 +163,7 @@ Example TextExamples::passkey(std::mt19937_64& rng, bool eval, int64_t max_token
   return ex;
 }
 
-Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context) const {
+Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const {
   constexpr int64_t kCue = kLookupCueTokens, kNeed = kLookupCueTokens + kLookupAnswerTokens;
   // Documents are drawn in proportion to their length, so a short one is rare; a cue that decodes to blank text
   // (a run of newlines) quotes nothing and is drawn again.
@@ -174,17 +176,20 @@ Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context)
         lookup_question(context_tok_.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
     if (question.empty()) continue;
     Example ex;
-    ex.objective = Objective::Lookup;
-    ex.context.assign(doc.begin() + span->begin, doc.begin() + span->end);
+    ex.objective = in_full ? Objective::LookupText : Objective::Lookup;
     ex.prompt = text_tok_.encode(question, EncodeOptions{false, false});
+    if (in_full)
+      ex.prompt = plain_text_prompt(text_tok_, as_text(doc, span->begin, span->end), ex.prompt);
+    else
+      ex.context.assign(doc.begin() + span->begin, doc.begin() + span->end);
     ex.target = as_text(doc, c + kCue, c + kNeed);
     if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
     return ex;
   }
   fail(ErrorCode::InvalidInput,
-       "objective lookup: no {} document of at least {} tokens with a quotable cue was found in 64 draws (the "
+       "objective {}: no {} document of at least {} tokens with a quotable cue was found in 64 draws (the "
        "train_files' documents are too short)",
-       eval ? "held-out" : "training", kNeed);
+       in_full ? "lookup_text" : "lookup", eval ? "held-out" : "training", kNeed);
 }
 
 QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,

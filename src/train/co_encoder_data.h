@@ -13,8 +13,10 @@
 
 namespace coenc::data {
 
-enum class Objective { Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5, Lookup = 6 };
-constexpr int kNumObjectives = 7;
+enum class Objective {
+  Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5, Lookup = 6, LookupText = 7
+};
+constexpr int kNumObjectives = 8;
 const char* objective_name(Objective o);
 
 struct Example {
@@ -55,7 +57,9 @@ class TextExamples {
   // Lookup: the extractive drill (what a question about a fact stated in the document asks of its vectors): a
   // reconstruction window as context, kLookupCueTokens of its tokens from a random place quoted in the prompt
   // (lookup_question, coenc/pipeline.h), and the kLookupAnswerTokens tokens after them as the target, then EOS.
-  // Any text makes these, so unlike the QA train splits they do not run out.
+  // Any text makes these, so unlike the QA train splits they do not run out. LookupText is the same drill read in
+  // full (as QaText is to Qa): no context block, the prompt is the window's text then the question, as
+  // plain_text_prompt lays it out and `coenc eval --task lookup`'s full condition reads it.
   // `full_reading`: also fill a continuation example's teacher_prompt (a copy, or a decode and re-encode when the
   // tokenizers differ: made only where it is used, evaluation and distillation).
   Example sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens = 0,
@@ -68,7 +72,7 @@ class TextExamples {
   int64_t pick_doc(const std::vector<int64_t>& cumulative, int64_t first, std::mt19937_64& rng) const;
   TokenIds as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const;
   Example passkey(std::mt19937_64& rng, bool eval, int64_t max_tokens) const;
-  Example lookup(std::mt19937_64& rng, bool eval, int64_t n_context) const;
+  Example lookup(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const;
   std::vector<std::vector<int32_t>> docs_;
   int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
   // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).

@@ -165,7 +165,7 @@ struct Window {
     w.loss = j.at("loss");
     w.size = j.at("size");
     w.distill = j.value("distill", 0.0);  // checkpoints before distillation have none
-    // checkpoints from before objective lookup hold one entry fewer
+    // checkpoints from before objectives lookup / lookup_text hold fewer entries
     const auto obj = j.at("obj").get<std::vector<double>>();
     const auto obj_steps = j.at("obj_steps").get<std::vector<int64_t>>();
     for (size_t o = 0; o < std::min<size_t>(obj.size(), data::kNumObjectives); ++o) w.obj[o] = obj[o];
@@ -256,8 +256,14 @@ class Examples {
     const CoEncoderConfig& cfg = run.model.config();
     auto active = [&](Objective o) { return run.weight[static_cast<int>(o)] > 0; };
     const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
+    // lookup_text reads its window as text: it, the question (8 quoted tokens and 8 of its own) and the answer
+    // (8 + EOS) must fit.
+    COENC_CHECK(!active(Objective::LookupText) || context_tokens + 32 <= cfg.text.max_position_embeddings,
+                "objective lookup_text reads a window of context_tokens = {} tokens as text: the decoder holds {} "
+                "positions, and the question and answer need 32 more",
+                context_tokens, cfg.text.max_position_embeddings);
     if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
-        active(Objective::Passkey) || active(Objective::Lookup))
+        active(Objective::Passkey) || active(Objective::Lookup) || active(Objective::LookupText))
       text_ = std::make_unique<data::TextExamples>(
           c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
           c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress,

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "coenc/atomic_file.h"
 #include "coenc/co_encoder.h"
 #include "coenc/pipeline.h"
 #include "coenc/safetensors.h"
@@ -725,33 +726,61 @@ TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
     answers.insert(answer);
   }
   EXPECT_GT(answers.size(), 50u);  // drawn from all over the text
+  // lookup_text: the same draw read in full: no context block, the window's text then the question, as the full
+  // condition of `coenc eval --task lookup` lays it out.
+  for (int i = 0; i < 10; ++i) {
+    std::mt19937_64 a(100 + i), b(100 + i);
+    const auto compressed = ex.sample(data::Objective::Lookup, a, i % 2 == 0);
+    const auto full = ex.sample(data::Objective::LookupText, b, i % 2 == 0);
+    EXPECT_EQ(full.objective, data::Objective::LookupText);
+    EXPECT_TRUE(full.context.empty());
+    EXPECT_EQ(full.target, compressed.target);
+    EXPECT_EQ(full.prompt, plain_text_prompt(*tok, compressed.context, compressed.prompt));
+    EXPECT_GT(full.prompt.size(), compressed.context.size() + compressed.prompt.size());  // the newline between
+  }
   test::write_file(d / "short.txt", random_docs(20, 5, 1));
   data::TextExamples short_docs({(d / "short.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false);
   EXPECT_COENC_ERROR(short_docs.sample(data::Objective::Lookup, rng, false),
                      "objective lookup: no training document of at least 16 tokens");
+  EXPECT_COENC_ERROR(short_docs.sample(data::Objective::LookupText, rng, true),
+                     "objective lookup_text: no held-out document of at least 16 tokens");
 }
 
-// Objective "lookup" in a run: weighted beside reconstruction, it trains and is evaluated with its no-context
-// baseline, as passkey and QA are.
+// Objectives "lookup" and "lookup_text" in a run: weighted beside reconstruction, they train and are evaluated,
+// lookup with its no-context baseline (as passkey and QA are), lookup_text (no context to leave out) without.
 TEST(CoEncoderTrain, LookupObjectiveIsTrainedAndEvaluated) {
   TempDir dir;
   test::write_file(dir / "train.txt", random_docs(200, 30, 7));
   json c = base_config(dir);
   c["train_files"] = {(dir / "train.txt").string()};
-  c["objectives"] = {{"reconstruction", 1.0}, {"lookup", 1.0}};
+  c["objectives"] = {{"reconstruction", 1.0}, {"lookup", 1.0}, {"lookup_text", 0.5}};
+  c["train"] = {{"connector", true}, {"tower", "full"}, {"decoder", "full"}};
   c["context_tokens"] = 24;
   c["steps"] = 6;
   c["eval_every"] = 6;
   TrainResult r = train(TrainConfig::from_json(c, "run.json"));
-  for (const char* key : {"eval_lookup_loss", "eval_lookup_no_context_loss", "eval_reconstruction_loss"}) {
+  for (const char* key : {"eval_lookup_loss", "eval_lookup_no_context_loss", "eval_lookup_text_loss",
+                          "eval_reconstruction_loss"}) {
     ASSERT_TRUE(r.final_eval.contains(key)) << key << ": " << r.final_eval.dump();
     EXPECT_TRUE(std::isfinite(r.final_eval.at(key).get<double>())) << key;
   }
-  EXPECT_TRUE(metrics_of(dir / "out").back().contains("eval_lookup_loss"));
+  EXPECT_FALSE(r.final_eval.contains("eval_lookup_text_no_context_loss"));
+  const json last = metrics_of(dir / "out").back();
+  EXPECT_TRUE(last.contains("eval_lookup_loss") && last.contains("eval_lookup_text_loss")) << last.dump();
   json bad = c;
   bad["train_files"] = json::array();
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"),
-                     "objectives reconstruction / continuation / lm / passkey / lookup read \"train_files\"");
+                     "objectives reconstruction / continuation / lm / passkey / lookup / lookup_text read "
+                     "\"train_files\"");
+  bad = c;
+  bad["train"]["decoder"] = "frozen";
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "objective \"lookup_text\" trains the decoder alone");
+  bad = c;
+  bad["context_tokens"] = 40;  // + 32 > the tiny decoder's 64 positions
+  fs::remove_all(dir / "out");
+  EXPECT_COENC_ERROR(train(TrainConfig::from_json(bad, "run.json")),
+                     "objective lookup_text reads a window of context_tokens = 40 tokens as text: the decoder holds "
+                     "64 positions");
 }
 
 // lm_tokens sets the plain-text window of objective lm apart from continuation's target: lm examples have no
@@ -805,6 +834,26 @@ TEST(CoEncoderTrain, QaTextDrawsOnlyItemsThatFitTheWindow) {
   EXPECT_COENC_ERROR(none.sample(data::Objective::QaText, rng, false),
                      "fit the decoder's window as plain text");
   EXPECT_EQ(none.sample(data::Objective::Qa, rng, false).objective, data::Objective::Qa);  // qa is unaffected
+}
+
+// The training stages of the default model (scripts/default_model/*.json, docs/default-model.md) are configs a
+// later session runs on a lent GPU without trying them first: each must parse (objective names, weights, the
+// fields' types) and write a folder of its own under .train.
+TEST(CoEncoderTrain, EveryDefaultModelStageConfigParses) {
+  const fs::path dir = test::test_dir() / "../scripts/default_model";
+  std::set<std::string> outs;
+  int n = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") continue;
+    ++n;
+    SCOPED_TRACE(entry.path().filename().string());
+    const json j = read_json_file(entry.path(), "training config");
+    TrainConfig c;
+    ASSERT_NO_THROW(c = TrainConfig::from_json(j, entry.path().string()));
+    ASSERT_TRUE(j.contains("out"));
+    EXPECT_TRUE(outs.insert(j.at("out").get<std::string>()).second) << "another stage writes " << j.at("out");
+  }
+  EXPECT_GE(n, 20);
 }
 
 }  // namespace
