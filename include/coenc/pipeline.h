@@ -218,19 +218,28 @@ std::vector<Segment> raw_prompt(CoEncoderImpl& model, const std::vector<std::vec
 TokenIds plain_text_prompt(const Tokenizer& text_tokenizer, const TokenIds& context_text_ids,
                            const TokenIds& question_ids);
 
-// The lookup drill (training's objective lookup, `coenc eval --task lookup`): kLookupCueTokens tokens of a
-// document quoted in a question, the kLookupAnswerTokens tokens after them the answer. lookup_question: `What
-// follows "CUE" in the text?`, the cue's line breaks made spaces and its ends trimmed; "" when the cue is blank
-// (nothing to quote).
+// The lookup drill (training's objective lookup, `coenc eval --task lookup`): about kLookupCueTokens tokens of a
+// document quoted in a question, about kLookupAnswerTokens tokens after them the answer, both whole words.
+// lookup_question: `What follows "CUE" in the text?`, the cue's line breaks made spaces and its ends trimmed; ""
+// when the cue is blank (nothing to quote).
 constexpr int64_t kLookupCueTokens = 8, kLookupAnswerTokens = 8;
+constexpr int64_t kLookupWordSlack = 4;  // tokens a cue or answer may move or grow by to start / end at a word's edge
 std::string lookup_question(std::string cue);
-// Where one lookup question sits in a document of `doc_len` tokens: a window [begin, end) of `window` tokens (the
-// whole document when shorter) at a random start, the cue at a random place in it, [cue, cue + kLookupCueTokens),
-// its answer right after. Nullopt (drawing nothing) when the document is shorter than a cue and its answer.
+// Whether token `pos` of `ids` begins a word: the text it adds to token pos - 1 (the two decoded together, so
+// SentencePiece's "▁" and byte-level BPE's leading space both count) is empty or begins with a space, a line
+// break or ASCII punctuation, or token pos - 1 ends with one. Token 0 and pos = size() (the document's end) do.
+bool starts_word(const Tokenizer& tok, const TokenIds& ids, int64_t pos);
+// Where one lookup question sits in `doc`: a window [begin, end) of `window` tokens (the whole document when
+// shorter) at a random start; the cue [cue, answer) at a random place in it, then its answer [answer, stop).
+// The cue starts at a word, and cue and answer end where a word ends, each moved or grown by at most
+// kLookupWordSlack tokens to get there (a longer word is cut): the answer is whole words, as an extractive
+// answer is. Nullopt (drawing nothing) when the document is shorter than a cue and its answer.
 struct LookupSpan {
-  int64_t begin = 0, end = 0, cue = 0;
+  int64_t begin = 0, end = 0;              // the window
+  int64_t cue = 0, answer = 0, stop = 0;  // cue [cue, answer), answer [answer, stop)
 };
-std::optional<LookupSpan> draw_lookup_span(int64_t doc_len, int64_t window, std::mt19937_64& rng);
+std::optional<LookupSpan> draw_lookup_span(const TokenIds& doc, int64_t window, const Tokenizer& tok,
+                                           std::mt19937_64& rng);
 
 // ---- export: the decoder input for other engines ---------------------------------------------------------------
 

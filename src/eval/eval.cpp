@@ -479,8 +479,8 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
 // --------------------------------------------------------------------------------------------------------
 
 // Questions made from text, as training's objective lookup makes them: a window of --context-tokens tokens of a
-// document is the context, 8 of its tokens from a random place are quoted ("What follows \"CUE\" in the
-// text?"), and the 8 tokens after them are the answer. One question a document, documents in random order
+// document is the context, about 8 of its tokens from a random place are quoted ("What follows \"CUE\" in the
+// text?"), and about 8 tokens after them are the answer, both whole words (draw_lookup_span). One question a document, documents in random order
 // (round again while fewer than --limit).
 json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   constexpr int64_t kCue = kLookupCueTokens, kAnswer = kLookupAnswerTokens;
@@ -497,11 +497,10 @@ json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
   std::vector<QaItem> items;
   for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
     const TokenIds& doc = ids[draw % ids.size()];
-    const LookupSpan span = *draw_lookup_span(static_cast<int64_t>(doc.size()), o.context_tokens, rng);
-    const int64_t c = span.cue;
+    const LookupSpan span = *draw_lookup_span(doc, o.context_tokens, ctx, rng);
     QaItem it;
-    it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
-    const std::string answer = ctx.decode(TokenIds(doc.begin() + c + kCue, doc.begin() + c + kCue + kAnswer));
+    it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + span.cue, doc.begin() + span.answer)));
+    const std::string answer = ctx.decode(TokenIds(doc.begin() + span.answer, doc.begin() + span.stop));
     if (it.question.empty() || answer.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     it.id = "lookup-" + std::to_string(items.size());
     it.context = ctx.decode(TokenIds(doc.begin() + span.begin, doc.begin() + span.end));

@@ -197,14 +197,41 @@ std::string lookup_question(std::string cue) {
   return "What follows \"" + cue.substr(first, last - first + 1) + "\" in the text?";
 }
 
-std::optional<LookupSpan> draw_lookup_span(int64_t doc_len, int64_t window, std::mt19937_64& rng) {
-  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
+bool starts_word(const Tokenizer& tok, const TokenIds& ids, int64_t pos) {
+  if (pos <= 0 || pos >= static_cast<int64_t>(ids.size())) return true;
+  const std::string before = tok.decode(TokenIds{ids[pos - 1]}), both = tok.decode(TokenIds{ids[pos - 1], ids[pos]});
+  if (both.compare(0, before.size(), before) != 0) return false;  // one character split over both: mid-word
+  if (both.size() == before.size()) return true;                  // adds no text (a special token)
+  const auto edge = [](char ch) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    return c < 0x80 && (std::isspace(c) || std::ispunct(c));
+  };
+  // " word" and ",word" begin a word; so does "word" after "\n" or ","
+  return edge(both[before.size()]) || (!before.empty() && edge(before.back()));
+}
+
+std::optional<LookupSpan> draw_lookup_span(const TokenIds& doc, int64_t window, const Tokenizer& tok,
+                                           std::mt19937_64& rng) {
+  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens, kSlack = kLookupWordSlack;
+  const int64_t doc_len = static_cast<int64_t>(doc.size());
   if (doc_len < kNeed) return std::nullopt;
   LookupSpan s;
   const int64_t w = std::min(doc_len, std::max(window, kNeed));
   s.begin = std::uniform_int_distribution<int64_t>(0, doc_len - w)(rng);
   s.end = s.begin + w;
-  s.cue = s.begin + std::uniform_int_distribution<int64_t>(0, w - kNeed)(rng);
+  // The first word start in [from, limit], else `from` (a word longer than the slack is cut).
+  auto word_edge = [&](int64_t from, int64_t limit) {
+    for (int64_t p = from; p <= limit; ++p)
+      if (starts_word(tok, doc, p)) return p;
+    return from;
+  };
+  // Room for every edge to move by the slack where the window has it.
+  const int64_t last = w >= kNeed + 3 * kSlack ? w - kNeed - 3 * kSlack : w - kNeed;
+  const int64_t drawn = s.begin + std::uniform_int_distribution<int64_t>(0, last)(rng);
+  s.cue = word_edge(drawn, std::min(drawn + kSlack, s.end - kNeed));
+  const int64_t cue_end = s.cue + kLookupCueTokens;
+  s.answer = word_edge(cue_end, std::min(cue_end + kSlack, s.end - kLookupAnswerTokens));
+  s.stop = word_edge(s.answer + kLookupAnswerTokens, std::min(s.answer + kLookupAnswerTokens + kSlack, s.end));
   return s;
 }
 

@@ -164,16 +164,15 @@ Example TextExamples::passkey(std::mt19937_64& rng, bool eval, int64_t max_token
 }
 
 Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const {
-  constexpr int64_t kCue = kLookupCueTokens, kNeed = kLookupCueTokens + kLookupAnswerTokens;
+  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
   // Documents are drawn in proportion to their length, so a short one is rare; a cue that decodes to blank text
   // (a run of newlines) quotes nothing and is drawn again.
   for (int attempt = 0; attempt < 64; ++attempt) {
     const auto& doc = docs_[pick_doc(eval ? all_eval_ : all_train_, eval ? split_ : 0, rng)];
-    const auto span = draw_lookup_span(static_cast<int64_t>(doc.size()), n_context, rng);
+    const auto span = draw_lookup_span(doc, n_context, context_tok_, rng);
     if (!span) continue;
-    const int64_t c = span->cue;
     const std::string question =
-        lookup_question(context_tok_.decode(TokenIds(doc.begin() + c, doc.begin() + c + kCue)));
+        lookup_question(context_tok_.decode(TokenIds(doc.begin() + span->cue, doc.begin() + span->answer)));
     if (question.empty()) continue;
     Example ex;
     ex.objective = in_full ? Objective::LookupText : Objective::Lookup;
@@ -182,7 +181,7 @@ Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context,
       ex.prompt = plain_text_prompt(text_tok_, as_text(doc, span->begin, span->end), ex.prompt);
     else
       ex.context.assign(doc.begin() + span->begin, doc.begin() + span->end);
-    ex.target = as_text(doc, c + kCue, c + kNeed);
+    ex.target = as_text(doc, span->answer, span->stop);
     if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
     return ex;
   }

@@ -55,8 +55,9 @@ class TextExamples {
   // "What is the secret number?", the target " NNNNN" then EOS. `max_passkey_tokens` > 0 lowers the haystack's
   // upper bound to it (the trainer passes what the decoder can hold at the step's compression ratio).
   // Lookup: the extractive drill (what a question about a fact stated in the document asks of its vectors): a
-  // reconstruction window as context, kLookupCueTokens of its tokens from a random place quoted in the prompt
-  // (lookup_question, coenc/pipeline.h), and the kLookupAnswerTokens tokens after them as the target, then EOS.
+  // reconstruction window as context, about kLookupCueTokens of its tokens from a random place quoted in the
+  // prompt (lookup_question), and about kLookupAnswerTokens tokens after them as the target, then EOS; cue and
+  // answer are whole words (draw_lookup_span, coenc/pipeline.h).
   // Any text makes these, so unlike the QA train splits they do not run out. LookupText is the same drill read in
   // full (as QaText is to Qa): no context block, the prompt is the window's text then the question, as
   // plain_text_prompt lays it out and `coenc eval --task lookup`'s full condition reads it.

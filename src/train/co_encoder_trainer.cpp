@@ -256,11 +256,11 @@ class Examples {
     const CoEncoderConfig& cfg = run.model.config();
     auto active = [&](Objective o) { return run.weight[static_cast<int>(o)] > 0; };
     const int64_t context_tokens = c.context_tokens > 0 ? c.context_tokens : cfg.chunk_size;
-    // lookup_text reads its window as text: it, the question (8 quoted tokens and 8 of its own) and the answer
-    // (8 + EOS) must fit.
-    COENC_CHECK(!active(Objective::LookupText) || context_tokens + 32 <= cfg.text.max_position_embeddings,
+    // lookup_text reads its window as text: it, the question (up to 12 quoted tokens and 8 of its own) and the
+    // answer (up to 12 + EOS) must fit.
+    COENC_CHECK(!active(Objective::LookupText) || context_tokens + 40 <= cfg.text.max_position_embeddings,
                 "objective lookup_text reads a window of context_tokens = {} tokens as text: the decoder holds {} "
-                "positions, and the question and answer need 32 more",
+                "positions, and the question and answer need 40 more",
                 context_tokens, cfg.text.max_position_embeddings);
     if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
         active(Objective::Passkey) || active(Objective::Lookup) || active(Objective::LookupText))

@@ -703,11 +703,13 @@ TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
   data::TextExamples ex({corpus}, *tok, *tok, true, 0.3, 40, 8, false, false);
   std::mt19937_64 rng(5);
   std::set<std::string> answers;
+  int whole = 0;
   for (int i = 0; i < 100; ++i) {
     const auto e = ex.sample(data::Objective::Lookup, rng, i % 4 == 0);
     ASSERT_EQ(e.objective, data::Objective::Lookup);
     EXPECT_EQ(e.context.size(), 40u);  // the documents are longer than context_tokens
-    ASSERT_EQ(e.target.size(), static_cast<size_t>(kLookupAnswerTokens) + 1);
+    ASSERT_GE(e.target.size(), static_cast<size_t>(kLookupAnswerTokens) + 1);
+    ASSERT_LE(e.target.size(), static_cast<size_t>(kLookupAnswerTokens + kLookupWordSlack) + 1);
     ASSERT_TRUE(tok->eos_id() && e.target.back() == *tok->eos_id());
     const std::string prompt = tok->decode(e.prompt), lead = "What follows \"", tail = "\" in the text?";
     ASSERT_EQ(prompt.rfind(lead, 0), 0u) << prompt;
@@ -723,9 +725,14 @@ TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
     const size_t start = after.find_first_not_of(' '), a_start = answer.find_first_not_of(' ');
     ASSERT_NE(a_start, std::string::npos);
     EXPECT_EQ(after.substr(start, answer.size() - a_start), answer.substr(a_start)) << quote << " | " << answer;
+    // whole words: the answer begins after the quote's last word and ends where a word ends
+    EXPECT_TRUE(answer[0] == ' ' || std::ispunct(static_cast<unsigned char>(answer[0]))) << answer;
+    const size_t end = start + answer.size() - a_start;
+    whole += end >= after.size() || after[end] == ' ' || std::ispunct(static_cast<unsigned char>(after[end]));
     answers.insert(answer);
   }
-  EXPECT_GT(answers.size(), 50u);  // drawn from all over the text
+  EXPECT_GT(answers.size(), 30u);  // drawn from all over the text
+  EXPECT_GE(whole, 95);             // a window of 40 leaves room to reach a word's end (but at the window's end)
   // lookup_text: the same draw read in full: no context block, the window's text then the question, as the full
   // condition of `coenc eval --task lookup` lays it out.
   for (int i = 0; i < 10; ++i) {
@@ -776,7 +783,7 @@ TEST(CoEncoderTrain, LookupObjectiveIsTrainedAndEvaluated) {
   bad["train"]["decoder"] = "frozen";
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "objective \"lookup_text\" trains the decoder alone");
   bad = c;
-  bad["context_tokens"] = 40;  // + 32 > the tiny decoder's 64 positions
+  bad["context_tokens"] = 40;  // + 40 > the tiny decoder's 64 positions
   fs::remove_all(dir / "out");
   EXPECT_COENC_ERROR(train(TrainConfig::from_json(bad, "run.json")),
                      "objective lookup_text reads a window of context_tokens = 40 tokens as text: the decoder holds "

@@ -88,24 +88,45 @@ TEST(EvalData, LookupQuestionQuotesTheCueOnOneLine) {
 }
 
 // Where a lookup question sits: a window of the asked size (the whole document when shorter) inside the document,
-// the cue and its answer inside the window, every place reachable; nothing for a document too short for both.
-TEST(EvalData, LookupSpansFitTheirDocument) {
+// the cue and its answer inside the window, both whole words (they start and end at word edges), spread over the
+// document; nothing for a document too short for both. starts_word on hand-checkable pairs.
+TEST(EvalData, LookupSpansFitTheirDocumentAndAreWholeWords) {
+  auto tok = Tokenizer::load((test::test_dir() / "golden/tokenizer/trained").string());
+  const TokenIds hello = tok->encode("the river bend, and then", EncodeOptions{false, false});
+  for (int64_t p = 0; p <= static_cast<int64_t>(hello.size()); ++p) {
+    const std::string before = tok->decode(TokenIds(hello.begin(), hello.begin() + p));
+    const std::string after = tok->decode(TokenIds(hello.begin(), hello.end())).substr(before.size());
+    // a word starts where the text so far ends and what follows begins with a space or a comma, or at either end
+    const bool edge = p == 0 || after.empty() || after[0] == ' ' || after[0] == ',' || before.back() == ',';
+    EXPECT_EQ(starts_word(*tok, hello, p), edge) << p << ": \"" << before << "\" | \"" << after << "\"";
+  }
   std::mt19937_64 rng(2);
-  EXPECT_FALSE(draw_lookup_span(15, 24, rng));
+  std::string text;
+  for (int i = 0; text.size() < 6000; ++i) text += (i % 13 == 12 ? ".\n" : " ") + std::string("word") + std::to_string(i * 7919 % 997);
+  const TokenIds all = tok->encode(text, EncodeOptions{false, false});
+  EXPECT_FALSE(draw_lookup_span(TokenIds(all.begin(), all.begin() + 15), 40, *tok, rng));
   for (int64_t len : {16, 40, 1000}) {
+    const TokenIds doc(all.begin(), all.begin() + len);
     std::set<int64_t> cues;
+    int64_t whole = 0;
     for (int i = 0; i < 400; ++i) {
-      const auto s = draw_lookup_span(len, 24, rng);
+      const auto s = draw_lookup_span(doc, 40, *tok, rng);
       ASSERT_TRUE(s);
-      EXPECT_EQ(s->end - s->begin, std::min<int64_t>(len, 24));
+      EXPECT_EQ(s->end - s->begin, std::min<int64_t>(len, 40));
       EXPECT_GE(s->begin, 0);
       EXPECT_LE(s->end, len);
       EXPECT_GE(s->cue, s->begin);
-      EXPECT_LE(s->cue + kLookupCueTokens + kLookupAnswerTokens, s->end);
+      EXPECT_GE(s->answer - s->cue, kLookupCueTokens);
+      EXPECT_LE(s->answer - s->cue, kLookupCueTokens + kLookupWordSlack);
+      EXPECT_GE(s->stop - s->answer, kLookupAnswerTokens);
+      EXPECT_LE(s->stop - s->answer, kLookupAnswerTokens + kLookupWordSlack);
+      EXPECT_LE(s->stop, s->end);
+      whole += starts_word(*tok, doc, s->cue) && starts_word(*tok, doc, s->answer) && starts_word(*tok, doc, s->stop);
       cues.insert(s->cue);
     }
-    if (len <= 40) EXPECT_EQ(static_cast<int64_t>(cues.size()), len - 16 + 1) << len;  // every place reached
-    else EXPECT_GT(cues.size(), 250u);                                                  // spread over the document
+    // A window of 40 leaves every edge room to reach a word's (no word here is longer than the slack).
+    if (len >= 40) EXPECT_EQ(whole, 400) << len;
+    EXPECT_GT(cues.size(), len == 16 ? 0u : len == 40 ? 3u : 100u) << len;  // spread over the document
   }
 }
 

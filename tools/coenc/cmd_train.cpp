@@ -102,7 +102,7 @@ CommandFn setup_train(CLI::App& app) {
       "  tower_layers [all] (keep the first N layers of tower_from),\n"
       "  objectives {\"reconstruction\": w, \"continuation\": w, \"qa\": w, \"qa_text\": w, \"lm\": w,\n"
       "  \"passkey\": w, \"lookup\": w, \"lookup_text\": w} (passkey: find \"The secret number is NNNNN.\" in a\n"
-      "  haystack of train_files text; lookup: say the 8 tokens that follow a quoted 8-token cue of the context;\n"
+      "  haystack of train_files text; lookup: say the ~8 tokens of words that follow a quoted cue of the context;\n"
       "  lookup_text: the same with the context read as text),\n"
       "  train_files (text) and/or qa_files (JSONL {context, question, answers}), tokenizer | "
       "context_tokenizer +\n"
