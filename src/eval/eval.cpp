@@ -480,8 +480,8 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
 
 // Questions made from text, as training's objective lookup makes them: a window of --context-tokens tokens of a
 // document is the context, about 8 of its tokens from a random place are quoted ("What follows \"CUE\" in the
-// text?"), and about 8 tokens after them are the answer, both whole words (draw_lookup_span). One question a document, documents in random order
-// (round again while fewer than --limit).
+// text?"), and about 8 tokens after them are the answer, both whole words (draw_lookup_span). One question a
+// document, documents in random order (round again while fewer than --limit).
 json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   constexpr int64_t kCue = kLookupCueTokens, kAnswer = kLookupAnswerTokens;
   std::vector<std::string> docs = read_eval_documents(o.data);

@@ -30,7 +30,8 @@ class AnswersInContext(unittest.TestCase):
 
     def qa(self):
         return self.write("qa.jsonl", [
-            '{"id": "a", "context": "The Normans came from Normandy in 911.", "question": "q", "answers": ["Normandy"]}',
+            '{"id": "a", "context": "The Normans came from Normandy in 911.", "question": "q",'
+            ' "answers": ["Normandy"]}',
             '{"id": "b", "context": "Paris is the capital.", "question": "q", "answers": "Lyon"}',
             '',
         ])

@@ -102,7 +102,8 @@ TEST(EvalData, LookupSpansFitTheirDocumentAndAreWholeWords) {
   }
   std::mt19937_64 rng(2);
   std::string text;
-  for (int i = 0; text.size() < 6000; ++i) text += (i % 13 == 12 ? ".\n" : " ") + std::string("word") + std::to_string(i * 7919 % 997);
+  for (int i = 0; text.size() < 6000; ++i)  // sentences of words "word" + a number, 13 to a line
+    text += (i % 13 == 12 ? ".\n" : " ") + std::string("word") + std::to_string(i * 7919 % 997);
   const TokenIds all = tok->encode(text, EncodeOptions{false, false});
   EXPECT_FALSE(draw_lookup_span(TokenIds(all.begin(), all.begin() + 15), 40, *tok, rng));
   for (int64_t len : {16, 40, 1000}) {
