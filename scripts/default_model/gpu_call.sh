@@ -167,6 +167,8 @@ case "$cmd" in
     # One job per model and task, spread over the machine's GPUs (CUDA_VISIBLE_DEVICES), results in task order.
     gpus=$(nvidia-smi -L | wc -l) jobs=() k=0
     rm -rf .train/eval-out && mkdir -p .train/eval-parts .train/eval-out
+    # the repeat probe (in-context copying: docs/default-model.md, "The decoder does not copy what it reads")
+    scripts/make_repeat_probe.py "$val/gutenberg-01-part-full.txt.xz" .train/eval-parts/repeat.txt >/dev/null
     for m in "$@"; do
       name=$(basename "$m") ratios=4,8 needle=4,8,16
       items=.train/eval-out/$name
@@ -179,6 +181,7 @@ case "$cmd" in
       jobs+=("$name|--task recon --data $text --ratio $ratios --limit 150 --out $items/recon")
       jobs+=("$name|--task ppl --data $text --ratio $ratios --limit 100 --out $items/ppl")
       jobs+=("$name|--task lookup --data $text --ratio $ratios --limit 200 --out $items/lookup")
+      jobs+=("$name|--task ppl --data .train/eval-parts/repeat.txt --ratio $ratios --limit 30 --out $items/repeat")
       jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out $items/needle")
     done
     declare -A model_of
