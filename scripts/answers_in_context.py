@@ -10,28 +10,11 @@ same "id" and the "context").
 prints, for every condition: the answers, the share found in their context (case-insensitive, as a substring),
 the share empty, and the share of gold answers found there (100% on SQuAD).
 """
-import json
 import signal
 import sys
 from collections import defaultdict
 
-
-def read_jsonl(path, what):
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        sys.exit(f"{path}: cannot read it ({e.strerror})")
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                sys.exit(f"{path}:{n}: not JSON ({e})")
-            if not isinstance(row, dict):
-                sys.exit(f"{path}:{n}: expected {what}, got {type(row).__name__}")
-            yield n, row
+from jsonl_rows import jsonl_rows
 
 
 def main():
@@ -41,14 +24,14 @@ def main():
         sys.exit(0 if len(sys.argv) == 2 else 2)
     items_path, qa_path = sys.argv[1], sys.argv[2]
     items = {}
-    for n, row in read_jsonl(qa_path, "a QA object"):
+    for n, row in jsonl_rows(qa_path, "a QA object"):
         if not isinstance(row.get("id"), str) or not isinstance(row.get("context"), str):
             sys.exit(f"{qa_path}:{n}: expected string fields \"id\" and \"context\"")
         answers = row.get("answers", [])
         items[row["id"]] = (row["context"].lower(), [answers] if isinstance(answers, str) else answers)
     counts = defaultdict(lambda: [0, 0, 0, 0])  # condition -> answers, in context, empty, gold in context
     missing = 0
-    for n, row in read_jsonl(items_path, "an item object"):
+    for n, row in jsonl_rows(items_path, "an item object"):
         if "answer" not in row or "condition" not in row or "id" not in row:
             sys.exit(f"{items_path}:{n}: expected fields \"id\", \"condition\" and \"answer\" (qa items of `coenc eval`)")
         if row["id"] not in items:

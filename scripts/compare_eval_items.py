@@ -8,31 +8,24 @@ error is far smaller than either score's own, which is what telling two designs 
   scripts/compare_eval_items.py A/qa-items.jsonl B/qa-items.jsonl
 prints, for every condition and metric both have: mean A, mean B, B - A and its standard error, and the items.
 """
-import json
 import math
 import signal
 import sys
 from collections import defaultdict
 
+from jsonl_rows import jsonl_rows
+
 
 def read(path):
     scores = defaultdict(dict)  # (condition, metric) -> item -> score
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        sys.exit(f"{path}: cannot read it ({e.strerror})")
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                item, condition = row.pop("item"), row.pop("condition")
-            except (ValueError, KeyError) as e:
-                sys.exit(f"{path}:{n}: expected an object with \"item\" and \"condition\" ({e})")
-            for metric, v in row.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):  # not "id" or "answer"
-                    scores[(condition, metric)][item] = v
+    for n, row in jsonl_rows(path, "an item object"):
+        try:
+            item, condition = row.pop("item"), row.pop("condition")
+        except KeyError as e:
+            sys.exit(f"{path}:{n}: expected an object with \"item\" and \"condition\" ({e})")
+        for metric, v in row.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):  # not "id" or "answer"
+                scores[(condition, metric)][item] = v
     return scores
 
 

@@ -3,30 +3,13 @@
 gold answers found) are checked against counts worked out by hand, and bad input gives one line naming the file
 (and line)."""
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "answers_in_context.py")
+from script_test import ScriptTest
 
 
-def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
-
-
-class AnswersInContext(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-
-    def tearDown(self):
-        self.dir.cleanup()
-
-    def write(self, name, lines):
-        path = os.path.join(self.dir.name, name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        return path
+class AnswersInContext(ScriptTest):
+    SCRIPT = "answers_in_context.py"
 
     def qa(self):
         return self.write("qa.jsonl", [
@@ -54,7 +37,7 @@ class AnswersInContext(unittest.TestCase):
             '{"item": 1, "condition": "none", "id": "b", "answer": " capital"}',
             '{"item": 2, "condition": "none", "id": "zzz", "answer": " x"}',  # not in the QA file: left out
         ])
-        r = run(items, self.qa())
+        r = self.run_script(items, self.qa())
         self.assertEqual(r.returncode, 0, r.stderr)
         table = self.rows(r.stdout)
         self.assertEqual(table["full"], (2, 50.0, 0.0, 50.0))  # gold "Lyon" is not in b's context
@@ -63,27 +46,27 @@ class AnswersInContext(unittest.TestCase):
 
     def test_bad_input_is_one_line_naming_the_file(self):
         qa = self.qa()
-        r = run(os.path.join(self.dir.name, "nowhere.jsonl"), qa)
+        r = self.run_script(os.path.join(self.dir.name, "nowhere.jsonl"), qa)
         self.assertNotEqual(r.returncode, 0)
         self.assertEqual(r.stderr.strip().count("\n"), 0)
         self.assertIn("nowhere.jsonl: cannot read it", r.stderr)
         items = self.write("items.jsonl", ['{"item": 0, "condition": "full", "id": "a", "answer": "x"}',
                                            '{"item": 1, "id": "a"}'])
-        r = run(items, qa)
+        r = self.run_script(items, qa)
         self.assertIn("items.jsonl:2: expected fields \"id\", \"condition\" and \"answer\"", r.stderr)
         bad_qa = self.write("bad.jsonl", ['{"id": "a", "context": "c"}', 'not json'])
-        r = run(items, bad_qa)
+        r = self.run_script(items, bad_qa)
         self.assertIn("bad.jsonl:2: not JSON", r.stderr)
         other = self.write("other.jsonl", ['{"item": 0, "condition": "full", "id": "q9", "answer": "x"}'])
-        r = run(other, qa)
+        r = self.run_script(other, qa)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("no item's id is in", r.stderr)
 
     def test_usage(self):
-        r = run("--help")
+        r = self.run_script("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("copied from the item's context", r.stdout)
-        self.assertEqual(run().returncode, 2)
+        self.assertEqual(self.run_script().returncode, 2)
 
 
 if __name__ == "__main__":

@@ -2,30 +2,13 @@
 """scripts/compare_eval_items.py on hand-made item files: the paired means, difference and standard error are
 checked against values worked out by hand, and bad input gives one line naming the file (and line)."""
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "compare_eval_items.py")
+from script_test import ScriptTest
 
 
-def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
-
-
-class CompareEvalItems(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-
-    def tearDown(self):
-        self.dir.cleanup()
-
-    def write(self, name, lines):
-        path = os.path.join(self.dir.name, name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        return path
+class CompareEvalItems(ScriptTest):
+    SCRIPT = "compare_eval_items.py"
 
     def rows(self, output):
         """condition, metric -> (A, B, B - A, stderr, items) from the printed table."""
@@ -54,7 +37,7 @@ class CompareEvalItems(unittest.TestCase):
             '{"item": 9, "condition": "full", "f1": 1.0}',
             '{"item": 0, "condition": "compressed@4", "f1": 0.0}',
         ])
-        r = run(a, b)
+        r = self.run_script(a, b)
         self.assertEqual(r.returncode, 0, r.stderr)
         table = self.rows(r.stdout)
         mean_a, mean_b, diff, err, items = table[("full", "f1")]
@@ -73,7 +56,7 @@ class CompareEvalItems(unittest.TestCase):
     def test_a_missing_file_is_one_line_naming_it(self):
         a = self.write("a.jsonl", ['{"item": 0, "condition": "full", "f1": 1}'])
         missing = os.path.join(self.dir.name, "nowhere.jsonl")
-        r = run(a, missing)
+        r = self.run_script(a, missing)
         self.assertNotEqual(r.returncode, 0)
         self.assertEqual(r.stderr.strip().count("\n"), 0)
         self.assertIn("nowhere.jsonl: cannot read it", r.stderr)
@@ -81,18 +64,23 @@ class CompareEvalItems(unittest.TestCase):
     def test_a_malformed_line_names_file_and_line(self):
         a = self.write("a.jsonl", ['{"item": 0, "condition": "full", "f1": 1}'])
         b = self.write("b.jsonl", ['{"item": 0, "condition": "full", "f1": 1}', '{"condition": "full", "f1": 1}'])
-        r = run(a, b)
+        r = self.run_script(a, b)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("b.jsonl:2: expected an object with \"item\" and \"condition\"", r.stderr)
         c = self.write("c.jsonl", ["not json"])
-        r = run(c, a)
-        self.assertIn("c.jsonl:1:", r.stderr)
+        r = self.run_script(c, a)
+        self.assertIn("c.jsonl:1: not JSON", r.stderr)
+        d = self.write("d.jsonl", ["[1, 2]"])
+        r = self.run_script(a, d)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.strip().count("\n"), 0)
+        self.assertIn("d.jsonl:1: expected an item object, got list", r.stderr)
 
     def test_usage(self):
-        r = run("--help")
+        r = self.run_script("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("paired item by item", r.stdout)
-        self.assertEqual(run().returncode, 2)
+        self.assertEqual(self.run_script().returncode, 2)
 
 
 if __name__ == "__main__":

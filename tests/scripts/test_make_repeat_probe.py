@@ -3,34 +3,27 @@
 length asked for, the same seed gives the same probe, and bad input is one line naming the file or flag."""
 import lzma
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "make_repeat_probe.py")
+from script_test import ScriptTest
+
 SEPARATOR = "\n\n<|doc|>\n"
 
 
-def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
+class MakeRepeatProbe(ScriptTest):
+    SCRIPT = "make_repeat_probe.py"
 
-
-class MakeRepeatProbe(unittest.TestCase):
     def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
+        super().setUp()
         words = [f"w{i}" for i in range(3000)]
         self.docs = [" ".join(words[k * 500:(k + 1) * 500]) for k in range(6)] + ["short"]
         self.source = os.path.join(self.dir.name, "src.txt.xz")
         with lzma.open(self.source, "wt", encoding="utf-8") as f:
             f.write(SEPARATOR.join(self.docs))
 
-    def tearDown(self):
-        self.dir.cleanup()
-
     def probe(self, *flags):
         out = os.path.join(self.dir.name, "probe.txt")
-        r = run(self.source, out, *flags)
+        r = self.run_script(self.source, out, *flags)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(out, encoding="utf-8") as f:
             return f.read()
@@ -55,13 +48,13 @@ class MakeRepeatProbe(unittest.TestCase):
 
     def test_bad_input_is_one_line(self):
         out = os.path.join(self.dir.name, "probe.txt")
-        r = run(os.path.join(self.dir.name, "nowhere.txt"), out)
+        r = self.run_script(os.path.join(self.dir.name, "nowhere.txt"), out)
         self.assertNotEqual(r.returncode, 0)
         self.assertEqual(r.stderr.strip().count("\n"), 0)
         self.assertIn("nowhere.txt: cannot read it", r.stderr)
-        r = run(self.source, out, "--passage-chars", "100000")
+        r = self.run_script(self.source, out, "--passage-chars", "100000")
         self.assertIn("no document is longer than --passage-chars (100000)", r.stderr)
-        r = run(self.source, out, "--docs", "0")
+        r = self.run_script(self.source, out, "--docs", "0")
         self.assertIn("--docs must be > 0", r.stderr)
         self.assertFalse(os.path.exists(out))
 
