@@ -483,21 +483,26 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
 // text?"), and about 8 tokens after them are the answer, both whole words (draw_lookup_span). One question a
 // document, documents in random order (round again while fewer than --limit).
 json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
-  constexpr int64_t kCue = kLookupCueTokens, kAnswer = kLookupAnswerTokens;
+  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
   std::vector<std::string> docs = read_eval_documents(o.data);
   std::shuffle(docs.begin(), docs.end(), rng);
-  std::vector<TokenIds> ids;
-  for (const auto& d : docs) {
-    TokenIds t = reader.context_ids(d);
-    if (static_cast<int64_t>(t.size()) >= kCue + kAnswer) ids.push_back(std::move(t));
-  }
-  COENC_CHECK(!ids.empty(), "{}: no document of at least {} tokens to quote from", o.data.front(), kCue + kAnswer);
   const int64_t limit = o.limit > 0 ? o.limit : 300;
   const Tokenizer& ctx = reader.context_tokenizer();
+  // A document is tokenized when a question first reaches it (a large file is not read whole for a few questions).
+  std::vector<std::optional<TokenIds>> ids(docs.size());
+  bool any_long = false;
   std::vector<QaItem> items;
   for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
-    const TokenIds& doc = ids[draw % ids.size()];
-    const LookupSpan span = *draw_lookup_span(doc, o.context_tokens, ctx, rng);
+    const size_t d = static_cast<size_t>(draw) % docs.size();
+    if (!ids[d]) ids[d] = reader.context_ids(docs[d]);
+    const TokenIds& doc = *ids[d];
+    const auto drawn = draw_lookup_span(doc, o.context_tokens, ctx, rng);
+    if (!drawn) {  // shorter than a cue and its answer; all of them: nothing to ask
+      if (!any_long && d + 1 == docs.size()) break;
+      continue;
+    }
+    any_long = true;
+    const LookupSpan span = *drawn;
     QaItem it;
     it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + span.cue, doc.begin() + span.answer)));
     const std::string answer = ctx.decode(TokenIds(doc.begin() + span.answer, doc.begin() + span.stop));
@@ -507,6 +512,7 @@ json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
     it.answers = {answer};
     items.push_back(std::move(it));
   }
+  COENC_CHECK(any_long, "{}: no document of at least {} tokens to quote from", o.data.front(), kNeed);
   COENC_CHECK(!items.empty(), "{}: no quotable text (every cue drawn was blank)", o.data.front());
   return score_questions(model, reader, o, items);
 }
