@@ -113,6 +113,15 @@ class AutocastScope {
 // float32 matrix products through TF32 tensor cores (training on CUDA); "high" exists in 1.13 and 2.x.
 inline void allow_tf32(bool on) { at::globalContext().setFloat32MatmulPrecision(on ? "high" : "highest"); }
 
+// Training leaves cuDNN's fused attention out of scaled_dot_product_attention's choices (flash and memory-efficient
+// remain): PyTorch 2.11's cuDNN graph failed mid-run on an H100 ("mha_graph.execute(...).is_good()", stage 18,
+// step 67 of a Co-Encoder run) where the other kernels do not. A no-op before 2.5, which has no fused kernels here.
+inline void training_attention_kernels() {
+#if COENC_TORCH_AT_LEAST(2, 5)
+  at::globalContext().setSDPUseCuDNN(false);
+#endif
+}
+
 #if defined(COENC_WITH_CUDA)
 // "cuda" without an index means the current device; the allocator's statistics need the number.
 inline c10::DeviceIndex cuda_index(const torch::Device& device) {

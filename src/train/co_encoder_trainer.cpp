@@ -590,7 +590,10 @@ TrainResult train_co_encoder(const TrainConfig& config) {
               "{} of a step's micro-batches, so that the step is the one-process step of the same global batch",
               c.grad_accum, world, world);
   const bool progress = c.progress && lead;
-  if (dev.device.is_cuda()) compat::allow_tf32(true);
+  if (dev.device.is_cuda()) {
+    compat::allow_tf32(true);
+    compat::training_attention_kernels();
+  }
   Built built = build_model(c, dev);
   CoEncoderImpl& model = *built.model;
   COENC_CHECK_CODE(c.autocast != "f16" || dev.device.is_cuda(), Unsupported,

@@ -93,7 +93,10 @@ TrainResult train(const TrainConfig& config) {
               c.tokenizer, tokenizer->vocab_size(), mc.vocab_size);
   COENC_CHECK(c.seq_len <= mc.max_position_embeddings, "seq_len {} exceeds the model's max_position_embeddings {}",
               c.seq_len, mc.max_position_embeddings);
-  if (dev.device.is_cuda()) compat::allow_tf32(true);
+  if (dev.device.is_cuda()) {
+    compat::allow_tf32(true);
+    compat::training_attention_kernels();
+  }
   COENC_CHECK_CODE(c.autocast != "f16" || dev.device.is_cuda(), Unsupported,
                    "\"autocast\": \"f16\" runs on CUDA only (use \"bf16\" on the CPU)");
   const compat::AutocastState autocast{c.autocast != "none",
