@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <torch/torch.h>
@@ -240,6 +241,24 @@ struct LookupSpan {
 };
 std::optional<LookupSpan> draw_lookup_span(const TokenIds& doc, int64_t window, const Tokenizer& tok,
                                            std::mt19937_64& rng);
+
+// The cloze drill (training's objectives cloze / cloze_text): a question made from a sentence of `text` by putting a
+// wh-phrase where one of its names or numbers stands, that name or number the answer. This is the "identity
+// mapping" of cloze translation (Lewis et al., "Unsupervised Question Answering by Cloze Translation", ACL 2019),
+// whose questions alone taught extractive QA that transferred to SQuAD; unlike lookup it quotes nothing, and its
+// answers are the short names, dates and counts SQuAD asks for.
+// Sentences end at . ! or ? before a space (not after Mr, Mrs, Dr, St or an initial) or at a blank line; the first
+// (a window starts mid-sentence) and an unfinished last one are skipped, as are sentences of fewer than 6 or more
+// than 40 words. Answers: a run of 1-4 capitalised words that is not the sentence's first word ("what"; neither an
+// all-caps heading nor a capitalised function word such as The, Yes or He is a name; a month alone is asked "what
+// month"), or a number ("what year" for 1000-2099, "what day" for 1-31 beside a month, else "how many"). A
+// possessive 's stays in the question. Line breaks inside a sentence become spaces; its final . or ! becomes ?.
+//   "The battle was fought in 1066 near Hastings."  ->  "The battle was fought in what year near Hastings?" / "1066"
+// Nullopt when no sentence has one. One draw, uniform over every (sentence, answer) the text offers.
+struct ClozeQuestion {
+  std::string question, answer;
+};
+std::optional<ClozeQuestion> make_cloze_question(std::string_view text, std::mt19937_64& rng);
 
 // ---- export: the decoder input for other engines ---------------------------------------------------------------
 

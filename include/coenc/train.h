@@ -20,9 +20,9 @@ namespace coenc {
 struct TrainConfig {
   // "objectives": weight of each objective in the loss: "reconstruction", "continuation", "qa", "qa_text"
   // (the QA example with its context as plain text before the question: the full-context reading), "lm",
-  // "passkey", "lookup", "lookup_text" (src/train/co_encoder_data.h says what each example is). The older
-  // "objective": "lm" means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only "lm"
-  // is allowed.
+  // "passkey", "lookup", "lookup_text", "cloze", "cloze_text" (src/train/co_encoder_data.h says what each example
+  // is). The older "objective": "lm" means {"lm": 1}. Without a Co-Encoder (co_encoder / co_encoder_config) only
+  // "lm" is allowed.
   std::map<std::string, double> objectives = {{"lm", 1.0}};
   // The model: start from a Hugging Face directory (`init_from`), or from scratch with `model_config` (a
   // config.json object) and random weights.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "coenc/error.h"
@@ -233,6 +234,206 @@ std::optional<LookupSpan> draw_lookup_span(const TokenIds& doc, int64_t window, 
   s.answer = word_edge(cue_end, std::min(cue_end + kSlack, s.end - kLookupAnswerTokens));
   s.stop = word_edge(s.answer + kLookupAnswerTokens, std::min(s.answer + kLookupAnswerTokens + kSlack, s.end));
   return s;
+}
+
+namespace {
+
+// ---- the cloze drill
+
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_punct(char c) { return static_cast<unsigned char>(c) < 0x80 && std::ispunct(static_cast<unsigned char>(c)); }
+
+// Titles and initials a full stop follows without ending the sentence (or a run of names: "Mr. Darcy").
+bool is_abbreviation(std::string_view word) {
+  static const char* const kTitles[] = {"Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Mt", "Col", "Gen", "Capt", "Rev"};
+  if (word.size() == 1 && is_upper(word[0])) return true;  // an initial: "J. Smith"
+  return std::any_of(std::begin(kTitles), std::end(kTitles), [&](const char* t) { return word == t; });
+}
+
+// A word of a sentence: the punctuation before it, its core, the punctuation after it (with a possessive 's).
+struct ClozeWord {
+  std::string lead, core, trail;
+};
+
+ClozeWord split_cloze_word(const std::string& w) {
+  size_t a = 0, b = w.size();
+  while (a < b && is_punct(w[a])) ++a;
+  while (b > a && is_punct(w[b - 1])) --b;
+  ClozeWord out{w.substr(0, a), w.substr(a, b - a), w.substr(b)};
+  for (const std::string s : {"'s", "\xE2\x80\x99s"}) {  // "'s" and "’s"
+    if (out.core.size() > s.size() && out.core.compare(out.core.size() - s.size(), s.size(), s) == 0) {
+      out.trail = out.core.substr(out.core.size() - s.size()) + out.trail;
+      out.core.resize(out.core.size() - s.size());
+      break;
+    }
+  }
+  return out;
+}
+
+// Words written with a capital that are not names (after a quote, a colon or a heading): never an answer.
+bool is_capitalised_function_word(const std::string& core) {
+  static const std::set<std::string> kWords = {
+      "The", "A", "An", "And", "But", "Or", "Nor", "If", "In", "On", "At", "By", "For", "Of", "To", "From", "With",
+      "As", "So", "Not", "No", "Yes", "Oh", "Ah", "O", "It", "Its", "He", "She", "We", "They", "You", "Me", "Him",
+      "Her", "Us", "Them", "His", "Hers", "Our", "Your", "Their", "My", "Mine", "This", "That", "These", "Those",
+      "There", "Here", "Then", "Now", "When", "Where", "What", "Who", "Whom", "Whose", "Which", "Why", "How", "Well",
+      "Let", "Do", "Did", "Is", "Are", "Was", "Were", "Be", "Have", "Has", "Had", "Will", "Would", "Shall", "Should",
+      "Can", "Could", "Might", "Must", "All", "Some", "Any", "One", "Every", "Each", "After", "Before",
+      "While", "Though", "Although", "Because", "Since", "Until", "Yet", "Still", "Perhaps", "Indeed", "Good"};
+  return kWords.count(core) > 0;
+}
+
+// A name's word: capitalised, with a lower-case letter (an all-caps heading is not a name), letters and ' - . only,
+// not a function word.
+bool is_name_word(const std::string& core) {
+  if (core.size() < 2 || !is_upper(core[0]) || is_capitalised_function_word(core)) return false;
+  bool lower = false;
+  for (char c : core) {
+    if (is_lower(c)) lower = true;
+    else if (!is_upper(c) && c != '\'' && c != '-' && c != '.') return false;
+  }
+  return lower;
+}
+
+bool is_month(const std::string& core) {
+  static const std::set<std::string> kMonths = {"January", "February", "March",     "April",   "May",      "June",
+                                                "July",    "August",   "September", "October", "November", "December"};
+  return kMonths.count(core) > 0;
+}
+
+// "1066", "12", "1,200": digits, commas between them.
+bool is_number_word(const std::string& core) {
+  if (core.empty() || !is_digit(core.front()) || !is_digit(core.back())) return false;
+  return std::all_of(core.begin(), core.end(), [](char c) { return is_digit(c) || c == ','; });
+}
+
+// The finished sentences of a window of text, whitespace collapsed: the first (cut by the window) and an
+// unfinished last one left out.
+std::vector<std::string> cloze_sentences(std::string_view text) {
+  std::vector<std::string> out;
+  const size_t n = text.size();
+  size_t start = 0;
+  bool first = true;
+  auto keep = [&](size_t from, size_t to, bool finished) {
+    std::string sentence;
+    for (size_t i = from; i < to; ++i) {
+      if (!is_space(text[i])) sentence += text[i];
+      else if (!sentence.empty() && sentence.back() != ' ') sentence += ' ';
+    }
+    while (!sentence.empty() && sentence.back() == ' ') sentence.pop_back();
+    if (finished && !first && !sentence.empty()) out.push_back(sentence);
+    if (!sentence.empty()) first = false;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    if (text[i] == '\n' && i + 1 < n && text[i + 1] == '\n') {  // a blank line ends a paragraph
+      keep(start, i, false);
+      first = false;  // the next sentence starts a paragraph: whole
+      start = i + 2;
+      ++i;
+      continue;
+    }
+    if (text[i] != '.' && text[i] != '!' && text[i] != '?') continue;
+    size_t j = i + 1;  // closing quotes and brackets belong to the sentence
+    while (j < n) {
+      if (text[j] == '"' || text[j] == '\'' || text[j] == ')' || text[j] == ']') {
+        ++j;
+      } else if (text.compare(j, 3, "\xE2\x80\x9D") == 0 || text.compare(j, 3, "\xE2\x80\x99") == 0) {
+        j += 3;
+      } else {
+        break;
+      }
+    }
+    if (j < n && !is_space(text[j])) continue;  // "3.5", "e.g.x"
+    if (text[i] == '.') {
+      size_t w = i;
+      while (w > start && !is_space(text[w - 1]) && !is_punct(text[w - 1])) --w;
+      if (is_abbreviation(text.substr(w, i - w))) continue;
+    }
+    keep(start, j, true);
+    start = j;
+    i = j - 1;
+  }
+  keep(start, n, false);
+  return out;
+}
+
+struct ClozeSlot {
+  size_t sentence, first, last;  // words [first, last] of out[sentence]
+  const char* wh;
+};
+
+}  // namespace
+
+std::optional<ClozeQuestion> make_cloze_question(std::string_view text, std::mt19937_64& rng) {
+  constexpr size_t kMinWords = 6, kMaxWords = 40, kMaxNameWords = 4;
+  std::vector<std::vector<std::string>> sentences;
+  std::vector<ClozeSlot> slots;
+  for (const std::string& s : cloze_sentences(text)) {
+    std::vector<std::string> words;
+    for (size_t a = 0; a < s.size();) {
+      const size_t b = std::min(s.find(' ', a), s.size());
+      words.push_back(s.substr(a, b - a));
+      a = b + 1;
+    }
+    if (words.size() < kMinWords || words.size() > kMaxWords) continue;
+    const size_t k = sentences.size();
+    std::vector<ClozeWord> parts;
+    for (const auto& w : words) parts.push_back(split_cloze_word(w));
+    for (size_t i = 0; i < parts.size();) {
+      if (is_number_word(parts[i].core) && i > 0) {
+        const std::string& c = parts[i].core;
+        const bool year = c.size() == 4 && c >= "1000" && c <= "2099";
+        const bool day = c.size() <= 2 && std::stoi(c) >= 1 && std::stoi(c) <= 31 &&
+                         (is_month(parts[i - 1].core) || (i + 1 < parts.size() && is_month(parts[i + 1].core)));
+        slots.push_back({k, i, i, year ? "what year" : day ? "what day" : "how many"});
+        ++i;
+        continue;
+      }
+      if (!is_name_word(parts[i].core)) {
+        ++i;
+        continue;
+      }
+      // A run of names: the next word goes on it when nothing but an abbreviation's full stop stands between.
+      size_t j = i;
+      while (j + 1 < parts.size() && is_name_word(parts[j + 1].core) && parts[j + 1].lead.empty() &&
+             (parts[j].trail.empty() || (parts[j].trail == "." && is_abbreviation(parts[j].core))))
+        ++j;
+      if (i > 0 && j - i + 1 <= kMaxNameWords)  // not the sentence's first word
+        slots.push_back({k, i, j, i == j && is_month(parts[i].core) ? "what month" : "what"});
+      i = j + 1;
+    }
+    sentences.push_back(std::move(words));
+  }
+  if (slots.empty()) return std::nullopt;
+  const ClozeSlot& slot = slots[std::uniform_int_distribution<size_t>(0, slots.size() - 1)(rng)];
+  const auto& words = sentences[slot.sentence];
+  const ClozeWord head = split_cloze_word(words[slot.first]), tail = split_cloze_word(words[slot.last]);
+  ClozeQuestion q;
+  for (size_t i = slot.first; i <= slot.last; ++i) q.answer += (i > slot.first ? " " : "") + words[i];
+  q.answer = q.answer.substr(head.lead.size(), q.answer.size() - head.lead.size() - tail.trail.size());
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (i > slot.first && i <= slot.last) continue;
+    if (!q.question.empty()) q.question += ' ';
+    q.question += i == slot.first ? head.lead + slot.wh + tail.trail : words[i];
+  }
+  // the sentence's end (its full stop, closing quotes) becomes a question mark
+  while (!q.question.empty()) {
+    const char c = q.question.back();
+    if (c == '.' || c == '!' || c == '?' || c == '"' || c == '\'' || c == ')' || c == ']' || c == ',' || c == ';' ||
+        c == ':') {
+      q.question.pop_back();
+    } else if (q.question.size() >= 3 && (q.question.compare(q.question.size() - 3, 3, "\xE2\x80\x9D") == 0 ||
+                                          q.question.compare(q.question.size() - 3, 3, "\xE2\x80\x99") == 0)) {
+      q.question.resize(q.question.size() - 3);
+    } else {
+      break;
+    }
+  }
+  q.question += '?';
+  return q;
 }
 
 TokenIds plain_text_prompt(const Tokenizer& tok, const TokenIds& context_text_ids,

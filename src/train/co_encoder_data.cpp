@@ -24,6 +24,8 @@ const char* objective_name(Objective o) {
     case Objective::Passkey: return "passkey";
     case Objective::Lookup: return "lookup";
     case Objective::LookupText: return "lookup_text";
+    case Objective::Cloze: return "cloze";
+    case Objective::ClozeText: return "cloze_text";
   }
   return "?";
 }
@@ -117,6 +119,8 @@ Example TextExamples::sample(Objective o, std::mt19937_64& rng, bool eval, int64
   if (o == Objective::Passkey) return passkey(rng, eval, max_passkey_tokens);
   if (o == Objective::Lookup || o == Objective::LookupText)
     return lookup(rng, eval, n_context, o == Objective::LookupText);
+  if (o == Objective::Cloze || o == Objective::ClozeText)
+    return cloze(rng, eval, n_context, o == Objective::ClozeText);
   COENC_CHECK_CODE(o == Objective::Continuation || o == Objective::Lm, Internal, "not a text objective");
   const auto& docs = eval ? cont_docs_eval_ : cont_docs_train_;
   const auto& doc = docs_[docs[pick_doc(eval ? cont_eval_ : cont_train_, 0, rng)]];
@@ -189,6 +193,32 @@ Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context,
        "objective {}: no {} document of at least {} tokens with a quotable cue was found in 64 draws (the "
        "train_files' documents are too short)",
        in_full ? "lookup_text" : "lookup", eval ? "held-out" : "training", kNeed);
+}
+
+Example TextExamples::cloze(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const auto& doc = docs_[pick_doc(eval ? all_eval_ : all_train_, eval ? split_ : 0, rng)];
+    const int64_t len = static_cast<int64_t>(doc.size()), w = std::min(len, n_context);
+    const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
+    const auto q = make_cloze_question(context_tok_.decode(TokenIds(doc.begin() + s, doc.begin() + s + w)), rng);
+    if (!q) continue;
+    Example ex;
+    ex.objective = in_full ? Objective::ClozeText : Objective::Cloze;
+    ex.prompt = text_tok_.encode(q->question, EncodeOptions{false, false});
+    if (static_cast<int64_t>(ex.prompt.size()) > kClozeQuestionTokens) continue;
+    if (in_full)
+      ex.prompt = plain_text_prompt(text_tok_, as_text(doc, s, s + w), ex.prompt);
+    else
+      ex.context.assign(doc.begin() + s, doc.begin() + s + w);
+    ex.target = text_tok_.encode(" " + q->answer, EncodeOptions{false, false});
+    if (static_cast<int64_t>(ex.target.size()) > kClozeExtraTokens - kClozeQuestionTokens - 2) continue;
+    if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
+    return ex;
+  }
+  fail(ErrorCode::InvalidInput,
+       "objective {}: no {} window of the train_files made a cloze question in 64 draws (it needs prose: finished "
+       "sentences of 6-40 words with a capitalised name or a number after their first word)",
+       in_full ? "cloze_text" : "cloze", eval ? "held-out" : "training");
 }
 
 QaExamples::QaExamples(const std::vector<std::string>& files, const Tokenizer& context_tok,

@@ -14,9 +14,13 @@
 namespace coenc::data {
 
 enum class Objective {
-  Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5, Lookup = 6, LookupText = 7
+  Reconstruction = 0, Continuation = 1, Qa = 2, Lm = 3, QaText = 4, Passkey = 5, Lookup = 6, LookupText = 7,
+  Cloze = 8, ClozeText = 9
 };
-constexpr int kNumObjectives = 8;
+constexpr int kNumObjectives = 10;
+// The longest cloze question a cloze_text example reads (a longer one is drawn again): with its answer, a
+// cloze_text example needs context_tokens + kClozeExtraTokens positions.
+constexpr int64_t kClozeQuestionTokens = 96, kClozeExtraTokens = 128;
 const char* objective_name(Objective o);
 
 struct Example {
@@ -61,6 +65,10 @@ class TextExamples {
   // Any text makes these, so unlike the QA train splits they do not run out. LookupText is the same drill read in
   // full (as QaText is to Qa): no context block, the prompt is the window's text then the question, as
   // plain_text_prompt lays it out and `coenc eval --task lookup`'s full condition reads it.
+  // Cloze: questions in the form SQuAD asks them, made from the text (make_cloze_question, coenc/pipeline.h): a
+  // reconstruction window as context, a question made from one of its sentences by putting "what" / "what year" /
+  // "how many" where a name or number stood, the target " " + that name or number then EOS (as a QA target).
+  // ClozeText is the same read in full, as LookupText is to Lookup.
   // `full_reading`: also fill a continuation example's teacher_prompt (a copy, or a decode and re-encode when the
   // tokenizers differ: made only where it is used, evaluation and distillation).
   Example sample(Objective o, std::mt19937_64& rng, bool eval, int64_t max_passkey_tokens = 0,
@@ -74,6 +82,7 @@ class TextExamples {
   TokenIds as_text(const std::vector<int32_t>& doc, int64_t begin, int64_t end) const;
   Example passkey(std::mt19937_64& rng, bool eval, int64_t max_tokens) const;
   Example lookup(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const;
+  Example cloze(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const;
   std::vector<std::vector<int32_t>> docs_;
   int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
   // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).

@@ -165,7 +165,7 @@ struct Window {
     w.loss = j.at("loss");
     w.size = j.at("size");
     w.distill = j.value("distill", 0.0);  // checkpoints before distillation have none
-    // checkpoints from before objectives lookup / lookup_text hold fewer entries
+    // checkpoints from before objectives lookup / lookup_text / cloze / cloze_text hold fewer entries
     const auto obj = j.at("obj").get<std::vector<double>>();
     const auto obj_steps = j.at("obj_steps").get<std::vector<int64_t>>();
     for (size_t o = 0; o < std::min<size_t>(obj.size(), data::kNumObjectives); ++o) w.obj[o] = obj[o];
@@ -262,8 +262,14 @@ class Examples {
                 "objective lookup_text reads a window of context_tokens = {} tokens as text: the decoder holds {} "
                 "positions, and the question and answer need 40 more",
                 context_tokens, cfg.text.max_position_embeddings);
+    COENC_CHECK(!active(Objective::ClozeText) ||
+                    context_tokens + data::kClozeExtraTokens <= cfg.text.max_position_embeddings,
+                "objective cloze_text reads a window of context_tokens = {} tokens as text: the decoder holds {} "
+                "positions, and the question and answer need {} more",
+                context_tokens, cfg.text.max_position_embeddings, data::kClozeExtraTokens);
     if (active(Objective::Reconstruction) || active(Objective::Continuation) || active(Objective::Lm) ||
-        active(Objective::Passkey) || active(Objective::Lookup) || active(Objective::LookupText))
+        active(Objective::Passkey) || active(Objective::Lookup) || active(Objective::LookupText) ||
+        active(Objective::Cloze) || active(Objective::ClozeText))
       text_ = std::make_unique<data::TextExamples>(
           c.train_files, *built.context_tok, *built.text_tok, built.same_tokenizer, c.eval_fraction, context_tokens,
           c.continuation_tokens, active(Objective::Continuation) || active(Objective::Lm), progress,
@@ -344,8 +350,8 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(const Trainable& t, const Tr
   return std::make_unique<torch::optim::AdamW>(groups, AdamWOptions(c.lr));
 }
 
-// Held-out losses: the same examples every time (a fresh generator), plus continuation, QA, passkey and lookup again
-// without their context, the baseline the compressed context must beat. One metrics object ("eval_*").
+// Held-out losses: the same examples every time (a fresh generator), plus continuation, QA, passkey, lookup and
+// cloze again without their context, the baseline the compressed context must beat. One metrics object ("eval_*").
 json evaluate(const Run& run, const Examples& examples) {
   const TrainConfig& c = run.c;
   CoEncoderImpl& model = run.model;
@@ -368,7 +374,7 @@ json evaluate(const Run& run, const Examples& examples) {
     correct += bl.correct[static_cast<int>(Objective::Reconstruction)];
     for (auto e : ex)
       if (e.objective == Objective::Continuation || e.objective == Objective::Qa ||
-          e.objective == Objective::Passkey || e.objective == Objective::Lookup) {
+          e.objective == Objective::Passkey || e.objective == Objective::Lookup || e.objective == Objective::Cloze) {
         e.context.clear();
         bare.push_back(std::move(e));
       }

@@ -335,9 +335,11 @@ void check_co_encoder_run(TrainConfig& c, const json& j, const std::string& wher
   if (!c.tokenizer.empty()) c.context_tokenizer = c.text_tokenizer = c.tokenizer;
   const bool text_objective = c.objectives.count("reconstruction") || c.objectives.count("continuation") ||
                               c.objectives.count("lm") || c.objectives.count("passkey") ||
-                              c.objectives.count("lookup") || c.objectives.count("lookup_text");
+                              c.objectives.count("lookup") || c.objectives.count("lookup_text") ||
+                              c.objectives.count("cloze") || c.objectives.count("cloze_text");
   COENC_CHECK(!text_objective || !c.train_files.empty(),
-              "{}: objectives reconstruction / continuation / lm / passkey / lookup / lookup_text read "
+              "{}: objectives reconstruction / continuation / lm / passkey / lookup / lookup_text / cloze / "
+              "cloze_text read "
               "\"train_files\" (plain text), none given",
               where);
   const bool qa_objective = c.objectives.count("qa") || c.objectives.count("qa_text");
@@ -345,13 +347,13 @@ void check_co_encoder_run(TrainConfig& c, const json& j, const std::string& wher
               where);
   COENC_CHECK(c.train_files.empty() || text_objective,
               "{}: field \"train_files\" is given but no objective reads it (reconstruction, continuation, lm, "
-              "passkey, lookup, lookup_text)",
+              "passkey, lookup, lookup_text, cloze, cloze_text)",
               where);
   COENC_CHECK(c.qa_files.empty() || qa_objective,
               "{}: field \"qa_files\" is given but objectives qa / qa_text have no weight", where);
   COENC_CHECK(c.train_connector || c.train_tower != "frozen" || c.train_decoder != "frozen",
               "{}: field \"train\" leaves nothing to train", where);
-  for (const char* o : {"lm", "qa_text", "lookup_text"})
+  for (const char* o : {"lm", "qa_text", "lookup_text", "cloze_text"})
     COENC_CHECK(!c.objectives.count(o) || c.train_decoder != "frozen",
                 "{}: objective \"{}\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "
                 "\"lora\"",

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <set>
 
@@ -129,6 +130,51 @@ TEST(EvalData, LookupSpansFitTheirDocumentAndAreWholeWords) {
     if (len >= 40) EXPECT_EQ(whole, 400) << len;
     EXPECT_GT(cues.size(), len == 16 ? 0u : len == 40 ? 3u : 100u) << len;  // spread over the document
   }
+}
+
+// The cloze drill's questions (training's objectives cloze / cloze_text): one sentence of the text with "what",
+// "what year", "what day", "what month" or "how many" where a name or number stood, that name or number the answer; the window's first
+// sentence (cut), an unfinished last one, sentences of under 6 words and the first word of each (with a run of
+// names it begins: "Mr. Darcy") are never asked.
+TEST(EvalData, ClozeQuestionsPutAWhPhraseWhereANameOrNumberStood) {
+  const std::string text =
+      "of a sentence cut by the window. The battle was fought in 1066 near the\ntown of Hastings. Nothing here "
+      "has a name or a number in it at all. Mr. Darcy walked to London with 12 friends (and Jane Bennet) on "
+      "Tuesday's market. Then the fleet left Lisbon on 10 June and came back.\n\nShort Line 5.\n\nAn unfinished sentence naming Paris";
+  const std::map<std::string, std::string> expected = {
+      {"1066", "The battle was fought in what year near the town of Hastings?"},
+      {"Hastings", "The battle was fought in 1066 near the town of what?"},
+      {"London", "Mr. Darcy walked to what with 12 friends (and Jane Bennet) on Tuesday's market?"},
+      {"12", "Mr. Darcy walked to London with how many friends (and Jane Bennet) on Tuesday's market?"},
+      {"Jane Bennet", "Mr. Darcy walked to London with 12 friends (and what) on Tuesday's market?"},
+      {"Tuesday", "Mr. Darcy walked to London with 12 friends (and Jane Bennet) on what's market?"},
+      {"Lisbon", "Then the fleet left what on 10 June and came back?"},
+      {"10", "Then the fleet left Lisbon on what day June and came back?"},
+      {"June", "Then the fleet left Lisbon on 10 what month and came back?"},
+  };
+  std::mt19937_64 rng(3);
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 400; ++i) {
+    const auto q = make_cloze_question(text, rng);
+    ASSERT_TRUE(q);
+    const auto it = expected.find(q->answer);
+    ASSERT_NE(it, expected.end()) << "answer \"" << q->answer << "\" to \"" << q->question << "\"";
+    EXPECT_EQ(q->question, it->second);
+    ++seen[q->answer];
+  }
+  EXPECT_EQ(seen.size(), expected.size());  // uniform over the 9: each is drawn (400 draws)
+  for (const auto& [answer, n] : seen) EXPECT_GT(n, 20) << answer;
+  // "Mr. Darcy" at a sentence's start is its first word (a run of names): not asked; all-caps headings, ordinals
+  // and numbers inside words are not names or numbers; nothing to ask gives nothing.
+  EXPECT_FALSE(make_cloze_question("cut. CHAPTER ONE was written on the 3rd day of May2 in it. And more", rng));
+  EXPECT_FALSE(make_cloze_question("cut. Mr. Darcy walked along the long road home. Then", rng));
+  EXPECT_FALSE(make_cloze_question("", rng));
+  EXPECT_FALSE(make_cloze_question("One sentence only, with London and 1066 in it.", rng));  // the cut first one
+  const auto q = make_cloze_question("cut. He said \"the King of France came in 1,200 ships.\" Then", rng);
+  ASSERT_TRUE(q);
+  EXPECT_TRUE(q->answer == "France" || q->answer == "1,200" || q->answer == "King") << q->answer;
+  EXPECT_EQ(q->question.back(), '?');
+  EXPECT_EQ(q->question.find('"', 9), std::string::npos) << q->question;  // the closing quote went with the stop
 }
 
 TEST(EvalData, ReadsTextJsonlAndXz) {
