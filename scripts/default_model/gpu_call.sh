@@ -181,6 +181,7 @@ case "$cmd" in
       jobs+=("$name|--task recon --data $text --ratio $ratios --limit 150 --out $items/recon")
       jobs+=("$name|--task ppl --data $text --ratio $ratios --limit 100 --out $items/ppl")
       jobs+=("$name|--task lookup --data $text --ratio $ratios --limit 200 --out $items/lookup")
+      jobs+=("$name|--task cloze --data $text --ratio $ratios --limit 300 --out $items/cloze")
       jobs+=("$name|--task ppl --data .train/eval-parts/repeat.txt --ratio $ratios --limit 30 --out $items/repeat")
       jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out $items/needle")
     done

@@ -381,7 +381,7 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
 // ------------------------------------------------------------------------------------------------------------
 
 // Every question under every condition: the option most likely (items with options), else a greedy answer scored
-// by SQuAD's EM and F1. Shared by the qa and lookup tasks.
+// by SQuAD's EM and F1. Shared by the qa, lookup and cloze tasks.
 json score_questions(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, const std::vector<QaItem>& items) {
   std::map<std::string, Condition> cond;
   ProgressBar bar(o.task, static_cast<int64_t>(items.size()), "questions", o.progress);
@@ -517,6 +517,43 @@ json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
   return score_questions(model, reader, o, items);
 }
 
+// ---- cloze
+// --------------------------------------------------------------------------------------------------------
+
+// Questions in SQuAD's form made from text, as training's objective cloze makes them: a window of --context-tokens
+// tokens of a document is the context, one of its sentences asked with "what" / "what year" / ... where a name or
+// number stood is the question, that name or number the answer (make_cloze_question). One question a document,
+// documents in random order (round again while fewer than --limit).
+json run_cloze(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  std::vector<std::string> docs = read_eval_documents(o.data);
+  std::shuffle(docs.begin(), docs.end(), rng);
+  const int64_t limit = o.limit > 0 ? o.limit : 300;
+  const Tokenizer& ctx = reader.context_tokenizer();
+  std::vector<std::optional<TokenIds>> ids(docs.size());  // tokenized when a question first reaches the document
+  std::vector<QaItem> items;
+  for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
+    const size_t d = static_cast<size_t>(draw) % docs.size();
+    if (!ids[d]) ids[d] = reader.context_ids(docs[d]);
+    const TokenIds& doc = *ids[d];
+    const int64_t len = static_cast<int64_t>(doc.size()), w = std::min(len, o.context_tokens);
+    if (len == 0) continue;
+    const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
+    QaItem it;
+    it.context = ctx.decode(TokenIds(doc.begin() + s, doc.begin() + s + w));
+    const auto q = make_cloze_question(it.context, rng);
+    if (!q) continue;
+    it.id = "cloze-" + std::to_string(items.size());
+    it.question = q->question;
+    it.answers = {q->answer};
+    items.push_back(std::move(it));
+  }
+  COENC_CHECK(!items.empty(),
+              "{}: no cloze question could be made in {} windows (it needs prose: finished sentences of 6-40 words "
+              "with a capitalised name or a number after their first word)",
+              o.data.front(), 20 * limit);
+  return score_questions(model, reader, o, items);
+}
+
 // ---- needle
 // --------------------------------------------------------------------------------------------------------
 
@@ -649,10 +686,12 @@ json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOp
     out = run_qa(model, reader, o, rng);
   } else if (o.task == "lookup") {
     out = run_lookup(model, reader, o, rng);
+  } else if (o.task == "cloze") {
+    out = run_cloze(model, reader, o, rng);
   } else if (o.task == "needle") {
     out = run_needle(model, reader, o, rng);
   } else {
-    fail(ErrorCode::InvalidInput, "--task \"{}\": expected recon, ppl, qa, lookup or needle", o.task);
+    fail(ErrorCode::InvalidInput, "--task \"{}\": expected recon, ppl, qa, lookup, cloze or needle", o.task);
   }
   json result = {{"task", o.task}, {"model", model_name}, {"ratios", o.ratios},
                  {"seed", o.seed}, {"data", o.data},      {"device", model.device_options().device.str()}};

@@ -213,6 +213,40 @@ TEST_F(EvalCli, LookupAsksAboutTheDocuments) {
   EXPECT_NE(bad.err.find("short.txt: no document of at least 16 tokens to quote from"), std::string::npos) << bad.err;
 }
 
+// Cloze questions made from prose: a sentence of a 48-token window asked with what / what year / how many where a
+// name or number stood; scored as qa under every condition, ids cloze-0 ...; text without names or numbers (the
+// fixture's documents) is one line naming the file.
+TEST_F(EvalCli, ClozeAsksAboutNamesAndNumbersOfTheDocuments) {
+  std::string prose;
+  const std::vector<std::string> names = {"Hastings", "London", "Mary", "York", "Paris", "Anna"};
+  for (int d = 0; d < 4; ++d) {
+    prose += d ? "\n\n<|doc|>\n" : "";
+    for (int i = 0; i < 12; ++i)
+      prose += "the river " + names[(d + i) % 6] + " was built in " + std::to_string(1000 + 37 * i + d) +
+               " by the old council. ";
+  }
+  write_file(dir_->path() / "prose.txt", prose);
+  const fs::path out = dir_->path() / "cloze-out";
+  json r = run_json("--task cloze --data '" + (dir_->path() / "prose.txt").string() +
+                    "' --ratio 4 --limit 5 --context-tokens 48 --out '" + out.string() + "'");
+  EXPECT_EQ(r["task"], "cloze");
+  EXPECT_EQ(r["n"], 5);
+  for (const char* c : {"none", "full", "compressed@4"})
+    for (const char* key : {"em", "f1"}) {
+      const double v = r["conditions"][c][key];
+      EXPECT_GE(v, 0.0) << c;
+      EXPECT_LE(v, 1.0) << c;
+    }
+  EXPECT_TRUE(r.contains("retention@4") && r.contains("difference@4"));
+  std::istringstream lines(read_file(out / "cloze-items.jsonl"));
+  std::set<std::string> ids;
+  for (std::string line; std::getline(lines, line);) ids.insert(json::parse(line)["id"].get<std::string>());
+  EXPECT_EQ(ids, (std::set<std::string>{"cloze-0", "cloze-1", "cloze-2", "cloze-3", "cloze-4"}));
+  RunResult bad = run_coenc(m() + "--task cloze --data '" + text().string() + "' --limit 3");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("docs.txt: no cloze question could be made in 60 windows"), std::string::npos) << bad.err;
+}
+
 TEST_F(EvalCli, NeedleWritesItsHeatmap) {
   const fs::path out = dir_->path() / "needle-out";
   json r = run_json("--task needle --data '" + text().string() + "' --limit 1 --out '" + out.string() + "'");

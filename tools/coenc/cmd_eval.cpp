@@ -45,7 +45,7 @@ void print_table(const nlohmann::json& r) {
   if (task == "recon")
     metrics = {{"token_accuracy", true}, {"exact_accuracy", true}, {"bleu4", false}, {"nll", false}};
   if (task == "ppl") metrics = {{"nll", false}, {"ppl", false}};
-  if (task == "qa" || task == "lookup") metrics = {{"accuracy", true}, {"em", true}, {"f1", true}};
+  if (task == "qa" || task == "lookup" || task == "cloze") metrics = {{"accuracy", true}, {"em", true}, {"f1", true}};
   if (task == "needle") metrics = {{"accuracy", true}};
   std::printf("%s on %s: %lld items, seed %llu\n", task.c_str(), r["model"].get<std::string>().c_str(),
               static_cast<long long>(r["n"].get<int64_t>()),
@@ -142,12 +142,15 @@ CommandFn setup_eval(CLI::App& app) {
       "  lookup  questions made from text documents, as training's objective lookup makes them: a window of\n"
       "          --context-tokens tokens is the context, 'What follows \"CUE\" in the text?' quotes about 8 of its\n"
       "          tokens, the words after them (about 8 tokens) are the answer; scored as qa (EM, F1, retention@R)\n"
+      "  cloze   questions in SQuAD's form made from text documents, as training's objective cloze makes them: a\n"
+      "          window of --context-tokens tokens is the context, one of its sentences asked with 'what' / 'what\n"
+      "          year' / 'how many' where a name or number stood; that name or number is the answer; scored as qa\n"
       "  needle  'The secret number is NNNNN.' at depths 0-100% of filler text 0.5-8 windows long: "
       "retrieval\n"
       "          accuracy per cell; --out DIR writes needle.svg (depth x length heatmap per condition)\n\n"
       "Data (--data, repeatable; any may end in .xz): .txt documents separated by '\\n\\n<|doc|>\\n' or "
       ".jsonl with\n"
-      "\"text\" (recon, ppl, lookup, needle filler); QA .jsonl with \"context\", \"question\", \"answers\", "
+      "\"text\" (recon, ppl, lookup, cloze, needle filler); QA .jsonl with \"context\", \"question\", \"answers\", "
       "optional\n"
       "\"options\" and \"meta.answer_index\" (qa). --json prints one object: {\"task\", \"model\", \"n\", "
       "\"ratios\",\n"
@@ -157,7 +160,7 @@ CommandFn setup_eval(CLI::App& app) {
       "ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and cells). Every metric scored "
       "per item\n"
       "has its standard error over the items beside it (f1_stderr, ...; shown as +-); \"difference@R\" (ppl, "
-      "qa, lookup) is\n"
+      "qa, lookup, cloze) is\n"
       "compressed@R minus full, paired by item, with its own standard errors: the figure to compare "
       "designs by,\n"
       "much tighter than either score's error. The same --seed gives the same items and numbers. Choose "
@@ -167,11 +170,12 @@ CommandFn setup_eval(CLI::App& app) {
       "  coenc eval -m CKPT --task ppl --data corpus/eval/brown.jsonl.xz --ratio 4,8 --limit 100\n"
       "  coenc eval -m CKPT --task qa --data squad-val.jsonl --json > qa.json\n"
       "  coenc eval -m CKPT --task lookup --data gutenberg-01-part-full.txt.xz --ratio 4,8 --limit 200\n"
+      "  coenc eval -m CKPT --task cloze --data gutenberg-01-part-full.txt.xz --ratio 4,8 --limit 300\n"
       "  coenc eval -m CKPT --task needle --data corpus/eval/gutenberg_heldout.jsonl.xz --out results/");
   cmd->add_option("--model,-m", a->model, "Co-Encoder checkpoint directory")->required();
-  cmd->add_option("--task", a->options.task, "recon, ppl, qa, lookup or needle")
+  cmd->add_option("--task", a->options.task, "recon, ppl, qa, lookup, cloze or needle")
       ->required()
-      ->check(CLI::IsMember({"recon", "ppl", "qa", "lookup", "needle"}));
+      ->check(CLI::IsMember({"recon", "ppl", "qa", "lookup", "cloze", "needle"}));
   cmd->add_option("--data", a->options.data, "data file (repeatable; .txt, .jsonl, optionally .xz)")
       ->required();
   cmd->add_option("--ratio", a->ratios,
@@ -180,11 +184,11 @@ CommandFn setup_eval(CLI::App& app) {
   cmd->add_option(
       "--limit", a->options.limit,
       "items to evaluate: chunks (recon, default 200), documents (ppl, 200), questions (qa, 500; lookup, "
-      "300), trials per cell (needle, 2)");
+      "cloze, 300), trials per cell (needle, 2)");
   cmd->add_option("--seed", a->options.seed,
                   "sampling seed of items, windows and needle numbers (default 0)");
   cmd->add_option("--context-tokens", a->options.context_tokens,
-                  "ppl: K context tokens; lookup: the window a question quotes from (default 512)");
+                  "ppl: K context tokens; lookup, cloze: the window a question asks about (default 512)");
   cmd->add_option("--target-tokens", a->options.target_tokens, "ppl: M target tokens scored (default 128)");
   cmd->add_option("--out", a->options.out,
                   "folder for TASK.json, TASK-items.jsonl (every item's scores by condition) and needle.svg");
