@@ -361,7 +361,7 @@ std::vector<std::string> cloze_sentences(std::string_view text) {
 }
 
 struct ClozeSlot {
-  size_t sentence, first, last;  // words [first, last] of out[sentence]
+  size_t sentence, first, last;  // words [first, last] of sentence number `sentence`
   const char* wh;
 };
 
