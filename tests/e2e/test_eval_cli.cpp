@@ -181,15 +181,11 @@ TEST_F(EvalCli, ReconAndQa) {
   EXPECT_FALSE(choice["conditions"]["full"].contains("f1"));
 }
 
-// Lookup questions made from the text documents: a 40-token window as the context, its quoted cue as the
-// question; scored as qa under every condition, each question once (ids lookup-0 ...), the compressed window
-// a quarter of the full one's positions.
-TEST_F(EvalCli, LookupAsksAboutTheDocuments) {
-  const fs::path out = dir_->path() / "lookup-out";
-  json r = run_json("--task lookup --data '" + text().string() + "' --ratio 4 --limit 5 --context-tokens 40 --out '" +
-                    out.string() + "'");
-  EXPECT_EQ(r["task"], "lookup");
-  EXPECT_EQ(r["n"], 5);
+// Questions a task made from text (lookup, cloze), scored as qa: `n` of them, EM and F1 in [0, 1] under every
+// condition, retention and the paired difference, each question once in TASK-items.jsonl (ids TASK-0 ...).
+void expect_questions_scored(const json& r, const fs::path& out, const std::string& task, int n) {
+  EXPECT_EQ(r["task"], task);
+  EXPECT_EQ(r["n"], n);
   for (const char* c : {"none", "full", "compressed@4"})
     for (const char* key : {"em", "f1"}) {
       const double v = r["conditions"][c][key];
@@ -197,15 +193,26 @@ TEST_F(EvalCli, LookupAsksAboutTheDocuments) {
       EXPECT_LE(v, 1.0) << c;
     }
   EXPECT_TRUE(r.contains("retention@4") && r.contains("difference@4"));
+  std::istringstream lines(read_file(out / (task + "-items.jsonl")));
+  std::set<std::string> ids, expected;
+  for (std::string line; std::getline(lines, line);) ids.insert(json::parse(line)["id"].get<std::string>());
+  for (int i = 0; i < n; ++i) expected.insert(task + "-" + std::to_string(i));
+  EXPECT_EQ(ids, expected);
+}
+
+// Lookup questions made from the text documents: a 40-token window as the context, its quoted cue as the
+// question; scored as qa under every condition, each question once (ids lookup-0 ...), the compressed window
+// a quarter of the full one's positions.
+TEST_F(EvalCli, LookupAsksAboutTheDocuments) {
+  const fs::path out = dir_->path() / "lookup-out";
+  json r = run_json("--task lookup --data '" + text().string() + "' --ratio 4 --limit 5 --context-tokens 40 --out '" +
+                    out.string() + "'");
+  expect_questions_scored(r, out, "lookup", 5);
   // full: the 40-token window, a newline, the question; compressed: 10 vectors between two markers, the question
   const double full = r["conditions"]["full"]["positions"], none = r["conditions"]["none"]["positions"],
                comp = r["conditions"]["compressed@4"]["positions"];
   EXPECT_NEAR(full - none, 41, 3);
   EXPECT_NEAR(comp - none, 12, 0.01);
-  std::istringstream lines(read_file(out / "lookup-items.jsonl"));
-  std::set<std::string> ids;
-  for (std::string line; std::getline(lines, line);) ids.insert(json::parse(line)["id"].get<std::string>());
-  EXPECT_EQ(ids, (std::set<std::string>{"lookup-0", "lookup-1", "lookup-2", "lookup-3", "lookup-4"}));
   // Documents too short to quote from: one line naming the file, non-zero exit.
   write_file(dir_->path() / "short.txt", "a few words\n\n<|doc|>\nand a few more");
   RunResult bad = run_coenc(m() + "--task lookup --data '" + (dir_->path() / "short.txt").string() + "'");
@@ -229,19 +236,7 @@ TEST_F(EvalCli, ClozeAsksAboutNamesAndNumbersOfTheDocuments) {
   const fs::path out = dir_->path() / "cloze-out";
   json r = run_json("--task cloze --data '" + (dir_->path() / "prose.txt").string() +
                     "' --ratio 4 --limit 5 --context-tokens 48 --out '" + out.string() + "'");
-  EXPECT_EQ(r["task"], "cloze");
-  EXPECT_EQ(r["n"], 5);
-  for (const char* c : {"none", "full", "compressed@4"})
-    for (const char* key : {"em", "f1"}) {
-      const double v = r["conditions"][c][key];
-      EXPECT_GE(v, 0.0) << c;
-      EXPECT_LE(v, 1.0) << c;
-    }
-  EXPECT_TRUE(r.contains("retention@4") && r.contains("difference@4"));
-  std::istringstream lines(read_file(out / "cloze-items.jsonl"));
-  std::set<std::string> ids;
-  for (std::string line; std::getline(lines, line);) ids.insert(json::parse(line)["id"].get<std::string>());
-  EXPECT_EQ(ids, (std::set<std::string>{"cloze-0", "cloze-1", "cloze-2", "cloze-3", "cloze-4"}));
+  expect_questions_scored(r, out, "cloze", 5);
   RunResult bad = run_coenc(m() + "--task cloze --data '" + text().string() + "' --limit 3");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("docs.txt: no cloze question could be made in 60 windows"), std::string::npos) << bad.err;

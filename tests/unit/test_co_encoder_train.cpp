@@ -711,6 +711,22 @@ TEST(CoEncoderTrain, PasskeyExamplesHideTheirAnswerInTheContext) {
   EXPECT_GT(capped_longest, 120u);
 }
 
+// A *_text objective is its compressed twin's draw read in full: no context block, the window's text then the
+// question (plain_text_prompt), the same target.
+void expect_read_in_full(const data::TextExamples& ex, data::Objective compressed_o, data::Objective full_o,
+                         const Tokenizer& tok) {
+  for (int i = 0; i < 10; ++i) {
+    std::mt19937_64 a(100 + i), b(100 + i);
+    const auto compressed = ex.sample(compressed_o, a, i % 2 == 0);
+    const auto full = ex.sample(full_o, b, i % 2 == 0);
+    EXPECT_EQ(full.objective, full_o);
+    EXPECT_TRUE(full.context.empty());
+    EXPECT_EQ(full.target, compressed.target);
+    EXPECT_EQ(full.prompt, plain_text_prompt(tok, compressed.context, compressed.prompt));
+    EXPECT_GT(full.prompt.size(), compressed.context.size() + compressed.prompt.size());  // the newline between
+  }
+}
+
 // The lookup drill: the context is a window of the text, the prompt quotes kLookupCueTokens of its tokens, and
 // the target is the kLookupAnswerTokens tokens that follow them there, then EOS; documents too short for a cue
 // and its answer are one clear error.
@@ -751,18 +767,8 @@ TEST(CoEncoderTrain, LookupExamplesQuoteACueAndAskForWhatFollows) {
   }
   EXPECT_GT(answers.size(), 30u);  // drawn from all over the text
   EXPECT_GE(whole, 95);             // a window of 40 leaves room to reach a word's end (but at the window's end)
-  // lookup_text: the same draw read in full: no context block, the window's text then the question, as the full
-  // condition of `coenc eval --task lookup` lays it out.
-  for (int i = 0; i < 10; ++i) {
-    std::mt19937_64 a(100 + i), b(100 + i);
-    const auto compressed = ex.sample(data::Objective::Lookup, a, i % 2 == 0);
-    const auto full = ex.sample(data::Objective::LookupText, b, i % 2 == 0);
-    EXPECT_EQ(full.objective, data::Objective::LookupText);
-    EXPECT_TRUE(full.context.empty());
-    EXPECT_EQ(full.target, compressed.target);
-    EXPECT_EQ(full.prompt, plain_text_prompt(*tok, compressed.context, compressed.prompt));
-    EXPECT_GT(full.prompt.size(), compressed.context.size() + compressed.prompt.size());  // the newline between
-  }
+  // lookup_text: the same draw read in full, as the full condition of `coenc eval --task lookup` lays it out
+  expect_read_in_full(ex, data::Objective::Lookup, data::Objective::LookupText, *tok);
   test::write_file(d / "short.txt", random_docs(20, 5, 1));
   data::TextExamples short_docs({(d / "short.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false);
   EXPECT_COENC_ERROR(short_docs.sample(data::Objective::Lookup, rng, false),
@@ -841,15 +847,7 @@ TEST(CoEncoderTrain, ClozeExamplesAskForANameOrNumberOfTheirWindow) {
   }
   EXPECT_GT(answers.size(), 30u);  // names and numbers from all over the text
   EXPECT_EQ(wh.size(), 3u);        // names, years and counts
-  for (int i = 0; i < 10; ++i) {
-    std::mt19937_64 a(100 + i), b(100 + i);
-    const auto compressed = ex.sample(data::Objective::Cloze, a, i % 2 == 0);
-    const auto full = ex.sample(data::Objective::ClozeText, b, i % 2 == 0);
-    EXPECT_EQ(full.objective, data::Objective::ClozeText);
-    EXPECT_TRUE(full.context.empty());
-    EXPECT_EQ(full.target, compressed.target);
-    EXPECT_EQ(full.prompt, plain_text_prompt(*tok, compressed.context, compressed.prompt));
-  }
+  expect_read_in_full(ex, data::Objective::Cloze, data::Objective::ClozeText, *tok);
   test::write_file(d / "plain.txt", random_docs(20, 60, 1));  // sentences without names or numbers
   data::TextExamples plain({(d / "plain.txt").string()}, *tok, *tok, true, 0.3, 40, 8, false, false);
   EXPECT_COENC_ERROR(plain.sample(data::Objective::Cloze, rng, false),
