@@ -73,8 +73,8 @@ struct EvalOptions {
   std::string task;               // "recon", "ppl", "qa", "lookup", "cloze" or "needle"
   std::vector<std::string> data;  // --data files
   std::vector<int64_t> ratios;    // compression ratios to evaluate (empty: the checkpoint's own)
-  int64_t limit = 0;              // items: chunks (recon), documents (ppl), questions (qa, lookup, cloze), trials per
-                                  // cell (needle); 0: the task's default (200, 200, 500, 300, 2)
+  int64_t limit = 0;              // items: chunks (recon), documents (ppl), questions (qa, lookup, cloze), trials
+                                  // per cell (needle); 0: the task's default (200, 200, 500, 300, 300, 2)
   uint64_t seed = 0;  // sampling of documents, windows, needle numbers: the same seed, the same items
   int64_t context_tokens = 512;    // ppl: K tokens of context; lookup, cloze: the window asked about
   int64_t target_tokens = 128;     // ppl: M target tokens scored
@@ -87,7 +87,8 @@ struct EvalOptions {
 // Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json`
 // prints:
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
-//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, lookup, cloze), "difference@R" (ppl, qa, lookup, cloze),
+//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, lookup, cloze), "difference@R" (ppl, qa,
+//  lookup, cloze),
 //  ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll, ppl, accuracy, em, f1, positions,
 // kv_bytes, seconds; needle: accuracy and "cells"), each item-scored metric with its standard error as
 // METRIC_stderr; "difference@R" holds compressed@R minus full (or truncated), paired by item, with its standard

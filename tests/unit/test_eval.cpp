@@ -133,14 +133,15 @@ TEST(EvalData, LookupSpansFitTheirDocumentAndAreWholeWords) {
 }
 
 // The cloze drill's questions (training's objectives cloze / cloze_text): one sentence of the text with "what",
-// "what year", "what day", "what month" or "how many" where a name or number stood, that name or number the answer; the window's first
-// sentence (cut), an unfinished last one, sentences of under 6 words and the first word of each (with a run of
-// names it begins: "Mr. Darcy") are never asked.
+// "what year", "what day", "what month" or "how many" where a name or number stood, that name or number the
+// answer; the window's first sentence (cut), an unfinished last one, sentences of under 6 words and the first word
+// of each (with a run of names it begins: "Mr. Darcy") are never asked.
 TEST(EvalData, ClozeQuestionsPutAWhPhraseWhereANameOrNumberStood) {
   const std::string text =
       "of a sentence cut by the window. The battle was fought in 1066 near the\ntown of Hastings. Nothing here "
       "has a name or a number in it at all. Mr. Darcy walked to London with 12 friends (and Jane Bennet) on "
-      "Tuesday's market. Then the fleet left Lisbon on 10 June and came back.\n\nShort Line 5.\n\nAn unfinished sentence naming Paris";
+      "Tuesday's market. Then the fleet left Lisbon on 10 June and came back.\n\nShort Line 5.\n\nAn unfinished "
+      "sentence naming Paris";
   const std::map<std::string, std::string> expected = {
       {"1066", "The battle was fought in what year near the town of Hastings?"},
       {"Hastings", "The battle was fought in 1066 near the town of what?"},
