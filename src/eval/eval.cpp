@@ -478,43 +478,59 @@ json run_qa(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt1
 // ---- lookup
 // --------------------------------------------------------------------------------------------------------
 
-// Questions made from text, as training's objective lookup makes them: a window of --context-tokens tokens of a
-// document is the context, about 8 of its tokens from a random place are quoted ("What follows \"CUE\" in the
-// text?"), and about 8 tokens after them are the answer, both whole words (draw_lookup_span). One question a
-// document, documents in random order (round again while fewer than --limit).
-json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
-  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
+// Questions made from the text documents of --data (lookup, cloze), one at a time: documents in random order (round
+// again while fewer than --limit, default 300, at most 20 x limit draws), each tokenized when a question first
+// reaches it (a large file is not read whole for a few questions); `ask(ids)` makes a question about a document
+// of at least `min_tokens` tokens, or none. A first round without such a document ends the search (any_long false).
+struct TextQuestions {
+  std::vector<QaItem> items;  // ids TASK-0, TASK-1, ...
+  bool any_long = false;      // some document had min_tokens
+};
+
+template <class Ask>
+TextQuestions questions_from_documents(Reader& reader, const EvalOptions& o, std::mt19937_64& rng, int64_t min_tokens,
+                                       Ask ask) {
   std::vector<std::string> docs = read_eval_documents(o.data);
   std::shuffle(docs.begin(), docs.end(), rng);
   const int64_t limit = o.limit > 0 ? o.limit : 300;
-  const Tokenizer& ctx = reader.context_tokenizer();
-  // A document is tokenized when a question first reaches it (a large file is not read whole for a few questions).
   std::vector<std::optional<TokenIds>> ids(docs.size());
-  bool any_long = false;
-  std::vector<QaItem> items;
-  for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
+  TextQuestions out;
+  for (int64_t draw = 0; static_cast<int64_t>(out.items.size()) < limit && draw < 20 * limit; ++draw) {
     const size_t d = static_cast<size_t>(draw) % docs.size();
     if (!ids[d]) ids[d] = reader.context_ids(docs[d]);
-    const TokenIds& doc = *ids[d];
-    const auto drawn = draw_lookup_span(doc, o.context_tokens, ctx, rng);
-    if (!drawn) {  // shorter than a cue and its answer; all of them: nothing to ask
-      if (!any_long && d + 1 == docs.size()) break;
+    if (static_cast<int64_t>(ids[d]->size()) < min_tokens) {
+      if (!out.any_long && d + 1 == docs.size()) break;
       continue;
     }
-    any_long = true;
-    const LookupSpan span = *drawn;
+    out.any_long = true;
+    std::optional<QaItem> it = ask(*ids[d]);
+    if (!it) continue;
+    it->id = o.task + "-" + std::to_string(out.items.size());
+    out.items.push_back(std::move(*it));
+  }
+  return out;
+}
+
+// Questions made from text, as training's objective lookup makes them: a window of --context-tokens tokens of a
+// document is the context, about 8 of its tokens from a random place are quoted ("What follows \"CUE\" in the
+// text?"), and about 8 tokens after them are the answer, both whole words (draw_lookup_span).
+json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
+  constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
+  const Tokenizer& ctx = reader.context_tokenizer();
+  const TextQuestions q = questions_from_documents(reader, o, rng, kNeed, [&](const TokenIds& doc) {
+    const LookupSpan span = *draw_lookup_span(doc, o.context_tokens, ctx, rng);  // the document is long enough
     QaItem it;
     it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + span.cue, doc.begin() + span.answer)));
     const std::string answer = ctx.decode(TokenIds(doc.begin() + span.answer, doc.begin() + span.stop));
-    if (it.question.empty() || answer.find_first_not_of(" \t\r\n") == std::string::npos) continue;
-    it.id = "lookup-" + std::to_string(items.size());
+    if (it.question.empty() || answer.find_first_not_of(" \t\r\n") == std::string::npos)
+      return std::optional<QaItem>();
     it.context = ctx.decode(TokenIds(doc.begin() + span.begin, doc.begin() + span.end));
     it.answers = {answer};
-    items.push_back(std::move(it));
-  }
-  COENC_CHECK(any_long, "{}: no document of at least {} tokens to quote from", o.data.front(), kNeed);
-  COENC_CHECK(!items.empty(), "{}: no quotable text (every cue drawn was blank)", o.data.front());
-  return score_questions(model, reader, o, items);
+    return std::optional<QaItem>(std::move(it));
+  });
+  COENC_CHECK(q.any_long, "{}: no document of at least {} tokens to quote from", o.data.front(), kNeed);
+  COENC_CHECK(!q.items.empty(), "{}: no quotable text (every cue drawn was blank)", o.data.front());
+  return score_questions(model, reader, o, q.items);
 }
 
 // ---- cloze
@@ -522,36 +538,25 @@ json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
 
 // Questions in SQuAD's form made from text, as training's objective cloze makes them: a window of --context-tokens
 // tokens of a document is the context, one of its sentences asked with "what" / "what year" / ... where a name or
-// number stood is the question, that name or number the answer (make_cloze_question). One question a document,
-// documents in random order (round again while fewer than --limit).
+// number stood is the question, that name or number the answer (make_cloze_question).
 json run_cloze(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
-  std::vector<std::string> docs = read_eval_documents(o.data);
-  std::shuffle(docs.begin(), docs.end(), rng);
-  const int64_t limit = o.limit > 0 ? o.limit : 300;
   const Tokenizer& ctx = reader.context_tokenizer();
-  std::vector<std::optional<TokenIds>> ids(docs.size());  // tokenized when a question first reaches the document
-  std::vector<QaItem> items;
-  for (int64_t draw = 0; static_cast<int64_t>(items.size()) < limit && draw < 20 * limit; ++draw) {
-    const size_t d = static_cast<size_t>(draw) % docs.size();
-    if (!ids[d]) ids[d] = reader.context_ids(docs[d]);
-    const TokenIds& doc = *ids[d];
+  const TextQuestions q = questions_from_documents(reader, o, rng, 1, [&](const TokenIds& doc) {
     const int64_t len = static_cast<int64_t>(doc.size()), w = std::min(len, o.context_tokens);
-    if (len == 0) continue;
     const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
     QaItem it;
     it.context = ctx.decode(TokenIds(doc.begin() + s, doc.begin() + s + w));
-    const auto q = make_cloze_question(it.context, rng);
-    if (!q) continue;
-    it.id = "cloze-" + std::to_string(items.size());
-    it.question = q->question;
-    it.answers = {q->answer};
-    items.push_back(std::move(it));
-  }
-  COENC_CHECK(!items.empty(),
-              "{}: no cloze question could be made in {} windows (it needs prose: finished sentences of 6-40 words "
-              "with a capitalised name or a number after their first word)",
-              o.data.front(), 20 * limit);
-  return score_questions(model, reader, o, items);
+    const auto cloze = make_cloze_question(it.context, rng);
+    if (!cloze) return std::optional<QaItem>();
+    it.question = cloze->question;
+    it.answers = {cloze->answer};
+    return std::optional<QaItem>(std::move(it));
+  });
+  COENC_CHECK(!q.items.empty(),
+              "{}: no cloze question could be made from its documents (it needs prose: finished sentences of 6-40 "
+              "words with a capitalised name or a number after their first word)",
+              o.data.front());
+  return score_questions(model, reader, o, q.items);
 }
 
 // ---- needle

@@ -167,6 +167,21 @@ Example TextExamples::passkey(std::mt19937_64& rng, bool eval, int64_t max_token
   return ex;
 }
 
+Example TextExamples::question_about(const std::vector<int32_t>& doc, int64_t begin, int64_t end, TokenIds question,
+                                     TokenIds answer, Objective o) const {
+  Example ex;
+  ex.objective = o;
+  if (o == Objective::LookupText || o == Objective::ClozeText) {
+    ex.prompt = plain_text_prompt(text_tok_, as_text(doc, begin, end), question);
+  } else {
+    ex.context.assign(doc.begin() + begin, doc.begin() + end);
+    ex.prompt = std::move(question);
+  }
+  ex.target = std::move(answer);
+  if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
+  return ex;
+}
+
 Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const {
   constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
   // Documents are drawn in proportion to their length, so a short one is rare; a cue that decodes to blank text
@@ -178,16 +193,8 @@ Example TextExamples::lookup(std::mt19937_64& rng, bool eval, int64_t n_context,
     const std::string question =
         lookup_question(context_tok_.decode(TokenIds(doc.begin() + span->cue, doc.begin() + span->answer)));
     if (question.empty()) continue;
-    Example ex;
-    ex.objective = in_full ? Objective::LookupText : Objective::Lookup;
-    ex.prompt = text_tok_.encode(question, EncodeOptions{false, false});
-    if (in_full)
-      ex.prompt = plain_text_prompt(text_tok_, as_text(doc, span->begin, span->end), ex.prompt);
-    else
-      ex.context.assign(doc.begin() + span->begin, doc.begin() + span->end);
-    ex.target = as_text(doc, span->answer, span->stop);
-    if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
-    return ex;
+    return question_about(doc, span->begin, span->end, text_tok_.encode(question, EncodeOptions{false, false}),
+                          as_text(doc, span->answer, span->stop), in_full ? Objective::LookupText : Objective::Lookup);
   }
   fail(ErrorCode::InvalidInput,
        "objective {}: no {} document of at least {} tokens with a quotable cue was found in 64 draws (the "
@@ -202,18 +209,13 @@ Example TextExamples::cloze(std::mt19937_64& rng, bool eval, int64_t n_context, 
     const int64_t s = std::uniform_int_distribution<int64_t>(0, len - w)(rng);
     const auto q = make_cloze_question(context_tok_.decode(TokenIds(doc.begin() + s, doc.begin() + s + w)), rng);
     if (!q) continue;
-    Example ex;
-    ex.objective = in_full ? Objective::ClozeText : Objective::Cloze;
-    ex.prompt = text_tok_.encode(q->question, EncodeOptions{false, false});
-    if (static_cast<int64_t>(ex.prompt.size()) > kClozeQuestionTokens) continue;
-    if (in_full)
-      ex.prompt = plain_text_prompt(text_tok_, as_text(doc, s, s + w), ex.prompt);
-    else
-      ex.context.assign(doc.begin() + s, doc.begin() + s + w);
-    ex.target = text_tok_.encode(" " + q->answer, EncodeOptions{false, false});
-    if (static_cast<int64_t>(ex.target.size()) > kClozeExtraTokens - kClozeQuestionTokens - 2) continue;
-    if (auto eos = text_tok_.eos_id()) ex.target.push_back(*eos);
-    return ex;
+    TokenIds question = text_tok_.encode(q->question, EncodeOptions{false, false});
+    TokenIds answer = text_tok_.encode(" " + q->answer, EncodeOptions{false, false});
+    if (static_cast<int64_t>(question.size()) > kClozeQuestionTokens ||
+        static_cast<int64_t>(answer.size()) > kClozeExtraTokens - kClozeQuestionTokens - 2)
+      continue;
+    return question_about(doc, s, s + w, std::move(question), std::move(answer),
+                          in_full ? Objective::ClozeText : Objective::Cloze);
   }
   fail(ErrorCode::InvalidInput,
        "objective {}: no {} window of the train_files made a cloze question in 64 draws (it needs prose: finished "

@@ -83,6 +83,11 @@ class TextExamples {
   Example passkey(std::mt19937_64& rng, bool eval, int64_t max_tokens) const;
   Example lookup(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const;
   Example cloze(std::mt19937_64& rng, bool eval, int64_t n_context, bool in_full) const;
+  // A question about the window [begin, end) of `doc` (lookup, cloze): the window compressed before the question,
+  // or, for the *_text objectives, read in full (plain_text_prompt of its text, then the question); the answer
+  // then EOS as the target.
+  Example question_about(const std::vector<int32_t>& doc, int64_t begin, int64_t end, TokenIds question,
+                         TokenIds answer, Objective o) const;
   std::vector<std::vector<int32_t>> docs_;
   int64_t split_ = 0;                     // docs_[0, split_) train, the rest eval
   // Cumulative token counts for length-weighted document picks (any document; those long enough to continue).
