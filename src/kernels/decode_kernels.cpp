@@ -1,5 +1,8 @@
 #include "kernels/decode_kernels.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "coenc/error.h"
 
 #if defined(COENC_WITH_CUDA_KERNELS)
@@ -66,6 +69,29 @@ void rope_to_cache(const torch::Tensor& qkv, const torch::Tensor& cos, const tor
                         stream());
 }
 
+bool rope_qk_applies(const torch::Tensor& qkv, const torch::Tensor& cos) {
+  static const bool off = [] {  // COENC_ROPE_QK=0: apply_rope's ATen kernels (to measure what this one brings)
+    const char* env = std::getenv("COENC_ROPE_QK");
+    return env != nullptr && std::string(env) == "0";
+  }();
+  return !off && qkv.is_cuda() && qkv.dim() == 4 && qkv.is_contiguous() && qkv.size(3) % 2 == 0 && cos.dim() == 3 &&
+         cos.scalar_type() == qkv.scalar_type() && (cos.size(0) == 1 || cos.size(0) == qkv.size(0)) &&
+         cos.size(1) == qkv.size(1) && cos.size(2) == qkv.size(3) && !torch::GradMode::is_enabled();
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_qk(const torch::Tensor& qkv, const torch::Tensor& cos,
+                                                const torch::Tensor& sin, int64_t n_heads, int64_t n_kv) {
+  COENC_CHECK_CODE(rope_qk_applies(qkv, cos) && sin.sizes() == cos.sizes() && qkv.size(2) == n_heads + 2 * n_kv,
+                   Internal, "rope_qk: operands do not fit the kernel");
+  const int64_t b = qkv.size(0), t = qkv.size(1), hd = qkv.size(3);
+  torch::Tensor c = cos.contiguous(), s = sin.contiguous();
+  check_tensor(s, qkv, "sin");
+  torch::Tensor q = torch::empty({b, n_heads, t, hd}, qkv.options()), k = torch::empty({b, n_kv, t, hd}, qkv.options());
+  launch::rope_qk(dtype_code(qkv), qkv.data_ptr(), c.data_ptr(), s.data_ptr(), b, t, n_heads, n_kv, hd, c.size(0),
+                  q.data_ptr(), k.data_ptr(), stream());
+  return {q, k};
+}
+
 bool gemv_applies(const torch::Tensor& x, const torch::Tensor& w) {
   const int64_t k = x.size(-1);
   const auto align = [](const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; };
@@ -108,6 +134,13 @@ void add_rms_norm(const torch::Tensor&, const torch::Tensor&, const torch::Tenso
 
 void rope_to_cache(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, int64_t,
                    int64_t, torch::Tensor&, torch::Tensor&, torch::Tensor&) {
+  fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build");
+}
+
+bool rope_qk_applies(const torch::Tensor&, const torch::Tensor&) { return false; }
+
+std::pair<torch::Tensor, torch::Tensor> rope_qk(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                                int64_t, int64_t) {
   fail(ErrorCode::Unsupported, "fused decode kernels need a CUDA build");
 }
 

@@ -26,6 +26,15 @@ void rope_to_cache(const torch::Tensor& qkv, const torch::Tensor& cos, const tor
                    const torch::Tensor& pos, int64_t n_heads, int64_t n_kv, torch::Tensor& q_out,
                    torch::Tensor& k_cache, torch::Tensor& v_cache);
 
+// RoPE over many positions (prefill, the context tower): qkv [B, T, H + 2 Hkv, hd] (the fused projection's
+// output), cos / sin [B or 1, T, hd] -> {q [B, H, T, hd], k [B, Hkv, T, hd]}, contiguous, rounded as apply_rope
+// rounds: one kernel where apply_rope over the transposed view is five.
+std::pair<torch::Tensor, torch::Tensor> rope_qk(const torch::Tensor& qkv, const torch::Tensor& cos,
+                                                const torch::Tensor& sin, int64_t n_heads, int64_t n_kv);
+// True when rope_qk() takes these operands (CUDA, qkv contiguous, tables of qkv's dtype and shape, no autograd);
+// COENC_ROPE_QK=0 makes it false.
+bool rope_qk_applies(const torch::Tensor& qkv, const torch::Tensor& cos);
+
 // One row times a weight matrix, as nn.functional.linear: x [..., k] with a single row, w [n, k] (rows
 // contiguous), bias [n] or undefined -> [..., n]. x and w 16-byte aligned.
 torch::Tensor gemv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias);

@@ -158,6 +158,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     if (q_norm) {
       q = apply_rope(q_norm(qkv.narrow(2, 0, n_heads)).transpose(1, 2), cos, sin);
       k = apply_rope(k_norm(qkv.narrow(2, n_heads, n_kv_heads)).transpose(1, 2), cos, sin);
+    } else if (kernels::available() && kernels::rope_qk_applies(qkv, cos)) {
+      std::tie(q, k) = kernels::rope_qk(qkv, cos, sin, n_heads, n_kv_heads);  // one kernel, attention's layout
     } else {
       auto qk = apply_rope(qkv.narrow(2, 0, n_heads + n_kv_heads).transpose(1, 2), cos, sin);  // [B, H+Hkv, T, hd]
       q = qk.narrow(1, 0, n_heads);

@@ -18,6 +18,7 @@
 #include "coenc/slot_batch.h"
 #include "coenc/timing.h"
 #include "kernels/decode_kernels.h"
+#include "model/rope.h"
 #include "test_util.h"
 
 namespace coenc {
@@ -366,6 +367,59 @@ TEST(DecodeKernels, AddRmsNormMatchesTheHuggingFaceFormula) {
               << "largest difference " << (normed.to(torch::kFloat32) - ref).abs().max().item<double>();
         }
       }
+    }
+  }
+}
+
+// The one-row product of CUDA decoding against a float64 reference: rows shorter than the vectors a lane loads
+// before waiting for its input, as long as a Llama-3-8B down projection's, with and without a bias; f32 and bf16.
+TEST(DecodeKernels, GemvMatchesTheMatrixProduct) {
+  if (!torch::cuda::is_available() || !kernels::available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard inference;  // the kernel serves inference only (gemv_applies is false under autograd)
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 32}, {7, 40}, {300, 2048}, {6144, 4096},
+                                                                {4096, 14336}}) {
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(std::to_string(n) + " x " + std::to_string(k) + (with_bias ? " + bias" : "") +
+                     (dtype == torch::kFloat32 ? ", f32" : ", bf16"));
+        torch::manual_seed(n + k);
+        torch::Tensor x = torch::randn({1, 1, k}, opts), w = torch::randn({n, k}, opts) / std::sqrt(k);
+        torch::Tensor bias = with_bias ? torch::randn({n}, opts) : torch::Tensor();
+        ASSERT_TRUE(kernels::gemv_applies(x, w));
+        torch::Tensor y = kernels::gemv(x, w, bias);
+        ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 1, n}));
+        torch::Tensor xd = x.reshape({k}).to(torch::kFloat64), wd = w.to(torch::kFloat64);
+        torch::Tensor ref = wd.matmul(xd) + (with_bias ? bias.to(torch::kFloat64) : torch::zeros({n}, xd.options()));
+        // float accumulation in another order, then one rounding to the dtype
+        const double ulp = dtype == torch::kFloat32 ? 1e-6 : 1.0 / 128;
+        torch::Tensor bound = ref.abs() * ulp + 1e-5 * wd.abs().matmul(xd.abs()) + 1e-30;
+        torch::Tensor excess = (y.reshape({n}).to(torch::kFloat64) - ref).abs() - bound;
+        EXPECT_LE(excess.max().item<double>(), 0.0) << "beyond the bound by " << excess.max().item<double>();
+      }
+    }
+  }
+}
+
+// RoPE of a prefill's fused projection in one kernel against apply_rope over the transposed view (what it
+// replaces): the same values, rounded the same way, in attention's layout; tables for one row or for each.
+TEST(DecodeKernels, RopeQkMatchesApplyRope) {
+  if (!torch::cuda::is_available() || !kernels::available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard inference;  // the kernel serves inference only (rope_qk_applies is false under autograd)
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+    for (int64_t table_rows : {1, 3}) {
+      const int64_t b = 3, t = 37, n_heads = 8, n_kv = 2, hd = 64;
+      torch::manual_seed(table_rows);
+      torch::Tensor qkv = torch::randn({b, t, n_heads + 2 * n_kv, hd}, opts);
+      torch::Tensor angle = torch::rand({table_rows, t, hd}, opts.dtype(torch::kFloat32)) * 6.3;
+      torch::Tensor cos = angle.cos().to(dtype), sin = angle.sin().to(dtype);
+      ASSERT_TRUE(kernels::rope_qk_applies(qkv, cos));
+      auto [q, k] = kernels::rope_qk(qkv, cos, sin, n_heads, n_kv);
+      torch::Tensor ref = apply_rope(qkv.narrow(2, 0, n_heads + n_kv).transpose(1, 2), cos, sin);
+      EXPECT_TRUE(q.is_contiguous() && k.is_contiguous());
+      EXPECT_TRUE(torch::equal(q, ref.narrow(1, 0, n_heads))) << (dtype == torch::kFloat32 ? "f32" : "bf16");
+      EXPECT_TRUE(torch::equal(k, ref.narrow(1, n_heads, n_kv))) << (dtype == torch::kFloat32 ? "f32" : "bf16");
     }
   }
 }
