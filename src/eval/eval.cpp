@@ -518,7 +518,9 @@ json run_lookup(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std:
   constexpr int64_t kNeed = kLookupCueTokens + kLookupAnswerTokens;
   const Tokenizer& ctx = reader.context_tokenizer();
   const TextQuestions q = questions_from_documents(reader, o, rng, kNeed, [&](const TokenIds& doc) {
-    const LookupSpan span = *draw_lookup_span(doc, o.context_tokens, ctx, rng);  // the document is long enough
+    const std::optional<LookupSpan> drawn = draw_lookup_span(doc, o.context_tokens, ctx, rng);
+    if (!drawn) return std::optional<QaItem>();
+    const LookupSpan span = *drawn;
     QaItem it;
     it.question = lookup_question(ctx.decode(TokenIds(doc.begin() + span.cue, doc.begin() + span.answer)));
     const std::string answer = ctx.decode(TokenIds(doc.begin() + span.answer, doc.begin() + span.stop));
