@@ -22,7 +22,8 @@ for pdl in 1 0; do
   COENC_PDL=$pdl build-gpu/coenc generate -m models/default --device cuda --temp 0 --ignore-eos -n 300 \
     -p "Once upon a time" >/tmp/gen/pdl$pdl.txt 2>/dev/null
 done
-cmp /tmp/gen/pdl1.txt /tmp/gen/pdl0.txt && echo "greedy text identical with and without PDL ($(wc -c </tmp/gen/pdl1.txt) bytes)"
+cmp /tmp/gen/pdl1.txt /tmp/gen/pdl0.txt &&
+  echo "greedy text identical with and without PDL ($(wc -c </tmp/gen/pdl1.txt) bytes)"
 for ctx in 128 4000; do
   for pdl in 1 0; do
     COENC_PDL=$pdl build-gpu/coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 512 --gen 128 \

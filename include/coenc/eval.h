@@ -87,13 +87,12 @@ struct EvalOptions {
 // Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json`
 // prints:
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
-//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, lookup, cloze), "difference@R" (ppl, qa,
-//  lookup, cloze),
-//  ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll, ppl, accuracy, em, f1, positions,
-// kv_bytes, seconds; needle: accuracy and "cells"), each item-scored metric with its standard error as
-// METRIC_stderr; "difference@R" holds compressed@R minus full (or truncated), paired by item, with its standard
-// errors; with options.item_scores, "items": [{"item", "condition", METRIC: score, ...}] in item order.
-// `model_name` fills "model". Throws InvalidInput for unusable data (naming the file) or options.
+//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, lookup, cloze),
+//  "difference@R" (ppl, qa, lookup, cloze), ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll,
+// ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and "cells"), each item-scored metric with
+// its standard error as METRIC_stderr; "difference@R" holds compressed@R minus full (or truncated), paired by
+// item, with its standard errors; with options.item_scores, "items": [{"item", "condition", METRIC: score, ...}]
+// in item order. `model_name` fills "model". Throws InvalidInput for unusable data (naming the file) or options.
 nlohmann::json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOptions& options,
                         const std::string& model_name);
 
