@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -289,9 +290,18 @@ bool dependent_launch() {
     cudaGetLastError();  // a failed query leaves nothing behind for check()
     return ok && attributes.ptxVersion >= 90;
   }();
-  int device = 0, major = 0;
-  return compiled && cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+  if (!compiled) return false;
+  // The device's compute capability, asked once per device (every decode kernel's launch comes here).
+  constexpr int kDevices = 64;
+  static std::atomic<int> major[kDevices] = {};  // 0: not asked yet; < 0: the query failed
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
+  int m = major[device].load(std::memory_order_relaxed);
+  if (m == 0) {
+    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess || m <= 0) m = -1;
+    major[device].store(m, std::memory_order_relaxed);
+  }
+  return m >= 9;
 }
 
 template <typename... Params, typename... Args>
