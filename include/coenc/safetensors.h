@@ -16,6 +16,8 @@
 
 namespace coenc {
 
+class AtomicFileGroup;
+
 // One tensor's header entry.
 struct SafetensorsEntry {
   std::string name;
@@ -57,9 +59,10 @@ torch::ScalarType safetensors_dtype_to_torch(const std::string& dtype, const std
 std::string torch_dtype_to_safetensors(torch::ScalarType dtype);
 
 // Writes `tensors` (name -> tensor, any device, made contiguous) and `metadata` to `path` atomically: the file
-// is written to a temporary name in the same folder, flushed, and renamed over `path`.
+// is written to a temporary name in the same folder, flushed, and renamed over `path` (with `group`: at its
+// commit(), see AtomicFileGroup).
 void write_safetensors(const std::filesystem::path& path,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+                       const std::map<std::string, std::string>& metadata = {}, AtomicFileGroup* group = nullptr);
 
 }  // namespace coenc
