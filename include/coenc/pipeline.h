@@ -123,6 +123,9 @@ struct BulkResult {
   int64_t skipped = 0;    // up to date already: their .coctx was made by this model from the same tokens
   int64_t tokens = 0, vectors = 0, chunks = 0;  // of the documents compressed now
   double seconds = 0;     // tokenizing, compressing and writing, model load not included
+  // Of `seconds`: compressing (the tower, and copying its vectors to the host), and waiting for the tokenizer
+  // threads or for the writer threads; tokenizing and writing run beside the model, so these say what bounds.
+  double model_seconds = 0, tokenize_wait_seconds = 0, write_wait_seconds = 0;
 };
 
 // Compresses `docs` into their .coctx files (written atomically; folders made as needed), batching chunks across

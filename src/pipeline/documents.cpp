@@ -292,6 +292,12 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
     return format("{} tok/s, {} up to date", static_cast<int64_t>(s > 0 ? result.tokens / s : 0), result.skipped);
   };
 
+  // Where the main thread's time goes: the model, or waiting for the tokenizers or the writers.
+  auto waited = [](double& seconds, const std::function<void()>& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   auto prepare = [&](size_t begin, size_t end) {
     std::vector<BulkPrepared> out(end - begin);
     parallel_for(begin, end, threads, [&](size_t i) {
@@ -324,7 +330,8 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
   std::future<std::vector<BulkPrepared>> next;
   if (!docs.empty()) next = std::async(std::launch::async, prepare, 0, std::min(block, docs.size()));
   for (size_t first = 0; first < docs.size(); first += block) {
-    std::vector<BulkPrepared> prepared = next.get();
+    std::vector<BulkPrepared> prepared;
+    waited(result.tokenize_wait_seconds, [&] { prepared = next.get(); });
     const size_t last = std::min(first + block, docs.size());
     if (last < docs.size()) next = std::async(std::launch::async, prepare, last, std::min(last + block, docs.size()));
     std::vector<TokenIds> ids;
@@ -333,21 +340,28 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
     int64_t pending_chunks = 0;
     auto flush = [&] {
       if (pending.empty()) return;
-      auto out = std::make_shared<std::vector<CompressedDocument>>(
-          compress_document_batch(model, ids, sources, options.n_batch));
+      std::shared_ptr<std::vector<CompressedDocument>> out;
+      waited(result.model_seconds, [&] {
+        out = std::make_shared<std::vector<CompressedDocument>>(
+            compress_document_batch(model, ids, sources, options.n_batch));
+      });
       for (const CompressedDocument& c : *out) {
         result.documents += 1;
         result.tokens += c.n_tokens();
         result.vectors += c.n_vectors();
         result.chunks += static_cast<int64_t>(c.chunks.size());
       }
-      wait_writes(1);  // at most two groups in memory on their way to disk
+      waited(result.write_wait_seconds, [&] { wait_writes(1); });  // at most two groups on their way to disk
+      // A group's files are flushed to disk together (one syncfs, not a flush per file) and then renamed into
+      // place: each .coctx is whole or absent after a crash, as write_file_atomic's are.
       writing.push_back(std::async(std::launch::async, [&docs, out, targets = pending, threads] {
+        AtomicFileGroup files;
         parallel_for(0, targets.size(), threads, [&](size_t i) {
           const fs::path& path = docs[targets[i]].output;
           if (path.has_parent_path()) fs::create_directories(path.parent_path());
-          write_coctx(path, (*out)[i]);
+          write_coctx(path, (*out)[i], &files);
         });
+        files.commit();
       }));
       done += static_cast<int64_t>(pending.size());
       ids.clear(), sources.clear(), pending.clear(), pending_chunks = 0;
@@ -368,7 +382,7 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
     }
     flush();
   }
-  wait_writes(0);
+  waited(result.write_wait_seconds, [&] { wait_writes(0); });
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   bar.finish(note());
   return result;

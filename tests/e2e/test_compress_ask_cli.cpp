@@ -334,6 +334,14 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   EXPECT_EQ(j["skipped"], 0);
   EXPECT_EQ(j["batch"], 3);
   EXPECT_FALSE(fs::exists(d / "out" / "skip.coctx"));
+  // Where the time went (the model, waiting for tokenizers or writers: parts of the whole), and every file renamed
+  // into place, no temporary one left.
+  EXPECT_GT(j["model_seconds"].get<double>(), 0.0);
+  EXPECT_LE(j["model_seconds"].get<double>() + j["tokenize_wait_seconds"].get<double>() +
+                j["write_wait_seconds"].get<double>(),
+            j["seconds"].get<double>() + 1e-6);
+  for (const auto& e : fs::recursive_directory_iterator(d / "out"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 
   // Each file equals compressing its document alone (the corpus documents written out one by one).
   const std::vector<std::string> corpus_docs = {sample_document_text(30), sample_document_text(90).substr(33),

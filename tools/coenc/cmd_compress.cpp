@@ -82,6 +82,9 @@ int run_bulk(const CompressArgs& a) {
     std::cout << nlohmann::json{{"rank", rank},          {"world_size", world},     {"documents", r.documents},
                                 {"skipped", r.skipped},  {"tokens", r.tokens},      {"chunks", r.chunks},
                                 {"vectors", r.vectors},  {"seconds", r.seconds},    {"tokens_per_s", tps},
+                                {"model_seconds", r.model_seconds},
+                                {"tokenize_wait_seconds", r.tokenize_wait_seconds},
+                                {"write_wait_seconds", r.write_wait_seconds},
                                 {"batch", bo.n_batch},   {"output", a.output}}
                      .dump()
               << "\n";
@@ -176,7 +179,10 @@ CommandFn setup_compress(CLI::App& app) {
       "already made from the same text (--force: all again), so an interrupted run resumes. --nproc N starts\n"
       "N processes, each taking every N-th document (on its own GPU with --device cuda). --json prints\n"
       "{\"rank\", \"world_size\", \"documents\", \"skipped\", \"tokens\", \"chunks\", \"vectors\", \"seconds\",\n"
-      "\"tokens_per_s\", \"batch\", \"output\"} per process.\n\n"
+      "\"tokens_per_s\", \"model_seconds\", \"tokenize_wait_seconds\", \"write_wait_seconds\", \"batch\", \"output\"}\n"
+      "per process: of \"seconds\", the time the tower took and the time spent waiting for the tokenizer and\n"
+      "writer threads (which run beside it), i.e. what bounds the run. A group of documents is flushed to disk\n"
+      "at once (one syncfs), then each file is renamed into place: every .coctx is whole or absent.\n\n"
       "--export writes the decoder input for other engines instead of a .coctx: the rows [BOC] v [EOC]\n"
       "(with --question, the whole prompt `coenc ask` would feed the decoder), float32 [n, d_model]:\n"
       "npy (NumPy), hf (safetensors {\"inputs_embeds\": [1, n, d]} for transformers' generate), or vllm\n"
