@@ -4,6 +4,7 @@
 // Everything else in Co-Encoder calls these wrappers instead of version-specific APIs.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,6 +14,7 @@
 
 #if defined(COENC_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #endif
@@ -143,6 +145,33 @@ inline void synchronize(const torch::Device& device) {
   if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
 #endif
 }
+
+// A point in the work queued on `device` so far, for the host to wait for later (CUDA: an event recorded on the
+// current stream; on the CPU the work is done by the time the mark is made).
+class DeviceMark {
+ public:
+  explicit DeviceMark(const torch::Device& device) {
+#if defined(COENC_WITH_CUDA)
+    if (device.is_cuda()) {
+      event_ = std::make_shared<at::cuda::CUDAEvent>();
+      event_->record(c10::cuda::getCurrentCUDAStream(cuda_index(device)));
+    }
+#else
+    (void)device;
+#endif
+  }
+  // Returns when the device has done everything queued before the mark.
+  void wait() const {
+#if defined(COENC_WITH_CUDA)
+    if (event_) event_->synchronize();
+#endif
+  }
+
+ private:
+#if defined(COENC_WITH_CUDA)
+  std::shared_ptr<at::cuda::CUDAEvent> event_;
+#endif
+};
 
 // Peak bytes allocated on `device` since the last reset (0 on CPU, where we do not track it).
 inline int64_t peak_memory_bytes(const torch::Device& device) {

@@ -1,9 +1,12 @@
 #include "coenc/co_encoder.h"
 
+#include <deque>
+
 #include "coenc/atomic_file.h"
 #include "coenc/checkpoint.h"
 #include "coenc/error.h"
 #include "coenc/safetensors.h"
+#include "core/torch_compat.h"
 #include "model/connector.h"
 
 namespace coenc {
@@ -93,14 +96,18 @@ torch::Tensor CoEncoderImpl::tower_features(const torch::Tensor& ids, const torc
   const auto dev = options_.device;
   const int64_t t = ids.size(1);
   auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
-              lengths.to(dev).unsqueeze(1);  // [B, T]
+              lengths.to(dev, /*non_blocking=*/lengths.is_pinned()).unsqueeze(1);  // [B, T]
   ForwardArgs args;
   args.causal = config_.tower_attention == TowerAttention::Causal;
   args.n_layers = n_layers;
   // Padding follows the tokens: under a causal mask no real token sees it; bidirectional attention must mask it.
-  if (!args.causal && !mask.all().item<bool>()) args.key_mask = mask;
+  // Lengths on the host say whether there is any without waiting for the device.
+  const bool padded =
+      lengths.device().is_cpu() ? lengths.min().item<int64_t>() < t : !mask.all().item<bool>();
+  if (!args.causal && padded) args.key_mask = mask;
   auto& tower = context_tower->tower;
-  torch::Tensor h = tower->forward_hidden(tower->embed(ids.to(dev)), args);  // [B, T, d_context]
+  // Ids in page-locked memory go over without the host waiting for the device (compress_chunks).
+  torch::Tensor h = tower->forward_hidden(tower->embed(ids.to(dev, /*non_blocking=*/ids.is_pinned())), args);
   return h.masked_fill(mask.logical_not().unsqueeze(-1), 0.0);
 }
 
@@ -116,18 +123,18 @@ ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const t
               "every context length must be in [1, {}]", t);
   const auto dev = options_.device;
   auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
-              lens.to(dev).unsqueeze(1);
+              lens.to(dev, /*non_blocking=*/lens.is_pinned()).unsqueeze(1);
   const int64_t idx = config_.feature_index(), n = config_.context.n_layers;
   auto& tower = context_tower->tower;
   if (config_.pooling == PoolingMode::Attn) {
     // The pooled layer is the last one the features pass through: feed it its input.
     torch::Tensor x = tower_features(ids, lens, idx - 1);
     TowerLayerRef ref{tower.get(), idx - 1, idx == n, config_.tower_attention == TowerAttention::Causal};
-    return connector->forward(x, mask, &ref);
+    return connector->forward(x, mask, &ref, lens);
   }
   // hidden_states[n] is the final norm's output; earlier ones are raw layer outputs.
   torch::Tensor features = tower_features(ids, lens, idx == n ? -1 : idx);
-  return connector->forward(features, mask);
+  return connector->forward(features, mask, nullptr, lens);
 }
 
 torch::Tensor CoEncoderImpl::compress_chunk(const TokenIds& ids) {
@@ -160,6 +167,13 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
   std::vector<torch::Tensor> out_chunks;
   out_chunks.reserve(chunks.size());
+  // On a GPU nothing waits for the device while a batch is queued: ids go over and vectors (for the host) come back
+  // through page-locked memory, so the host prepares batch i + 1 while the device computes batch i; the host then
+  // waits for batch i - 1 (and reports its progress), and reads the sizes once all are done.
+  const bool gpu = options_.device.is_cuda();
+  const bool to_pinned = gpu && out_device && out_device->is_cpu();
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;  // vectors [b, K, d_text], sizes [b]
+  std::deque<std::pair<compat::DeviceMark, int64_t>> queued;      // each batch's end, and the chunks done by then
   for (int64_t first = 0; first < n_chunks; first += n_batch) {
     const int64_t b = std::min(n_batch, n_chunks - first);
     int64_t width = 0;
@@ -169,9 +183,11 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
                   config_.chunk_size, len);
       width = std::max(width, len);
     }
-    // The batch's ids in one host buffer, zero-padded to its longest chunk.
-    auto ids = torch::zeros({b, width}, torch::kInt64);
-    auto lengths = torch::empty({b}, torch::kInt64);
+    // The batch's ids in one host buffer, zero-padded to its longest chunk (page-locked for a GPU, so that they
+    // go over without a wait).
+    const auto host = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(gpu);
+    auto ids = torch::zeros({b, width}, host);
+    auto lengths = torch::empty({b}, host);
     int64_t* id_rows = ids.data_ptr<int64_t>();
     for (int64_t i = 0; i < b; ++i) {
       const TokenIds& chunk = chunks[first + i];
@@ -184,11 +200,28 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
       lengths.data_ptr<int64_t>()[i] = static_cast<int64_t>(chunk.size());
     }
     ConnectorOutput out = forward_context(ids, lengths);
-    torch::Tensor vectors = out_device ? out.vectors.to(*out_device) : out.vectors;
-    auto sizes = out.sizes.to(torch::kCPU, torch::kInt64).contiguous();
-    const int64_t* size = sizes.data_ptr<int64_t>();
-    for (int64_t i = 0; i < b; ++i) out_chunks.push_back(vectors[i].narrow(0, 0, size[i]));
-    if (on_progress) on_progress(first + b, n_chunks);
+    torch::Tensor vectors = out.vectors, sizes = out.sizes;
+    if (to_pinned) {
+      const auto pinned = torch::TensorOptions().device(torch::kCPU).pinned_memory(true);
+      vectors = torch::empty(out.vectors.sizes(), pinned.dtype(out.vectors.scalar_type()));
+      vectors.copy_(out.vectors, /*non_blocking=*/true);
+      sizes = torch::empty(out.sizes.sizes(), pinned.dtype(out.sizes.scalar_type()));
+      sizes.copy_(out.sizes, /*non_blocking=*/true);
+    } else if (out_device) {
+      vectors = out.vectors.to(*out_device);
+    }
+    batches.emplace_back(vectors, sizes);
+    queued.emplace_back(compat::DeviceMark(options_.device), first + b);
+    while (queued.size() > (gpu ? 1u : 0u) || (first + b == n_chunks && !queued.empty())) {
+      queued.front().first.wait();
+      if (on_progress) on_progress(queued.front().second, n_chunks);
+      queued.pop_front();
+    }
+  }
+  for (const auto& [vectors, sizes] : batches) {
+    const torch::Tensor counts = sizes.to(torch::kCPU, torch::kInt64).contiguous();
+    const int64_t* size = counts.data_ptr<int64_t>();
+    for (int64_t i = 0; i < vectors.size(0); ++i) out_chunks.push_back(vectors[i].narrow(0, 0, size[i]));
   }
   return out_chunks;
 }

@@ -33,11 +33,13 @@ torch::Tensor weighted_span_mean(const torch::Tensor& m, const torch::Tensor& h)
 torch::Tensor ranks(const torch::Tensor& mask) { return mask.to(torch::kInt64).cumsum(1) - 1; }  // [B, T]
 
 // Spans of `ratio` tokens: the row-normalised membership [B, K, T] (each live row sums to 1), live [B, K], k [B].
+// `max_length`: the longest row's valid tokens when the caller knows it on the host (-1: read from the mask, which
+// waits for the device).
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> mean_spans(const torch::Tensor& mask, int64_t ratio,
-                                                                   torch::ScalarType dtype) {
+                                                                   torch::ScalarType dtype, int64_t max_length = -1) {
   auto n = mask.sum(1);                                           // [B] int64
   auto k = torch::div(n + (ratio - 1), ratio, "floor");           // [B] ceil(n / ratio)
-  const int64_t kmax = k.max().item<int64_t>();
+  const int64_t kmax = max_length >= 0 ? (max_length + ratio - 1) / ratio : k.max().item<int64_t>();
   auto j = torch::arange(kmax, n.options()).unsqueeze(0);         // [1, K]
   auto live = j < k.unsqueeze(1);                                 // [B, K]
   auto lo = j * ratio, hi = torch::min((j + 1) * ratio, n.unsqueeze(1));
@@ -132,8 +134,8 @@ Pooled DynamicWeightedAvgPoolImpl::forward(const torch::Tensor& h, const torch::
   return p;
 }
 
-Pooled mean_pool(const torch::Tensor& h, const torch::Tensor& mask, int64_t ratio) {
-  auto [weights, live, k] = mean_spans(mask, ratio, h.scalar_type());
+Pooled mean_pool(const torch::Tensor& h, const torch::Tensor& mask, int64_t ratio, int64_t max_length) {
+  auto [weights, live, k] = mean_spans(mask, ratio, h.scalar_type(), max_length);
   Pooled p;
   p.states = torch::bmm(weights, h);  // [B, K, d]
   p.mask = live;
@@ -146,11 +148,12 @@ namespace {
 // ARC-Encoder's pooled attention, in the tower's own layer `ref.layer`: queries of each span's tokens are averaged
 // (after RoPE), keys and values stay per token; the residual stream is pooled the same way, then the layer's MLP.
 // x [B, T, d] (the layer's input), mask [B, T] -> [B, K, d].
-Pooled attn_pool(const torch::Tensor& x, const torch::Tensor& mask, int64_t ratio, const TowerLayerRef& ref) {
+Pooled attn_pool(const torch::Tensor& x, const torch::Tensor& mask, int64_t ratio, const TowerLayerRef& ref,
+                 int64_t max_length) {
   auto& layer = *ref.tower->model->layers[ref.layer]->as<DecoderLayerImpl>();
   auto& att = *layer.self_attn;
   const int64_t b = x.size(0), t = x.size(1), h = att.n_heads, hkv = att.n_kv_heads, hd = att.head_dim;
-  auto [weights, live, k] = mean_spans(mask, ratio, x.scalar_type());  // weights [B, K, T]
+  auto [weights, live, k] = mean_spans(mask, ratio, x.scalar_type(), max_length);  // weights [B, K, T]
   const int64_t kmax = weights.size(1);
 
   auto normed = layer.input_layernorm(x);
@@ -197,13 +200,22 @@ torch::Tensor ConnectorImpl::project(const torch::Tensor& states) {
 }
 
 ConnectorOutput ConnectorImpl::forward(const torch::Tensor& features, const torch::Tensor& mask,
-                                       const TowerLayerRef* layer) {
+                                       const TowerLayerRef* layer, const torch::Tensor& lengths) {
   COENC_CHECK(features.dim() == 3 && features.size(2) == linear_1->weight.size(1),
               "connector input must be [B, T, {}], got {}", linear_1->weight.size(1), features.sizes());
   COENC_CHECK(mask.dim() == 2 && mask.size(0) == features.size(0) && mask.size(1) == features.size(1) &&
                   mask.scalar_type() == torch::kBool,
               "connector mask must be bool [{}, {}], got {}", features.size(0), features.size(1), mask.sizes());
-  COENC_CHECK(mask.any(1).all().item<bool>(), "every connector input needs at least one token");
+  // Lengths known on the host answer without waiting for the device (the tower's work still queued there).
+  const bool host_lengths = lengths.defined() && lengths.device().is_cpu();
+  if (host_lengths) {
+    COENC_CHECK(lengths.dim() == 1 && lengths.size(0) == mask.size(0), "connector lengths must be [{}], got {}",
+                mask.size(0), lengths.sizes());
+    COENC_CHECK(lengths.min().item<int64_t>() >= 1, "every connector input needs at least one token");
+  } else {
+    COENC_CHECK(mask.any(1).all().item<bool>(), "every connector input needs at least one token");
+  }
+  const int64_t max_length = host_lengths ? lengths.max().item<int64_t>() : -1;
   // Zero the padding so that nothing there (not even a NaN) can reach a span through a zero weight.
   auto h = features.masked_fill(mask.logical_not().unsqueeze(-1), 0.0);
   Pooled p;
@@ -212,11 +224,11 @@ ConnectorOutput ConnectorImpl::forward(const torch::Tensor& features, const torc
       p = dynamic_pooling->forward(h, mask);
       break;
     case PoolingMode::Mean:
-      p = mean_pool(h, mask, ratio);
+      p = mean_pool(h, mask, ratio, max_length);
       break;
     case PoolingMode::Attn:
       COENC_CHECK_CODE(layer && layer->tower, Internal, "pooling \"attn\" needs the tower layer");
-      p = attn_pool(h, mask, ratio, *layer);
+      p = attn_pool(h, mask, ratio, *layer, max_length);
       break;
   }
   ConnectorOutput o;

@@ -71,9 +71,11 @@ class ConnectorImpl : public torch::nn::Module {
  public:
   ConnectorImpl(const CoEncoderConfig& c, const torch::TensorOptions& options);
   // features [B, T, d_context], mask [B, T] bool (a prefix of each row). For "dynamic" and "mean" the features
-  // are the tower's output at context_feature_layer; for "attn" they are the input of `layer->layer`.
+  // are the tower's output at context_feature_layer; for "attn" they are the input of `layer->layer`. `lengths`
+  // (optional, int64 [B] on the host: each row's valid tokens, as in the mask) spares "mean" and "attn" a wait for
+  // the device.
   ConnectorOutput forward(const torch::Tensor& features, const torch::Tensor& mask,
-                          const TowerLayerRef* layer = nullptr);
+                          const TowerLayerRef* layer = nullptr, const torch::Tensor& lengths = {});
   // states [..., d_context] -> [..., d_text]: linear_2(act(linear_1(x))).
   torch::Tensor project(const torch::Tensor& states);
 
@@ -88,7 +90,8 @@ class ConnectorImpl : public torch::nn::Module {
 };
 
 // Mean of contiguous spans of `ratio` valid tokens: h [B, T, d], mask [B, T] -> states [B, K, d], K = max_b
-// ceil(T_b / ratio). Also the query pooling of "attn". Exposed for tests.
-Pooled mean_pool(const torch::Tensor& h, const torch::Tensor& mask, int64_t ratio);
+// ceil(T_b / ratio). Also the query pooling of "attn". `max_length`: max_b T_b when known on the host (-1: read
+// from the mask). Exposed for tests.
+Pooled mean_pool(const torch::Tensor& h, const torch::Tensor& mask, int64_t ratio, int64_t max_length = -1);
 
 }  // namespace coenc

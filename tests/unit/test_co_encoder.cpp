@@ -233,6 +233,36 @@ TEST(Pooling, MeanEqualsHandComputedSpans) {
   EXPECT_TRUE(torch::allclose(p.states[1].narrow(0, 0, 2), want1)) << p.states[1];
   EXPECT_TRUE(p.mask[0].all().item<bool>());
   EXPECT_FALSE(p.mask[1][2].item<bool>());
+  // The longest row told from the host (no wait for the device) pools the same.
+  Pooled q = mean_pool(h, mask, 2, /*max_length=*/5);
+  EXPECT_TRUE(torch::equal(q.states, p.states));
+  EXPECT_TRUE(torch::equal(q.sizes, p.sizes));
+}
+
+// The connector told each row's length on the host gives what it reads from the mask, for every pooling that
+// takes it; lengths of the wrong shape or an empty row are named.
+TEST(Pooling, HostLengthsGiveWhatTheMaskGives) {
+  for (const char* pooling : {"mean", "attn", "dynamic"}) {
+    SCOPED_TRACE(pooling);
+    CoEncoder m = tiny(pooling);
+    torch::NoGradGuard no_grad;
+    const auto lengths = torch::tensor({7, 3, 5}, torch::kInt64);
+    torch::Tensor ids = torch::randint(0, m->config().context.vocab_size, {3, 7}, torch::kInt64);
+    torch::Tensor mask = torch::arange(7).unsqueeze(0) < lengths.unsqueeze(1);
+    const int64_t idx = m->config().feature_index(), n = m->config().context.n_layers;
+    const bool attn = std::string(pooling) == "attn";
+    torch::Tensor f = m->tower_features(ids, lengths, attn ? idx - 1 : (idx == n ? -1 : idx));
+    TowerLayerRef ref{m->context_tower->tower.get(), idx - 1, idx == n,
+                      m->config().tower_attention == TowerAttention::Causal};
+    ConnectorOutput a = m->connector->forward(f, mask, attn ? &ref : nullptr);
+    ConnectorOutput b = m->connector->forward(f, mask, attn ? &ref : nullptr, lengths);
+    EXPECT_TRUE(torch::equal(a.vectors, b.vectors));
+    EXPECT_TRUE(torch::equal(a.sizes, b.sizes));
+    EXPECT_COENC_ERROR(m->connector->forward(f, mask, attn ? &ref : nullptr, torch::tensor({7, 3}, torch::kInt64)),
+                       "connector lengths must be [3]");
+    EXPECT_COENC_ERROR(m->connector->forward(f, mask, attn ? &ref : nullptr, torch::tensor({7, 0, 5}, torch::kInt64)),
+                       "every connector input needs at least one token");
+  }
 }
 
 TEST(Pooling, AttnShapesAndMasks) {
