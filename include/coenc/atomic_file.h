@@ -33,7 +33,7 @@ class AtomicFileGroup {
   ~AtomicFileGroup();
 
   // As write_file_atomic, but `path` appears only at commit(). Throws coenc::Error naming the temporary file.
-  void write(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
+  void write(const std::filesystem::path& path, const std::function<void(std::ostream&)>& fill);
   // Flushes and renames everything written since the last commit; throws coenc::Error naming a file that failed.
   void commit();
 

@@ -71,9 +71,9 @@ AtomicFileGroup::~AtomicFileGroup() {
   for (const auto& staged : staged_) fs::remove(staged.first, ec);
 }
 
-void AtomicFileGroup::write(const fs::path& path, const std::function<void(std::ostream&)>& write) {
+void AtomicFileGroup::write(const fs::path& path, const std::function<void(std::ostream&)>& fill) {
   const fs::path tmp = temporary_name(path);
-  write_temporary(tmp, write);
+  write_temporary(tmp, fill);
   std::lock_guard<std::mutex> lock(mutex_);
   staged_.emplace_back(tmp, path);
 }
