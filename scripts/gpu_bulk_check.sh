@@ -7,6 +7,7 @@
 # memory (/dev/shm, where it has room), each followed by a rerun with every document up to date; and the disk's
 # own rate for files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).
 set -u
+scripts/offline_deps.sh unpack >/dev/null  # the libraries build-gpu/coenc links (a fresh call unpacks them again)
 M=$1
 shift
 C=()
