@@ -57,6 +57,7 @@ for flush in (True, False):
     if not flush:
         os.sync()
     s = time.time() - t
-    print("disk, 4000 x 256 KiB, %s: %.2f s, %.0f MB/s" % ("fsync each" if flush else "one sync", s, 4000 * 0.262144 / s))
+    how = "fsync each" if flush else "one sync"
+    print("disk, 4000 x 256 KiB, %s: %.2f s, %.0f MB/s" % (how, s, 4000 * 0.262144 / s))
     os.system(f"rm -rf {root}")
 EOF
