@@ -469,6 +469,49 @@ TEST(Chunking, DocumentEqualsItsChunksCompressedOneByOne) {
   EXPECT_COENC_ERROR(m->compress({5, 97}), "token id 97 is outside the tower vocabulary [0, 97)");
 }
 
+TEST(Chunking, ProgressAfterEachBatch) {
+  CoEncoder m = tiny("mean");
+  std::vector<int64_t> progress;
+  m->compress(random_ids(16 * 4 + 5, 42), /*n_batch=*/2, [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 5);
+    progress.push_back(done);
+  });
+  EXPECT_EQ(progress, (std::vector<int64_t>{2, 4, 5}));
+}
+
+// On a GPU the vectors for the host come back through page-locked memory while the next batch is queued, the host
+// waiting a batch behind (compress_chunks): they equal the device's own vectors, and progress reaches every chunk
+// in order.
+TEST(Chunking, CudaVectorsForTheHostEqualTheDevicesOwn) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const char* mode : {"dynamic", "mean", "attn"}) {
+    SCOPED_TRACE(mode);
+    json j = co_json(mode);
+    j.update({{"min_output_size", 2}, {"max_output_size", 12}});
+    CoEncoder m = random_co_encoder(config_of(j), DeviceOptions{torch::kCUDA, torch::kFloat32}, 1, 0.2);
+    if (m->connector->dynamic_pooling) {
+      torch::NoGradGuard no_grad;
+      m->connector->dynamic_pooling->scale_param.fill_(0.6);
+    }
+    const std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 40 + 5, 42));  // 41 chunks, 14 batches
+    std::vector<int64_t> progress;
+    const auto on_progress = [&](int64_t done, int64_t total) {
+      EXPECT_EQ(total, 41);
+      progress.push_back(done);
+    };
+    const std::vector<torch::Tensor> host = m->compress_chunks(chunks, 3, on_progress, torch::kCPU);
+    const std::vector<torch::Tensor> device = m->compress_chunks(chunks, 3);
+    ASSERT_EQ(host.size(), 41u);
+    ASSERT_EQ(device.size(), 41u);
+    for (size_t i = 0; i < host.size(); ++i) {
+      EXPECT_TRUE(host[i].device().is_cpu()) << "chunk " << i;
+      EXPECT_TRUE(torch::equal(host[i], device[i].cpu())) << "chunk " << i;
+    }
+    ASSERT_EQ(progress.size(), 14u);
+    for (size_t i = 0; i < progress.size(); ++i) EXPECT_EQ(progress[i], std::min<int64_t>(3 * (i + 1), 41));
+  }
+}
+
 TEST(RawPrompt, BlockIsBocVectorsEoc) {
   CoEncoder m = tiny("mean");
   std::vector<torch::Tensor> chunks = m->compress(random_ids(22, 9));  // chunks of 16 and 6 tokens: 4 + 2 vectors
