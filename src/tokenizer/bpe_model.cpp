@@ -211,11 +211,14 @@ void BpeModel::add_unit(std::string_view unit, std::vector<TokenId>& symbols,
 
 void BpeModel::encode(std::string_view piece, TokenIds& out) const {
   if (piece.empty()) return;
-  bool cacheable = piece.size() <= kCacheMaxPiece;
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    auto it = cache_.find(piece);
-    if (it != cache_.end()) {
+  const CachedPiece key{piece, piece.size() <= kCacheMaxPiece ? std::hash<std::string_view>{}(piece) : 0};
+  // The shard from the hash's top bits; the map's buckets take the rest.
+  CacheShard* shard = piece.size() <= kCacheMaxPiece ? &cache_[key.hash >> (8 * sizeof(size_t) - 6)] : nullptr;
+  static_assert(kCacheShards == 64, "the shard index takes the hash's top 6 bits");
+  if (shard) {
+    std::lock_guard<std::mutex> lock(shard->mutex);
+    auto it = shard->map.find(key);
+    if (it != shard->map.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
@@ -261,15 +264,15 @@ void BpeModel::encode(std::string_view piece, TokenIds& out) const {
   }
   out.insert(out.end(), symbols.begin(), symbols.end());
 
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.size() >= kCacheCapacity) {
-      cache_.clear();
-      cache_keys_.clear();
+  if (shard) {
+    std::lock_guard<std::mutex> lock(shard->mutex);
+    if (shard->map.size() >= kCacheCapacity / kCacheShards) {
+      shard->map.clear();
+      shard->keys.clear();
     }
-    if (!cache_.count(piece)) {
-      cache_keys_.emplace_back(piece);
-      cache_.emplace(cache_keys_.back(), TokenIds(symbols.begin(), symbols.end()));
+    if (!shard->map.count(key)) {
+      shard->keys.emplace_back(piece);
+      shard->map.emplace(CachedPiece{shard->keys.back(), key.hash}, TokenIds(symbols.begin(), symbols.end()));
     }
   }
 }

@@ -6,6 +6,7 @@
 // pieces seen before come from a bounded cache.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -96,12 +97,26 @@ class BpeModel {
   // byte-level mode with ignore_merges: the raw bytes each vocabulary entry stands for -> id
   std::unordered_map<std::string, TokenId> raw_to_id_;
 
-  // Cache of piece -> ids. Keys view strings owned by cache_keys_.
-  static constexpr size_t kCacheCapacity = 1 << 16;
+  // Cache of piece -> ids, split into shards by the piece's hash so that threads encoding with one tokenizer
+  // (`coenc compress` of a library tokenizes on several) seldom wait for each other: with one lock, two threads
+  // encoded more slowly than one. Keys view strings owned by their shard's `keys`.
+  struct CachedPiece {  // the piece's hash travels with it: computed once, for the shard and the map alike
+    std::string_view text;
+    size_t hash;
+    bool operator==(const CachedPiece& other) const { return text == other.text; }
+  };
+  struct CachedPieceHash {
+    size_t operator()(const CachedPiece& piece) const { return piece.hash; }
+  };
+  struct CacheShard {
+    std::mutex mutex;
+    std::deque<std::string> keys;
+    std::unordered_map<CachedPiece, TokenIds, CachedPieceHash> map;
+  };
+  static constexpr size_t kCacheShards = 64;
+  static constexpr size_t kCacheCapacity = 1 << 16;  // pieces, all shards together
   static constexpr size_t kCacheMaxPiece = 64;
-  mutable std::mutex cache_mutex_;
-  mutable std::deque<std::string> cache_keys_;
-  mutable std::unordered_map<std::string_view, TokenIds> cache_;
+  mutable std::array<CacheShard, kCacheShards> cache_;
 };
 
 }  // namespace coenc::tok

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "coenc/tokenizer.h"
 #include "test_util.h"
@@ -222,6 +223,35 @@ TEST(BpeTokenizer, RandomBytesEncodeAndDecodeBack) {
     ASSERT_EQ(t->decode(t->encode(raw, no_special)), tok::sanitize_utf8(raw));
     for (TokenId id : ids) ASSERT_TRUE(id >= 0 && id < t->vocab_size());
   }
+}
+
+// Threads sharing one tokenizer (its word cache is shared, in shards under their own locks) get what one thread
+// alone gets, cache filling and clearing included (more distinct words than the cache holds).
+TEST(BpeTokenizer, ThreadsSharingOneTokenizerEncodeAsOneThreadDoes) {
+  TempDir dir;
+  auto shared = load_tokenizer_json(dir, tiny_tokenizer_json());
+  auto alone = load_tokenizer_json(dir, tiny_tokenizer_json());
+  std::vector<std::string> texts;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 400; ++i) {
+    std::string text;
+    for (int w = 0; w < 300; ++w) {
+      std::string word(1 + rng() % 6, 'a');
+      for (auto& c : word) c = static_cast<char>('a' + rng() % 26);
+      text += word + ' ';
+    }
+    texts.push_back(text);
+  }
+  std::vector<TokenIds> expected;
+  for (const auto& text : texts) expected.push_back(alone->encode(text));
+  std::vector<TokenIds> got(texts.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < texts.size(); i += 4) got[i] = shared->encode(texts[i]);
+    });
+  for (auto& th : threads) th.join();
+  for (size_t i = 0; i < texts.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "text " << i;
 }
 
 }  // namespace
