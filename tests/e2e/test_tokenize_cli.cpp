@@ -93,6 +93,16 @@ TEST(TokenizeCli, BenchReportsThroughput) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["lines"], 200);
   EXPECT_GT(j["mb_per_s"].get<double>(), 0.0);
+  // Several threads sharing the tokenizer encode the same tokens.
+  RunResult r2 = run_coenc("tokenize --model '" + trained_dir() + "' --repeat 1 --threads 3 --bench '" +
+                           (dir / "text.txt").string() + "'");
+  ASSERT_EQ(r2.exit_code, 0) << r2.err;
+  auto j2 = nlohmann::json::parse(r2.out);
+  EXPECT_EQ(j2["threads"], 3);
+  EXPECT_EQ(j2["tokens"], j["tokens"]);
+  expect_one_line_error(run_coenc("tokenize --model '" + trained_dir() + "' --threads 0 --bench '" +
+                                  (dir / "text.txt").string() + "'"),
+                        "--threads must be positive, got 0");
 }
 
 TEST(TokenizerTrainCli, TrainsAndTheResultTokenizes) {
