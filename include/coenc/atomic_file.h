@@ -3,12 +3,9 @@
 
 #include <filesystem>
 #include <functional>
-#include <mutex>
 #include <ostream>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,27 +17,6 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
 
 // Convenience: the whole file is `bytes`.
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
-
-// Many files published together with one flush to disk, for writers of thousands of small files (`coenc compress`
-// of a library), where a flush per file costs more than the writing: write() puts each file under its temporary
-// name (from any thread), commit() flushes the file systems they are on once (syncfs) and renames every file into
-// place. Each file is still seen whole or not at all; files written but never committed are removed.
-class AtomicFileGroup {
- public:
-  AtomicFileGroup() = default;
-  AtomicFileGroup(const AtomicFileGroup&) = delete;
-  AtomicFileGroup& operator=(const AtomicFileGroup&) = delete;
-  ~AtomicFileGroup();
-
-  // As write_file_atomic, but `path` appears only at commit(). Throws coenc::Error naming the temporary file.
-  void write(const std::filesystem::path& path, const std::function<void(std::ostream&)>& fill);
-  // Flushes and renames everything written since the last commit; throws coenc::Error naming a file that failed.
-  void commit();
-
- private:
-  std::mutex mutex_;
-  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> staged_;  // temporary, final
-};
 
 // Reads a whole file; throws NotFound / InvalidInput naming `path` (and `what`, e.g. "model config").
 std::string read_file_bytes(const std::filesystem::path& path, const char* what = "file");

@@ -23,8 +23,6 @@
 
 namespace coenc {
 
-class AtomicFileGroup;
-
 constexpr int kCoctxFormatVersion = 1;
 
 struct CompressedDocument {
@@ -44,9 +42,8 @@ struct CompressedDocument {
 // keys a cache of compressed chunks.
 std::string chunk_hash(const TokenIds& ids);
 
-// Writes `doc` to `path` atomically (a reader sees the old file or the new one, whole); with `group`, `path`
-// appears at the group's commit() (many files, one flush to disk: AtomicFileGroup).
-void write_coctx(const std::filesystem::path& path, const CompressedDocument& doc, AtomicFileGroup* group = nullptr);
+// Writes `doc` to `path` atomically (a reader sees the old file or the new one, whole).
+void write_coctx(const std::filesystem::path& path, const CompressedDocument& doc);
 
 // Reads and validates `path` on its own (format, version, metadata, shapes, values, checksum). Throws
 // InvalidInput naming the file and what is wrong.

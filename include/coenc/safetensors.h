@@ -16,8 +16,6 @@
 
 namespace coenc {
 
-class AtomicFileGroup;
-
 // One tensor's header entry.
 struct SafetensorsEntry {
   std::string name;
@@ -59,10 +57,9 @@ torch::ScalarType safetensors_dtype_to_torch(const std::string& dtype, const std
 std::string torch_dtype_to_safetensors(torch::ScalarType dtype);
 
 // Writes `tensors` (name -> tensor, any device, made contiguous) and `metadata` to `path` atomically: the file
-// is written to a temporary name in the same folder, flushed, and renamed over `path` (with `group`: at its
-// commit(), see AtomicFileGroup).
+// is written to a temporary name in the same folder, flushed, and renamed over `path`.
 void write_safetensors(const std::filesystem::path& path,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata = {}, AtomicFileGroup* group = nullptr);
+                       const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace coenc

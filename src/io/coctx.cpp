@@ -133,7 +133,7 @@ std::string chunk_hash(const TokenIds& ids) {
   return h.hex();
 }
 
-void write_coctx(const fs::path& path, const CompressedDocument& doc, AtomicFileGroup* group) {
+void write_coctx(const fs::path& path, const CompressedDocument& doc) {
   const std::string where = path.string();
   COENC_CHECK(!doc.chunks.empty(), "{}: nothing to write: the document has no chunks", where);
   COENC_CHECK(doc.chunk_tokens.size() == doc.chunks.size() && doc.chunk_hashes.size() == doc.chunks.size(),
@@ -169,7 +169,7 @@ void write_coctx(const fs::path& path, const CompressedDocument& doc, AtomicFile
       {"source", doc.source},
   };
   m["checksum"] = checksum_of(m, cpu);
-  write_safetensors(path, tensors, m, group);
+  write_safetensors(path, tensors, m);
 }
 
 CompressedDocument read_coctx(const fs::path& path) {

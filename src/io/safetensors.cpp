@@ -193,7 +193,7 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
 }
 
 void write_safetensors(const fs::path& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata, AtomicFileGroup* group) {
+                       const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> data;
@@ -212,7 +212,7 @@ void write_safetensors(const fs::path& path, const std::vector<std::pair<std::st
   std::string text = header.dump();
   // Pad the header with spaces so the data buffer starts 8-byte aligned (enables zero-copy reads).
   text.append((8 - text.size() % 8) % 8, ' ');
-  const auto write = [&](std::ostream& out) {
+  write_file_atomic(path, [&](std::ostream& out) {
     uint64_t n = text.size();
     char size_bytes[8];
     for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<char>((n >> (8 * i)) & 0xff);
@@ -220,9 +220,7 @@ void write_safetensors(const fs::path& path, const std::vector<std::pair<std::st
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& c : data)
       out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
-  };
-  if (group) group->write(path, write);
-  else write_file_atomic(path, write);
+  });
 }
 
 }  // namespace coenc

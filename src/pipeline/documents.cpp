@@ -352,16 +352,12 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
         result.chunks += static_cast<int64_t>(c.chunks.size());
       }
       waited(result.write_wait_seconds, [&] { wait_writes(1); });  // at most two groups on their way to disk
-      // A group's files are flushed to disk together (one syncfs, not a flush per file) and then renamed into
-      // place: each .coctx is whole or absent after a crash, as write_file_atomic's are.
       writing.push_back(std::async(std::launch::async, [&docs, out, targets = pending, threads] {
-        AtomicFileGroup files;
         parallel_for(0, targets.size(), threads, [&](size_t i) {
           const fs::path& path = docs[targets[i]].output;
           if (path.has_parent_path()) fs::create_directories(path.parent_path());
-          write_coctx(path, (*out)[i], &files);
+          write_coctx(path, (*out)[i]);
         });
-        files.commit();
       }));
       done += static_cast<int64_t>(pending.size());
       ids.clear(), sources.clear(), pending.clear(), pending_chunks = 0;

@@ -75,51 +75,6 @@ TEST(Safetensors, WriteIsAtomic) {
   EXPECT_EQ(n, 1);
 }
 
-int regular_files(const std::filesystem::path& dir) {
-  int n = 0;
-  for (auto& e : std::filesystem::directory_iterator(dir)) n += e.is_regular_file();
-  return n;
-}
-
-TEST(AtomicFileGroup, FilesAppearOnlyAtCommit) {
-  TempDir dir;
-  write_safetensors(dir / "old.safetensors", {{"a", torch::zeros({2})}});
-  AtomicFileGroup group;
-  write_safetensors(dir / "old.safetensors", {{"a", torch::ones({2})}}, {}, &group);  // replaces it at commit
-  write_safetensors(dir / "new.safetensors", {{"b", torch::full({3}, 2.0)}}, {{"k", "v"}}, &group);
-  // Before the commit: the old file as it was, the new one absent (each sits under its temporary name).
-  EXPECT_TRUE(torch::equal(SafetensorsFile::open(dir / "old.safetensors")->tensor("a"), torch::zeros({2})));
-  EXPECT_FALSE(std::filesystem::exists(dir / "new.safetensors"));
-  EXPECT_EQ(regular_files(dir.path()), 3);
-  group.commit();
-  EXPECT_TRUE(torch::equal(SafetensorsFile::open(dir / "old.safetensors")->tensor("a"), torch::ones({2})));
-  auto f = SafetensorsFile::open(dir / "new.safetensors");
-  EXPECT_TRUE(torch::equal(f->tensor("b"), torch::full({3}, 2.0)));
-  EXPECT_EQ(f->metadata().at("k"), "v");
-  EXPECT_EQ(regular_files(dir.path()), 2);  // no temporary file left
-  group.commit();                           // nothing staged: nothing happens
-  EXPECT_EQ(regular_files(dir.path()), 2);
-}
-
-TEST(AtomicFileGroup, UncommittedAndFailedWritesLeaveNothingBehind) {
-  TempDir dir;
-  {
-    AtomicFileGroup group;
-    write_safetensors(dir / "a.safetensors", {{"a", torch::ones({2})}}, {}, &group);
-    EXPECT_ANY_THROW(write_safetensors(dir / "b.safetensors", {{"a", torch::ones({1})}, {"a", torch::ones({1})}}, {},
-                                       &group));
-    EXPECT_EQ(regular_files(dir.path()), 1);  // a's temporary file; b's was removed when its write failed
-  }  // destroyed without commit: a's temporary file goes too
-  EXPECT_EQ(regular_files(dir.path()), 0);
-  // A file that cannot be renamed into place (its name is a folder) fails the commit naming it, and its
-  // temporary file is removed.
-  std::filesystem::create_directories(dir / "taken.safetensors" / "inside");
-  AtomicFileGroup group;
-  write_safetensors(dir / "taken.safetensors", {{"a", torch::ones({2})}}, {}, &group);
-  EXPECT_COENC_ERROR(group.commit(), "taken.safetensors: cannot rename temporary file into place");
-  EXPECT_EQ(regular_files(dir.path()), 0);
-}
-
 struct BadCase {
   const char* what;
   std::string bytes;
