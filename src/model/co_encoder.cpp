@@ -174,6 +174,11 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
   const bool to_pinned = gpu && out_device && out_device->is_cpu();
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;  // vectors [b, K, d_text], sizes [b]
   std::deque<std::pair<compat::DeviceMark, int64_t>> queued;      // each batch's end, and the chunks done by then
+  auto finish_oldest = [&] {
+    queued.front().first.wait();
+    if (on_progress) on_progress(queued.front().second, n_chunks);
+    queued.pop_front();
+  };
   for (int64_t first = 0; first < n_chunks; first += n_batch) {
     const int64_t b = std::min(n_batch, n_chunks - first);
     int64_t width = 0;
@@ -212,12 +217,9 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     }
     batches.emplace_back(vectors, sizes);
     queued.emplace_back(compat::DeviceMark(options_.device), first + b);
-    while (queued.size() > (gpu ? 1u : 0u) || (first + b == n_chunks && !queued.empty())) {
-      queued.front().first.wait();
-      if (on_progress) on_progress(queued.front().second, n_chunks);
-      queued.pop_front();
-    }
+    while (queued.size() > (gpu ? 1u : 0u)) finish_oldest();
   }
+  while (!queued.empty()) finish_oldest();
   for (const auto& [vectors, sizes] : batches) {
     const torch::Tensor counts = sizes.to(torch::kCPU, torch::kInt64).contiguous();
     const int64_t* size = counts.data_ptr<int64_t>();

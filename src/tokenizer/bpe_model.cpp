@@ -211,10 +211,11 @@ void BpeModel::add_unit(std::string_view unit, std::vector<TokenId>& symbols,
 
 void BpeModel::encode(std::string_view piece, TokenIds& out) const {
   if (piece.empty()) return;
-  const CachedPiece key{piece, piece.size() <= kCacheMaxPiece ? std::hash<std::string_view>{}(piece) : 0};
+  const bool cacheable = piece.size() <= kCacheMaxPiece;
+  const CachedPiece key{piece, cacheable ? std::hash<std::string_view>{}(piece) : 0};
   // The shard from the hash's top bits; the map's buckets take the rest.
-  CacheShard* shard = piece.size() <= kCacheMaxPiece ? &cache_[key.hash >> (8 * sizeof(size_t) - 6)] : nullptr;
   static_assert(kCacheShards == 64, "the shard index takes the hash's top 6 bits");
+  CacheShard* shard = cacheable ? &cache_[key.hash >> (8 * sizeof(size_t) - 6)] : nullptr;
   if (shard) {
     std::lock_guard<std::mutex> lock(shard->mutex);
     auto it = shard->map.find(key);
