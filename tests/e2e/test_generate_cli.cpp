@@ -247,8 +247,9 @@ namespace coenc::test {
 namespace {
 
 // bench --ttft times the full document, each ratio compressed on the fly, and each ratio again with the document
-// compressed beforehand ("cached": the decoder's prefill of [BOC] vectors [EOC] question alone). Figures are
-// printed, not asserted; the shape of the report and the positions are.
+// compressed beforehand ("cached": the decoder's prefill of [BOC] vectors [EOC] question alone), and the tower and
+// connector alone ("tower_seconds"). Figures are printed, not asserted; the shape of the report and the positions
+// are.
 TEST(BenchCli, TimeToFirstTokenWithAndWithoutTheTower) {
   const RunResult r =
       run_coenc("bench --shape tiny --tower-shape tiny --ttft 600 --ratios 4,8 --reps 1 --prompt 16 --gen 0 --json");
@@ -263,6 +264,7 @@ TEST(BenchCli, TimeToFirstTokenWithAndWithoutTheTower) {
     EXPECT_EQ(c.at("decoder_positions"), positions) << "ratio " << ratio;
     EXPECT_EQ(c.at("cached").at("decoder_positions"), positions) << "ratio " << ratio;
     EXPECT_GT(c.at("cached").at("seconds").get<double>(), 0.0);
+    EXPECT_GT(c.at("tower_seconds").get<double>(), 0.0);  // the tower and connector alone, timed apart
     EXPECT_NEAR(c.at("cached").at("speedup").get<double>(),
                 t.at("full").at("seconds").get<double>() / c.at("cached").at("seconds").get<double>(), 1e-9);
   }
