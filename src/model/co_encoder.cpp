@@ -1,6 +1,8 @@
 #include "coenc/co_encoder.h"
 
+#include <algorithm>
 #include <deque>
+#include <numeric>
 
 #include "coenc/atomic_file.h"
 #include "coenc/checkpoint.h"
@@ -165,8 +167,14 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
   COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
   torch::NoGradGuard no_grad;
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
-  std::vector<torch::Tensor> out_chunks;
-  out_chunks.reserve(chunks.size());
+  // Batches take the chunks longest first: full chunks fill batches of their own, which the tower reads without a
+  // padding mask (a masked batch costs the fused attention kernels), and the short ones (each document's last) are
+  // padded only to their batch's longest. The vectors come back in the chunks' order.
+  std::vector<size_t> order(chunks.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return chunks[a].size() > chunks[b].size(); });
+  std::vector<torch::Tensor> out_chunks(chunks.size());
   // On a GPU nothing waits for the device while a batch is queued: ids go over and vectors (for the host) come back
   // through page-locked memory, so the host prepares batch i + 1 while the device computes batch i; the host then
   // waits for batch i - 1 (and reports its progress), and reads the sizes once all are done.
@@ -183,7 +191,7 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     const int64_t b = std::min(n_batch, n_chunks - first);
     int64_t width = 0;
     for (int64_t i = 0; i < b; ++i) {
-      const auto len = static_cast<int64_t>(chunks[first + i].size());
+      const auto len = static_cast<int64_t>(chunks[order[first + i]].size());
       COENC_CHECK(len >= 1 && len <= config_.chunk_size, "a chunk must hold 1 to {} tokens, got {}",
                   config_.chunk_size, len);
       width = std::max(width, len);
@@ -195,7 +203,7 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     auto lengths = torch::empty({b}, host);
     int64_t* id_rows = ids.data_ptr<int64_t>();
     for (int64_t i = 0; i < b; ++i) {
-      const TokenIds& chunk = chunks[first + i];
+      const TokenIds& chunk = chunks[order[first + i]];
       for (size_t t = 0; t < chunk.size(); ++t) {
         const int64_t id = chunk[t];
         COENC_CHECK(id >= 0 && id < config_.context.vocab_size, "token id {} is outside the tower vocabulary [0, {})",
@@ -220,10 +228,11 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     while (queued.size() > (gpu ? 1u : 0u)) finish_oldest();
   }
   while (!queued.empty()) finish_oldest();
+  size_t next = 0;
   for (const auto& [vectors, sizes] : batches) {
     const torch::Tensor counts = sizes.to(torch::kCPU, torch::kInt64).contiguous();
     const int64_t* size = counts.data_ptr<int64_t>();
-    for (int64_t i = 0; i < vectors.size(0); ++i) out_chunks.push_back(vectors[i].narrow(0, 0, size[i]));
+    for (int64_t i = 0; i < vectors.size(0); ++i) out_chunks[order[next++]] = vectors[i].narrow(0, 0, size[i]);
   }
   return out_chunks;
 }

@@ -469,6 +469,25 @@ TEST(Chunking, DocumentEqualsItsChunksCompressedOneByOne) {
   EXPECT_COENC_ERROR(m->compress({5, 97}), "token id 97 is outside the tower vocabulary [0, 97)");
 }
 
+// Bulk compression hands over chunks of many documents, short ones among full ones: batched longest first, each
+// chunk's vectors still come back in its place and equal the chunk compressed alone.
+TEST(Chunking, ChunksOfMixedLengthsComeBackInTheirOrder) {
+  for (const char* mode : {"dynamic", "mean", "attn"}) {
+    SCOPED_TRACE(mode);
+    CoEncoder m = tiny(mode, {{"min_output_size", 2}, {"max_output_size", 12}});
+    std::vector<TokenIds> chunks;
+    uint64_t seed = 7;
+    for (int64_t len : {5, 16, 3, 16, 9, 16, 1, 12, 16}) chunks.push_back(random_ids(len, seed++));
+    const std::vector<torch::Tensor> together = m->compress_chunks(chunks, /*n_batch=*/4);
+    ASSERT_EQ(together.size(), chunks.size());
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const torch::Tensor alone = m->compress_chunk(chunks[i]);
+      ASSERT_EQ(together[i].sizes(), alone.sizes()) << "chunk " << i;
+      EXPECT_LT(max_diff(together[i], alone), 1e-5) << "chunk " << i;
+    }
+  }
+}
+
 TEST(Chunking, ProgressAfterEachBatch) {
   CoEncoder m = tiny("mean");
   std::vector<int64_t> progress;
