@@ -3,6 +3,10 @@
 # GPU; docs/benchmarks.md ("Bulk compression of a corpus") quotes it. With build-gpu built (scripts/gpu_build.sh or
 # scripts/gpu_kernel_check.sh) and a Co-Encoder checkpoint and corpus files on the GPU machine:
 #   OUT=$OUT bash scripts/gpu_bulk_check.sh MODEL_DIR CORPUS_FILE...
+# MODEL_DIR may be a skeleton filled on the machine (speed does not depend on the weights, and the shipped model
+# does not travel in one call beside the tree): `scripts/skeleton_checkpoint.py strip models/default-coenc
+# .train/skeleton` here, carry .train/skeleton, then `python3 scripts/skeleton_checkpoint.py fill .train/skeleton
+# .gl/rnd` there and pass .gl/rnd.
 # Times the tower alone (`coenc bench --tower-chunks`), then the library written to the machine's disk and to
 # memory (/dev/shm, where it has room), each followed by a rerun with every document up to date; and the disk's
 # own rate for files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""A checkpoint's skeleton: every file of the folder, but each .safetensors file cut to its header.
+
+Speed checks on the GPU machine (scripts/gpu_bulk_check.sh) need a model of the shipped shape, not its weights,
+and the 82 MB of models/default-coenc do not travel in one device call beside the tree. So:
+
+  here:   scripts/skeleton_checkpoint.py strip models/default-coenc .train/skeleton     (~1 MB)
+  there:  scripts/skeleton_checkpoint.py fill .train/skeleton .gl/random-coenc           (random weights)
+
+`fill` writes each tensor the header names with random values of its dtype and shape (normal, std 0.02; norms'
+weights 1), and copies every other file as it is. `strip` needs only Python; `fill` needs torch.
+"""
+import json
+import os
+import shutil
+import struct
+import sys
+
+
+def read_header(path):
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            sys.exit(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
+        (n,) = struct.unpack("<Q", raw)
+        header = f.read(n)
+        if len(header) != n:
+            sys.exit(f"{path}: header of {n} bytes announced, {len(header)} present")
+    return raw + header, json.loads(header)
+
+
+def strip(src, dst):
+    os.makedirs(dst, exist_ok=True)
+    for root, _, files in os.walk(src):
+        rel = os.path.relpath(root, src)
+        os.makedirs(os.path.join(dst, rel), exist_ok=True)
+        for name in files:
+            s, d = os.path.join(root, name), os.path.join(dst, rel, name)
+            if name.endswith(".safetensors"):
+                raw, _ = read_header(s)
+                with open(d, "wb") as f:
+                    f.write(raw)
+            else:
+                shutil.copyfile(s, d)
+
+
+def fill(src, dst):
+    import torch
+
+    dtypes = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+    gen = torch.Generator().manual_seed(0)
+    os.makedirs(dst, exist_ok=True)
+    for root, _, files in os.walk(src):
+        rel = os.path.relpath(root, src)
+        os.makedirs(os.path.join(dst, rel), exist_ok=True)
+        for name in files:
+            s, d = os.path.join(root, name), os.path.join(dst, rel, name)
+            if not name.endswith(".safetensors"):
+                shutil.copyfile(s, d)
+                continue
+            raw, header = read_header(s)
+            entries = sorted((v["data_offsets"][0], k, v) for k, v in header.items() if k != "__metadata__")
+            with open(d + ".tmp", "wb") as f:
+                f.write(raw)
+                written = 0
+                for begin, key, v in entries:
+                    if begin != written:
+                        sys.exit(f"{s}: tensor {key} starts at byte {begin} of the data, expected {written}")
+                    if v["dtype"] not in dtypes:
+                        sys.exit(f"{s}: tensor {key} has dtype {v['dtype']} (expected one of {sorted(dtypes)})")
+                    shape = v["shape"]
+                    if key.endswith("norm.weight") or "layernorm" in key:
+                        t = torch.ones(shape, dtype=torch.float32)
+                    else:
+                        t = torch.randn(shape, generator=gen) * 0.02
+                    data = t.to(dtypes[v["dtype"]]).contiguous().view(torch.uint8).numpy().tobytes()
+                    if len(data) != v["data_offsets"][1] - begin:
+                        sys.exit(f"{s}: tensor {key} spans {v['data_offsets']} but its shape needs {len(data)} bytes")
+                    f.write(data)
+                    written += len(data)
+            os.replace(d + ".tmp", d)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("strip", "fill"):
+        sys.exit("usage: skeleton_checkpoint.py strip SRC_DIR DST_DIR | fill SKELETON_DIR DST_DIR")
+    (strip if sys.argv[1] == "strip" else fill)(sys.argv[2], sys.argv[3])
