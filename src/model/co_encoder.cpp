@@ -167,9 +167,9 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
   COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
   torch::NoGradGuard no_grad;
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
-  // Batches take the chunks longest first: full chunks fill batches of their own, which the tower reads without a
-  // padding mask (a masked batch costs the fused attention kernels), and the short ones (each document's last) are
-  // padded only to their batch's longest. The vectors come back in the chunks' order.
+  // Batches take the chunks longest first: full chunks fill batches of their own, which a bidirectional tower
+  // reads without any attention mask (the flash kernel takes none), and the short ones (each document's last) come
+  // together at the end. The vectors come back in the chunks' order.
   std::vector<size_t> order(chunks.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(),
@@ -196,8 +196,12 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
                   config_.chunk_size, len);
       width = std::max(width, len);
     }
-    // The batch's ids in one host buffer, zero-padded to its longest chunk (page-locked for a GPU, so that they
-    // go over without a wait).
+    // On a GPU every batch is chunk_size wide: the fused attention kernels plan each new shape (cuDNN's cost the
+    // host milliseconds a shape), and batches of short chunks padded only to their longest gave a new width nearly
+    // every batch. The CPU computes only what the longest chunk needs.
+    if (gpu) width = config_.chunk_size;
+    // The batch's ids in one host buffer, zero-padded to `width` (page-locked for a GPU, so that they go over
+    // without a wait).
     const auto host = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(gpu);
     auto ids = torch::zeros({b, width}, host);
     auto lengths = torch::empty({b}, host);

@@ -263,6 +263,9 @@ torch::Tensor DecoderLmImpl::forward_hidden(const torch::Tensor& x, const Forwar
   const bool window_bites = config_.sliding_window && total > *config_.sliding_window;
   if (args.causal && past == 0 && !window_bites && !args.key_mask.defined()) {
     is_causal = t > 1;
+  } else if (!args.causal && !window_bites && !args.key_mask.defined()) {
+    // Bidirectional with nothing to hide (a context tower's batch of full chunks): no mask at all, which keeps the
+    // flash kernel; an all-true mask would not.
   } else {
     auto opts = torch::TensorOptions().dtype(torch::kInt64).device(dev);
     auto qpos = torch::arange(past, total, opts).unsqueeze(1);  // [T, 1]
