@@ -426,7 +426,11 @@ TEST_F(CompressAskCli, BenchTimesACoEncodersTower) {
   EXPECT_EQ(j["model"], chat().string() + " (context tower)");
   EXPECT_EQ(j["tower"]["chunks"], 3);
   EXPECT_GT(j["tower"]["tokens_per_s"].get<double>(), 0);
-  EXPECT_EQ(j["params"], load_co_encoder(chat(), DeviceOptions{})->context_tower->tower->config().n_params());
+  const CoEncoder m = load_co_encoder(chat(), DeviceOptions{});
+  EXPECT_EQ(j["params"], m->context_tower->tower->config().n_params());
+  // The tower attends as compression runs it (the default's is bidirectional).
+  EXPECT_EQ(j["tower"]["attention"],
+            m->config().tower_attention == TowerAttention::Bidirectional ? "bidirectional" : "causal");
   EXPECT_TRUE(j["prefill"].empty());
   EXPECT_FALSE(j.contains("decode"));
   expect_one_line_error(run_coenc("bench -m " + q(chat())), "a Co-Encoder checkpoint: only its context tower is timed");

@@ -214,18 +214,25 @@ int run_bench(const BenchArgs& a) {
   // -m names a decoder, or a Co-Encoder checkpoint whose context tower is timed (what `coenc compress` of a
   // library runs: compare its tokens_per_s with --tower-chunks at the checkpoint's chunk_size).
   const bool tower_of_co_encoder = !a.model.empty() && is_co_encoder_checkpoint(a.model);
-  DecoderLm lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1)
-                 : tower_of_co_encoder ? load_co_encoder(a.model, dev)->context_tower->tower
-                 : load_decoder(a.model, dev);
+  bool bidirectional = false;  // a Co-Encoder's tower attends as its checkpoint says (a named shape: causal)
+  DecoderLm lm = nullptr;
+  if (tower_of_co_encoder) {
+    CoEncoder co_encoder = load_co_encoder(a.model, dev);
+    bidirectional = co_encoder->config().tower_attention == TowerAttention::Bidirectional;
+    lm = co_encoder->context_tower->tower;
+  } else {
+    lm = a.model.empty() ? random_decoder(named_shape(a.shape), dev, 1) : load_decoder(a.model, dev);
+  }
   const ModelConfig& cfg = lm->config();
   // Parameters that take part in a matrix product for every token: all but the embedding table and the output
   // head (which prefill applies to the last position only).
   const double matmul_params = static_cast<double>(cfg.n_params()) -
                                static_cast<double>(cfg.vocab_size * cfg.hidden_size) * (cfg.tie_word_embeddings ? 1 : 2);
   // FLOPs of a causal forward over `chunks` sequences of `n` tokens: 2 per matmul weight per token, plus QK^T and
-  // PV over the lower half of the attention square.
-  auto forward_flops = [&](double chunks, double n) {
-    return chunks * (2.0 * matmul_params * n + 2.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * n * n);
+  // PV over the lower half of the attention square (all of it when bidirectional).
+  auto forward_flops = [&](double chunks, double n, bool whole_square = false) {
+    return chunks * (2.0 * matmul_params * n +
+                     (whole_square ? 4.0 : 2.0) * cfg.n_layers * cfg.n_heads * cfg.head_dim * n * n);
   };
 
   const std::string model_name =
@@ -271,13 +278,16 @@ int run_bench(const BenchArgs& a) {
     for (int r = 0; r < a.reps + 1; ++r) {
       synchronize_device(dev.device);
       auto t0 = clock::now();
-      torch::Tensor h = lm->forward_hidden(lm->embed(batch), ForwardArgs{});
+      ForwardArgs args;
+      args.causal = !bidirectional;
+      torch::Tensor h = lm->forward_hidden(lm->embed(batch), args);
       synchronize_device(dev.device);
       if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
     }
     const double s = median(times), n = static_cast<double>(a.tower_chunks * a.chunk);
     report["tower"] = {{"chunks", a.tower_chunks}, {"chunk", a.chunk}, {"seconds", s}, {"tokens_per_s", n / s},
-                       {"tflops", forward_flops(a.tower_chunks, a.chunk) / s / 1e12},
+                       {"attention", bidirectional ? "bidirectional" : "causal"},
+                       {"tflops", forward_flops(a.tower_chunks, a.chunk, bidirectional) / s / 1e12},
                        {"peak_bytes", peak_memory_bytes(dev.device)}};
   }
 
@@ -346,9 +356,10 @@ int run_bench(const BenchArgs& a) {
                 p["seconds"].get<double>(), p["tokens_per_s"].get<double>(), p["tflops"].get<double>());
   if (report.contains("tower")) {
     const auto& t = report["tower"];
-    std::printf("tower: %lld chunks of %lld tokens in %.4f s, %.0f tokens/s, %.1f TFLOP/s\n",
-                static_cast<long long>(a.tower_chunks), static_cast<long long>(a.chunk), t["seconds"].get<double>(),
-                t["tokens_per_s"].get<double>(), t["tflops"].get<double>());
+    std::printf("tower: %lld chunks of %lld tokens, %s attention, in %.4f s, %.0f tokens/s, %.1f TFLOP/s\n",
+                static_cast<long long>(a.tower_chunks), static_cast<long long>(a.chunk),
+                t["attention"].get<std::string>().c_str(), t["seconds"].get<double>(), t["tokens_per_s"].get<double>(),
+                t["tflops"].get<double>());
   }
   if (report.contains("ttft")) {
     const auto& t = report["ttft"];
@@ -433,7 +444,8 @@ CommandFn setup_bench(CLI::App& app) {
       ->check(positive());
   cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
   cmd->add_option("--tower-chunks", a->tower_chunks,
-                  "also time a context tower's work: this many chunks in one batch, all layers, no cache")
+                  "also time a context tower's work: this many chunks in one batch, all layers, no cache (with -m a "
+                  "Co-Encoder checkpoint: its tower, attending as the checkpoint's tower_attention says)")
       ->check(positive());
   cmd->add_option("--chunk", a->chunk, "tokens per chunk (--tower-chunks, --train-examples)")
       ->check(positive())
