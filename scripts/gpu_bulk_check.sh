@@ -6,12 +6,13 @@
 # MODEL_DIR may be a skeleton filled on the machine (speed does not depend on the weights, and the shipped model
 # does not travel in one call beside the tree): `scripts/skeleton_checkpoint.py strip models/default-coenc
 # .train/skeleton` here, carry .train/skeleton, then `python3 scripts/skeleton_checkpoint.py fill .train/skeleton
-# .gl/rnd` there and pass .gl/rnd.
+# .gl/rnd` there and pass .gl/rnd. COENC=BINARY times another build (e.g. one of scripts/gpu_ab_build.sh's two).
 # Times the tower alone (`coenc bench --tower-chunks`), then the library written to the machine's disk and to
 # memory (/dev/shm, where it has room), each followed by a rerun with every document up to date; and the disk's
 # own rate for files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).
 set -u
 scripts/offline_deps.sh unpack >/dev/null  # the libraries build-gpu/coenc links (a fresh call unpacks them again)
+coenc=${COENC:-build-gpu/coenc}
 M=$1
 shift
 C=()
@@ -20,7 +21,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 echo "$(nproc) cores"; df -h . /dev/shm | tail -2
 num() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.join('%s=%s' % (k, \
 round(d[k], 3) if isinstance(d[k], float) else d[k]) for k in sys.argv[2:]))" "$@"; }
-build-gpu/coenc bench -m "$M" --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128 --json \
+$coenc bench -m "$M" --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128 --json \
   >"$OUT/tower.json" && python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['tower']; \
 print('tower alone, 256 chunks of 128: %.0f tokens/s' % t['tokens_per_s'])" "$OUT/tower.json"
 dests=("disk:$PWD/.gl/bulk-out")
@@ -30,12 +31,12 @@ for dest in "${dests[@]}"; do
   name=${dest%%:*} out=${dest#*:}
   rm -rf "$out"
   for batch in 256 512; do
-    build-gpu/coenc compress -m "$M" "${C[@]}" -o "$out" --device cuda --batch $batch --json -q --force \
+    $coenc compress -m "$M" "${C[@]}" -o "$out" --device cuda --batch $batch --json -q --force \
       >"$OUT/bulk-$name-$batch.json" || exit 1
     echo "$name, batch $batch: $(num "$OUT/bulk-$name-$batch.json" documents tokens seconds tokens_per_s \
       model_seconds tokenize_wait_seconds write_wait_seconds)"
   done
-  build-gpu/coenc compress -m "$M" "${C[@]}" -o "$out" --device cuda --json -q >"$OUT/bulk-$name-again.json"
+  $coenc compress -m "$M" "${C[@]}" -o "$out" --device cuda --json -q >"$OUT/bulk-$name-again.json"
   echo "$name, rerun: $(num "$OUT/bulk-$name-again.json" documents skipped seconds)"
   echo "$name: $(du -sh "$out" | cut -f1) in $(find "$out" -name '*.coctx' | wc -l) files"
   rm -rf "$out"
