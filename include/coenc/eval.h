@@ -38,6 +38,10 @@ double corpus_bleu4(const std::vector<TokenIds>& candidates, const std::vector<T
 // 0).
 std::optional<double> gain_retained(double nll_none, double nll_compressed, double nll_full);
 
+// The bucket of a target token's 1-based position that `ppl` reports NLL and gain retained by: "1", "2", then
+// powers of two, "3-4", "5-8", ..., "65-128": where in the continuation a compressed context loses.
+std::string target_position_bucket(int64_t position);
+
 // The mean of `values` and its standard error (sample standard deviation / sqrt(n)); the error is NaN for
 // fewer than two values, the mean for none.
 struct MeanError {
@@ -87,7 +91,8 @@ struct EvalOptions {
 // Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json`
 // prints:
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
-//  "truncated": {...}}, "gain_retained@R" (ppl), "retention@R" (qa, lookup, cloze),
+//  "truncated": {...}}, "gain_retained@R" and "gain_retained_by_position@R" (ppl; each condition then has
+//  "nll_by_position": [{"positions": "3-4", "nll"}, ...]), "retention@R" (qa, lookup, cloze),
 //  "difference@R" (ppl, qa, lookup, cloze), ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll,
 // ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and "cells"), each item-scored metric with
 // its standard error as METRIC_stderr; "difference@R" holds compressed@R minus full (or truncated), paired by

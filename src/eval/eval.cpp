@@ -68,6 +68,8 @@ class Reader {
   struct TargetScore {
     double nll_sum = 0;
     int64_t tokens = 0, correct = 0;
+    int64_t first = 0;               // the first target token scored (1 with an empty prompt)
+    std::vector<double> token_nll;   // each scored token's NLL, target[first] onwards
   };
   // Teacher-forced: the summed NLL and argmax hits of `target` read after `prompt`. With an empty prompt the
   // first target token has nothing to be predicted from and is not scored.
@@ -85,9 +87,12 @@ class Reader {
     torch::Tensor rows =
         logits.narrow(0, p - 1 + first, n - first).log_softmax(-1);  // predicts target[first..]
     torch::Tensor ids = torch::tensor(TokenIds(target.begin() + first, target.end()), torch::kInt64);
-    out.nll_sum = -rows.gather(1, ids.unsqueeze(1)).sum().item<double>();
+    const torch::Tensor nll = -rows.gather(1, ids.unsqueeze(1)).squeeze(1).contiguous();
+    out.nll_sum = nll.sum().item<double>();
     out.correct = (rows.argmax(1) == ids).sum().item<int64_t>();
     out.tokens = n - first;
+    out.first = first;
+    out.token_nll.assign(nll.data_ptr<float>(), nll.data_ptr<float>() + nll.numel());
     return out;
   }
 
@@ -329,6 +334,14 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
       auto sc = reader.score(prompt, it.target);
       Condition& k = cond[name];
       k.add("nll", sc.nll_sum, sc.tokens, item);
+      // The same NLL by where the token stands in the target (target_position_bucket).
+      std::map<std::string, std::pair<double, int64_t>> by_bucket;
+      for (size_t j = 0; j < sc.token_nll.size(); ++j) {
+        auto& [sum, n] = by_bucket[target_position_bucket(sc.first + static_cast<int64_t>(j) + 1)];
+        sum += sc.token_nll[j];
+        n += 1;
+      }
+      for (const auto& [bucket, sum_n] : by_bucket) k.add("nll@" + bucket, sum_n.first, sum_n.second, item);
       k.positions += length_of(prompt) + static_cast<int64_t>(it.target.size());
       ++k.items;
       k.seconds += since(t0);
@@ -356,12 +369,24 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
   bar.finish();
   json out = {
       {"n", items.size()}, {"context_tokens", k_ctx}, {"target_tokens", m}, {"conditions", json::object()}};
+  std::vector<std::string> buckets;  // in position order
+  for (int64_t p = 1; p <= m; ++p)
+    if (buckets.empty() || buckets.back() != target_position_bucket(p)) buckets.push_back(target_position_bucket(p));
+  auto by_position = [&](const Condition& k) {
+    json a = json::array();
+    for (const std::string& b : buckets)
+      if (k.count.count("nll@" + b)) a.push_back({{"positions", b}, {"nll", number_or_null(k.mean("nll@" + b))}});
+    return a;
+  };
   for (auto& [name, k] : cond) {
     json j = cost_json(k, reader);
     const double nll = k.mean("nll");
     j["nll"] = number_or_null(nll);
     j["ppl"] = number_or_null(std::exp(nll));
     add_errors(j, k);
+    // add_errors reports every metric scored per item: the buckets go in nll_by_position instead
+    for (const std::string& b : buckets) j.erase("nll@" + b + "_stderr");
+    j["nll_by_position"] = by_position(k);
     out["conditions"][name] = j;
   }
   const std::string reference = cond.count("full") ? "full" : "truncated";
@@ -370,6 +395,15 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
       auto g = gain_retained(cond["none"].mean("nll"), cond[compressed_name(r)].mean("nll"),
                              cond["full"].mean("nll"));
       out["gain_retained@" + std::to_string(r)] = g ? json(*g) : json(nullptr);
+      json a = json::array();
+      for (const std::string& b : buckets) {
+        const std::string metric = "nll@" + b;
+        if (!cond["none"].count.count(metric) || !cond["full"].count.count(metric)) continue;
+        auto gb = gain_retained(cond["none"].mean(metric), cond[compressed_name(r)].mean(metric),
+                                cond["full"].mean(metric));
+        a.push_back({{"positions", b}, {"gain_retained", gb ? json(*gb) : json(nullptr)}});
+      }
+      out["gain_retained_by_position@" + std::to_string(r)] = a;
     }
     out["difference@" + std::to_string(r)] = paired_differences(cond[reference], cond[compressed_name(r)], {"nll"});
   }

@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "coenc/error.h"
 #include "coenc/eval.h"
 
 namespace coenc {
@@ -100,6 +101,14 @@ std::optional<double> gain_retained(double nll_none, double nll_compressed, doub
   const double full_gain = nll_none - nll_full;
   if (!(full_gain > 0)) return std::nullopt;
   return (nll_none - nll_compressed) / full_gain;
+}
+
+std::string target_position_bucket(int64_t position) {
+  COENC_CHECK_CODE(position >= 1, Internal, "target positions count from 1, got {}", position);
+  if (position <= 2) return std::to_string(position);
+  int64_t high = 4;
+  while (high < position) high *= 2;
+  return std::to_string(high / 2 + 1) + "-" + std::to_string(high);
 }
 
 MeanError mean_and_error(const std::vector<double>& values) {

@@ -85,6 +85,31 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
     EXPECT_NEAR(r["gain_retained@4"].get<double>(), (none - c4) / (none - full), 1e-9);
   else
     EXPECT_TRUE(r["gain_retained@4"].is_null());
+  // The same NLLs by target position: buckets 1, 2, 3-4, 5-8, 9-16 whose token-weighted mean is the NLL (every
+  // condition scores all 16 targets), and gain retained by position is its definition on them.
+  const std::vector<std::string> buckets = {"1", "2", "3-4", "5-8", "9-16"};
+  const std::vector<double> weights = {1, 1, 2, 4, 8};
+  std::map<std::string, std::vector<double>> by_position;
+  for (const char* c : {"none", "full", "compressed@4"}) {
+    const json& a = r["conditions"][c]["nll_by_position"];
+    ASSERT_EQ(a.size(), buckets.size()) << c;
+    double weighted = 0;
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      EXPECT_EQ(a[i]["positions"], buckets[i]) << c;
+      by_position[c].push_back(a[i]["nll"].get<double>());
+      weighted += weights[i] * a[i]["nll"].get<double>() / 16;
+    }
+    EXPECT_NEAR(weighted, r["conditions"][c]["nll"].get<double>(), 1e-5) << c;
+  }
+  const json& g = r["gain_retained_by_position@4"];
+  ASSERT_EQ(g.size(), buckets.size());
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const double n = by_position["none"][i], f = by_position["full"][i], c = by_position["compressed@4"][i];
+    if (n - f > 0)
+      EXPECT_NEAR(g[i]["gain_retained"].get<double>(), (n - c) / (n - f), 1e-9) << buckets[i];
+    else
+      EXPECT_TRUE(g[i]["gain_retained"].is_null()) << buckets[i];
+  }
   // Every item scores all 16 targets, so the paired difference's mean is the difference of the means; each NLL
   // and the difference carry a standard error over the 5 documents.
   EXPECT_NEAR(r["difference@4"]["nll"].get<double>(), c4 - full, 1e-9);
@@ -105,6 +130,7 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("compressed@4"), std::string::npos);
   EXPECT_NE(table.out.find("gain_retained@4"), std::string::npos);
+  EXPECT_NE(table.out.find("gain_retained_by_position@4 (target tokens): 1 "), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("difference@4 (compressed - full, paired): nll "), std::string::npos) << table.out;
   EXPECT_NE(table.out.find(" ±"), std::string::npos) << table.out;
 }

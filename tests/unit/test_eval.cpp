@@ -59,6 +59,14 @@ TEST(EvalMetrics, GainRetained) {
   EXPECT_FALSE(gain_retained(5.0, 4.0, 5.5).has_value());
 }
 
+TEST(EvalMetrics, TargetPositionBuckets) {
+  const std::vector<std::pair<int64_t, std::string>> cases = {
+      {1, "1"},  {2, "2"},  {3, "3-4"},       {4, "3-4"},      {5, "5-8"},
+      {8, "5-8"}, {9, "9-16"}, {128, "65-128"}, {129, "129-256"}};
+  for (const auto& [position, bucket] : cases) EXPECT_EQ(target_position_bucket(position), bucket) << position;
+  EXPECT_THROW(target_position_bucket(0), Error);
+}
+
 // The standard error of a mean, and of a paired difference, on hand-checkable cases.
 TEST(EvalMetrics, StandardErrors) {
   const MeanError e = mean_and_error({0, 1, 1, 0});  // sample variance 1/3, so the error is sqrt(1/12)

@@ -74,6 +74,19 @@ void print_table(const nlohmann::json& r) {
     if ((key.rfind("gain_retained@", 0) == 0 || key.rfind("retention@", 0) == 0))
       std::printf("%s: %s\n", key.c_str(),
                   v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key, true).c_str());
+  // where in the continuation the compressed context keeps the full one's gain (ppl)
+  for (const auto& [key, a] : r.items())
+    if (key.rfind("gain_retained_by_position@", 0) == 0) {
+      std::printf("%s (target tokens):", key.c_str());
+      for (const auto& e : a) {
+        const std::string b = e["positions"].get<std::string>();
+        if (e["gain_retained"].is_null())
+          std::printf(" %s n/a", b.c_str());
+        else
+          std::printf(" %s %.0f%%", b.c_str(), 100 * e["gain_retained"].get<double>());
+      }
+      std::printf("\n");
+    }
   // compressed minus full, paired by item: a difference within about two standard errors may be chance
   for (const auto& [key, d] : r.items())
     if (key.rfind("difference@", 0) == 0) {
@@ -134,7 +147,8 @@ CommandFn setup_eval(CLI::App& app) {
       "          exact-token accuracy, BLEU-4 (none: the decoder guessing the chunk alone)\n"
       "  ppl     K context tokens then M target tokens per document: mean NLL per target token and "
       "perplexity;\n"
-      "          gain_retained@R = (NLL_none - NLL_compressed) / (NLL_none - NLL_full)\n"
+      "          gain_retained@R = (NLL_none - NLL_compressed) / (NLL_none - NLL_full); both also by the target\n"
+      "          token's position (nll_by_position, gain_retained_by_position@R: 1, 2, 3-4, 5-8, ...)\n"
       "  qa      questions with options: accuracy of the most likely option (mean log-likelihood per "
       "token);\n"
       "          without: greedy answer, SQuAD-normalised EM and F1; retention@R = score_compressed / "
