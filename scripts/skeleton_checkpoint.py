@@ -29,19 +29,26 @@ def read_header(path):
     return raw + header, json.loads(header)
 
 
-def strip(src, dst):
-    os.makedirs(dst, exist_ok=True)
+def each_file(src, dst, safetensors):
+    """Copies every file of src to the same place under dst, except .safetensors files: safetensors(s, d)."""
     for root, _, files in os.walk(src):
         rel = os.path.relpath(root, src)
         os.makedirs(os.path.join(dst, rel), exist_ok=True)
         for name in files:
             s, d = os.path.join(root, name), os.path.join(dst, rel, name)
             if name.endswith(".safetensors"):
-                raw, _ = read_header(s)
-                with open(d, "wb") as f:
-                    f.write(raw)
+                safetensors(s, d)
             else:
                 shutil.copyfile(s, d)
+
+
+def strip(src, dst):
+    def header_only(s, d):
+        raw, _ = read_header(s)
+        with open(d, "wb") as f:
+            f.write(raw)
+
+    each_file(src, dst, header_only)
 
 
 def fill(src, dst):
@@ -49,36 +56,31 @@ def fill(src, dst):
 
     dtypes = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
     gen = torch.Generator().manual_seed(0)
-    os.makedirs(dst, exist_ok=True)
-    for root, _, files in os.walk(src):
-        rel = os.path.relpath(root, src)
-        os.makedirs(os.path.join(dst, rel), exist_ok=True)
-        for name in files:
-            s, d = os.path.join(root, name), os.path.join(dst, rel, name)
-            if not name.endswith(".safetensors"):
-                shutil.copyfile(s, d)
-                continue
-            raw, header = read_header(s)
-            entries = sorted((v["data_offsets"][0], k, v) for k, v in header.items() if k != "__metadata__")
-            with open(d + ".tmp", "wb") as f:
-                f.write(raw)
-                written = 0
-                for begin, key, v in entries:
-                    if begin != written:
-                        sys.exit(f"{s}: tensor {key} starts at byte {begin} of the data, expected {written}")
-                    if v["dtype"] not in dtypes:
-                        sys.exit(f"{s}: tensor {key} has dtype {v['dtype']} (expected one of {sorted(dtypes)})")
-                    shape = v["shape"]
-                    if key.endswith("norm.weight") or "layernorm" in key:
-                        t = torch.ones(shape, dtype=torch.float32)
-                    else:
-                        t = torch.randn(shape, generator=gen) * 0.02
-                    data = t.to(dtypes[v["dtype"]]).contiguous().view(torch.uint8).numpy().tobytes()
-                    if len(data) != v["data_offsets"][1] - begin:
-                        sys.exit(f"{s}: tensor {key} spans {v['data_offsets']} but its shape needs {len(data)} bytes")
-                    f.write(data)
-                    written += len(data)
-            os.replace(d + ".tmp", d)
+
+    def random_weights(s, d):
+        raw, header = read_header(s)
+        entries = sorted((v["data_offsets"][0], k, v) for k, v in header.items() if k != "__metadata__")
+        with open(d + ".tmp", "wb") as f:
+            f.write(raw)
+            written = 0
+            for begin, key, v in entries:
+                if begin != written:
+                    sys.exit(f"{s}: tensor {key} starts at byte {begin} of the data, expected {written}")
+                if v["dtype"] not in dtypes:
+                    sys.exit(f"{s}: tensor {key} has dtype {v['dtype']} (expected one of {sorted(dtypes)})")
+                shape = v["shape"]
+                if key.endswith("norm.weight") or "layernorm" in key:
+                    t = torch.ones(shape, dtype=torch.float32)
+                else:
+                    t = torch.randn(shape, generator=gen) * 0.02
+                data = t.to(dtypes[v["dtype"]]).contiguous().view(torch.uint8).numpy().tobytes()
+                if len(data) != v["data_offsets"][1] - begin:
+                    sys.exit(f"{s}: tensor {key} spans {v['data_offsets']} but its shape needs {len(data)} bytes")
+                f.write(data)
+                written += len(data)
+        os.replace(d + ".tmp", d)
+
+    each_file(src, dst, random_weights)
 
 
 if __name__ == "__main__":
