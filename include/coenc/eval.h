@@ -82,6 +82,8 @@ struct EvalOptions {
   uint64_t seed = 0;  // sampling of documents, windows, needle numbers: the same seed, the same items
   int64_t context_tokens = 512;    // ppl: K tokens of context; lookup, cloze: the window asked about
   int64_t target_tokens = 128;     // ppl: M target tokens scored
+  int64_t raw_tail = 0;            // ppl: > 0 adds compressed@R+tailN: all but the context's last N tokens
+                                   // compressed, those N after [EOC] as text
   int64_t max_answer_tokens = 32;  // qa, needle: greedy answer length
   std::string out;                 // needle: folder for needle.svg (and results.json); "" for none
   bool item_scores = false;        // add "items": every item's own scores by condition (for pairing runs)
@@ -91,7 +93,8 @@ struct EvalOptions {
 // Runs one task on `model` (its tokenizers `tok`) and returns the result object that `coenc eval --json`
 // prints:
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
-//  "truncated": {...}}, "gain_retained@R" and "gain_retained_by_position@R" (ppl; each condition then has
+//  "truncated": {...}, "compressed@R+tailN" (ppl with raw_tail)}, "gain_retained@R" and
+//  "gain_retained_by_position@R" (ppl; also for R+tailN; each condition then has
 //  "nll_by_position": [{"positions": "3-4", "nll"}, ...]), "retention@R" (qa, lookup, cloze),
 //  "difference@R" (ppl, qa, lookup, cloze), ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll,
 // ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and "cells"), each item-scored metric with

@@ -300,6 +300,14 @@ json run_recon(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::
 json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt19937_64& rng) {
   const int64_t k_ctx = o.context_tokens, m = o.target_tokens;
   COENC_CHECK(k_ctx >= 1 && m >= 1, "--context-tokens and --target-tokens must be >= 1");
+  COENC_CHECK(o.raw_tail >= 0 && o.raw_tail < k_ctx, "--raw-tail {}: expected 0 to {} (fewer than --context-tokens)",
+              o.raw_tail, k_ctx - 1);
+  // The conditions a ratio adds: compressed@R, and with a raw tail compressed@R+tailN.
+  auto compressed_conditions = [&](int64_t r) {
+    std::vector<std::string> names = {compressed_name(r)};
+    if (o.raw_tail > 0) names.push_back(compressed_name(r) + "+tail" + std::to_string(o.raw_tail));
+    return names;
+  };
   std::vector<std::string> docs = read_eval_documents(o.data);
   std::shuffle(docs.begin(), docs.end(), rng);
   const int64_t limit = o.limit > 0 ? o.limit : 200;
@@ -363,6 +371,16 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
       const double tower = since(t0);
       run(compressed_name(r), prompt);
       cond[compressed_name(r)].seconds += tower;
+      if (o.raw_tail > 0) {
+        const auto cut = it.context.end() - o.raw_tail;
+        t0 = clock::now();
+        std::vector<Segment> tail = {reader.compressed(TokenIds(it.context.begin(), cut)),
+                                     Segment::tokens(reader.as_text(TokenIds(cut, it.context.end())))};
+        const double tail_tower = since(t0);
+        const std::string name = compressed_conditions(r).back();
+        run(name, tail);
+        cond[name].seconds += tail_tower;
+      }
     }
     bar.update(static_cast<int64_t>(i + 1));
   }
@@ -390,23 +408,23 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
     out["conditions"][name] = j;
   }
   const std::string reference = cond.count("full") ? "full" : "truncated";
-  for (int64_t r : o.ratios) {
-    if (cond.count("full")) {
-      auto g = gain_retained(cond["none"].mean("nll"), cond[compressed_name(r)].mean("nll"),
-                             cond["full"].mean("nll"));
-      out["gain_retained@" + std::to_string(r)] = g ? json(*g) : json(nullptr);
-      json a = json::array();
-      for (const std::string& b : buckets) {
-        const std::string metric = "nll@" + b;
-        if (!cond["none"].count.count(metric) || !cond["full"].count.count(metric)) continue;
-        auto gb = gain_retained(cond["none"].mean(metric), cond[compressed_name(r)].mean(metric),
-                                cond["full"].mean(metric));
-        a.push_back({{"positions", b}, {"gain_retained", gb ? json(*gb) : json(nullptr)}});
+  for (int64_t r : o.ratios)
+    for (const std::string& name : compressed_conditions(r)) {
+      const std::string suffix = name.substr(name.find('@') + 1);  // "4" or "4+tail8"
+      if (cond.count("full")) {
+        auto g = gain_retained(cond["none"].mean("nll"), cond[name].mean("nll"), cond["full"].mean("nll"));
+        out["gain_retained@" + suffix] = g ? json(*g) : json(nullptr);
+        json a = json::array();
+        for (const std::string& b : buckets) {
+          const std::string metric = "nll@" + b;
+          if (!cond["none"].count.count(metric) || !cond["full"].count.count(metric)) continue;
+          auto gb = gain_retained(cond["none"].mean(metric), cond[name].mean(metric), cond["full"].mean(metric));
+          a.push_back({{"positions", b}, {"gain_retained", gb ? json(*gb) : json(nullptr)}});
+        }
+        out["gain_retained_by_position@" + suffix] = a;
       }
-      out["gain_retained_by_position@" + std::to_string(r)] = a;
+      out["difference@" + suffix] = paired_differences(cond[reference], cond[name], {"nll"});
     }
-    out["difference@" + std::to_string(r)] = paired_differences(cond[reference], cond[compressed_name(r)], {"nll"});
-  }
   if (o.item_scores) out["items"] = item_scores(cond);
   return out;
 }

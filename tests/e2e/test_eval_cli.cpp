@@ -135,6 +135,26 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
   EXPECT_NE(table.out.find(" ±"), std::string::npos) << table.out;
 }
 
+// --raw-tail N: the context's last N tokens after [EOC] as text, the rest compressed; reported beside the plain
+// compressed condition, with its own gain retained and paired difference.
+TEST_F(EvalCli, PplWithARawTail) {
+  json r = run_json("--task ppl --data '" + text().string() +
+                    "' --ratio 4 --limit 3 --context-tokens 64 --target-tokens 16 --raw-tail 8");
+  ASSERT_TRUE(r["conditions"].contains("compressed@4")) << r.dump();
+  ASSERT_TRUE(r["conditions"].contains("compressed@4+tail8")) << r.dump();
+  // 56 compressed tokens: chunks of 32 and 24 -> 8 + 6 vectors, [BOC], [EOC], the 8 tail tokens, 16 targets.
+  EXPECT_EQ(r["conditions"]["compressed@4+tail8"]["positions"], 14.0 + 2 + 8 + 16);
+  const double none = r["conditions"]["none"]["nll"], full = r["conditions"]["full"]["nll"],
+               tail = r["conditions"]["compressed@4+tail8"]["nll"];
+  if (none - full > 0)
+    EXPECT_NEAR(r["gain_retained@4+tail8"].get<double>(), (none - tail) / (none - full), 1e-9);
+  EXPECT_NEAR(r["difference@4+tail8"]["nll"].get<double>(), tail - full, 1e-9);
+  EXPECT_EQ(r["gain_retained_by_position@4+tail8"].size(), 5u);
+  expect_one_line_error(run_coenc(m() + "--task ppl --data '" + text().string() +
+                                  "' --context-tokens 64 --raw-tail 64"),
+                        "--raw-tail 64: expected 0 to 63 (fewer than --context-tokens)");
+}
+
 TEST_F(EvalCli, TruncatedWhenTheContextOutgrowsTheWindow) {
   // 400 context tokens + 16 targets do not fit the 256-position decoder: truncated instead of full.
   json r = run_json("--task ppl --data '" + text().string() +

@@ -58,11 +58,13 @@ void print_table(const nlohmann::json& r) {
   };
   metrics.erase(std::remove_if(metrics.begin(), metrics.end(), [&](const auto& m) { return !present(m); }),
                 metrics.end());
-  std::printf("%-16s", "condition");
+  int width = 16;  // the condition column: as wide as the longest name (compressed@4+tail16)
+  for (const auto& [name, m] : r["conditions"].items()) width = std::max(width, static_cast<int>(name.size()) + 1);
+  std::printf("%-*s", width, "condition");
   for (auto& [name, pct] : metrics) std::printf(" %16s", name);
   std::printf(" %10s %12s %9s\n", "positions", "kv_bytes", "seconds");
   for (const auto& [name, m] : r["conditions"].items()) {
-    std::printf("%-16s", name.c_str());
+    std::printf("%-*s", width, name.c_str());
     for (auto& [metric, pct] : metrics) {
       const std::string v = cell(m, metric, pct);
       std::printf(" %*s", 16 + (v.find("±") != std::string::npos ? 1 : 0), v.c_str());  // ± is two bytes
@@ -204,6 +206,10 @@ CommandFn setup_eval(CLI::App& app) {
   cmd->add_option("--context-tokens", a->options.context_tokens,
                   "ppl: K context tokens; lookup, cloze: the window a question asks about (default 512)");
   cmd->add_option("--target-tokens", a->options.target_tokens, "ppl: M target tokens scored (default 128)");
+  cmd->add_option("--raw-tail", a->options.raw_tail,
+                  "ppl: also compressed@R+tailN, the context's last N tokens after [EOC] as text and the rest "
+                  "compressed (a design probe: how much of the lost gain the words right before the target hold)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", a->options.out,
                   "folder for TASK.json, TASK-items.jsonl (every item's scores by condition) and needle.svg");
   cmd->add_flag("--json", a->json, "print one JSON object instead of the table");
