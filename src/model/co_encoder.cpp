@@ -97,20 +97,30 @@ ConnectorImpl& CoEncoderImpl::connector_impl() { return *connector; }
 torch::Tensor CoEncoderImpl::tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers) {
   const auto dev = options_.device;
   const int64_t t = ids.size(1);
-  auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
-              lengths.to(dev, /*non_blocking=*/lengths.is_pinned()).unsqueeze(1);  // [B, T]
+  auto padding_mask = [&] {  // [B, T], true at real tokens
+    return torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
+           lengths.to(dev, /*non_blocking=*/lengths.is_pinned()).unsqueeze(1);
+  };
+  // Lengths on the host say whether there is any padding without waiting for the device; a batch of full chunks
+  // needs no mask at all.
+  torch::Tensor mask;
+  bool padded = false;
+  if (lengths.device().is_cpu()) {
+    padded = lengths.min().item<int64_t>() < t;
+    if (padded) mask = padding_mask();
+  } else {
+    mask = padding_mask();
+    padded = !mask.all().item<bool>();
+  }
   ForwardArgs args;
   args.causal = config_.tower_attention == TowerAttention::Causal;
   args.n_layers = n_layers;
   // Padding follows the tokens: under a causal mask no real token sees it; bidirectional attention must mask it.
-  // Lengths on the host say whether there is any without waiting for the device.
-  const bool padded =
-      lengths.device().is_cpu() ? lengths.min().item<int64_t>() < t : !mask.all().item<bool>();
   if (!args.causal && padded) args.key_mask = mask;
   auto& tower = context_tower->tower;
   // Ids in page-locked memory go over without the host waiting for the device (compress_chunks).
   torch::Tensor h = tower->forward_hidden(tower->embed(ids.to(dev, /*non_blocking=*/ids.is_pinned())), args);
-  return h.masked_fill(mask.logical_not().unsqueeze(-1), 0.0);
+  return padded ? h.masked_fill(mask.logical_not().unsqueeze(-1), 0.0) : h;
 }
 
 ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const torch::Tensor& lengths) {
