@@ -733,6 +733,7 @@ json run_eval(CoEncoderImpl& model, const CoEncoderTokenizers& tok, const EvalOp
   }
   COENC_CHECK(o.limit >= 0, "--limit must be >= 0 (0: the task's default), got {}", o.limit);
   COENC_CHECK(o.max_answer_tokens >= 1, "the answer length must be >= 1");
+  COENC_CHECK(o.raw_tail == 0 || o.task == "ppl", "--raw-tail is a condition of --task ppl, not of {}", o.task);
   Reader reader(model, tok);
   std::mt19937_64 rng(o.seed);
   const auto t0 = clock::now();

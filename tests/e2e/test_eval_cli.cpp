@@ -153,6 +153,8 @@ TEST_F(EvalCli, PplWithARawTail) {
   expect_one_line_error(run_coenc(m() + "--task ppl --data '" + text().string() +
                                   "' --context-tokens 64 --raw-tail 64"),
                         "--raw-tail 64: expected 0 to 63 (fewer than --context-tokens)");
+  expect_one_line_error(run_coenc(m() + "--task recon --data '" + text().string() + "' --raw-tail 8"),
+                        "--raw-tail is a condition of --task ppl, not of recon");
 }
 
 TEST_F(EvalCli, TruncatedWhenTheContextOutgrowsTheWindow) {
