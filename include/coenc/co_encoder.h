@@ -77,9 +77,9 @@ class CoEncoderImpl : public torch::nn::Module {
   // Chunks of any documents (each 1 <= size <= chunk_size tokens), compressed in batches of up to `n_batch`
   // (longest first; padded to chunk_size on a GPU, to the batch's longest on the CPU): what `compress` does for
   // one document, and what bulk compression does across documents so that a corpus of short ones still fills the
-  // batches. Returns each chunk's vectors [k_i, d_text],
-  // on the model's device, or on `out_device` (each batch copied there at once: a .coctx wants them on the CPU);
-  // `on_progress(chunks_done, n_chunks)` after each batch.
+  // batches. Returns each chunk's vectors [k_i, d_text] in the chunks' order, on the model's device, or on
+  // `out_device` (each batch copied there at once: a .coctx wants them on the CPU); `on_progress(chunks_done,
+  // n_chunks)` after each batch.
   std::vector<torch::Tensor> compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch = 8,
                                              const std::function<void(int64_t, int64_t)>& on_progress = nullptr,
                                              std::optional<torch::Device> out_device = std::nullopt);

@@ -1,4 +1,4 @@
-// coenc tokenize: text -> token ids and pieces with a model's tokenizer, for people and for scripts; and a
+// coenc tokenize: text -> token ids and pieces with a model's tokenizer, for people and for scripts; and an
 // encode benchmark (one thread, or several sharing one tokenizer).
 #include <chrono>
 #include <fstream>

@@ -36,8 +36,8 @@ int report(bool json, const std::string& message, const std::string& type, int s
 // The CPU path allocates and frees tensors of tens to hundreds of megabytes every forward. By default glibc gives
 // each one back to the kernel when it is freed (munmap, heap trimming) and the next one faults its pages in again:
 // on the 2-core machine a third of a compression's time went to the kernel. Freed memory stays in the heap
-// instead (compressing 37 k tokens: 9.1 s -> 6.4-7.5 s, docs/benchmarks.md "Threads and dtype"). A user's own
-// GLIBC_TUNABLES for malloc wins.
+// instead (compressing a 37 k-token library: 8.6-9.0 s -> 5.9-6.4 s, docs/benchmarks.md "Threads and dtype").
+// A user's own GLIBC_TUNABLES for malloc wins.
 void keep_freed_memory() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (tunables && std::strstr(tunables, "glibc.malloc.")) return;
