@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "coenc/atomic_file.h"
 #include "coenc/co_encoder.h"
 #include "coenc/coctx.h"
 #include "coenc/pipeline.h"
@@ -426,11 +427,18 @@ TEST_F(CompressAskCli, BenchTimesACoEncodersTower) {
   EXPECT_EQ(j["model"], chat().string() + " (context tower)");
   EXPECT_EQ(j["tower"]["chunks"], 3);
   EXPECT_GT(j["tower"]["tokens_per_s"].get<double>(), 0);
-  const CoEncoder m = load_co_encoder(chat(), DeviceOptions{});
-  EXPECT_EQ(j["params"], m->context_tower->tower->config().n_params());
-  // The tower attends as compression runs it (the default's is bidirectional).
-  EXPECT_EQ(j["tower"]["attention"],
-            m->config().tower_attention == TowerAttention::Bidirectional ? "bidirectional" : "causal");
+  EXPECT_EQ(j["params"], load_co_encoder(chat(), DeviceOptions{})->context_tower->tower->config().n_params());
+  // The tower attends as compression runs it: this checkpoint's causally, one whose config says "bidirectional"
+  // (as the default's does) both ways.
+  EXPECT_EQ(j["tower"]["attention"], "causal");
+  const fs::path bidirectional = dir_->path() / "bench-bidirectional";
+  fs::copy(chat(), bidirectional, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  json config = json::parse(read_file_bytes(bidirectional / "config.json"));
+  config["tower_attention"] = "bidirectional";
+  write_file_atomic(bidirectional / "config.json", config.dump());
+  RunResult both_ways = run_coenc("bench -m " + q(bidirectional) + " --tower-chunks 3 --chunk 32 --reps 1 --json");
+  ASSERT_EQ(both_ways.exit_code, 0) << both_ways.err;
+  EXPECT_EQ(json::parse(both_ways.out)["tower"]["attention"], "bidirectional");
   EXPECT_TRUE(j["prefill"].empty());
   EXPECT_FALSE(j.contains("decode"));
   expect_one_line_error(run_coenc("bench -m " + q(chat())), "a Co-Encoder checkpoint: only its context tower is timed");
