@@ -7,8 +7,8 @@ and the 82 MB of models/default-coenc do not travel in one device call beside th
   here:   scripts/skeleton_checkpoint.py strip models/default-coenc .train/skeleton     (~1 MB)
   there:  scripts/skeleton_checkpoint.py fill .train/skeleton .gl/random-coenc           (random weights)
 
-`fill` writes each tensor the header names with random values of its dtype and shape (normal, std 0.02; norms'
-weights 1), and copies every other file as it is. `strip` needs only Python; `fill` needs torch.
+`fill` writes each tensor the header names with random values of its dtype and shape (small positive weights,
+norms' weights 1), and copies every other file as it is. Python alone, no torch.
 """
 import json
 import os
@@ -51,12 +51,22 @@ def strip(src, dst):
     each_file(src, dst, header_only)
 
 
+# Little-endian bytes of one value of each dtype: small positive weights ~0.008-0.03 (the high byte fixes sign and
+# exponent, the rest is random) and 1.0 for norms' weights.
+SMALL_HIGH_BYTE = {"BF16": 0x3C, "F16": 0x20, "F32": 0x3C}
+ONE = {"BF16": b"\x80\x3f", "F16": b"\x00\x3c", "F32": b"\x00\x00\x80\x3f"}
+
+
+def random_values(dtype, count, norm):
+    width = len(ONE[dtype])
+    if norm:
+        return ONE[dtype] * count
+    data = bytearray(os.urandom(width * count))
+    data[width - 1 :: width] = bytes([SMALL_HIGH_BYTE[dtype]]) * count
+    return bytes(data)
+
+
 def fill(src, dst):
-    import torch
-
-    dtypes = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
-    gen = torch.Generator().manual_seed(0)
-
     def random_weights(s, d):
         raw, header = read_header(s)
         entries = sorted((v["data_offsets"][0], k, v) for k, v in header.items() if k != "__metadata__")
@@ -66,14 +76,13 @@ def fill(src, dst):
             for begin, key, v in entries:
                 if begin != written:
                     sys.exit(f"{s}: tensor {key} starts at byte {begin} of the data, expected {written}")
-                if v["dtype"] not in dtypes:
-                    sys.exit(f"{s}: tensor {key} has dtype {v['dtype']} (expected one of {sorted(dtypes)})")
-                shape = v["shape"]
-                if key.endswith("norm.weight") or "layernorm" in key:
-                    t = torch.ones(shape, dtype=torch.float32)
-                else:
-                    t = torch.randn(shape, generator=gen) * 0.02
-                data = t.to(dtypes[v["dtype"]]).contiguous().view(torch.uint8).numpy().tobytes()
+                if v["dtype"] not in ONE:
+                    sys.exit(f"{s}: tensor {key} has dtype {v['dtype']} (expected one of {sorted(ONE)})")
+                count = 1
+                for n in v["shape"]:
+                    count *= n
+                norm = key.endswith("norm.weight") or "layernorm" in key
+                data = random_values(v["dtype"], count, norm)
                 if len(data) != v["data_offsets"][1] - begin:
                     sys.exit(f"{s}: tensor {key} spans {v['data_offsets']} but its shape needs {len(data)} bytes")
                 f.write(data)
