@@ -58,15 +58,21 @@
 #   scripts/default_model/train.sh co_encoder_distill_frozen BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 16: stage 15 with the decoder frozen (co_encoder_distill_frozen.json -> .train/co_encoder18)
 #   scripts/default_model/train.sh co_encoder_lookup BUILD [SECONDS] [STOP_AFTER_SECONDS]
-#       stage 17 (planned): co_encoder_plain.json plus objective lookup (co_encoder_lookup.json ->
-#       .train/co_encoder19), to run beside co_encoder_plain (gpu_call.sh together)
+#       stage 17: co_encoder_plain.json plus objective lookup (co_encoder_lookup.json -> .train/co_encoder19)
+#   scripts/default_model/train.sh co_encoder_lookup2 | co_encoder_cloze BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stages 18 and 19: from stage 10's model, the lookup drill on both readings (co_encoder_lookup2.json ->
+#       .train/co_encoder20) and cloze questions in its place (co_encoder_cloze.json -> .train/co_encoder21)
+#   scripts/default_model/train.sh co_encoder_chunk512 BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 20: stage 19's recipe and its 149 steps on chunks of 512 tokens instead of 128, from
+#       .train/co_encoder9-c512, which set_chunk_size.py makes from stage 10's model (co_encoder_chunk512.json) ->
+#       .train/co_encoder22
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
 #
 # The trainer reads the compressed shards (.train/pretrain/*.txt.xz) and .train/qa-train.jsonl.xz directly.
 # BUILD is the build folder holding coenc (scripts/gpu_build.sh). Outputs: .train/decoder, .train/co_encoder,
-# .train/co_encoder2 .. co_encoder18 (stages 3-16; the table in stages.sh).
+# .train/co_encoder2 .. co_encoder22 (stages 3-20; the table in stages.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/default_model/stages.sh  # stage_dir, resumable_stage, resumable_stages

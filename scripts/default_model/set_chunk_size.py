@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Copies a Co-Encoder checkpoint with another chunk size (standard library).
+
+    python3 scripts/default_model/set_chunk_size.py SRC DST N
+
+SRC is a Co-Encoder folder (config.json, safetensors shards, the two tokenizer folders). DST gets the same files,
+with config.json's "chunk_size" set to N: the tower then reads a document N tokens at a time, each chunk alone
+(bidirectional within it), and the connector pools each chunk into N / ratio vectors. No weight changes: the
+tower's rotary positions reach N - 1 (N must not exceed the tower's max_position_embeddings, nor, for every vector
+a ratio promises, be below 1). docs/default-model.md, "Stage 20", trains stage 10's model on chunks of 512.
+"""
+import json
+import os
+import shutil
+import sys
+
+
+def fail(message):
+    print(f"set_chunk_size.py: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    if len(sys.argv) != 4:
+        fail("usage: set_chunk_size.py SRC DST N")
+    src, dst, n = sys.argv[1:]
+    try:
+        n = int(n)
+    except ValueError:
+        fail(f"N: expected a whole number of tokens, got '{n}'")
+    config_path = os.path.join(src, "config.json")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        fail(f"{config_path}: cannot read a Co-Encoder config ({e})")
+    if config.get("model_type") != "co_encoder" or not isinstance(config.get("context_config"), dict):
+        fail(f"{config_path}: not a Co-Encoder config (model_type \"co_encoder\" with a context_config)")
+    limit = config["context_config"].get("max_position_embeddings", 0)
+    if not 1 <= n <= limit:
+        fail(f"N = {n}: a chunk must be 1 to {limit} tokens (context_config.max_position_embeddings of {config_path})")
+    if os.path.exists(dst):
+        fail(f"{dst}: exists already (remove it or name another folder)")
+    tmp = dst.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    config["chunk_size"] = n
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    os.rename(tmp, dst)
+    print(f"{dst}: {src} with chunks of {n} tokens (was {json.load(open(config_path)).get('chunk_size')})")
+
+
+if __name__ == "__main__":
+    main()
