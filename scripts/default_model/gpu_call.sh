@@ -11,7 +11,7 @@
 #                                            .train/co_encoder once the run has finished
 #   gpu_call.sh co_encoder_more            stage 3, packs .train/co_encoder2
 #   gpu_call.sh co_encoder_long TOTAL_SECONDS  stage 4, in pieces like stage 2; packs .train/co_encoder3 at the end
-#   gpu_call.sh STAGE TOTAL_SECONDS          any other resumable stage of stages.sh (stages 5 to 15), the same way
+#   gpu_call.sh STAGE TOTAL_SECONDS          any other resumable stage of stages.sh (stages 5 to 20), the same way
 #   gpu_call.sh together TOTAL_SECONDS STAGE...  several of those stages at once on the same GPU(s), each in
 #                                            the call's time (an ablation at equal tokens); packs each finished one
 #                                            and copies the first one's pieces into $OUT (they share the GPU's
