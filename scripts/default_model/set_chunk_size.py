@@ -6,8 +6,8 @@
 SRC is a Co-Encoder folder (config.json, safetensors shards, the two tokenizer folders). DST gets the same files,
 with config.json's "chunk_size" set to N: the tower then reads a document N tokens at a time, each chunk alone
 (bidirectional within it), and the connector pools each chunk into N / ratio vectors. No weight changes: the
-tower's rotary positions reach N - 1 (N must not exceed the tower's max_position_embeddings, nor, for every vector
-a ratio promises, be below 1). docs/default-model.md, "Stage 20", trains stage 10's model on chunks of 512.
+tower's rotary positions then reach N - 1, so N runs from 1 to the tower's max_position_embeddings. DST is written
+under a temporary name and renamed. docs/default-model.md, "Stage 20", trains stage 10's model on chunks of 512.
 """
 import json
 import os
