@@ -18,15 +18,30 @@ import sys
 
 
 def read_header(path):
+    """The 8-byte length and header bytes of a .safetensors file, and the header as a dict; one line and exit 1 for
+    a file that is not one (too short, a length past its end, a header that is not a JSON object of tensors)."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         raw = f.read(8)
         if len(raw) != 8:
             sys.exit(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
         (n,) = struct.unpack("<Q", raw)
+        if n > size - 8:
+            sys.exit(f"{path}: not a safetensors file (a header of {n} bytes announced, {size - 8} present)")
         header = f.read(n)
-        if len(header) != n:
-            sys.exit(f"{path}: header of {n} bytes announced, {len(header)} present")
-    return raw + header, json.loads(header)
+    try:
+        parsed = json.loads(header)
+    except (UnicodeDecodeError, ValueError) as e:
+        sys.exit(f"{path}: not a safetensors file (its header is not JSON: {e})")
+    if not isinstance(parsed, dict):
+        sys.exit(f"{path}: not a safetensors file (its header is not a JSON object)")
+    for key, v in parsed.items():
+        if key == "__metadata__":
+            continue
+        if not (isinstance(v, dict) and isinstance(v.get("dtype"), str) and isinstance(v.get("shape"), list)
+                and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2):
+            sys.exit(f"{path}: tensor {key}: expected \"dtype\", \"shape\" and two \"data_offsets\" in the header")
+    return raw + header, parsed
 
 
 def each_file(src, dst, safetensors):

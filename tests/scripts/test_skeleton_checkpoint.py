@@ -72,13 +72,20 @@ class SkeletonCheckpoint(ScriptTest):
     def test_a_file_that_is_not_safetensors_is_named(self):
         src = os.path.join(self.dir.name, "src")
         os.makedirs(src)
-        with open(os.path.join(src, "model.safetensors"), "wb") as f:
-            f.write(b"abc")
-        r = self.run_script("strip", src, os.path.join(self.dir.name, "out"))
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("model.safetensors: not a safetensors file", r.stderr)
-        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
-
+        not_one = "model.safetensors: not a safetensors file ("
+        cases = [(b"abc", not_one + "shorter than its 8-byte header length"),
+                 (struct.pack("<Q", 1 << 40) + b"{}", not_one + "a header of 1099511627776 bytes announced, 2 present"),
+                 (struct.pack("<Q", 5) + b"abcde", not_one + "its header is not JSON"),
+                 (struct.pack("<Q", 2) + b"[]", not_one + "its header is not a JSON object"),
+                 (struct.pack("<Q", 14) + b'{"w": {"x":1}}', 'model.safetensors: tensor w: expected "dtype", "shape"')]
+        for data, words in cases:
+            with open(os.path.join(src, "model.safetensors"), "wb") as f:
+                f.write(data)
+            for command in ("strip", "fill"):
+                r = self.run_script(command, src, os.path.join(self.dir.name, "out-" + command))
+                self.assertEqual(r.returncode, 1, (command, words))
+                self.assertIn(words, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
 if __name__ == "__main__":
     unittest.main()
