@@ -36,19 +36,25 @@ def main():
         fail(f"{config_path}: cannot read a Co-Encoder config ({e})")
     if config.get("model_type") != "co_encoder" or not isinstance(config.get("context_config"), dict):
         fail(f"{config_path}: not a Co-Encoder config (model_type \"co_encoder\" with a context_config)")
-    limit = config["context_config"].get("max_position_embeddings", 0)
+    limit = config["context_config"].get("max_position_embeddings")
+    if not isinstance(limit, int):
+        fail(f"{config_path}: context_config.max_position_embeddings: expected a whole number, got {limit!r}")
     if not 1 <= n <= limit:
         fail(f"N = {n}: a chunk must be 1 to {limit} tokens (context_config.max_position_embeddings of {config_path})")
     if os.path.exists(dst):
         fail(f"{dst}: exists already (remove it or name another folder)")
     tmp = dst.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    config["chunk_size"] = n
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    os.rename(tmp, dst)
+    try:
+        shutil.copytree(src, tmp)
+        config["chunk_size"] = n
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+            f.write("\n")
+        os.rename(tmp, dst)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        fail(f"{dst}: cannot write the copy ({e})")
     print(f"{dst}: {src} with chunks of {n} tokens (was {json.load(open(config_path)).get('chunk_size')})")
 
 

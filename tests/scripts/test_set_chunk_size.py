@@ -45,7 +45,14 @@ class SetChunkSize(ScriptTest):
 
     def test_bad_input_is_one_line_and_writes_nothing(self):
         dst = os.path.join(self.dir.name, "out")
-        for args, words in [((MODEL, dst, "4096"), "must be 1 to 2048 tokens"),
+        odd = os.path.join(self.dir.name, "odd")
+        os.makedirs(odd)
+        config = json.load(open(os.path.join(MODEL, "config.json")))
+        config["context_config"]["max_position_embeddings"] = "2048"
+        with open(os.path.join(odd, "config.json"), "w") as f:
+            json.dump(config, f)
+        for args, words in [((odd, dst, "512"), "max_position_embeddings: expected a whole number, got '2048'"),
+                            ((MODEL, dst, "4096"), "must be 1 to 2048 tokens"),
                             ((MODEL, dst, "many"), "expected a whole number"),
                             ((DOC, dst, "512"), "sample-document.txt/config.json"),
                             ((MODEL, self.dir.name, "512"), "exists already")]:
