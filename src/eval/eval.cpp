@@ -163,9 +163,11 @@ json number_or_null(double v) {
   return std::isfinite(v) ? json(v) : json(nullptr);
 }
 
-// Each item-scored metric's standard error over the items, as METRIC_stderr (null below two items).
+// Each item-scored metric's standard error over the items, as METRIC_stderr (null below two items); breakdowns of
+// a metric (METRIC@PART: ppl's NLL by target position) are reported in their own arrays, not here.
 void add_errors(json& j, const Condition& k) {
   for (const auto& [metric, items] : k.by_item) {
+    if (metric.find('@') != std::string::npos) continue;
     std::vector<double> values;
     for (const auto& [item, v] : items) values.push_back(v);
     j[metric + "_stderr"] = number_or_null(mean_and_error(values).error);
@@ -402,8 +404,6 @@ json run_ppl(CoEncoderImpl& model, Reader& reader, const EvalOptions& o, std::mt
     j["nll"] = number_or_null(nll);
     j["ppl"] = number_or_null(std::exp(nll));
     add_errors(j, k);
-    // add_errors reports every metric scored per item: the buckets go in nll_by_position instead
-    for (const std::string& b : buckets) j.erase("nll@" + b + "_stderr");
     j["nll_by_position"] = by_position(k);
     out["conditions"][name] = j;
   }

@@ -100,6 +100,8 @@ TEST_F(EvalCli, PplReportsEveryConditionAndItsCost) {
       weighted += weights[i] * a[i]["nll"].get<double>() / 16;
     }
     EXPECT_NEAR(weighted, r["conditions"][c]["nll"].get<double>(), 1e-5) << c;
+    // the buckets are reported in nll_by_position only: no per-bucket metric or standard error beside it
+    for (const auto& [key, value] : r["conditions"][c].items()) EXPECT_EQ(key.find('@'), std::string::npos) << key;
   }
   const json& g = r["gain_retained_by_position@4"];
   ASSERT_EQ(g.size(), buckets.size());
