@@ -62,7 +62,11 @@ class CoEncoderImpl : public torch::nn::Module {
 
   // Tower features: ids [B, T], lengths [B] -> [B, T, d_context], HF hidden_states[context_feature_layer]
   // (zero at padding). For pooling "attn" the connector reads one layer earlier (see forward_context).
-  torch::Tensor tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers);
+  // `token_mask` [B, T] bool on the model's device, true at real tokens: the caller's, when it has one already
+  // (forward_context's, which the connector reads too); built from `lengths` otherwise, and only if anything is
+  // padded.
+  torch::Tensor tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers,
+                               const torch::Tensor& token_mask = {});
 
   // One chunk (1 <= size <= chunk_size tokens) -> its vectors [k, d_text] (no gradient).
   torch::Tensor compress_chunk(const TokenIds& ids);

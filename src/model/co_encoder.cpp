@@ -94,10 +94,12 @@ CoEncoderImpl::CoEncoderImpl(const CoEncoderConfig& config, DecoderLm tower, Dec
 
 ConnectorImpl& CoEncoderImpl::connector_impl() { return *connector; }
 
-torch::Tensor CoEncoderImpl::tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers) {
+torch::Tensor CoEncoderImpl::tower_features(const torch::Tensor& ids, const torch::Tensor& lengths, int64_t n_layers,
+                                            const torch::Tensor& token_mask) {
   const auto dev = options_.device;
   const int64_t t = ids.size(1);
   auto padding_mask = [&] {  // [B, T], true at real tokens
+    if (token_mask.defined()) return token_mask;
     return torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
            lengths.to(dev, /*non_blocking=*/lengths.is_pinned()).unsqueeze(1);
   };
@@ -140,12 +142,12 @@ ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const t
   auto& tower = context_tower->tower;
   if (config_.pooling == PoolingMode::Attn) {
     // The pooled layer is the last one the features pass through: feed it its input.
-    torch::Tensor x = tower_features(ids, lens, idx - 1);
+    torch::Tensor x = tower_features(ids, lens, idx - 1, mask);
     TowerLayerRef ref{tower.get(), idx - 1, idx == n, config_.tower_attention == TowerAttention::Causal};
     return connector->forward(x, mask, &ref, lens);
   }
   // hidden_states[n] is the final norm's output; earlier ones are raw layer outputs.
-  torch::Tensor features = tower_features(ids, lens, idx == n ? -1 : idx);
+  torch::Tensor features = tower_features(ids, lens, idx == n ? -1 : idx, mask);
   return connector->forward(features, mask, nullptr, lens);
 }
 
