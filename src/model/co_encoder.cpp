@@ -208,9 +208,10 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
                   config_.chunk_size, len);
       width = std::max(width, len);
     }
-    // On a GPU every batch is chunk_size wide: the fused attention kernels plan each new shape (cuDNN's planning
-    // costs the host milliseconds), and batches of short chunks padded only to their longest gave a new width
-    // nearly every batch. The CPU computes only what the longest chunk needs.
+    // On a GPU every batch is chunk_size wide: one shape for the fused attention kernels, which plan per shape
+    // (batches of short chunks padded only to their longest gave a new width nearly every batch; with the
+    // unmasked full batches, measured neutral for bulk speed on an H100, docs/benchmarks.md). The CPU computes
+    // only what the longest chunk needs.
     if (gpu) width = config_.chunk_size;
     // The batch's ids in one host buffer, zero-padded to `width` (page-locked for a GPU, so that they go over
     // without a wait).
