@@ -7,9 +7,11 @@
 # does not travel in one call beside the tree): `scripts/skeleton_checkpoint.py strip models/default-coenc
 # .train/skeleton` here, carry .train/skeleton, then `python3 scripts/skeleton_checkpoint.py fill .train/skeleton
 # .gl/rnd` there and pass .gl/rnd. COENC=BINARY times another build (e.g. one of scripts/gpu_ab_build.sh's two).
-# Times the tower alone (`coenc bench --tower-chunks`), then the library written to the machine's disk and to
-# memory (/dev/shm, where it has room), each followed by a rerun with every document up to date; and the disk's
-# own rate for files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).
+# Times the tower alone and compress's batches of it, eager and from a CUDA graph (`coenc bench --tower-chunks`),
+# then the library written to memory (/dev/shm, where it has room; else the machine's disk) at batch 256, with the
+# CUDA graph and without (--no-graphs), alternated twice, checks that both wrote the same files, and reruns it with
+# every document up to date; on a machine of several GPUs, --nproc N against one GPU; then the disk's own rate for
+# files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).
 set -u
 scripts/offline_deps.sh unpack >/dev/null  # the libraries build-gpu/coenc links (a fresh call unpacks them again)
 coenc=${COENC:-build-gpu/coenc}
@@ -22,25 +24,53 @@ echo "$(nproc) cores"; df -h . /dev/shm | tail -2
 num() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.join('%s=%s' % (k, \
 round(d[k], 3) if isinstance(d[k], float) else d[k]) for k in sys.argv[2:]))" "$@"; }
 $coenc bench -m "$M" --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128 --json \
-  >"$OUT/tower.json" && python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['tower']; \
-print('tower alone, 256 chunks of 128: %.0f tokens/s' % t['tokens_per_s'])" "$OUT/tower.json"
-dests=("disk:$PWD/.gl/bulk-out")
+  >"$OUT/tower.json" && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); t, c=j['tower'], j['compress']; \
+print('tower alone, 256 chunks of 128: %.0f tokens/s; compress, 8 batches of them: eager %.0f, CUDA graph %s' % \
+(t['tokens_per_s'], c['eager']['tokens_per_s'], '%.0f' % c['cuda_graph']['tokens_per_s'] if 'cuda_graph' in c \
+else 'none'))" "$OUT/tower.json"
 shm_free=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)
-if [ "${shm_free:-0}" -gt 12000000 ]; then dests+=("memory:/dev/shm/bulk-out"); fi
-for dest in "${dests[@]}"; do
-  name=${dest%%:*} out=${dest#*:}
-  rm -rf "$out"
-  for batch in 256 512; do
-    $coenc compress -m "$M" "${C[@]}" -o "$out" --device cuda --batch $batch --json -q --force \
-      >"$OUT/bulk-$name-$batch.json" || exit 1
-    echo "$name, batch $batch: $(num "$OUT/bulk-$name-$batch.json" documents tokens seconds tokens_per_s \
-      model_seconds tokenize_wait_seconds write_wait_seconds)"
+if [ "${shm_free:-0}" -gt 12000000 ]; then name=memory out=/dev/shm/bulk; else name=disk out=$PWD/.gl/bulk; fi
+rm -rf "$out-graph" "$out-eager"
+for run in 1 2; do
+  for how in graph eager; do
+    flag=; [ $how = eager ] && flag=--no-graphs
+    $coenc compress -m "$M" "${C[@]}" -o "$out-$how" --device cuda --batch 256 --json -q --force $flag \
+      >"$OUT/bulk-$how-$run.json" || exit 1
+    echo "$name, batch 256, $how, run $run: $(num "$OUT/bulk-$how-$run.json" documents tokens seconds \
+      tokens_per_s model_seconds tokenize_wait_seconds write_wait_seconds cuda_graph)"
   done
-  $coenc compress -m "$M" "${C[@]}" -o "$out" --device cuda --json -q >"$OUT/bulk-$name-again.json"
-  echo "$name, rerun: $(num "$OUT/bulk-$name-again.json" documents skipped seconds)"
-  echo "$name: $(du -sh "$out" | cut -f1) in $(find "$out" -name '*.coctx' | wc -l) files"
-  rm -rf "$out"
 done
+diff -rq "$out-graph" "$out-eager" >/dev/null && echo "graph and eager wrote identical files" ||
+  echo "graph and eager files DIFFER: $(diff -rq "$out-graph" "$out-eager" | wc -l) files"
+$coenc compress -m "$M" "${C[@]}" -o "$out-graph" --device cuda --json -q >"$OUT/bulk-again.json"
+echo "$name, rerun: $(num "$OUT/bulk-again.json" documents skipped seconds)"
+echo "$name: $(du -sh "$out-graph" | cut -f1) in $(find "$out-graph" -name '*.coctx' | wc -l) files"
+rm -rf "$out-graph" "$out-eager"
+# Several GPUs: --nproc N (one process a GPU, each every N-th document) against one, alternated; the aggregate
+# rate is all processes' tokens over the slowest one's seconds (model load excluded, as for one process).
+ngpu=$(nvidia-smi -L | wc -l)
+if [ "$ngpu" -gt 1 ]; then
+  for run in 1 2; do
+    for n in 1 "$ngpu"; do
+      rm -rf "$out-n$n"
+      t0=$(date +%s.%N)
+      $coenc compress -m "$M" "${C[@]}" -o "$out-n$n" --device cuda --batch 256 --json -q --force --nproc "$n" \
+        >"$OUT/bulk-nproc$n-$run.json" || exit 1
+      wall=$(python3 -c "import sys,time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
+      python3 - "$OUT/bulk-nproc$n-$run.json" "$n" "$wall" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+tokens, slowest = sum(r["tokens"] for r in rows), max(r["seconds"] for r in rows)
+print("--nproc %s: %d processes, %d documents, %d tokens in %.2f s (slowest process): %.0f tokens/s; %s s wall "
+      "with process start and model load" % (sys.argv[2], len(rows), sum(r["documents"] for r in rows), tokens,
+                                             slowest, tokens / slowest, sys.argv[3]))
+PY
+    done
+  done
+  diff -rq "$out-n1" "$out-n$ngpu" >/dev/null && echo "one and $ngpu GPUs wrote identical files" ||
+    echo "one and $ngpu GPUs' files DIFFER: $(diff -rq "$out-n1" "$out-n$ngpu" | wc -l) files"
+  rm -rf "$out-n1" "$out-n$ngpu"
+fi
 # The disk alone: 4,000 files of 256 KiB on 8 threads, each flushed by itself, then all flushed once.
 python3 - "$PWD/.gl/fsync-test" <<'EOF'
 import os, sys, time

@@ -158,6 +158,33 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
 
 int run_bench(const BenchArgs& a);
 
+// What `coenc compress` of a library does with the tower's batches (compress_chunks: ids over, tower, connector,
+// vectors back to the host), for 8 batches of --tower-chunks full chunks a run as a library's groups hold them:
+// launched eagerly, and replayed from one CUDA graph (what bulk compression does on CUDA) where it can run.
+nlohmann::json time_compress_chunks(const BenchArgs& a, CoEncoderImpl& model, const DeviceOptions& dev) {
+  using clock = std::chrono::steady_clock;
+  const int64_t c = model.config().chunk_size, batches = 8;
+  const TokenIds ids = random_token_ids(batches * a.tower_chunks * c, model.config().context.vocab_size, 17);
+  std::vector<TokenIds> chunks;
+  for (int64_t i = 0; i < batches * a.tower_chunks; ++i)
+    chunks.emplace_back(ids.begin() + i * c, ids.begin() + (i + 1) * c);
+  auto time_with = [&](const FullBatchFn& full_batch) {
+    std::vector<double> times;
+    for (int r = 0; r < a.reps + 1; ++r) {  // the first run warms up (and captures the graph)
+      synchronize_device(dev.device);
+      auto t0 = clock::now();
+      model.compress_chunks(chunks, a.tower_chunks, nullptr, torch::kCPU, full_batch);
+      synchronize_device(dev.device);
+      if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    const double s = median(times);
+    return nlohmann::json{{"seconds", s}, {"tokens_per_s", static_cast<double>(chunks.size() * c) / s}};
+  };
+  nlohmann::json out = {{"batches", batches}, {"chunks", a.tower_chunks}, {"chunk", c}, {"eager", time_with(nullptr)}};
+  if (const FullBatchFn graph = graph_full_batches(model, a.tower_chunks)) out["cuda_graph"] = time_with(graph);
+  return out;
+}
+
 // -m names a Co-Encoder checkpoint: its context tower is what `coenc compress` runs, and --tower-chunks alone
 // times it (prefill and decode are a decoder's figures; the tower has no output head to decode with).
 int run_bench_of_tower(const BenchArgs& a) {
@@ -216,8 +243,9 @@ int run_bench(const BenchArgs& a) {
   const bool tower_of_co_encoder = !a.model.empty() && is_co_encoder_checkpoint(a.model);
   bool bidirectional = false;  // a Co-Encoder's tower attends as its checkpoint says (a named shape: causal)
   DecoderLm lm = nullptr;
+  CoEncoder co_encoder = nullptr;
   if (tower_of_co_encoder) {
-    CoEncoder co_encoder = load_co_encoder(a.model, dev);
+    co_encoder = load_co_encoder(a.model, dev);
     bidirectional = co_encoder->config().tower_attention == TowerAttention::Bidirectional;
     lm = co_encoder->context_tower->tower;
   } else {
@@ -291,6 +319,8 @@ int run_bench(const BenchArgs& a) {
                        {"peak_bytes", peak_memory_bytes(dev.device)}};
   }
 
+  if (a.tower_chunks > 0 && co_encoder) report["compress"] = time_compress_chunks(a, *co_encoder, dev);
+
   if (a.ttft_doc > 0) report["ttft"] = time_to_first_token(a, lm, dev);
 
   std::vector<double> per_token;
@@ -361,6 +391,17 @@ int run_bench(const BenchArgs& a) {
                 t["attention"].get<std::string>().c_str(), t["seconds"].get<double>(), t["tokens_per_s"].get<double>(),
                 t["tflops"].get<double>());
   }
+  if (report.contains("compress")) {
+    const auto& c = report["compress"];
+    std::printf("compress (tower + connector + vectors to the host, as a library is compressed): %lld batches of "
+                "%lld chunks of %lld tokens\n",
+                static_cast<long long>(c["batches"].get<int64_t>()), static_cast<long long>(a.tower_chunks),
+                static_cast<long long>(c["chunk"].get<int64_t>()));
+    for (const char* how : {"eager", "cuda_graph"})
+      if (c.contains(how))
+        std::printf("  %-11s %8.4f s  %12.0f tokens/s\n", how, c[how]["seconds"].get<double>(),
+                    c[how]["tokens_per_s"].get<double>());
+  }
   if (report.contains("ttft")) {
     const auto& t = report["ttft"];
     auto line = [](const char* what, const nlohmann::json& m) {
@@ -414,6 +455,7 @@ CommandFn setup_bench(CLI::App& app) {
       "  coenc bench --shape tiny --prompt 128,512\n"
       "  coenc bench --shape llama3-8b --device cuda --dtype bf16 --prompt 4096,32768 --json\n"
       "  coenc bench --shape qwen2-0.5b --device cuda --prompt 512 --gen 0 --tower-chunks 64 --chunk 512\n"
+      "  coenc bench -m models/default-coenc --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 512 --gen 0 --ttft 32768 --ratios 4,8\n"
       "  coenc bench --shape llama3-8b --device cuda --train-examples 16 --tower-shape qwen2-0.5b --ratios 4\n"
       "  coenc bench --shape llama3-8b --device cuda --prompt 128 --gen 64 --streams 1,8,32\n"
@@ -445,7 +487,8 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_flag("--no-graphs", a->no_graphs, "decode without CUDA graphs");
   cmd->add_option("--tower-chunks", a->tower_chunks,
                   "also time a context tower's work: this many chunks in one batch, all layers, no cache (with -m a "
-                  "Co-Encoder checkpoint: its tower, attending as the checkpoint's tower_attention says)")
+                  "Co-Encoder checkpoint: its tower, attending as the checkpoint's tower_attention says, then what "
+                  "`coenc compress` of a library does with such batches, eager and from a CUDA graph)")
       ->check(positive());
   cmd->add_option("--chunk", a->chunk, "tokens per chunk (--tower-chunks, --train-examples)")
       ->check(positive())
