@@ -7,10 +7,10 @@
 # does not travel in one call beside the tree): `scripts/skeleton_checkpoint.py strip models/default-coenc
 # .train/skeleton` here, carry .train/skeleton, then `python3 scripts/skeleton_checkpoint.py fill .train/skeleton
 # .gl/rnd` there and pass .gl/rnd. COENC=BINARY times another build (e.g. one of scripts/gpu_ab_build.sh's two).
-# Times the tower alone and compress's batches of it, eager and from a CUDA graph (`coenc bench --tower-chunks`),
-# then the library written to memory (/dev/shm, where it has room; else the machine's disk) at batch 256, with the
-# CUDA graph and without (--no-graphs), alternated twice, checks that both wrote the same files, and reruns it with
-# every document up to date; on a machine of several GPUs, --nproc N against one GPU; then the disk's own rate for
+# Times the tower alone and compress's batches of it (`coenc bench --tower-chunks`: tower, connector, vectors to
+# the host), then the library written to memory (/dev/shm, where it has room; else the machine's disk) at batch 256
+# with the short batches padded to a power of two rows and without (COENC_PAD_ROWS=0), alternated twice, checks
+# that both wrote the same files, and reruns it with every document up to date; on a machine of several GPUs, --nproc N against one GPU; then the disk's own rate for
 # files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).
 set -u
 scripts/offline_deps.sh unpack >/dev/null  # the libraries build-gpu/coenc links (a fresh call unpacks them again)
@@ -25,27 +25,25 @@ num() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.j
 round(d[k], 3) if isinstance(d[k], float) else d[k]) for k in sys.argv[2:]))" "$@"; }
 $coenc bench -m "$M" --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128 --json \
   >"$OUT/tower.json" && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); t, c=j['tower'], j['compress']; \
-print('tower alone, 256 chunks of 128: %.0f tokens/s; compress, 8 batches of them: eager %.0f, CUDA graph %s' % \
-(t['tokens_per_s'], c['eager']['tokens_per_s'], '%.0f' % c['cuda_graph']['tokens_per_s'] if 'cuda_graph' in c \
-else 'none'))" "$OUT/tower.json"
+print('tower alone, 256 chunks of 128: %.0f tokens/s; compress, 8 batches of them: %.0f' % \
+(t['tokens_per_s'], c['tokens_per_s']))" "$OUT/tower.json"
 shm_free=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)
 if [ "${shm_free:-0}" -gt 12000000 ]; then name=memory out=/dev/shm/bulk; else name=disk out=$PWD/.gl/bulk; fi
-rm -rf "$out-graph" "$out-eager"
+rm -rf "$out-pad1" "$out-pad0"
 for run in 1 2; do
-  for how in graph eager; do
-    flag=; [ $how = eager ] && flag=--no-graphs
-    $coenc compress -m "$M" "${C[@]}" -o "$out-$how" --device cuda --batch 256 --json -q --force $flag \
-      >"$OUT/bulk-$how-$run.json" || exit 1
-    echo "$name, batch 256, $how, run $run: $(num "$OUT/bulk-$how-$run.json" documents tokens seconds \
-      tokens_per_s model_seconds tokenize_wait_seconds write_wait_seconds cuda_graph)"
+  for pad in 1 0; do
+    COENC_PAD_ROWS=$pad $coenc compress -m "$M" "${C[@]}" -o "$out-pad$pad" --device cuda --batch 256 --json -q \
+      --force >"$OUT/bulk-pad$pad-$run.json" || exit 1
+    echo "$name, batch 256, COENC_PAD_ROWS=$pad, run $run: $(num "$OUT/bulk-pad$pad-$run.json" documents tokens \
+      seconds tokens_per_s model_seconds tokenize_wait_seconds write_wait_seconds)"
   done
 done
-diff -rq "$out-graph" "$out-eager" >/dev/null && echo "graph and eager wrote identical files" ||
-  echo "graph and eager files DIFFER: $(diff -rq "$out-graph" "$out-eager" | wc -l) files"
-$coenc compress -m "$M" "${C[@]}" -o "$out-graph" --device cuda --json -q >"$OUT/bulk-again.json"
+diff -rq "$out-pad1" "$out-pad0" >/dev/null && echo "padded and unpadded batches wrote identical files" ||
+  echo "padded and unpadded files DIFFER: $(diff -rq "$out-pad1" "$out-pad0" | wc -l) files"
+$coenc compress -m "$M" "${C[@]}" -o "$out-pad1" --device cuda --json -q >"$OUT/bulk-again.json"
 echo "$name, rerun: $(num "$OUT/bulk-again.json" documents skipped seconds)"
-echo "$name: $(du -sh "$out-graph" | cut -f1) in $(find "$out-graph" -name '*.coctx' | wc -l) files"
-rm -rf "$out-graph" "$out-eager"
+echo "$name: $(du -sh "$out-pad1" | cut -f1) in $(find "$out-pad1" -name '*.coctx' | wc -l) files"
+rm -rf "$out-pad1" "$out-pad0"
 # Several GPUs: --nproc N (one process a GPU, each every N-th document) against one, alternated; the aggregate
 # rate is all processes' tokens over the slowest one's seconds (model load excluded, as for one process).
 ngpu=$(nvidia-smi -L | wc -l)

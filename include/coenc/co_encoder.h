@@ -41,15 +41,6 @@ struct ConnectorOutput {
                                 //    clamp(T / ratio, min_output_size, max_output_size); add it to a training loss
 };
 
-// What a batch of full chunks compresses to (CoEncoderImpl::compress_chunks' `full_batch`): vectors [B, K, d_text]
-// and sizes [B] int64 on the model's device.
-struct FullBatchVectors {
-  torch::Tensor vectors, sizes;
-};
-// Compresses ids [n_batch, chunk_size] int64 (host, page-locked on a GPU), every chunk full, as forward_context
-// would; the buffers it returns may be rewritten by its next call (a CUDA graph's replay, GraphCompressor).
-using FullBatchFn = std::function<FullBatchVectors(const torch::Tensor& ids)>;
-
 class ConnectorImpl;
 
 // The tower as the seed nests it: `context_tower.tower` is the tower's XxxForCausalLM.
@@ -67,10 +58,7 @@ class CoEncoderImpl : public torch::nn::Module {
 
   // Compresses a batch: ids [B, T] int64, lengths [B] int64 (item b holds ids[b, :lengths[b]], padding after it;
   // every length in [1, T], T <= chunk_size). Runs with gradients when GradMode is on (training).
-  // `token_mask` [B, T] bool on the model's device, true at real tokens: the caller's, when it has one (a CUDA
-  // graph's capture, which must not copy host memory to the device); built from `lengths` otherwise.
-  ConnectorOutput forward_context(const torch::Tensor& ids, const torch::Tensor& lengths,
-                                  const torch::Tensor& token_mask = {});
+  ConnectorOutput forward_context(const torch::Tensor& ids, const torch::Tensor& lengths);
 
   // Tower features: ids [B, T], lengths [B] -> [B, T, d_context], HF hidden_states[context_feature_layer]
   // (zero at padding). For pooling "attn" the connector reads one layer earlier (see forward_context).
@@ -95,12 +83,10 @@ class CoEncoderImpl : public torch::nn::Module {
   // one document, and what bulk compression does across documents so that a corpus of short ones still fills the
   // batches. Returns each chunk's vectors [k_i, d_text] in the chunks' order, on the model's device, or on
   // `out_device` (each batch copied there at once: a .coctx wants them on the CPU); `on_progress(chunks_done,
-  // n_chunks)` after each batch. `full_batch`, if given, computes every batch of n_batch full chunks instead of
-  // forward_context (bulk compression replays a CUDA graph there); its buffers are copied out at once.
+  // n_chunks)` after each batch.
   std::vector<torch::Tensor> compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch = 8,
                                              const std::function<void(int64_t, int64_t)>& on_progress = nullptr,
-                                             std::optional<torch::Device> out_device = std::nullopt,
-                                             const FullBatchFn& full_batch = nullptr);
+                                             std::optional<torch::Device> out_device = std::nullopt);
 
   // The [BOC] and [EOC] rows, [2, d_text] in the model's dtype and device: the decoder's embeddings of
   // begin/end_of_context_token_id (context_markers "tokens"), or connector.begin_of_context / end_of_context

@@ -83,10 +83,8 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
 // Several documents at once (bulk compression, `coenc compress` of many files): their chunks are batched together
 // across document boundaries (CoEncoderImpl::compress_chunks), `n_batch` a forward pass, so that a corpus of short
 // documents still fills the batches. Each result is what compress_document gives for that document.
-// `full_batch`: as CoEncoderImpl::compress_chunks takes it (bulk compression's CUDA graph).
 std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
-                                                        const std::vector<std::string>& sources, int64_t n_batch,
-                                                        const FullBatchFn& full_batch = nullptr);
+                                                        const std::vector<std::string>& sources, int64_t n_batch);
 
 // With the model: compresses every text document (with a progress bar on stderr for documents of several chunks
 // when `progress`: chunks done, tokens/s, ETA), checks every .coctx document against the model
@@ -113,19 +111,11 @@ struct BulkDocument {
 std::vector<BulkDocument> bulk_documents(const std::vector<std::string>& paths, const std::vector<std::string>& corpora,
                                          const std::filesystem::path& out_dir);
 
-// The `full_batch` hook of compress_chunks that replays one captured CUDA graph for every batch of n_batch full
-// chunks (GraphCompressor, src/engine/graph_decoder.h), or nullptr where that cannot run: a model on the CPU,
-// pooling "dynamic", a build without CUDA. The hook holds the graph; `model` must outlive it.
-FullBatchFn graph_full_batches(CoEncoderImpl& model, int64_t n_batch);
-
 struct BulkOptions {
   int64_t n_batch = 8;       // chunks a forward pass, across documents
   int64_t group_chunks = 0;  // documents are compressed in groups of about this many chunks (0: 8 x n_batch)
   bool force = false;        // compress documents whose .coctx is up to date too
   bool progress = true;      // a progress bar over the documents on stderr (documents, tokens/s, ETA)
-  // On a CUDA device, batches of n_batch full chunks replay one captured CUDA graph (GraphCompressor) instead of
-  // launching the tower's and the connector's kernels one by one; false launches them eagerly.
-  bool cuda_graphs = true;
 };
 
 struct BulkResult {
@@ -136,7 +126,6 @@ struct BulkResult {
   // Of `seconds`: compressing (the tower, and copying its vectors to the host), and waiting for the tokenizer
   // threads or for the writer threads; tokenizing and writing run beside the model, so these say what bounds.
   double model_seconds = 0, tokenize_wait_seconds = 0, write_wait_seconds = 0;
-  bool cuda_graph = false;  // full batches replayed a CUDA graph (BulkOptions::cuda_graphs on a CUDA device)
 };
 
 // Compresses `docs` into their .coctx files (written atomically; folders made as needed), batching chunks across

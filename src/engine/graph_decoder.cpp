@@ -25,13 +25,11 @@ int64_t bucketed_length(int64_t positions, int64_t limit) {
   return std::min(limit, (positions + kBucket - 1) / kBucket * kBucket);
 }
 
-// A captured graph and the buffers its replays write their output into (logits; a compressor's vectors and sizes).
-template <class Output>
-struct CapturedOf {
+// A captured step and the buffer its replays write the logits into.
+struct Captured {
   std::unique_ptr<at::cuda::CUDAGraph> graph;
-  Output output;
+  torch::Tensor logits;
 };
-using Captured = CapturedOf<torch::Tensor>;
 
 // Graphs of one decoder share a memory pool: they are replayed one after the other, never at once.
 struct GraphPool {
@@ -43,19 +41,18 @@ struct GraphPool {
   // before, and the cache that prefill wrote there. Without the wait a busy GPU ran the warm-up on stale buffers:
   // an uninitialised token id (a device-side assert in the embedding) or a stale position (a cache slot
   // overwritten).
-  template <class Forward>
-  auto capture(const Forward& forward) -> CapturedOf<decltype(forward())> {
+  Captured capture(const std::function<torch::Tensor()>& forward) {
     auto stream = c10::cuda::getStreamFromPool();
     at::cuda::CUDAEvent ready;
     ready.record(c10::cuda::getCurrentCUDAStream());
     ready.block(stream);
-    CapturedOf<decltype(forward())> c{std::make_unique<at::cuda::CUDAGraph>(), {}};
+    Captured c{std::make_unique<at::cuda::CUDAGraph>(), torch::Tensor()};
     {
       c10::cuda::CUDAStreamGuard guard(stream);
       forward();
       stream.synchronize();
       c.graph->capture_begin(id);
-      c.output = forward();
+      c.logits = forward();
       c.graph->capture_end();
     }
     if (id.first == 0 && id.second == 0) id = c.graph->pool();
@@ -132,7 +129,7 @@ torch::Tensor GraphDecoder::step(TokenId token) {
   auto& captured = impl_->graph_for(len);
   captured.graph->replay();
   impl_->cache.advance(1);
-  return captured.output.to(torch::kCPU);
+  return captured.logits.to(torch::kCPU);
 }
 
 GraphRowDecoder::GraphRowDecoder(DecoderLm model, int64_t max_rows)
@@ -161,69 +158,10 @@ torch::Tensor GraphRowDecoder::step(KvCache& cache, const std::vector<int64_t>& 
   if (it == m.graphs.end())
     it = m.graphs.emplace(key, m.pool.capture([&m, &cache, rows, len] { return m.forward(cache, rows, len); })).first;
   it->second.graph->replay();
-  return it->second.output;
-}
-
-struct GraphCompressor::Impl {
-  CoEncoderImpl& model;
-  torch::Tensor ids, lengths, mask;  // static: device ids [n, c]; every chunk full: host lengths, device mask
-  CapturedOf<FullBatchVectors> captured;
-  GraphPool pool;
-
-  Impl(CoEncoderImpl& m, int64_t n_batch) : model(m) {
-    const int64_t c = model.config().chunk_size;
-    const auto dev = model.device_options().device;
-    ids = torch::zeros({n_batch, c}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-    lengths = torch::full({n_batch}, c, torch::TensorOptions().dtype(torch::kInt64));
-    mask = torch::ones({n_batch, c}, torch::TensorOptions().dtype(torch::kBool).device(dev));
-  }
-
-  FullBatchVectors forward() {
-    ConnectorOutput out = model.forward_context(ids, lengths, mask);
-    return {out.vectors, out.sizes};
-  }
-};
-
-bool GraphCompressor::supported(const CoEncoderImpl& model) {
-  return model.device_options().device.is_cuda() && model.config().pooling != PoolingMode::Dynamic;
-}
-
-GraphCompressor::GraphCompressor(CoEncoderImpl& model, int64_t n_batch) {
-  COENC_CHECK_CODE(supported(model), Unsupported,
-                   "a CUDA graph compresses on a CUDA device with pooling \"mean\" or \"attn\" only");
-  COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
-  impl_ = std::make_unique<Impl>(model, n_batch);
-}
-
-GraphCompressor::~GraphCompressor() = default;
-
-FullBatchVectors GraphCompressor::compress(const torch::Tensor& ids) {
-  Impl& m = *impl_;
-  COENC_CHECK_CODE(ids.sizes() == m.ids.sizes() && ids.scalar_type() == torch::kInt64, Internal,
-                   "graph compressor: ids must be int64 {}, got {} {}", m.ids.sizes(), c10::toString(ids.scalar_type()),
-                   ids.sizes());
-  torch::NoGradGuard no_grad;
-  m.ids.copy_(ids, /*non_blocking=*/ids.is_pinned());
-  if (!m.captured.graph) m.captured = m.pool.capture([&m] { return m.forward(); });
-  m.captured.graph->replay();
-  return m.captured.output;
+  return it->second.logits;
 }
 
 #else
-
-struct GraphCompressor::Impl {};
-
-bool GraphCompressor::supported(const CoEncoderImpl&) { return false; }
-
-GraphCompressor::GraphCompressor(CoEncoderImpl&, int64_t) {
-  fail(ErrorCode::Unsupported, "CUDA graph compression needs a CUDA build of Co-Encoder");
-}
-
-GraphCompressor::~GraphCompressor() = default;
-
-FullBatchVectors GraphCompressor::compress(const torch::Tensor&) {
-  fail(ErrorCode::Unsupported, "CUDA graph compression needs a CUDA build of Co-Encoder");
-}
 
 struct GraphDecoder::Impl {};
 

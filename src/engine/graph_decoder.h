@@ -1,8 +1,7 @@
-// Work replayed from captured CUDA graphs. A decoder step of a large model is a few hundred small kernels;
+// Decoding replayed from captured CUDA graphs. A decoder step of a large model is a few hundred small kernels;
 // launching them one by one from the host costs more than the GPU needs to run them, so each step's kernels are
 // captured once per attention-length bucket (and, batched, per row count) and replayed with one launch.
-// GraphDecoder serves one Session; GraphRowDecoder the batched step of a SlotBatch; GraphCompressor the context
-// tower's full batches in bulk compression.
+// GraphDecoder serves one Session; GraphRowDecoder the batched step of a SlotBatch.
 #pragma once
 
 #include <map>
@@ -11,7 +10,6 @@
 
 #include <torch/torch.h>
 
-#include "coenc/co_encoder.h"
 #include "coenc/decoder.h"
 #include "coenc/kv_cache.h"
 #include "coenc/types.h"
@@ -48,28 +46,6 @@ class GraphRowDecoder {
   // positions 0 .. positions[r], and returns the logits [rows, vocab] on the device: the graph's output buffer,
   // valid until the next step. The cache's host-side lengths are the caller's to keep.
   torch::Tensor step(KvCache& cache, const std::vector<int64_t>& ids, const std::vector<int64_t>& positions);
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-
-// Bulk compression's batches of full chunks from one CUDA graph: n_batch chunks of chunk_size tokens through the
-// tower and the connector, captured at the first batch and replayed for every later one, so that the host launches
-// one graph instead of the forward's few hundred kernels (CoEncoderImpl::compress_chunks' `full_batch`). Pooling
-// "dynamic" is refused: its vector count is read on the host.
-class GraphCompressor {
- public:
-  // True when `model` can be compressed this way: a CUDA build, the model on a CUDA device, pooling not dynamic.
-  static bool supported(const CoEncoderImpl& model);
-
-  // Binds to `model` (which must outlive it) for batches of `n_batch` chunks.
-  GraphCompressor(CoEncoderImpl& model, int64_t n_batch);
-  ~GraphCompressor();
-
-  // ids [n_batch, chunk_size] int64 on the host (page-locked: copied without a wait) -> the connector's vectors
-  // [n_batch, K, d_text] and sizes [n_batch] on the device: the graph's buffers, which the next call rewrites.
-  FullBatchVectors compress(const torch::Tensor& ids);
 
  private:
   struct Impl;

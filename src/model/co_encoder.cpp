@@ -1,6 +1,7 @@
 #include "coenc/co_encoder.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <numeric>
 
@@ -125,8 +126,7 @@ torch::Tensor CoEncoderImpl::tower_features(const torch::Tensor& ids, const torc
   return padded ? h.masked_fill(mask.logical_not().unsqueeze(-1), 0.0) : h;
 }
 
-ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const torch::Tensor& lengths,
-                                               const torch::Tensor& token_mask) {
+ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const torch::Tensor& lengths) {
   COENC_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kInt64, "context ids must be int64 [B, T], got {}",
               ids.sizes());
   COENC_CHECK(lengths.dim() == 1 && lengths.size(0) == ids.size(0), "context lengths must be [{}], got {}",
@@ -137,16 +137,8 @@ ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const t
   COENC_CHECK(t >= 1 && lens.min().item<int64_t>() >= 1 && lens.max().item<int64_t>() <= t,
               "every context length must be in [1, {}]", t);
   const auto dev = options_.device;
-  torch::Tensor mask = token_mask;
-  if (mask.defined()) {
-    COENC_CHECK(mask.sizes() == ids.sizes() && mask.scalar_type() == torch::kBool &&
-                    mask.device().type() == dev.type(),
-                "a context token mask must be bool {} on {}, got {} {} on {}", ids.sizes(), dev.str(),
-                c10::toString(mask.scalar_type()), mask.sizes(), mask.device().str());
-  } else {
-    mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
-           lens.to(dev, /*non_blocking=*/lens.is_pinned()).unsqueeze(1);
-  }
+  auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
+              lens.to(dev, /*non_blocking=*/lens.is_pinned()).unsqueeze(1);
   const int64_t idx = config_.feature_index(), n = config_.context.n_layers;
   auto& tower = context_tower->tower;
   if (config_.pooling == PoolingMode::Attn) {
@@ -182,10 +174,28 @@ std::vector<TokenIds> CoEncoderImpl::split_chunks(const TokenIds& document) cons
   return chunks;
 }
 
+namespace {
+
+int64_t next_power_of_two(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// COENC_PAD_ROWS=0: a GPU batch has as many rows as chunks (to measure what the padding brings).
+bool pad_rows() {
+  static const bool on = [] {
+    const char* env = std::getenv("COENC_PAD_ROWS");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return on;
+}
+
+}  // namespace
+
 std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
                                                           const std::function<void(int64_t, int64_t)>& on_progress,
-                                                          std::optional<torch::Device> out_device,
-                                                          const FullBatchFn& full_batch) {
+                                                          std::optional<torch::Device> out_device) {
   COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
   torch::NoGradGuard no_grad;
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
@@ -211,25 +221,27 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
   };
   for (int64_t first = 0; first < n_chunks; first += n_batch) {
     const int64_t b = std::min(n_batch, n_chunks - first);
-    int64_t width = 0, shortest = config_.chunk_size;
+    int64_t width = 0;
     for (int64_t i = 0; i < b; ++i) {
       const auto len = static_cast<int64_t>(chunks[order[first + i]].size());
       COENC_CHECK(len >= 1 && len <= config_.chunk_size, "a chunk must hold 1 to {} tokens, got {}",
                   config_.chunk_size, len);
       width = std::max(width, len);
-      shortest = std::min(shortest, len);
     }
-    const bool hooked = full_batch && b == n_batch && shortest == config_.chunk_size;
     // On a GPU every batch is chunk_size wide: one shape for the fused attention kernels, which plan per shape
     // (batches of short chunks padded only to their longest gave a new width nearly every batch; with the
     // unmasked full batches, measured neutral for bulk speed on an H100, docs/benchmarks.md). The CPU computes
     // only what the longest chunk needs.
     if (gpu) width = config_.chunk_size;
+    // On a GPU a batch of fewer than n_batch chunks (each group's last in bulk compression, where the short chunks
+    // are) is padded with rows of one token up to the next power of two: a masked batch's attention plans its kernel
+    // per shape on the host (cuDNN), and a new row count at every group's end would plan again each time.
+    const int64_t rows = gpu && pad_rows() ? std::min(n_batch, next_power_of_two(b)) : b;
     // The batch's ids in one host buffer, zero-padded to `width` (page-locked for a GPU, so that they go over
     // without a wait).
     const auto host = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(gpu);
-    auto ids = torch::zeros({b, width}, host);
-    auto lengths = torch::empty({b}, host);
+    auto ids = torch::zeros({rows, width}, host);
+    auto lengths = torch::ones({rows}, host);
     int64_t* id_rows = ids.data_ptr<int64_t>();
     for (int64_t i = 0; i < b; ++i) {
       const TokenIds& chunk = chunks[order[first + i]];
@@ -241,14 +253,8 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
       }
       lengths.data_ptr<int64_t>()[i] = static_cast<int64_t>(chunk.size());
     }
-    ConnectorOutput out;
-    if (hooked) {
-      FullBatchVectors full = full_batch(ids);
-      out.vectors = full.vectors;
-      out.sizes = full.sizes;
-    } else {
-      out = forward_context(ids, lengths);
-    }
+    ConnectorOutput out = forward_context(ids, lengths);
+    if (rows > b) out.vectors = out.vectors.narrow(0, 0, b), out.sizes = out.sizes.narrow(0, 0, b);
     torch::Tensor vectors = out.vectors, sizes = out.sizes;
     if (to_pinned) {
       const auto pinned = torch::TensorOptions().device(torch::kCPU).pinned_memory(true);
@@ -256,10 +262,6 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
       vectors.copy_(out.vectors, /*non_blocking=*/true);
       sizes = torch::empty(out.sizes.sizes(), pinned.dtype(out.sizes.scalar_type()));
       sizes.copy_(out.sizes, /*non_blocking=*/true);
-    } else if (hooked) {  // the hook's buffers are rewritten by its next batch
-      vectors = out.vectors.to(out_device.value_or(options_.device), out.vectors.scalar_type(),
-                               /*non_blocking=*/false, /*copy=*/true);
-      sizes = out.sizes.clone();
     } else if (out_device) {
       vectors = out.vectors.to(*out_device);
     }

@@ -15,7 +15,6 @@
 #include "coenc/error.h"
 #include "coenc/pipeline.h"
 #include "core/progress.h"
-#include "engine/graph_decoder.h"
 #include "io/data_file.h"
 
 namespace coenc {
@@ -143,8 +142,7 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
 }
 
 std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
-                                                        const std::vector<std::string>& sources, int64_t n_batch,
-                                                        const FullBatchFn& full_batch) {
+                                                        const std::vector<std::string>& sources, int64_t n_batch) {
   COENC_CHECK_CODE(documents.size() == sources.size(), Internal, "compress_document_batch: {} documents, {} sources",
                    documents.size(), sources.size());
   std::vector<std::vector<TokenIds>> per_document;
@@ -154,7 +152,7 @@ std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, co
     per_document.push_back(model.split_chunks(documents[d]));
     all.insert(all.end(), per_document.back().begin(), per_document.back().end());
   }
-  std::vector<torch::Tensor> vectors = model.compress_chunks(all, n_batch, nullptr, torch::kCPU, full_batch);
+  std::vector<torch::Tensor> vectors = model.compress_chunks(all, n_batch, nullptr, torch::kCPU);
   std::vector<CompressedDocument> out;
   size_t next = 0;
   for (size_t d = 0; d < documents.size(); ++d) {
@@ -275,12 +273,6 @@ void parallel_for(size_t begin, size_t end, unsigned threads, const std::functio
 
 }  // namespace
 
-FullBatchFn graph_full_batches(CoEncoderImpl& model, int64_t n_batch) {
-  if (!GraphCompressor::supported(model)) return nullptr;
-  auto graph = std::make_shared<GraphCompressor>(model, n_batch);
-  return [graph](const torch::Tensor& ids) { return graph->compress(ids); };
-}
-
 BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenizer,
                          const std::vector<BulkDocument>& docs, const BulkOptions& options) {
   namespace fs = std::filesystem;
@@ -292,8 +284,6 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
   const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency() / 2));
   const size_t block = 256;
   BulkResult result;
-  const FullBatchFn full_batch = options.cuda_graphs ? graph_full_batches(model, options.n_batch) : nullptr;
-  result.cuda_graph = static_cast<bool>(full_batch);
   const auto start = std::chrono::steady_clock::now();
   ProgressBar bar("compressing", static_cast<int64_t>(docs.size()), "docs", options.progress);
   int64_t done = 0;
@@ -353,7 +343,7 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
       std::shared_ptr<std::vector<CompressedDocument>> out;
       waited(result.model_seconds, [&] {
         out = std::make_shared<std::vector<CompressedDocument>>(
-            compress_document_batch(model, ids, sources, options.n_batch, full_batch));
+            compress_document_batch(model, ids, sources, options.n_batch));
       });
       for (const CompressedDocument& c : *out) {
         result.documents += 1;

@@ -531,64 +531,22 @@ TEST(Chunking, CudaVectorsForTheHostEqualTheDevicesOwn) {
   }
 }
 
-// Bulk compression hands batches of n_batch full chunks to a hook (a CUDA graph's replay on a GPU) whose buffers its
-// next batch rewrites: the hook sees exactly those batches, and every chunk's vectors are copied out in time.
-TEST(Chunking, FullBatchesGoToTheFullBatchHookWhoseBuffersAreCopiedOut) {
-  CoEncoder m = tiny("mean");
-  std::vector<TokenIds> chunks;
-  uint64_t seed = 3;
-  for (int64_t len : {16, 16, 5, 16, 16, 16, 9, 16, 16}) chunks.push_back(random_ids(len, seed++));
-  torch::Tensor vectors, sizes;  // the hook's reused buffers
-  int calls = 0;
-  const FullBatchFn hook = [&](const torch::Tensor& ids) {
-    EXPECT_EQ(ids.sizes(), (std::vector<int64_t>{3, 16}));
-    EXPECT_EQ(ids.scalar_type(), torch::kInt64);
-    ++calls;
-    ConnectorOutput out = m->forward_context(ids, torch::full({3}, 16, torch::kInt64));
-    if (!vectors.defined()) vectors = torch::empty_like(out.vectors), sizes = torch::empty_like(out.sizes);
-    vectors.copy_(out.vectors), sizes.copy_(out.sizes);
-    return FullBatchVectors{vectors, sizes};
-  };
-  for (const std::optional<torch::Device> out_device : {std::optional<torch::Device>(), std::optional<torch::Device>(torch::kCPU)}) {
-    calls = 0;
-    const std::vector<torch::Tensor> together = m->compress_chunks(chunks, /*n_batch=*/3, nullptr, out_device, hook);
-    EXPECT_EQ(calls, 2);  // seven full chunks, longest first: two full batches, then 16 + 9 + 5 eagerly
+// On a GPU a batch of fewer than n_batch chunks is padded with one-token rows up to a power of two (one attention
+// plan for many batch sizes): each real chunk's vectors still equal the chunk compressed alone.
+TEST(Chunking, CudaShortBatchesPaddedToAPowerOfTwoEqualEachChunkAlone) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const char* mode : {"dynamic", "mean", "attn"}) {
+    SCOPED_TRACE(mode);
+    json j = co_json(mode);
+    j.update({{"min_output_size", 2}, {"max_output_size", 12}});
+    CoEncoder m = random_co_encoder(config_of(j), DeviceOptions{torch::kCUDA, torch::kFloat32}, 1, 0.2);
+    std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 12 + 5, 42));  // 13 chunks: batches of 8 and 5
+    const std::vector<torch::Tensor> together = m->compress_chunks(chunks, /*n_batch=*/8, nullptr, torch::kCPU);
     ASSERT_EQ(together.size(), chunks.size());
     for (size_t i = 0; i < chunks.size(); ++i) {
-      const torch::Tensor alone = m->compress_chunk(chunks[i]);
+      const torch::Tensor alone = m->compress_chunk(chunks[i]).cpu();
       ASSERT_EQ(together[i].sizes(), alone.sizes()) << "chunk " << i;
-      EXPECT_LT(max_diff(together[i], alone), 1e-5) << "chunk " << i;
-    }
-  }
-  // Where no CUDA graph can run (here: a model on the CPU), there is no such hook.
-  EXPECT_FALSE(graph_full_batches(*m, 3));
-  EXPECT_COENC_ERROR(m->forward_context(ids_tensor(random_ids(16, 1)).unsqueeze(0), torch::tensor({16}, torch::kInt64),
-                                        torch::ones({1, 16}, torch::kInt64)),
-                     "a context token mask must be bool [1, 16] on cpu, got Long [1, 16] on cpu");
-}
-
-// The CUDA graph of bulk compression (GraphCompressor, replayed for every batch of full chunks) gives the vectors
-// that launching the same batches eagerly gives; pooling "dynamic" (its vector count is read on the host) has none.
-TEST(Chunking, CudaGraphCompressorEqualsEagerCompression) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  for (const char* mode : {"mean", "attn", "dynamic"}) {
-    SCOPED_TRACE(mode);
-    CoEncoder m = random_co_encoder(config_of(co_json(mode)), DeviceOptions{torch::kCUDA, torch::kFloat32}, 1, 0.2);
-    const FullBatchFn graph = graph_full_batches(*m, 3);
-    if (std::string(mode) == "dynamic") {
-      EXPECT_FALSE(graph);
-      continue;
-    }
-    ASSERT_TRUE(graph);
-    const std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 40 + 5, 42));  // 13 full batches, a short
-    const std::vector<torch::Tensor> eager = m->compress_chunks(chunks, 3, nullptr, torch::kCPU);
-    for (const std::optional<torch::Device> out_device : {std::optional<torch::Device>(torch::kCPU), std::optional<torch::Device>()}) {
-      const std::vector<torch::Tensor> replayed = m->compress_chunks(chunks, 3, nullptr, out_device, graph);
-      ASSERT_EQ(replayed.size(), eager.size());
-      for (size_t i = 0; i < eager.size(); ++i) {
-        ASSERT_EQ(replayed[i].sizes(), eager[i].sizes()) << "chunk " << i;
-        EXPECT_LT(max_diff(replayed[i].cpu(), eager[i]), 1e-5) << "chunk " << i;
-      }
+      EXPECT_LT(max_diff(together[i], alone), 1e-4) << "chunk " << i;
     }
   }
 }

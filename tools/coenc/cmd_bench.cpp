@@ -159,8 +159,7 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
 int run_bench(const BenchArgs& a);
 
 // What `coenc compress` of a library does with the tower's batches (compress_chunks: ids over, tower, connector,
-// vectors back to the host), for 8 batches of --tower-chunks full chunks a run as a library's groups hold them:
-// launched eagerly, and replayed from one CUDA graph (what bulk compression does on CUDA) where it can run.
+// vectors back to the host), for 8 batches of --tower-chunks full chunks a run, as a library's groups hold them.
 nlohmann::json time_compress_chunks(const BenchArgs& a, CoEncoderImpl& model, const DeviceOptions& dev) {
   using clock = std::chrono::steady_clock;
   const int64_t c = model.config().chunk_size, batches = 8;
@@ -168,21 +167,17 @@ nlohmann::json time_compress_chunks(const BenchArgs& a, CoEncoderImpl& model, co
   std::vector<TokenIds> chunks;
   for (int64_t i = 0; i < batches * a.tower_chunks; ++i)
     chunks.emplace_back(ids.begin() + i * c, ids.begin() + (i + 1) * c);
-  auto time_with = [&](const FullBatchFn& full_batch) {
-    std::vector<double> times;
-    for (int r = 0; r < a.reps + 1; ++r) {  // the first run warms up (and captures the graph)
-      synchronize_device(dev.device);
-      auto t0 = clock::now();
-      model.compress_chunks(chunks, a.tower_chunks, nullptr, torch::kCPU, full_batch);
-      synchronize_device(dev.device);
-      if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    }
-    const double s = median(times);
-    return nlohmann::json{{"seconds", s}, {"tokens_per_s", static_cast<double>(chunks.size() * c) / s}};
-  };
-  nlohmann::json out = {{"batches", batches}, {"chunks", a.tower_chunks}, {"chunk", c}, {"eager", time_with(nullptr)}};
-  if (const FullBatchFn graph = graph_full_batches(model, a.tower_chunks)) out["cuda_graph"] = time_with(graph);
-  return out;
+  std::vector<double> times;
+  for (int r = 0; r < a.reps + 1; ++r) {  // the first run warms up
+    synchronize_device(dev.device);
+    auto t0 = clock::now();
+    model.compress_chunks(chunks, a.tower_chunks, nullptr, torch::kCPU);
+    synchronize_device(dev.device);
+    if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  const double s = median(times);
+  return {{"batches", batches}, {"chunks", a.tower_chunks}, {"chunk", c}, {"seconds", s},
+          {"tokens_per_s", static_cast<double>(chunks.size() * c) / s}};
 }
 
 // -m names a Co-Encoder checkpoint: its context tower is what `coenc compress` runs, and --tower-chunks alone
@@ -394,13 +389,10 @@ int run_bench(const BenchArgs& a) {
   if (report.contains("compress")) {
     const auto& c = report["compress"];
     std::printf("compress (tower + connector + vectors to the host, as a library is compressed): %lld batches of "
-                "%lld chunks of %lld tokens\n",
+                "%lld chunks of %lld tokens in %.4f s, %.0f tokens/s\n",
                 static_cast<long long>(c["batches"].get<int64_t>()), static_cast<long long>(a.tower_chunks),
-                static_cast<long long>(c["chunk"].get<int64_t>()));
-    for (const char* how : {"eager", "cuda_graph"})
-      if (c.contains(how))
-        std::printf("  %-11s %8.4f s  %12.0f tokens/s\n", how, c[how]["seconds"].get<double>(),
-                    c[how]["tokens_per_s"].get<double>());
+                static_cast<long long>(c["chunk"].get<int64_t>()), c["seconds"].get<double>(),
+                c["tokens_per_s"].get<double>());
   }
   if (report.contains("ttft")) {
     const auto& t = report["ttft"];
@@ -488,7 +480,7 @@ CommandFn setup_bench(CLI::App& app) {
   cmd->add_option("--tower-chunks", a->tower_chunks,
                   "also time a context tower's work: this many chunks in one batch, all layers, no cache (with -m a "
                   "Co-Encoder checkpoint: its tower, attending as the checkpoint's tower_attention says, then what "
-                  "`coenc compress` of a library does with such batches, eager and from a CUDA graph)")
+                  "`coenc compress` of a library does with such batches: tower, connector, vectors to the host)")
       ->check(positive());
   cmd->add_option("--chunk", a->chunk, "tokens per chunk (--tower-chunks, --train-examples)")
       ->check(positive())

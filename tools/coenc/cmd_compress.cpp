@@ -32,7 +32,6 @@ struct CompressArgs {
   bool force = false;  // bulk: compress up-to-date documents too
   bool json = false;   // bulk: the summary as one JSON object on stdout
   bool quiet = false;  // no progress bar, no summary
-  bool no_graphs = false;  // bulk on CUDA: launch the tower eagerly instead of replaying a CUDA graph
   int64_t ratio = 0;   // > 0: compress at this many tokens per vector instead of the checkpoint's ratio
   std::string format;    // --export: npy, hf or vllm instead of .coctx
   std::string question;  // --question: export the whole decoder input of this question, not the block alone
@@ -77,7 +76,6 @@ int run_bulk(const CompressArgs& a) {
   bo.n_batch = a.batch > 0 ? a.batch : (options.device.is_cuda() ? 64 : 8);
   bo.force = a.force;
   bo.progress = !a.quiet && !a.json && rank == 0;
-  bo.cuda_graphs = !a.no_graphs;
   const BulkResult r = compress_bulk(*model, *tok.context, mine, bo);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0;
   if (a.json) {
@@ -87,7 +85,6 @@ int run_bulk(const CompressArgs& a) {
                                 {"model_seconds", r.model_seconds},
                                 {"tokenize_wait_seconds", r.tokenize_wait_seconds},
                                 {"write_wait_seconds", r.write_wait_seconds},
-                                {"cuda_graph", r.cuda_graph},
                                 {"batch", bo.n_batch},   {"output", a.output}}
                      .dump()
               << "\n";
@@ -103,9 +100,8 @@ int run_bulk(const CompressArgs& a) {
 
 int run_compress(const CompressArgs& a) {
   if (is_bulk(a)) return run_bulk(a);
-  COENC_CHECK(a.nproc == 1 && !a.force && !a.json && !a.no_graphs,
-              "--nproc, --force, --json and --no-graphs are for compressing a library (several --doc, a folder or "
-              "--corpus)");
+  COENC_CHECK(a.nproc == 1 && !a.force && !a.json, "--nproc, --force and --json are for compressing a library "
+              "(several --doc, a folder or --corpus)");
   // Everything that can fail on user input is checked before the (slow) model load.
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
   apply_ratio(config, a.ratio);
@@ -208,9 +204,6 @@ CommandFn setup_compress(CLI::App& app) {
       ->check(positive());
   cmd->add_flag("--force", a->force, "a library: compress documents whose .coctx is up to date too");
   cmd->add_flag("--json", a->json, "a library: the summary as one JSON object (per process) on stdout");
-  cmd->add_flag("--no-graphs", a->no_graphs,
-                "a library on CUDA: launch the tower's kernels one by one for every batch instead of replaying one "
-                "captured CUDA graph for each batch of full chunks (to compare; the files are the same)");
   cmd->add_option("--export", a->format, "npy, hf or vllm: write the decoder input rows instead of a .coctx");
   cmd->add_option("--question", a->question, "with --export: the rows of the whole prompt for this question");
   cmd->add_option("-n,--n-predict", a->n_predict, "with --export vllm: the request's max_tokens")
