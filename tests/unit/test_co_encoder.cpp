@@ -498,6 +498,18 @@ TEST(Chunking, ProgressAfterEachBatch) {
   EXPECT_EQ(progress, (std::vector<int64_t>{2, 4, 5}));
 }
 
+// A random float32 Co-Encoder on the GPU with pooling `mode` (dynamic pooling's scale set so that sizes vary).
+CoEncoder cuda_co_encoder(const char* mode) {
+  json j = co_json(mode);
+  j.update({{"min_output_size", 2}, {"max_output_size", 12}});
+  CoEncoder m = random_co_encoder(config_of(j), DeviceOptions{torch::kCUDA, torch::kFloat32}, 1, 0.2);
+  if (m->connector->dynamic_pooling) {
+    torch::NoGradGuard no_grad;
+    m->connector->dynamic_pooling->scale_param.fill_(0.6);
+  }
+  return m;
+}
+
 // On a GPU the vectors for the host come back through page-locked memory while the next batch is queued, the host
 // waiting a batch behind (compress_chunks): they equal the device's own vectors, and progress reaches every chunk
 // in order.
@@ -505,13 +517,7 @@ TEST(Chunking, CudaVectorsForTheHostEqualTheDevicesOwn) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   for (const char* mode : {"dynamic", "mean", "attn"}) {
     SCOPED_TRACE(mode);
-    json j = co_json(mode);
-    j.update({{"min_output_size", 2}, {"max_output_size", 12}});
-    CoEncoder m = random_co_encoder(config_of(j), DeviceOptions{torch::kCUDA, torch::kFloat32}, 1, 0.2);
-    if (m->connector->dynamic_pooling) {
-      torch::NoGradGuard no_grad;
-      m->connector->dynamic_pooling->scale_param.fill_(0.6);
-    }
+    CoEncoder m = cuda_co_encoder(mode);
     const std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 40 + 5, 42));  // 41 chunks, 14 batches
     std::vector<int64_t> progress;
     const auto on_progress = [&](int64_t done, int64_t total) {
@@ -537,9 +543,7 @@ TEST(Chunking, CudaShortBatchesPaddedToAPowerOfTwoEqualEachChunkAlone) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   for (const char* mode : {"dynamic", "mean", "attn"}) {
     SCOPED_TRACE(mode);
-    json j = co_json(mode);
-    j.update({{"min_output_size", 2}, {"max_output_size", 12}});
-    CoEncoder m = random_co_encoder(config_of(j), DeviceOptions{torch::kCUDA, torch::kFloat32}, 1, 0.2);
+    CoEncoder m = cuda_co_encoder(mode);
     std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 12 + 5, 42));  // 13 chunks: batches of 8 and 5
     const std::vector<torch::Tensor> together = m->compress_chunks(chunks, /*n_batch=*/8, nullptr, torch::kCPU);
     ASSERT_EQ(together.size(), chunks.size());
