@@ -9,9 +9,10 @@
 # .gl/rnd` there and pass .gl/rnd. COENC=BINARY times another build (e.g. one of scripts/gpu_ab_build.sh's two).
 # Times the tower alone and compress's batches of it (`coenc bench --tower-chunks`: tower, connector, vectors to
 # the host), then the library written to memory (/dev/shm, where it has room; else the machine's disk) at batch 256
-# with the short batches padded to a power of two rows and without (COENC_PAD_ROWS=0), alternated twice, checks
-# that both wrote the same files, and reruns it with every document up to date; on a machine of several GPUs, --nproc N against one GPU; then the disk's own rate for
-# files of a .coctx's size, flushed one by one (fsync) against one flush for all (sync).
+# with the short masked batches padded to a power of two rows and without (COENC_PAD_ROWS=0), alternated twice,
+# checks that both wrote the same files, and reruns it with every document up to date; on a machine of several
+# GPUs, --nproc N against one GPU; then the disk's own rate for files of a .coctx's size, flushed one by one
+# (fsync) against one flush for all (sync).
 set -u
 scripts/offline_deps.sh unpack >/dev/null  # the libraries build-gpu/coenc links (a fresh call unpacks them again)
 coenc=${COENC:-build-gpu/coenc}

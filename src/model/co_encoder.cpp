@@ -233,10 +233,12 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     // unmasked full batches, measured neutral for bulk speed on an H100, docs/benchmarks.md). The CPU computes
     // only what the longest chunk needs.
     if (gpu) width = config_.chunk_size;
-    // On a GPU a batch of fewer than n_batch chunks (each group's last in bulk compression, where the short chunks
-    // are) is padded with rows of one token up to the next power of two: a masked batch's attention plans its kernel
-    // per shape on the host (cuDNN), and a new row count at every group's end would plan again each time.
-    const int64_t rows = gpu && pad_rows() ? std::min(n_batch, next_power_of_two(b)) : b;
+    // On a GPU a masked batch (one holding a short chunk: each group's last in bulk compression) of fewer than
+    // n_batch chunks is padded with rows of one token up to the next power of two: masked attention plans its kernel
+    // per shape on the host (cuDNN), and a new row count at every group's end would plan again each time. A batch of
+    // full chunks takes no mask and no plan (flash), and is not padded.
+    const bool masked = static_cast<int64_t>(chunks[order[first + b - 1]].size()) < width;  // longest first
+    const int64_t rows = gpu && masked && pad_rows() ? std::min(n_batch, next_power_of_two(b)) : b;
     // The batch's ids in one host buffer, zero-padded to `width` (page-locked for a GPU, so that they go over
     // without a wait).
     const auto host = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(gpu);

@@ -537,14 +537,15 @@ TEST(Chunking, CudaVectorsForTheHostEqualTheDevicesOwn) {
   }
 }
 
-// On a GPU a batch of fewer than n_batch chunks is padded with one-token rows up to a power of two (one attention
-// plan for many batch sizes): each real chunk's vectors still equal the chunk compressed alone.
+// On a GPU a masked batch of fewer than n_batch chunks is padded with one-token rows up to a power of two (one
+// attention plan for many batch sizes): each real chunk's vectors still equal the chunk compressed alone.
 TEST(Chunking, CudaShortBatchesPaddedToAPowerOfTwoEqualEachChunkAlone) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   for (const char* mode : {"dynamic", "mean", "attn"}) {
     SCOPED_TRACE(mode);
     CoEncoder m = cuda_co_encoder(mode);
-    std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 12 + 5, 42));  // 13 chunks: batches of 8 and 5
+    // 13 chunks, longest first: a batch of 8 full ones, then 4 full and the short one, padded to 8 rows
+    std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 12 + 5, 42));
     const std::vector<torch::Tensor> together = m->compress_chunks(chunks, /*n_batch=*/8, nullptr, torch::kCPU);
     ASSERT_EQ(together.size(), chunks.size());
     for (size_t i = 0; i < chunks.size(); ++i) {
