@@ -81,6 +81,20 @@ nlohmann::json batched_decode(const BenchArgs& a, DecoderLm lm, const DeviceOpti
 
 // Time to first token for a long document + question: the decoder reading every token, against a Co-Encoder
 // (tower --tower-shape, mean pooling at each ratio, random weights) compressing the document in chunks of 512 first.
+// Median seconds of `reps` runs of `fn` after one more that warms up kernels and allocator, the device
+// synchronised before and after each.
+double median_seconds(int reps, const torch::Device& device, const std::function<void()>& fn) {
+  std::vector<double> times;
+  for (int r = 0; r < reps + 1; ++r) {
+    synchronize_device(device);
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    synchronize_device(device);
+    if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return median(times);
+}
+
 // Everything between receiving the ids and having the first token's logits on the host is timed, tower included;
 // and again with the document compressed beforehand ("cached": the question about a document already compressed).
 nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const DeviceOptions& dev) {
@@ -135,15 +149,7 @@ nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const Devic
     nlohmann::json m = measure([&] { return raw_prompt(*co, {co->compress(doc, 64)}, question); });
     m["ratio"] = ratio;
     // Where the compressed path's time goes: the tower and connector alone (the rest is the decoder's prefill).
-    std::vector<double> tower_times;
-    for (int r = 0; r < a.reps + 1; ++r) {
-      synchronize_device(dev.device);
-      const auto t0 = clock::now();
-      co->compress(doc, 64);
-      synchronize_device(dev.device);
-      if (r > 0) tower_times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    }
-    m["tower_seconds"] = median(tower_times);
+    m["tower_seconds"] = median_seconds(a.reps, dev.device, [&] { co->compress(doc, 64); });
     m["speedup"] = out["full"]["seconds"].get<double>() / m["seconds"].get<double>();
     // A question about a document compressed earlier (coenc serve's document cache, a .coctx file): the tower
     // is skipped, the decoder prefills [BOC] vectors [EOC] question.
@@ -161,21 +167,13 @@ int run_bench(const BenchArgs& a);
 // What `coenc compress` of a library does with the tower's batches (compress_chunks: ids over, tower, connector,
 // vectors back to the host), for 8 batches of --tower-chunks full chunks a run, as a library's groups hold them.
 nlohmann::json time_compress_chunks(const BenchArgs& a, CoEncoderImpl& model, const DeviceOptions& dev) {
-  using clock = std::chrono::steady_clock;
   const int64_t c = model.config().chunk_size, batches = 8;
   const TokenIds ids = random_token_ids(batches * a.tower_chunks * c, model.config().context.vocab_size, 17);
   std::vector<TokenIds> chunks;
   for (int64_t i = 0; i < batches * a.tower_chunks; ++i)
     chunks.emplace_back(ids.begin() + i * c, ids.begin() + (i + 1) * c);
-  std::vector<double> times;
-  for (int r = 0; r < a.reps + 1; ++r) {  // the first run warms up
-    synchronize_device(dev.device);
-    auto t0 = clock::now();
-    model.compress_chunks(chunks, a.tower_chunks, nullptr, torch::kCPU);
-    synchronize_device(dev.device);
-    if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-  }
-  const double s = median(times);
+  const double s =
+      median_seconds(a.reps, dev.device, [&] { model.compress_chunks(chunks, a.tower_chunks, nullptr, torch::kCPU); });
   return {{"batches", batches}, {"chunks", a.tower_chunks}, {"chunk", c}, {"seconds", s},
           {"tokens_per_s", static_cast<double>(chunks.size() * c) / s}};
 }
@@ -296,18 +294,11 @@ int run_bench(const BenchArgs& a) {
     torch::Tensor batch = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()))
                               .view({a.tower_chunks, a.chunk})
                               .to(dev.device);
-    std::vector<double> times;
     reset_peak_memory(dev.device);
-    for (int r = 0; r < a.reps + 1; ++r) {
-      synchronize_device(dev.device);
-      auto t0 = clock::now();
-      ForwardArgs args;
-      args.causal = !bidirectional;
-      torch::Tensor h = lm->forward_hidden(lm->embed(batch), args);
-      synchronize_device(dev.device);
-      if (r > 0) times.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    }
-    const double s = median(times), n = static_cast<double>(a.tower_chunks * a.chunk);
+    ForwardArgs args;
+    args.causal = !bidirectional;
+    const double s = median_seconds(a.reps, dev.device, [&] { lm->forward_hidden(lm->embed(batch), args); });
+    const double n = static_cast<double>(a.tower_chunks * a.chunk);
     report["tower"] = {{"chunks", a.tower_chunks}, {"chunk", a.chunk}, {"seconds", s}, {"tokens_per_s", n / s},
                        {"attention", bidirectional ? "bidirectional" : "causal"},
                        {"tflops", forward_flops(a.tower_chunks, a.chunk, bidirectional) / s / 1e12},
