@@ -41,6 +41,26 @@ for run in 1 2; do
 done
 diff -rq "$out-pad1" "$out-pad0" >/dev/null && echo "padded and unpadded batches wrote identical files" ||
   echo "padded and unpadded files DIFFER: $(diff -rq "$out-pad1" "$out-pad0" | wc -l) files"
+# Where the host's time goes in each group's compress_chunks (COENC_TRACE_BATCHES=1), summed over the groups.
+COENC_TRACE_BATCHES=1 $coenc compress -m "$M" "${C[@]}" -o "$out-pad0" --device cuda --batch 256 --json -q \
+  --force >"$OUT/bulk-trace.json" 2>"$OUT/bulk-trace.log" || exit 1
+python3 - "$OUT/bulk-trace.log" "$OUT/bulk-trace.json" <<'PY'
+import json, re, sys
+keys = ["ms", "ids", "forward", "copy", "wait", "gather"]
+tot, n = dict.fromkeys(keys + ["batches", "masked", "rows", "chunks"], 0.0), 0
+for line in open(sys.argv[1]):
+    m = re.match(r"compress_chunks: (\d+) chunks in (\d+) batches \((\d+) masked, (\d+) rows\) ([\d.]+) ms: ids "
+                 r"([\d.]+), forward ([\d.]+), copy ([\d.]+), wait ([\d.]+), gather ([\d.]+)", line)
+    if not m: continue
+    n += 1
+    for k, v in zip(["chunks", "batches", "masked", "rows"] + keys, m.groups()): tot[k] += float(v)
+r = json.loads(open(sys.argv[2]).read().splitlines()[0])
+print("traced run: %d groups, %d chunks in %d batches (%d masked, %d rows); model step %.2f s, of which "
+      "compress_chunks %.2f s (host: ids %.2f, forward %.2f, copy %.2f, wait %.2f, gather %.2f s); %.0f tokens/s" %
+      (n, tot["chunks"], tot["batches"], tot["masked"], tot["rows"], r["model_seconds"], tot["ms"] / 1e3,
+       tot["ids"] / 1e3, tot["forward"] / 1e3, tot["copy"] / 1e3, tot["wait"] / 1e3, tot["gather"] / 1e3,
+       r["tokens_per_s"]))
+PY
 $coenc compress -m "$M" "${C[@]}" -o "$out-pad1" --device cuda --json -q >"$OUT/bulk-again.json"
 echo "$name, rerun: $(num "$OUT/bulk-again.json" documents skipped seconds)"
 echo "$name: $(du -sh "$out-pad1" | cut -f1) in $(find "$out-pad1" -name '*.coctx' | wc -l) files"

@@ -1,9 +1,12 @@
 #include "coenc/co_encoder.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <numeric>
+#include <optional>
 
 #include "coenc/atomic_file.h"
 #include "coenc/checkpoint.h"
@@ -191,6 +194,37 @@ bool pad_rows() {
   return on;
 }
 
+// COENC_TRACE_BATCHES=1: one line on stderr per compress_chunks call with where the host's time went (to find what
+// bulk compression loses between the tower's batches; docs/benchmarks.md).
+struct BatchTrace {
+  static bool on() {
+    static const bool enabled = [] {
+      const char* env = std::getenv("COENC_TRACE_BATCHES");
+      return env != nullptr && std::string(env) == "1";
+    }();
+    return enabled;
+  }
+  using Clock = std::chrono::steady_clock;
+  double ids = 0, forward = 0, copy = 0, wait = 0, gather = 0;
+  int64_t batches = 0, masked = 0, rows = 0, chunks = 0;
+  Clock::time_point start = Clock::now(), mark = start;
+  // Seconds since the last lap, added to `phase`.
+  void lap(double& phase) {
+    const auto now = Clock::now();
+    phase += std::chrono::duration<double>(now - mark).count();
+    mark = now;
+  }
+  void print() const {
+    const double total = std::chrono::duration<double>(Clock::now() - start).count();
+    std::fprintf(stderr,
+                 "compress_chunks: %lld chunks in %lld batches (%lld masked, %lld rows) %.1f ms: ids %.1f, forward "
+                 "%.1f, copy %.1f, wait %.1f, gather %.1f\n",
+                 static_cast<long long>(chunks), static_cast<long long>(batches), static_cast<long long>(masked),
+                 static_cast<long long>(rows), 1e3 * total, 1e3 * ids, 1e3 * forward, 1e3 * copy, 1e3 * wait,
+                 1e3 * gather);
+  }
+};
+
 }  // namespace
 
 std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
@@ -214,8 +248,12 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
   const bool to_pinned = gpu && out_device && out_device->is_cpu();
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;  // vectors [b, K, d_text], sizes [b]
   std::deque<std::pair<compat::DeviceMark, int64_t>> queued;      // each batch's end, and the chunks done by then
+  std::optional<BatchTrace> trace;
+  if (BatchTrace::on()) trace.emplace(), trace->chunks = n_chunks;
   auto finish_oldest = [&] {
+    if (trace) trace->lap(trace->gather);  // what came before the wait
     queued.front().first.wait();
+    if (trace) trace->lap(trace->wait);
     if (on_progress) on_progress(queued.front().second, n_chunks);
     queued.pop_front();
   };
@@ -255,8 +293,10 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
       }
       lengths.data_ptr<int64_t>()[i] = static_cast<int64_t>(chunk.size());
     }
+    if (trace) trace->lap(trace->ids), trace->batches += 1, trace->masked += masked, trace->rows += rows;
     ConnectorOutput out = forward_context(ids, lengths);
     if (rows > b) out.vectors = out.vectors.narrow(0, 0, b), out.sizes = out.sizes.narrow(0, 0, b);
+    if (trace) trace->lap(trace->forward);
     torch::Tensor vectors = out.vectors, sizes = out.sizes;
     if (to_pinned) {
       const auto pinned = torch::TensorOptions().device(torch::kCPU).pinned_memory(true);
@@ -269,6 +309,7 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     }
     batches.emplace_back(vectors, sizes);
     queued.emplace_back(compat::DeviceMark(options_.device), first + b);
+    if (trace) trace->lap(trace->copy);
     while (queued.size() > (gpu ? 1u : 0u)) finish_oldest();
   }
   while (!queued.empty()) finish_oldest();
@@ -278,6 +319,7 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     const int64_t* size = counts.data_ptr<int64_t>();
     for (int64_t i = 0; i < vectors.size(0); ++i) out_chunks[order[next++]] = vectors[i].narrow(0, 0, size[i]);
   }
+  if (trace) trace->lap(trace->gather), trace->print();
   return out_chunks;
 }
 
