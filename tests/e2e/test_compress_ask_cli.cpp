@@ -3,6 +3,10 @@
 // --doc` and an in-process computation give, with the chat template and with the seed's raw layout; several
 // documents in one prompt (--ctx / --doc repeated, mixed); learned BOC/EOC rows; damaged and foreign .coctx
 // files and bad input end in one clear line and a non-zero exit.
+#include <cstdlib>
+#include <regex>
+#include <sstream>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -381,6 +385,28 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   EXPECT_NO_THROW(read_coctx(d / "out" / "corpus-000002.coctx"));  // whole again
   r = run_coenc(base + "-o " + q(d / "out") + " --json --force");
   EXPECT_EQ(json::parse(r.out)["documents"], 6);
+
+  // COENC_TRACE_BATCHES=1 (docs/benchmarks.md, "Bulk compression"): one line per group on stderr, which together
+  // count every chunk the run compressed, in batches of at most 3.
+  ::setenv("COENC_TRACE_BATCHES", "1", 1);
+  r = run_coenc(base + "-o " + q(d / "out") + " --json --force -q");
+  ::unsetenv("COENC_TRACE_BATCHES");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::regex trace(R"(compress_chunks: (\d+) chunks in (\d+) batches \((\d+) masked, (\d+) rows\) [\d.]+ ms: )"
+                         R"(ids [\d.]+, forward [\d.]+, copy [\d.]+, wait [\d.]+, gather [\d.]+)");
+  int64_t traced_chunks = 0, traced_lines = 0;
+  std::istringstream lines(r.err);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, trace)) << line;
+    const int64_t chunks = std::stoll(m[1]), batches = std::stoll(m[2]);
+    EXPECT_EQ(batches, (chunks + 2) / 3) << line;
+    EXPECT_LE(std::stoll(m[3]), batches) << line;
+    EXPECT_EQ(std::stoll(m[4]), chunks) << line;  // the CPU pads no batch
+    traced_chunks += chunks, traced_lines += 1;
+  }
+  EXPECT_GE(traced_lines, 1);
+  EXPECT_EQ(traced_chunks, json::parse(r.out)["chunks"].get<int64_t>());
 
   // Two processes, each every other document: the same files.
   r = run_coenc(base + "-o " + q(d / "out2") + " --json --nproc 2");
