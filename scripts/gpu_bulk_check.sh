@@ -9,8 +9,9 @@
 # .gl/rnd` there and pass .gl/rnd. COENC=BINARY times another build (e.g. one of scripts/gpu_ab_build.sh's two).
 # Times the tower alone and compress's batches of it (`coenc bench --tower-chunks`: tower, connector, vectors to
 # the host), then the library written to memory (/dev/shm, where it has room; else the machine's disk) at batch 256
-# with the short masked batches padded to a power of two rows and without (COENC_PAD_ROWS=0), alternated twice,
-# checks that both wrote the same files, and reruns it with every document up to date; on a machine of several
+# as shipped, without the padding of short masked batches (COENC_PAD_ROWS=0) and without the overlap of groups
+# (COENC_BULK_OVERLAP=0), alternated twice, checks that all wrote the same files, times one traced run
+# (COENC_TRACE_BATCHES=1), and reruns it with every document up to date; on a machine of several
 # GPUs, --nproc N against one GPU; then the disk's own rate for files of a .coctx's size, flushed one by one
 # (fsync) against one flush for all (sync).
 set -u
@@ -30,35 +31,47 @@ print('tower alone, 256 chunks of 128: %.0f tokens/s; compress, 8 batches of the
 (t['tokens_per_s'], c['tokens_per_s']))" "$OUT/tower.json"
 shm_free=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)
 if [ "${shm_free:-0}" -gt 12000000 ]; then name=memory out=/dev/shm/bulk; else name=disk out=$PWD/.gl/bulk; fi
-rm -rf "$out-pad1" "$out-pad0"
+# Three ways, alternated twice: as shipped (masked batches padded, each group queued before the one before it is
+# written), without the padding (COENC_PAD_ROWS=0), and each group written before the next is queued
+# (COENC_BULK_OVERLAP=0).
+rm -rf "$out-pad1" "$out-pad0" "$out-seq"
 for run in 1 2; do
-  for pad in 1 0; do
-    COENC_PAD_ROWS=$pad $coenc compress -m "$M" "${C[@]}" -o "$out-pad$pad" --device cuda --batch 256 --json -q \
-      --force >"$OUT/bulk-pad$pad-$run.json" || exit 1
-    echo "$name, batch 256, COENC_PAD_ROWS=$pad, run $run: $(num "$OUT/bulk-pad$pad-$run.json" documents tokens \
-      seconds tokens_per_s model_seconds tokenize_wait_seconds write_wait_seconds)"
+  for way in pad1 pad0 seq; do
+    pad=1 overlap=1
+    [ $way = pad0 ] && pad=0
+    [ $way = seq ] && overlap=0
+    COENC_PAD_ROWS=$pad COENC_BULK_OVERLAP=$overlap $coenc compress -m "$M" "${C[@]}" -o "$out-$way" --device cuda \
+      --batch 256 --json -q --force >"$OUT/bulk-$way-$run.json" || exit 1
+    echo "$name, batch 256, COENC_PAD_ROWS=$pad COENC_BULK_OVERLAP=$overlap, run $run: $(num \
+      "$OUT/bulk-$way-$run.json" documents tokens seconds tokens_per_s model_seconds tokenize_wait_seconds \
+      write_wait_seconds)"
   done
 done
-diff -rq "$out-pad1" "$out-pad0" >/dev/null && echo "padded and unpadded batches wrote identical files" ||
-  echo "padded and unpadded files DIFFER: $(diff -rq "$out-pad1" "$out-pad0" | wc -l) files"
+for way in pad0 seq; do
+  diff -rq "$out-pad1" "$out-$way" >/dev/null && echo "$way wrote the same files as pad1" ||
+    echo "$way's files DIFFER from pad1's: $(diff -rq "$out-pad1" "$out-$way" | wc -l) files"
+done
+rm -rf "$out-seq"
 # Where the host's time goes in each group's compress_chunks (COENC_TRACE_BATCHES=1), summed over the groups.
 COENC_TRACE_BATCHES=1 $coenc compress -m "$M" "${C[@]}" -o "$out-pad0" --device cuda --batch 256 --json -q \
   --force >"$OUT/bulk-trace.json" 2>"$OUT/bulk-trace.log" || exit 1
 python3 - "$OUT/bulk-trace.log" "$OUT/bulk-trace.json" <<'PY'
 import json, re, sys
-keys = ["ms", "ids", "forward", "copy", "wait", "gather"]
+keys = ["ms", "ids", "forward", "copy", "away", "wait", "gather"]
 tot, n = dict.fromkeys(keys + ["batches", "masked", "rows", "chunks"], 0.0), 0
 for line in open(sys.argv[1]):
     m = re.match(r"compress_chunks: (\d+) chunks in (\d+) batches \((\d+) masked, (\d+) rows\) ([\d.]+) ms: ids "
-                 r"([\d.]+), forward ([\d.]+), copy ([\d.]+), wait ([\d.]+), gather ([\d.]+)", line)
+                 r"([\d.]+), forward ([\d.]+), copy ([\d.]+), away ([\d.]+), wait ([\d.]+), gather ([\d.]+)", line)
     if not m: continue
     n += 1
     for k, v in zip(["chunks", "batches", "masked", "rows"] + keys, m.groups()): tot[k] += float(v)
 r = json.loads(open(sys.argv[2]).read().splitlines()[0])
 print("traced run: %d groups, %d chunks in %d batches (%d masked, %d rows); model step %.2f s, of which "
-      "compress_chunks %.2f s (host: ids %.2f, forward %.2f, copy %.2f, wait %.2f, gather %.2f s); %.0f tokens/s" %
+      "compress_chunks %.2f s (host: ids %.2f, forward %.2f, copy %.2f, away %.2f, wait %.2f, gather %.2f s); "
+      "%.0f tokens/s" %
       (n, tot["chunks"], tot["batches"], tot["masked"], tot["rows"], r["model_seconds"], tot["ms"] / 1e3,
-       tot["ids"] / 1e3, tot["forward"] / 1e3, tot["copy"] / 1e3, tot["wait"] / 1e3, tot["gather"] / 1e3,
+       tot["ids"] / 1e3, tot["forward"] / 1e3, tot["copy"] / 1e3, tot["away"] / 1e3, tot["wait"] / 1e3,
+       tot["gather"] / 1e3,
        r["tokens_per_s"]))
 PY
 $coenc compress -m "$M" "${C[@]}" -o "$out-pad1" --device cuda --json -q >"$OUT/bulk-again.json"

@@ -32,6 +32,18 @@
 namespace coenc {
 
 // What the connector produces for a batch of B inputs (padded to the longest).
+// Chunks whose compression is queued on the model's device (CoEncoderImpl::queue_chunks). collect() waits for the
+// device and returns each chunk's vectors [k_i, d_text] in the chunks' order (once).
+class QueuedChunks {
+ public:
+  std::vector<torch::Tensor> collect();
+  struct State;  // the queued batches and the marks of their ends (co_encoder.cpp)
+
+ private:
+  friend class CoEncoderImpl;
+  std::shared_ptr<State> state_;
+};
+
 struct ConnectorOutput {
   torch::Tensor vectors;        // [B, K, d_text]: compressed vectors, in the decoder's embedding space
   torch::Tensor mask;           // [B, K] bool: true at real vectors (item b has sizes[b], the first ones)
@@ -87,6 +99,11 @@ class CoEncoderImpl : public torch::nn::Module {
   std::vector<torch::Tensor> compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch = 8,
                                              const std::function<void(int64_t, int64_t)>& on_progress = nullptr,
                                              std::optional<torch::Device> out_device = std::nullopt);
+  // compress_chunks in two steps: every batch queued on a GPU without waiting for any (the CPU computes them
+  // here), and collect() later. Bulk compression queues one group of documents while it writes the one before, so
+  // that the device is not idle while the host describes and hands out a group.
+  QueuedChunks queue_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
+                            std::optional<torch::Device> out_device = std::nullopt);
 
   // The [BOC] and [EOC] rows, [2, d_text] in the model's dtype and device: the decoder's embeddings of
   // begin/end_of_context_token_id (context_markers "tokens"), or connector.begin_of_context / end_of_context
@@ -128,6 +145,10 @@ class CoEncoderImpl : public torch::nn::Module {
   DecoderLm language_model{nullptr};
 
  private:
+  // compress_chunks' and queue_chunks' loop: `wait_behind` waits for batch i - 1 after queueing batch i.
+  QueuedChunks queue_batches(const std::vector<TokenIds>& chunks, int64_t n_batch,
+                             const std::function<void(int64_t, int64_t)>& on_progress,
+                             std::optional<torch::Device> out_device, bool wait_behind);
   struct FingerprintCache {
     std::once_flag once;
     std::string value;

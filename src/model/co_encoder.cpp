@@ -205,7 +205,7 @@ struct BatchTrace {
     return enabled;
   }
   using Clock = std::chrono::steady_clock;
-  double ids = 0, forward = 0, copy = 0, wait = 0, gather = 0;
+  double ids = 0, forward = 0, copy = 0, away = 0, wait = 0, gather = 0;
   int64_t batches = 0, masked = 0, rows = 0, chunks = 0;
   Clock::time_point start = Clock::now(), mark = start;
   // Seconds since the last lap, added to `phase`.
@@ -218,45 +218,89 @@ struct BatchTrace {
     const double total = std::chrono::duration<double>(Clock::now() - start).count();
     std::fprintf(stderr,
                  "compress_chunks: %lld chunks in %lld batches (%lld masked, %lld rows) %.1f ms: ids %.1f, forward "
-                 "%.1f, copy %.1f, wait %.1f, gather %.1f\n",
+                 "%.1f, copy %.1f, away %.1f, wait %.1f, gather %.1f\n",
                  static_cast<long long>(chunks), static_cast<long long>(batches), static_cast<long long>(masked),
-                 static_cast<long long>(rows), 1e3 * total, 1e3 * ids, 1e3 * forward, 1e3 * copy, 1e3 * wait,
-                 1e3 * gather);
+                 static_cast<long long>(rows), 1e3 * total, 1e3 * ids, 1e3 * forward, 1e3 * copy, 1e3 * away,
+                 1e3 * wait, 1e3 * gather);
   }
 };
 
 }  // namespace
 
-std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
-                                                          const std::function<void(int64_t, int64_t)>& on_progress,
-                                                          std::optional<torch::Device> out_device) {
-  COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
-  torch::NoGradGuard no_grad;
-  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
-  // Batches take the chunks longest first: full chunks fill batches of their own, which a bidirectional tower
-  // reads without any attention mask (the flash kernel takes none), and the short ones (each document's last) come
-  // together at the end. The vectors come back in the chunks' order.
-  std::vector<size_t> order(chunks.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return chunks[a].size() > chunks[b].size(); });
-  std::vector<torch::Tensor> out_chunks(chunks.size());
-  // On a GPU nothing waits for the device while a batch is queued: ids go over and vectors (for the host) come back
-  // through page-locked memory, so the host prepares batch i + 1 while the device computes batch i; the host then
-  // waits for batch i - 1 (and reports its progress), and reads the sizes once all are done.
-  const bool gpu = options_.device.is_cuda();
-  const bool to_pinned = gpu && out_device && out_device->is_cpu();
+struct QueuedChunks::State {
+  std::vector<size_t> order;                                      // the chunks, longest first
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;  // vectors [b, K, d_text], sizes [b]
   std::deque<std::pair<compat::DeviceMark, int64_t>> queued;      // each batch's end, and the chunks done by then
+  std::function<void(int64_t, int64_t)> on_progress;
+  int64_t n_chunks = 0;
   std::optional<BatchTrace> trace;
-  if (BatchTrace::on()) trace.emplace(), trace->chunks = n_chunks;
-  auto finish_oldest = [&] {
+  bool collected = false;
+
+  void finish_oldest() {
     if (trace) trace->lap(trace->gather);  // what came before the wait
     queued.front().first.wait();
     if (trace) trace->lap(trace->wait);
     if (on_progress) on_progress(queued.front().second, n_chunks);
     queued.pop_front();
-  };
+  }
+};
+
+std::vector<torch::Tensor> QueuedChunks::collect() {
+  COENC_CHECK_CODE(state_ && !state_->collected, Internal, "these queued chunks were collected already");
+  State& s = *state_;
+  if (s.trace) s.trace->lap(s.trace->away);  // the caller's time between queueing and collecting
+  while (!s.queued.empty()) s.finish_oldest();
+  std::vector<torch::Tensor> out(s.order.size());
+  size_t next = 0;
+  for (const auto& [vectors, sizes] : s.batches) {
+    const torch::Tensor counts = sizes.to(torch::kCPU, torch::kInt64).contiguous();
+    const int64_t* size = counts.data_ptr<int64_t>();
+    for (int64_t i = 0; i < vectors.size(0); ++i) out[s.order[next++]] = vectors[i].narrow(0, 0, size[i]);
+  }
+  if (s.trace) s.trace->lap(s.trace->gather), s.trace->print();
+  s.collected = true;
+  s.batches.clear();
+  return out;
+}
+
+std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
+                                                          const std::function<void(int64_t, int64_t)>& on_progress,
+                                                          std::optional<torch::Device> out_device) {
+  return queue_batches(chunks, n_batch, on_progress, out_device, /*wait_behind=*/true).collect();
+}
+
+QueuedChunks CoEncoderImpl::queue_chunks(const std::vector<TokenIds>& chunks, int64_t n_batch,
+                                         std::optional<torch::Device> out_device) {
+  return queue_batches(chunks, n_batch, nullptr, out_device, /*wait_behind=*/false);
+}
+
+QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, int64_t n_batch,
+                                          const std::function<void(int64_t, int64_t)>& on_progress,
+                                          std::optional<torch::Device> out_device, bool wait_behind) {
+  COENC_CHECK(n_batch >= 1, "n_batch must be positive, got {}", n_batch);
+  torch::NoGradGuard no_grad;
+  QueuedChunks queued;
+  queued.state_ = std::make_shared<QueuedChunks::State>();
+  QueuedChunks::State& s = *queued.state_;
+  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+  s.n_chunks = n_chunks;
+  s.on_progress = on_progress;
+  if (BatchTrace::on()) s.trace.emplace(), s.trace->chunks = n_chunks;
+  auto& trace = s.trace;
+  // Batches take the chunks longest first: full chunks fill batches of their own, which a bidirectional tower
+  // reads without any attention mask (the flash kernel takes none), and the short ones (each document's last) come
+  // together at the end. The vectors come back in the chunks' order.
+  std::vector<size_t>& order = s.order;
+  order.resize(chunks.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return chunks[a].size() > chunks[b].size(); });
+  // On a GPU nothing waits for the device while a batch is queued: ids go over and vectors (for the host) come back
+  // through page-locked memory, so the host prepares batch i + 1 while the device computes batch i. With
+  // `wait_behind` the host then waits for batch i - 1 (and reports its progress); collect() waits for the rest and
+  // reads the sizes.
+  const bool gpu = options_.device.is_cuda();
+  const bool to_pinned = gpu && out_device && out_device->is_cpu();
   for (int64_t first = 0; first < n_chunks; first += n_batch) {
     const int64_t b = std::min(n_batch, n_chunks - first);
     int64_t width = 0;
@@ -307,20 +351,13 @@ std::vector<torch::Tensor> CoEncoderImpl::compress_chunks(const std::vector<Toke
     } else if (out_device) {
       vectors = out.vectors.to(*out_device);
     }
-    batches.emplace_back(vectors, sizes);
-    queued.emplace_back(compat::DeviceMark(options_.device), first + b);
+    s.batches.emplace_back(vectors, sizes);
+    s.queued.emplace_back(compat::DeviceMark(options_.device), first + b);
     if (trace) trace->lap(trace->copy);
-    while (queued.size() > (gpu ? 1u : 0u)) finish_oldest();
+    if (wait_behind)
+      while (s.queued.size() > (gpu ? 1u : 0u)) s.finish_oldest();
   }
-  while (!queued.empty()) finish_oldest();
-  size_t next = 0;
-  for (const auto& [vectors, sizes] : batches) {
-    const torch::Tensor counts = sizes.to(torch::kCPU, torch::kInt64).contiguous();
-    const int64_t* size = counts.data_ptr<int64_t>();
-    for (int64_t i = 0; i < vectors.size(0); ++i) out_chunks[order[next++]] = vectors[i].narrow(0, 0, size[i]);
-  }
-  if (trace) trace->lap(trace->gather), trace->print();
-  return out_chunks;
+  return queued;
 }
 
 torch::Tensor CoEncoderImpl::context_marks() {

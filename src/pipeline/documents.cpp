@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <future>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <filesystem>
 #include <map>
@@ -141,27 +144,52 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
   return describe(model, chunks, model.compress_chunks(chunks, n_batch, on_progress, torch::kCPU), source);
 }
 
-std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
-                                                        const std::vector<std::string>& sources, int64_t n_batch) {
+namespace {
+
+// Documents whose chunks are queued on the device together (compress_document_batch in two steps: bulk compression
+// queues the next group before it describes and writes this one).
+struct QueuedDocuments {
+  std::vector<std::vector<TokenIds>> chunks;  // each document's
+  std::vector<std::string> sources;
+  QueuedChunks vectors;
+};
+
+QueuedDocuments queue_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
+                                     std::vector<std::string> sources, int64_t n_batch) {
   COENC_CHECK_CODE(documents.size() == sources.size(), Internal, "compress_document_batch: {} documents, {} sources",
                    documents.size(), sources.size());
-  std::vector<std::vector<TokenIds>> per_document;
+  QueuedDocuments q;
   std::vector<TokenIds> all;
   for (size_t d = 0; d < documents.size(); ++d) {
     COENC_CHECK(!documents[d].empty(), "{}: cannot compress an empty document", sources[d]);
-    per_document.push_back(model.split_chunks(documents[d]));
-    all.insert(all.end(), per_document.back().begin(), per_document.back().end());
+    q.chunks.push_back(model.split_chunks(documents[d]));
+    all.insert(all.end(), q.chunks.back().begin(), q.chunks.back().end());
   }
-  std::vector<torch::Tensor> vectors = model.compress_chunks(all, n_batch, nullptr, torch::kCPU);
+  q.sources = std::move(sources);
+  q.vectors = model.queue_chunks(all, n_batch, torch::kCPU);
+  return q;
+}
+
+std::vector<CompressedDocument> describe_documents(CoEncoderImpl& model, QueuedDocuments& q) {
+  std::vector<torch::Tensor> vectors = q.vectors.collect();
   std::vector<CompressedDocument> out;
   size_t next = 0;
-  for (size_t d = 0; d < documents.size(); ++d) {
-    const size_t n = per_document[d].size();
-    out.push_back(describe(model, per_document[d],
-                           std::vector<torch::Tensor>(vectors.begin() + next, vectors.begin() + next + n), sources[d]));
+  for (size_t d = 0; d < q.chunks.size(); ++d) {
+    const size_t n = q.chunks[d].size();
+    out.push_back(describe(model, q.chunks[d],
+                           std::vector<torch::Tensor>(vectors.begin() + next, vectors.begin() + next + n),
+                           q.sources[d]));
     next += n;
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
+                                                        const std::vector<std::string>& sources, int64_t n_batch) {
+  QueuedDocuments q = queue_document_batch(model, documents, sources, n_batch);
+  return describe_documents(model, q);
 }
 
 void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress,
@@ -261,6 +289,16 @@ struct BulkPrepared {
   bool current = false;
 };
 
+// COENC_BULK_OVERLAP=0: each group is described and handed to the writers before the next is queued (to measure
+// what the overlap brings; docs/benchmarks.md).
+bool overlap_groups() {
+  static const bool on = [] {
+    const char* env = std::getenv("COENC_BULK_OVERLAP");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return on;
+}
+
 // Runs fn(i) for i in [begin, end) on `threads` threads (the first exception is rethrown here).
 void parallel_for(size_t begin, size_t end, unsigned threads, const std::function<void(size_t)>& fn) {
   std::vector<std::future<void>> parts;
@@ -327,6 +365,34 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
       writing.pop_front();
     }
   };
+  // A group of documents queued on the device; it is described and handed to the writers once the next group is
+  // queued behind it, so that the device computes while the host does that.
+  struct Group {
+    QueuedDocuments queued;
+    std::vector<size_t> targets;  // its documents (indices into docs)
+  };
+  std::optional<Group> in_flight;
+  auto finish_group = [&](Group& g) {
+    std::shared_ptr<std::vector<CompressedDocument>> out;
+    waited(result.model_seconds,
+           [&] { out = std::make_shared<std::vector<CompressedDocument>>(describe_documents(model, g.queued)); });
+    for (const CompressedDocument& c : *out) {
+      result.documents += 1;
+      result.tokens += c.n_tokens();
+      result.vectors += c.n_vectors();
+      result.chunks += static_cast<int64_t>(c.chunks.size());
+    }
+    waited(result.write_wait_seconds, [&] { wait_writes(1); });  // at most two groups on their way to disk
+    done += static_cast<int64_t>(g.targets.size());
+    writing.push_back(std::async(std::launch::async, [&docs, out, targets = std::move(g.targets), threads] {
+      parallel_for(0, targets.size(), threads, [&](size_t i) {
+        const fs::path& path = docs[targets[i]].output;
+        if (path.has_parent_path()) fs::create_directories(path.parent_path());
+        write_coctx(path, (*out)[i]);
+      });
+    }));
+    bar.update(done, note());
+  };
   std::future<std::vector<BulkPrepared>> next;
   if (!docs.empty()) next = std::async(std::launch::async, prepare, 0, std::min(block, docs.size()));
   for (size_t first = 0; first < docs.size(); first += block) {
@@ -340,28 +406,14 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
     int64_t pending_chunks = 0;
     auto flush = [&] {
       if (pending.empty()) return;
-      std::shared_ptr<std::vector<CompressedDocument>> out;
-      waited(result.model_seconds, [&] {
-        out = std::make_shared<std::vector<CompressedDocument>>(
-            compress_document_batch(model, ids, sources, options.n_batch));
-      });
-      for (const CompressedDocument& c : *out) {
-        result.documents += 1;
-        result.tokens += c.n_tokens();
-        result.vectors += c.n_vectors();
-        result.chunks += static_cast<int64_t>(c.chunks.size());
-      }
-      waited(result.write_wait_seconds, [&] { wait_writes(1); });  // at most two groups on their way to disk
-      writing.push_back(std::async(std::launch::async, [&docs, out, targets = pending, threads] {
-        parallel_for(0, targets.size(), threads, [&](size_t i) {
-          const fs::path& path = docs[targets[i]].output;
-          if (path.has_parent_path()) fs::create_directories(path.parent_path());
-          write_coctx(path, (*out)[i]);
-        });
-      }));
-      done += static_cast<int64_t>(pending.size());
+      Group g;
+      waited(result.model_seconds,
+             [&] { g.queued = queue_document_batch(model, ids, std::move(sources), options.n_batch); });
+      g.targets = std::move(pending);
+      if (in_flight) finish_group(*in_flight);  // the device computes `g` meanwhile
+      in_flight = std::move(g);
+      if (!overlap_groups()) finish_group(*in_flight), in_flight.reset();
       ids.clear(), sources.clear(), pending.clear(), pending_chunks = 0;
-      bar.update(done, note());
     };
     for (size_t i = first; i < last; ++i) {
       BulkPrepared& p = prepared[i - first];
@@ -378,6 +430,7 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
     }
     flush();
   }
+  if (in_flight) finish_group(*in_flight);
   waited(result.write_wait_seconds, [&] { wait_writes(0); });
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   bar.finish(note());

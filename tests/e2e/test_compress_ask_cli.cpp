@@ -393,7 +393,7 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   ::unsetenv("COENC_TRACE_BATCHES");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::regex trace(R"(compress_chunks: (\d+) chunks in (\d+) batches \((\d+) masked, (\d+) rows\) [\d.]+ ms: )"
-                         R"(ids [\d.]+, forward [\d.]+, copy [\d.]+, wait [\d.]+, gather [\d.]+)");
+                         R"(ids [\d.]+, forward [\d.]+, copy [\d.]+, away [\d.]+, wait [\d.]+, gather [\d.]+)");
   int64_t traced_chunks = 0, traced_lines = 0;
   std::istringstream lines(r.err);
   for (std::string line; std::getline(lines, line);) {

@@ -556,6 +556,37 @@ TEST(Chunking, CudaShortBatchesPaddedToAPowerOfTwoEqualEachChunkAlone) {
   }
 }
 
+// Bulk compression queues a group's chunks and collects them after queueing the next group (queue_chunks): each
+// group, collected in either order, equals compress_chunks of it; on the CPU and, where there is one, the GPU.
+TEST(Chunking, QueuedGroupsCollectedLaterEqualCompressChunks) {
+  std::vector<torch::Device> devices = {torch::kCPU};
+  if (torch::cuda::is_available()) devices.push_back(torch::kCUDA);
+  for (const torch::Device& device : devices) {
+    for (const char* mode : {"dynamic", "mean", "attn"}) {
+      SCOPED_TRACE(std::string(mode) + " on " + device.str());
+      CoEncoder m = device.is_cuda() ? cuda_co_encoder(mode)
+                                     : tiny(mode, {{"min_output_size", 2}, {"max_output_size", 12}});
+      std::vector<TokenIds> first, second;
+      uint64_t seed = 11;
+      for (int64_t len : {16, 5, 16, 16, 9, 1, 16}) first.push_back(random_ids(len, seed++));
+      for (int64_t len : {3, 16, 16, 12}) second.push_back(random_ids(len, seed++));
+      QueuedChunks queued_first = m->queue_chunks(first, 3, torch::kCPU);
+      QueuedChunks queued_second = m->queue_chunks(second, 3, torch::kCPU);
+      const std::vector<torch::Tensor> got_second = queued_second.collect(), got_first = queued_first.collect();
+      for (const auto& [chunks, got] : {std::make_pair(&first, &got_first), std::make_pair(&second, &got_second)}) {
+        const std::vector<torch::Tensor> want = m->compress_chunks(*chunks, 3, nullptr, torch::kCPU);
+        ASSERT_EQ(got->size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_TRUE(got->at(i).device().is_cpu()) << "chunk " << i;
+          ASSERT_EQ(got->at(i).sizes(), want[i].sizes()) << "chunk " << i;
+          EXPECT_LT(max_diff(got->at(i), want[i]), 1e-5) << "chunk " << i;
+        }
+      }
+      EXPECT_COENC_ERROR(queued_first.collect(), "these queued chunks were collected already");
+    }
+  }
+}
+
 TEST(RawPrompt, BlockIsBocVectorsEoc) {
   CoEncoder m = tiny("mean");
   std::vector<torch::Tensor> chunks = m->compress(random_ids(22, 9));  // chunks of 16 and 6 tokens: 4 + 2 vectors
