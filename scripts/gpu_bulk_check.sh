@@ -71,8 +71,7 @@ print("traced run: %d groups, %d chunks in %d batches (%d masked, %d rows); mode
       "%.0f tokens/s" %
       (n, tot["chunks"], tot["batches"], tot["masked"], tot["rows"], r["model_seconds"], tot["ms"] / 1e3,
        tot["ids"] / 1e3, tot["forward"] / 1e3, tot["copy"] / 1e3, tot["away"] / 1e3, tot["wait"] / 1e3,
-       tot["gather"] / 1e3,
-       r["tokens_per_s"]))
+       tot["gather"] / 1e3, r["tokens_per_s"]))
 PY
 $coenc compress -m "$M" "${C[@]}" -o "$out-pad1" --device cuda --json -q >"$OUT/bulk-again.json"
 echo "$name, rerun: $(num "$OUT/bulk-again.json" documents skipped seconds)"
