@@ -31,7 +31,6 @@
 
 namespace coenc {
 
-// What the connector produces for a batch of B inputs (padded to the longest).
 // Chunks whose compression is queued on the model's device (CoEncoderImpl::queue_chunks). collect() waits for the
 // device and returns each chunk's vectors [k_i, d_text] in the chunks' order (once).
 class QueuedChunks {
@@ -44,6 +43,7 @@ class QueuedChunks {
   std::shared_ptr<State> state_;
 };
 
+// What the connector produces for a batch of B inputs (padded to the longest).
 struct ConnectorOutput {
   torch::Tensor vectors;        // [B, K, d_text]: compressed vectors, in the decoder's embedding space
   torch::Tensor mask;           // [B, K] bool: true at real vectors (item b has sizes[b], the first ones)

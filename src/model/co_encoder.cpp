@@ -194,8 +194,8 @@ bool pad_rows() {
   return on;
 }
 
-// COENC_TRACE_BATCHES=1: one line on stderr per compress_chunks call with where the host's time went (to find what
-// bulk compression loses between the tower's batches; docs/benchmarks.md).
+// COENC_TRACE_BATCHES=1: one line on stderr per compress_chunks call or collected queue_chunks with where the host's
+// time went (to find what bulk compression loses between the tower's batches; docs/benchmarks.md).
 struct BatchTrace {
   static bool on() {
     static const bool enabled = [] {

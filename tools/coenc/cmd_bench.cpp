@@ -79,8 +79,6 @@ nlohmann::json batched_decode(const BenchArgs& a, DecoderLm lm, const DeviceOpti
   return out;
 }
 
-// Time to first token for a long document + question: the decoder reading every token, against a Co-Encoder
-// (tower --tower-shape, mean pooling at each ratio, random weights) compressing the document in chunks of 512 first.
 // Median seconds of `reps` runs of `fn` after one more that warms up kernels and allocator, the device
 // synchronised before and after each.
 double median_seconds(int reps, const torch::Device& device, const std::function<void()>& fn) {
@@ -95,6 +93,8 @@ double median_seconds(int reps, const torch::Device& device, const std::function
   return median(times);
 }
 
+// Time to first token for a long document + question: the decoder reading every token, against a Co-Encoder
+// (tower --tower-shape, mean pooling at each ratio, random weights) compressing the document in chunks of 512 first.
 // Everything between receiving the ids and having the first token's logits on the host is timed, tower included;
 // and again with the document compressed beforehand ("cached": the question about a document already compressed).
 nlohmann::json time_to_first_token(const BenchArgs& a, DecoderLm lm, const DeviceOptions& dev) {
