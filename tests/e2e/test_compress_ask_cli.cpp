@@ -408,6 +408,19 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   EXPECT_GE(traced_lines, 1);
   EXPECT_EQ(traced_chunks, json::parse(r.out)["chunks"].get<int64_t>());
 
+  // COENC_BULK_OVERLAP=0 (each group written before the next is queued, to measure the overlap): the same files.
+  ::setenv("COENC_BULK_OVERLAP", "0", 1);
+  r = run_coenc(base + "-o " + q(d / "in-turn") + " --json -q");
+  ::unsetenv("COENC_BULK_OVERLAP");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["documents"], 6);
+  for (const auto& [source, name] : expected) {
+    const CompressedDocument a = read_coctx(d / "out" / name), b = read_coctx(d / "in-turn" / name);
+    EXPECT_EQ(a.chunk_hashes, b.chunk_hashes) << name;
+    ASSERT_EQ(a.chunks.size(), b.chunks.size()) << name;
+    for (size_t c = 0; c < a.chunks.size(); ++c) EXPECT_TRUE(torch::equal(a.chunks[c], b.chunks[c])) << name;
+  }
+
   // Two processes, each every other document: the same files.
   r = run_coenc(base + "-o " + q(d / "out2") + " --json --nproc 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
