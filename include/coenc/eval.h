@@ -95,7 +95,8 @@ struct EvalOptions {
 // {"task", "model", "n", "ratios", "conditions": {"none": {...}, "full": {...}, "compressed@R": {...},
 //  "truncated": {...}, "compressed@R+tailN" (ppl with raw_tail)}, "gain_retained@R" and
 //  "gain_retained_by_position@R" (ppl; also for R+tailN; each condition then has
-//  "nll_by_position": [{"positions": "3-4", "nll"}, ...]), "retention@R" (qa, lookup, cloze),
+//  "nll_by_position": [{"positions": "3-4", "nll"}, ...]), "retention@R" (qa, lookup, cloze; F1's where any question
+//  is open, else accuracy's; a qa set of both kinds adds "retention_accuracy@R"),
 //  "difference@R" (ppl, qa, lookup, cloze), ...} with metrics by name (token_accuracy, exact_accuracy, bleu4, nll,
 // ppl, accuracy, em, f1, positions, kv_bytes, seconds; needle: accuracy and "cells"), each item-scored metric with
 // its standard error as METRIC_stderr; "difference@R" holds compressed@R minus full (or truncated), paired by

@@ -490,8 +490,11 @@ json score_questions(CoEncoderImpl& model, Reader& reader, const EvalOptions& o,
     bar.update(static_cast<int64_t>(i + 1));
   }
   bar.finish();
-  const bool choice = !items.front().options.empty();
-  const std::string score = choice ? "accuracy" : "f1";
+  // Retention is F1's where any question is open, accuracy's where every one has options; a set of both kinds
+  // also gets accuracy's as retention_accuracy@R (the score is never chosen by which question comes first).
+  const auto with_options = std::count_if(items.begin(), items.end(), [](const auto& q) { return !q.options.empty(); });
+  const bool all_choice = with_options == static_cast<std::ptrdiff_t>(items.size());
+  const std::string score = all_choice ? "accuracy" : "f1";
   json out = {{"n", items.size()}, {"conditions", json::object()}};
   for (auto& [name, k] : cond) {
     json j = cost_json(k, reader);
@@ -502,9 +505,13 @@ json score_questions(CoEncoderImpl& model, Reader& reader, const EvalOptions& o,
     out["conditions"][name] = j;
   }
   const std::string full_name = cond.count("full") ? "full" : "truncated";
+  const auto retention = [&](const std::string& metric, int64_t r) {
+    const double f = cond[full_name].mean(metric), c = cond[compressed_name(r)].mean(metric);
+    return f > 0 && std::isfinite(c) ? json(c / f) : json(nullptr);
+  };
   for (int64_t r : o.ratios) {
-    const double f = cond[full_name].mean(score), c = cond[compressed_name(r)].mean(score);
-    out["retention@" + std::to_string(r)] = f > 0 && std::isfinite(c) ? json(c / f) : json(nullptr);
+    out["retention@" + std::to_string(r)] = retention(score, r);
+    if (with_options > 0 && !all_choice) out["retention_accuracy@" + std::to_string(r)] = retention("accuracy", r);
     out["difference@" + std::to_string(r)] =
         paired_differences(cond[full_name], cond[compressed_name(r)], {"accuracy", "em", "f1"});
   }

@@ -229,6 +229,25 @@ TEST_F(EvalCli, ReconAndQa) {
   json choice = run_json("--task qa --data '" + (dir_->path() / "choice.jsonl").string() + "'");
   EXPECT_TRUE(choice["conditions"]["full"].contains("accuracy"));
   EXPECT_FALSE(choice["conditions"]["full"].contains("f1"));
+  EXPECT_FALSE(choice.contains("retention_accuracy@4"));  // retention@4 is accuracy's already
+
+  // Open questions and a question with options together: retention@R is F1's and retention_accuracy@R
+  // accuracy's, whichever question the seed puts first.
+  for (const char* seed : {"0", "1", "2"}) {
+    json mixed = run_json("--task qa --data '" + (dir_->path() / "qa.jsonl").string() + "' --data '" +
+                          (dir_->path() / "choice.jsonl").string() + "' --seed " + seed);
+    ASSERT_EQ(mixed["n"], 5);
+    const json& c = mixed["conditions"];
+    for (const auto& [metric, key] : {std::pair<std::string, std::string>{"f1", "retention@4"},
+                                      std::pair<std::string, std::string>{"accuracy", "retention_accuracy@4"}}) {
+      ASSERT_TRUE(mixed.contains(key)) << key;
+      const double full = c["full"].contains(metric) ? c["full"][metric].get<double>() : 0.0;
+      if (full > 0)
+        EXPECT_NEAR(mixed[key].get<double>(), c["compressed@4"][metric].get<double>() / full, 1e-9) << key;
+      else
+        EXPECT_TRUE(mixed[key].is_null()) << key;
+    }
+  }
 }
 
 // Questions a task made from text (lookup, cloze), scored as qa: `n` of them, EM and F1 in [0, 1] under every

@@ -73,7 +73,8 @@ void print_table(const nlohmann::json& r) {
                 m["seconds"].get<double>());
   }
   for (const auto& [key, v] : r.items())
-    if ((key.rfind("gain_retained@", 0) == 0 || key.rfind("retention@", 0) == 0))
+    if (key.rfind("gain_retained@", 0) == 0 || key.rfind("retention@", 0) == 0 ||
+        key.rfind("retention_accuracy@", 0) == 0)
       std::printf("%s: %s\n", key.c_str(),
                   v.is_null() ? "n/a (the full context gains nothing)" : cell(r, key, true).c_str());
   // where in the continuation the compressed context keeps the full one's gain (ppl)
@@ -155,6 +156,8 @@ CommandFn setup_eval(CLI::App& app) {
       "token);\n"
       "          without: greedy answer, SQuAD-normalised EM and F1; retention@R = score_compressed / "
       "score_full\n"
+      "          (F1 where any question is open, else accuracy; a mix of both also gives "
+      "retention_accuracy@R)\n"
       "  lookup  questions made from text documents, as training's objective lookup makes them: a window of\n"
       "          --context-tokens tokens is the context, 'What follows \"CUE\" in the text?' quotes about 8 of its\n"
       "          tokens, the words after them (about 8 tokens) are the answer; scored as qa (EM, F1, retention@R)\n"
