@@ -169,6 +169,8 @@ case "$cmd" in
     rm -rf .train/eval-out && mkdir -p .train/eval-parts .train/eval-out
     # the repeat probe (in-context copying: docs/default-model.md, "The decoder does not copy what it reads")
     scripts/make_repeat_probe.py "$val/gutenberg-01-part-full.txt.xz" .train/eval-parts/repeat.txt >/dev/null
+    # questions about examples/sample-document.txt, text outside the corpus (docs/default-model.md, "Text it never saw")
+    scripts/sample_questions.py .train/eval-parts/sample-questions.jsonl 2>/dev/null
     for m in "$@"; do
       name=$(basename "$m") ratios=4,8 needle=4,8,16
       items=.train/eval-out/$name
@@ -183,6 +185,7 @@ case "$cmd" in
       jobs+=("$name|--task lookup --data $text --ratio $ratios --limit 200 --out $items/lookup")
       jobs+=("$name|--task cloze --data $text --ratio $ratios --limit 300 --out $items/cloze")
       jobs+=("$name|--task ppl --data .train/eval-parts/repeat.txt --ratio $ratios --limit 30 --out $items/repeat")
+      jobs+=("$name|--task qa --data .train/eval-parts/sample-questions.jsonl --ratio $ratios --out $items/sample")
       jobs+=("$name|--task needle --data $val/gutenberg-01-part.txt.xz --ratio $needle --limit 2 --out $items/needle")
     done
     declare -A model_of
