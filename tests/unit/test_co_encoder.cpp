@@ -559,7 +559,7 @@ TEST(Chunking, CudaShortBatchesPaddedToAPowerOfTwoEqualEachChunkAlone) {
 // Bulk compression queues a group's chunks and collects them after queueing the next group (queue_chunks): each
 // group, collected in either order, gives every chunk's vectors as that chunk compressed alone; on the CPU and,
 // where there is one, the GPU.
-TEST(Chunking, QueuedGroupsCollectedLaterEqualCompressChunks) {
+TEST(Chunking, QueuedGroupsCollectedLaterEqualEachChunkAlone) {
   std::vector<torch::Device> devices = {torch::kCPU};
   if (torch::cuda::is_available()) devices.push_back(torch::kCUDA);
   for (const torch::Device& device : devices) {
