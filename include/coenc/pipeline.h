@@ -80,12 +80,6 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
                                      int64_t n_batch = 8,
                                      const std::function<void(int64_t, int64_t)>& on_progress = nullptr);
 
-// Several documents at once (bulk compression, `coenc compress` of many files): their chunks are batched together
-// across document boundaries (CoEncoderImpl::compress_chunks), `n_batch` a forward pass, so that a corpus of short
-// documents still fills the batches. Each result is what compress_document gives for that document.
-std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
-                                                        const std::vector<std::string>& sources, int64_t n_batch);
-
 // With the model: compresses every text document (with a progress bar on stderr for documents of several chunks
 // when `progress`: chunks done, tokens/s, ETA), checks every .coctx document against the model
 // (check_coctx_model), then checks the exact counts (check_documents_fit).
@@ -129,7 +123,8 @@ struct BulkResult {
 };
 
 // Compresses `docs` into their .coctx files (written atomically; folders made as needed), batching chunks across
-// documents (compress_document_batch). Resumable: a document whose .coctx reads back whole, was made by `model`
+// documents, `n_batch` a forward pass, so that a corpus of short documents still fills the batches (each file is
+// what compress_document gives for that document). Resumable: a document whose .coctx reads back whole, was made by `model`
 // and holds the same chunks (token hashes) is skipped unless options.force; one that is damaged or stale is
 // compressed again. An empty or non-text document is an InvalidInput error naming it (nothing after it is lost:
 // what was written stays, and a rerun skips it).

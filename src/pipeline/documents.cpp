@@ -146,8 +146,9 @@ CompressedDocument compress_document(CoEncoderImpl& model, const TokenIds& docum
 
 namespace {
 
-// Documents whose chunks are queued on the device together (compress_document_batch in two steps: bulk compression
-// queues the next group before it describes and writes this one).
+// A group of documents whose chunks are queued on the device together, batched across document boundaries
+// (CoEncoderImpl::queue_chunks); describe_documents collects them. Bulk compression queues the next group before it
+// describes and writes this one.
 struct QueuedDocuments {
   std::vector<std::vector<TokenIds>> chunks;  // each document's
   std::vector<std::string> sources;
@@ -156,7 +157,7 @@ struct QueuedDocuments {
 
 QueuedDocuments queue_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
                                      std::vector<std::string> sources, int64_t n_batch) {
-  COENC_CHECK_CODE(documents.size() == sources.size(), Internal, "compress_document_batch: {} documents, {} sources",
+  COENC_CHECK_CODE(documents.size() == sources.size(), Internal, "queue_document_batch: {} documents, {} sources",
                    documents.size(), sources.size());
   QueuedDocuments q;
   std::vector<TokenIds> all;
@@ -185,12 +186,6 @@ std::vector<CompressedDocument> describe_documents(CoEncoderImpl& model, QueuedD
 }
 
 }  // namespace
-
-std::vector<CompressedDocument> compress_document_batch(CoEncoderImpl& model, const std::vector<TokenIds>& documents,
-                                                        const std::vector<std::string>& sources, int64_t n_batch) {
-  QueuedDocuments q = queue_document_batch(model, documents, sources, n_batch);
-  return describe_documents(model, q);
-}
 
 void compress_documents(CoEncoderImpl& model, std::vector<PreparedDocument>& docs, int64_t reserve, bool progress,
                         int64_t n_batch) {
