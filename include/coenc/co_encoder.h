@@ -129,6 +129,13 @@ class CoEncoderImpl : public torch::nn::Module {
   void set_compression_ratio(int64_t ratio);
   // Records the prompt layout the model was trained with ("raw" or "chat"; config prompt_layout).
   void set_prompt_layout(const std::string& layout);
+  // On CUDA, compress_chunks / queue_chunks run each full batch (n_batch chunks of chunk_size tokens) from a CUDA
+  // graph captured on first use (pooling "mean" and "attn"; not under training): on by default,
+  // COENC_CONTEXT_GRAPHS=0 turns it off for a run. The vectors equal the eager batch's to float rounding (the
+  // same kernels; unit test Chunking.CudaGraphedFullBatchesEqualEagerOnes).
+  void set_context_graphs(bool on);
+  // How many such graphs are captured (one per row count and ratio used so far).
+  int64_t captured_context_graphs() const;
   ConnectorImpl& connector_impl();
 
   // 32 hex digits identifying everything that determines the compressed vectors: the tower and connector weights
@@ -149,6 +156,15 @@ class CoEncoderImpl : public torch::nn::Module {
   QueuedChunks queue_batches(const std::vector<TokenIds>& chunks, int64_t n_batch,
                              const std::function<void(int64_t, int64_t)>& on_progress,
                              std::optional<torch::Device> out_device, bool wait_behind);
+  // forward_context once the lengths are on the host (`lens`) and the mask [B, T] on the device (`mask`).
+  ConnectorOutput pool_context(const torch::Tensor& ids, const torch::Tensor& lens, const torch::Tensor& mask);
+  // The captured full batches (set_context_graphs; co_encoder.cpp): whether a batch may use one, a replay on the
+  // host ids [rows, chunk_size] that takes the graphs' lock and returns the graph's own output buffers, and the
+  // release once the caller has queued its copies of them.
+  struct ContextGraphs;
+  bool graphs_usable() const;
+  ConnectorOutput replay_context_graph(const torch::Tensor& host_ids, std::unique_lock<std::mutex>& lock);
+  void release_context_graph(std::unique_lock<std::mutex>& lock);
   struct FingerprintCache {
     std::once_flag once;
     std::string value;
@@ -156,6 +172,8 @@ class CoEncoderImpl : public torch::nn::Module {
   CoEncoderConfig config_;
   DeviceOptions options_;
   std::shared_ptr<FingerprintCache> fingerprint_ = std::make_shared<FingerprintCache>();
+  bool context_graphs_on_;
+  std::shared_ptr<ContextGraphs> context_graphs_;
 };
 TORCH_MODULE(CoEncoder);
 

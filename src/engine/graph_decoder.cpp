@@ -4,13 +4,8 @@
 #include <functional>
 
 #include "coenc/error.h"
+#include "core/cuda_graph.h"
 #include "core/torch_compat.h"
-
-#if defined(COENC_WITH_CUDA)
-#include <ATen/cuda/CUDAEvent.h>
-#include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 namespace coenc {
 
@@ -25,40 +20,6 @@ int64_t bucketed_length(int64_t positions, int64_t limit) {
   return std::min(limit, (positions + kBucket - 1) / kBucket * kBucket);
 }
 
-// A captured step and the buffer its replays write the logits into.
-struct Captured {
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
-  torch::Tensor logits;
-};
-
-// Graphs of one decoder share a memory pool: they are replayed one after the other, never at once.
-struct GraphPool {
-  c10::cuda::MempoolId_t id{0, 0};
-
-  // Captures `forward` on a side stream after one eager warm-up pass (which creates cuBLAS handles and workspaces
-  // that must not be allocated during capture). The warm-up writes the same cache slots the replay rewrites.
-  // The side stream first waits for the current one: the warm-up reads the static inputs, filled there just
-  // before, and the cache that prefill wrote there. Without the wait a busy GPU ran the warm-up on stale buffers:
-  // an uninitialised token id (a device-side assert in the embedding) or a stale position (a cache slot
-  // overwritten).
-  Captured capture(const std::function<torch::Tensor()>& forward) {
-    auto stream = c10::cuda::getStreamFromPool();
-    at::cuda::CUDAEvent ready;
-    ready.record(c10::cuda::getCurrentCUDAStream());
-    ready.block(stream);
-    Captured c{std::make_unique<at::cuda::CUDAGraph>(), torch::Tensor()};
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      forward();
-      stream.synchronize();
-      c.graph->capture_begin(id);
-      c.logits = forward();
-      c.graph->capture_end();
-    }
-    if (id.first == 0 && id.second == 0) id = c.graph->pool();
-    return c;
-  }
-};
 }  // namespace
 
 struct GraphDecoder::Impl {
@@ -66,7 +27,7 @@ struct GraphDecoder::Impl {
   KvCache& cache;
   torch::Tensor token, pos;  // static device buffers the graphs read
   // One graph per attention length, each with its own output buffer (a truncated cache replays a shorter one).
-  std::map<int64_t, Captured> graphs;
+  std::map<int64_t, CapturedGraph> graphs;
   GraphPool pool;
 
   Impl(DecoderLm m, KvCache& c) : model(std::move(m)), cache(c) {
@@ -85,17 +46,18 @@ struct GraphDecoder::Impl {
     return model->logits(h[0][0]);
   }
 
-  Captured& graph_for(int64_t len) {
+  CapturedGraph& graph_for(int64_t len) {
     auto it = graphs.find(len);
     if (it != graphs.end()) return it->second;
-    return graphs.emplace(len, pool.capture([this, len] { return forward(len); })).first->second;
+    return graphs.emplace(len, pool.capture([this, len] { return std::vector<torch::Tensor>{forward(len)}; }))
+        .first->second;
   }
 };
 
 struct GraphRowDecoder::Impl {
   DecoderLm model;
   torch::Tensor ids, pos;  // static device buffers the graphs read, [max_rows, 1] and [max_rows]
-  std::map<std::pair<int64_t, int64_t>, Captured> graphs;  // by (rows, attention length)
+  std::map<std::pair<int64_t, int64_t>, CapturedGraph> graphs;  // by (rows, attention length)
   GraphPool pool;
   const void* keys = nullptr;  // the cache buffer the graphs were captured with
 
@@ -129,7 +91,7 @@ torch::Tensor GraphDecoder::step(TokenId token) {
   auto& captured = impl_->graph_for(len);
   captured.graph->replay();
   impl_->cache.advance(1);
-  return captured.logits.to(torch::kCPU);
+  return captured.outputs[0].to(torch::kCPU);
 }
 
 GraphRowDecoder::GraphRowDecoder(DecoderLm model, int64_t max_rows)
@@ -156,9 +118,13 @@ torch::Tensor GraphRowDecoder::step(KvCache& cache, const std::vector<int64_t>& 
   const auto key = std::make_pair(rows, len);
   auto it = m.graphs.find(key);
   if (it == m.graphs.end())
-    it = m.graphs.emplace(key, m.pool.capture([&m, &cache, rows, len] { return m.forward(cache, rows, len); })).first;
+    it = m.graphs
+             .emplace(key, m.pool.capture([&m, &cache, rows, len] {
+               return std::vector<torch::Tensor>{m.forward(cache, rows, len)};
+             }))
+             .first;
   it->second.graph->replay();
-  return it->second.logits;
+  return it->second.outputs[0];
 }
 
 #else

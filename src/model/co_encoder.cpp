@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <optional>
 
@@ -12,6 +14,7 @@
 #include "coenc/checkpoint.h"
 #include "coenc/error.h"
 #include "coenc/safetensors.h"
+#include "core/cuda_graph.h"
 #include "core/torch_compat.h"
 #include "model/connector.h"
 
@@ -26,6 +29,15 @@ constexpr const char* kConnectorPrefix = "connector.";
 constexpr const char* kDecoderPrefix = "language_model.";
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// COENC_CONTEXT_GRAPHS=0: every batch runs eagerly, none from a captured graph (to measure what the graphs bring).
+bool context_graphs_by_default() {
+  static const bool on = [] {
+    const char* env = std::getenv("COENC_CONTEXT_GRAPHS");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return on;
+}
 
 // Checks the connector tensors of a checkpoint against the config before the generic strict loader, so that a
 // tower/decoder mismatch is reported in terms of the config fields rather than as a bare shape.
@@ -77,9 +89,34 @@ torch::Tensor to_ids_tensor(const TokenIds& ids, int64_t vocab, const torch::Dev
 
 ContextTowerImpl::ContextTowerImpl(DecoderLm tower_lm) { tower = register_module("tower", std::move(tower_lm)); }
 
+#if defined(COENC_WITH_CUDA)
+// A full batch (n_batch chunks of chunk_size tokens, no mask) of the tower and connector, captured once per row
+// count and ratio and replayed with one launch. Batches of a small tower are short on the GPU: launched op by op,
+// the host took about as long as the device, and any other work of the host left the device idle (the default
+// model's tower on an H100: a library of long documents took 2.0 s of model time instead of 2.9 s with graphs,
+// docs/benchmarks.md). A graph keeps its batch's activation memory while the model lives. Replays read the static ids and write the static outputs: the batch's ids are copied in on the
+// current stream, and the caller copies the outputs out on it before the next batch may be queued (`free`).
+struct CoEncoderImpl::ContextGraphs {
+  struct Graph {
+    torch::Tensor ids;       // [rows, chunk_size] int64 on the device, the replays' input
+    torch::Tensor mask;      // [rows, chunk_size] bool, all true: read by the replays, so it must live as long
+    CapturedGraph captured;  // outputs: vectors [rows, K, d_text], sizes [rows]
+  };
+  std::mutex mutex;  // one batch at a time goes through a graph's buffers
+  std::map<std::pair<int64_t, int64_t>, Graph> graphs;  // by (rows, ratio)
+  GraphPool pool;
+  std::optional<at::cuda::CUDAEvent> free;  // recorded once the last replay's outputs were copied out
+};
+#else
+struct CoEncoderImpl::ContextGraphs {};
+#endif
+
 CoEncoderImpl::CoEncoderImpl(const CoEncoderConfig& config, DecoderLm tower, DecoderLm decoder,
                              const DeviceOptions& options)
-    : config_(config), options_(options) {
+    : config_(config),
+      options_(options),
+      context_graphs_on_(context_graphs_by_default()),
+      context_graphs_(std::make_shared<ContextGraphs>()) {
   COENC_CHECK(tower->config().hidden_size == config.context.hidden_size &&
                   tower->config().n_layers == config.context.n_layers,
               "the tower ({} layers of width {}) does not match context_config ({} layers of width {})",
@@ -142,6 +179,11 @@ ConnectorOutput CoEncoderImpl::forward_context(const torch::Tensor& ids, const t
   const auto dev = options_.device;
   auto mask = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
               lens.to(dev, /*non_blocking=*/lens.is_pinned()).unsqueeze(1);
+  return pool_context(ids, lens, mask);
+}
+
+ConnectorOutput CoEncoderImpl::pool_context(const torch::Tensor& ids, const torch::Tensor& lens,
+                                            const torch::Tensor& mask) {
   const int64_t idx = config_.feature_index(), n = config_.context.n_layers;
   auto& tower = context_tower->tower;
   if (config_.pooling == PoolingMode::Attn) {
@@ -226,6 +268,17 @@ struct BatchTrace {
 };
 
 }  // namespace
+
+void CoEncoderImpl::set_context_graphs(bool on) { context_graphs_on_ = on; }
+
+int64_t CoEncoderImpl::captured_context_graphs() const {
+#if defined(COENC_WITH_CUDA)
+  std::lock_guard<std::mutex> lock(context_graphs_->mutex);
+  return static_cast<int64_t>(context_graphs_->graphs.size());
+#else
+  return 0;
+#endif
+}
 
 struct QueuedChunks::State {
   std::vector<size_t> order;                                      // the chunks, longest first
@@ -338,7 +391,11 @@ QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, i
       lengths.data_ptr<int64_t>()[i] = static_cast<int64_t>(chunk.size());
     }
     if (trace) trace->lap(trace->ids), trace->batches += 1, trace->masked += masked, trace->rows += rows;
-    ConnectorOutput out = forward_context(ids, lengths);
+    // A full batch of n_batch chunks replays its captured graph (holding the graphs' lock until its outputs are
+    // copied out); any other batch runs eagerly.
+    const bool graphed = gpu && !masked && b == n_batch && graphs_usable();
+    std::unique_lock<std::mutex> graph_lock;
+    ConnectorOutput out = graphed ? replay_context_graph(ids, graph_lock) : forward_context(ids, lengths);
     if (rows > b) out.vectors = out.vectors.narrow(0, 0, b), out.sizes = out.sizes.narrow(0, 0, b);
     if (trace) trace->lap(trace->forward);
     torch::Tensor vectors = out.vectors, sizes = out.sizes;
@@ -351,6 +408,13 @@ QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, i
     } else if (out_device) {
       vectors = out.vectors.to(*out_device);
     }
+    if (graphed) {  // the graph's buffers are rewritten by its next replay: keep copies
+      if (!to_pinned) {
+        if (vectors.is_same(out.vectors)) vectors = vectors.clone();
+        sizes = sizes.clone();
+      }
+      release_context_graph(graph_lock);
+    }
     s.batches.emplace_back(vectors, sizes);
     s.queued.emplace_back(compat::DeviceMark(options_.device), first + b);
     if (trace) trace->lap(trace->copy);
@@ -358,6 +422,65 @@ QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, i
       while (s.queued.size() > (gpu ? 1u : 0u)) s.finish_oldest();
   }
   return queued;
+}
+
+bool CoEncoderImpl::graphs_usable() const {
+#if defined(COENC_WITH_CUDA)
+  // Dynamic pooling reads its sizes back to the host (a wait, which a capture cannot hold); training needs the
+  // autograd graph of every batch.
+  return context_graphs_on_ && options_.device.is_cuda() && config_.pooling != PoolingMode::Dynamic &&
+         !torch::GradMode::is_enabled();
+#else
+  return false;
+#endif
+}
+
+ConnectorOutput CoEncoderImpl::replay_context_graph(const torch::Tensor& host_ids,
+                                                    std::unique_lock<std::mutex>& lock) {
+#if defined(COENC_WITH_CUDA)
+  ContextGraphs& g = *context_graphs_;
+  lock = std::unique_lock<std::mutex>(g.mutex);
+  const int64_t rows = host_ids.size(0), width = host_ids.size(1);
+  COENC_CHECK_CODE(width == config_.chunk_size, Internal, "a graphed batch is {} tokens wide, not chunk_size {}", width,
+                   config_.chunk_size);
+  auto stream = c10::cuda::getCurrentCUDAStream(compat::cuda_index(options_.device));
+  if (g.free) g.free->block(stream);  // the previous batch's outputs are copied out (on whichever stream it ran)
+  const auto key = std::make_pair(rows, config_.ratio);
+  auto it = g.graphs.find(key);
+  if (it == g.graphs.end()) {
+    ContextGraphs::Graph graph;
+    const auto dev = torch::TensorOptions().device(options_.device);
+    graph.ids = torch::zeros({rows, width}, dev.dtype(torch::kInt64));
+    graph.ids.copy_(host_ids, /*non_blocking=*/host_ids.is_pinned());
+    // Every row is full: the mask is all true, the lengths (read on the host only) chunk_size.
+    graph.mask = torch::ones({rows, width}, dev.dtype(torch::kBool));
+    torch::Tensor lens = torch::full({rows}, width, torch::kInt64);
+    torch::Tensor ids = graph.ids, mask = graph.mask;
+    graph.captured = g.pool.capture([this, ids, lens, mask] {
+      ConnectorOutput o = pool_context(ids, lens, mask);
+      return std::vector<torch::Tensor>{o.vectors, o.sizes};
+    });
+    it = g.graphs.emplace(key, std::move(graph)).first;
+  } else {
+    it->second.ids.copy_(host_ids, /*non_blocking=*/host_ids.is_pinned());
+  }
+  it->second.captured.graph->replay();
+  ConnectorOutput out;
+  out.vectors = it->second.captured.outputs[0];
+  out.sizes = it->second.captured.outputs[1];
+  return out;
+#else
+  (void)host_ids, (void)lock;
+  fail(ErrorCode::Internal, "context graphs need a CUDA build");
+#endif
+}
+
+void CoEncoderImpl::release_context_graph(std::unique_lock<std::mutex>& lock) {
+#if defined(COENC_WITH_CUDA)
+  if (!context_graphs_->free) context_graphs_->free.emplace();
+  context_graphs_->free->record(c10::cuda::getCurrentCUDAStream(compat::cuda_index(options_.device)));
+#endif
+  lock.unlock();
 }
 
 torch::Tensor CoEncoderImpl::context_marks() {

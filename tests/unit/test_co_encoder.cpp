@@ -556,6 +556,36 @@ TEST(Chunking, CudaShortBatchesPaddedToAPowerOfTwoEqualEachChunkAlone) {
   }
 }
 
+// On a GPU full batches of n_batch chunks replay a CUDA graph captured once per row count and ratio
+// (set_context_graphs): their vectors, kept on the device or copied to the host, equal the eager batches', batch
+// after batch (each replay rewrites the graph's buffers), and another ratio captures another graph.
+TEST(Chunking, CudaGraphedFullBatchesEqualEagerOnes) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const char* mode : {"mean", "attn"}) {
+    SCOPED_TRACE(mode);
+    CoEncoder m = cuda_co_encoder(mode);
+    const std::vector<TokenIds> chunks = m->split_chunks(random_ids(16 * 24 + 5, 42));  // 6 full batches of 4
+    for (int64_t ratio : {4, 2}) {
+      SCOPED_TRACE("ratio " + std::to_string(ratio));
+      m->set_compression_ratio(ratio);
+      m->set_context_graphs(false);
+      const std::vector<torch::Tensor> eager = m->compress_chunks(chunks, 4);
+      m->set_context_graphs(true);
+      const std::vector<torch::Tensor> device = m->compress_chunks(chunks, 4);
+      const std::vector<torch::Tensor> host = m->compress_chunks(chunks, 4, nullptr, torch::kCPU);
+      EXPECT_EQ(m->captured_context_graphs(), ratio == 4 ? 1 : 2);
+      ASSERT_EQ(device.size(), chunks.size());
+      ASSERT_EQ(host.size(), chunks.size());
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        ASSERT_EQ(device[i].sizes(), eager[i].sizes()) << "chunk " << i;
+        EXPECT_EQ(device[i].size(0), (static_cast<int64_t>(chunks[i].size()) + ratio - 1) / ratio) << "chunk " << i;
+        EXPECT_LT(max_diff(device[i], eager[i]), 1e-5) << "chunk " << i;
+        EXPECT_TRUE(torch::equal(host[i], device[i].cpu())) << "chunk " << i;
+      }
+    }
+  }
+}
+
 // Bulk compression queues a group's chunks and collects them after queueing the next group (queue_chunks): each
 // group, collected in either order, gives every chunk's vectors as that chunk compressed alone; on the CPU and,
 // where there is one, the GPU.
