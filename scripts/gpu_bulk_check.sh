@@ -8,9 +8,10 @@
 # .train/skeleton` here, carry .train/skeleton, then `python3 scripts/skeleton_checkpoint.py fill .train/skeleton
 # .gl/rnd` there and pass .gl/rnd. COENC=BINARY times another build (e.g. one of scripts/gpu_ab_build.sh's two).
 # Times the tower alone and compress's batches of it (`coenc bench --tower-chunks`: tower, connector, vectors to
-# the host), then the library written to memory (/dev/shm, where it has room; else the machine's disk) at batch 256
-# as shipped, without the padding of short masked batches (COENC_PAD_ROWS=0) and without the overlap of groups
-# (COENC_BULK_OVERLAP=0), alternated twice, checks that all wrote the same files, times one traced run
+# the host; with and without the CUDA graphs of full batches), then the library written to memory (/dev/shm, where
+# it has room; else the machine's disk) at batch 256 as shipped, without the graphs (COENC_CONTEXT_GRAPHS=0) and
+# each group written before the next is queued (COENC_BULK_OVERLAP=0), alternated twice, checks that all wrote the same files, times
+# one traced run
 # (COENC_TRACE_BATCHES=1), and reruns it with every document up to date; on a machine of several
 # GPUs, --nproc N against one GPU; then the disk's own rate for files of a .coctx's size, flushed one by one
 # (fsync) against one flush for all (sync).
@@ -25,35 +26,38 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 echo "$(nproc) cores"; df -h . /dev/shm | tail -2
 num() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.join('%s=%s' % (k, \
 round(d[k], 3) if isinstance(d[k], float) else d[k]) for k in sys.argv[2:]))" "$@"; }
-$coenc bench -m "$M" --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128 --json \
-  >"$OUT/tower.json" && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); t, c=j['tower'], j['compress']; \
-print('tower alone, 256 chunks of 128: %.0f tokens/s; compress, 8 batches of them: %.0f' % \
-(t['tokens_per_s'], c['tokens_per_s']))" "$OUT/tower.json"
+for graphs in 1 0; do
+  COENC_CONTEXT_GRAPHS=$graphs $coenc bench -m "$M" --device cuda --tower-chunks 256 --chunk 128 --gen 0 --prompt 128 \
+    --json >"$OUT/tower.json" && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); t, c=j['tower'], \
+j['compress']; print('COENC_CONTEXT_GRAPHS=%s: tower alone, 256 chunks of 128: %.0f tokens/s; compress, 8 batches of \
+them: %.0f' % (sys.argv[2], t['tokens_per_s'], c['tokens_per_s']))" "$OUT/tower.json" $graphs
+done
 shm_free=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)
 if [ "${shm_free:-0}" -gt 12000000 ]; then name=memory out=/dev/shm/bulk; else name=disk out=$PWD/.gl/bulk; fi
-# Three ways, alternated twice: as shipped (masked batches padded, each group queued before the one before it is
-# written), without the padding (COENC_PAD_ROWS=0), and each group written before the next is queued
-# (COENC_BULK_OVERLAP=0).
-rm -rf "$out-pad1" "$out-pad0" "$out-seq"
+# Three ways, alternated twice: as shipped (full batches from CUDA graphs, each group queued before the one before
+# it is written), without the graphs (COENC_CONTEXT_GRAPHS=0), and each group collected, described and written
+# before the next is queued (COENC_BULK_OVERLAP=0). (Without the padding of short masked batches, COENC_PAD_ROWS=0, it took 1.7 times as long
+# on an H100: docs/benchmarks.md.)
+rm -rf "$out-ship" "$out-graph0" "$out-seq"
 for run in 1 2; do
-  for way in pad1 pad0 seq; do
-    pad=1 overlap=1
-    [ $way = pad0 ] && pad=0
+  for way in ship graph0 seq; do
+    graphs=1 overlap=1
+    [ $way = graph0 ] && graphs=0
     [ $way = seq ] && overlap=0
-    COENC_PAD_ROWS=$pad COENC_BULK_OVERLAP=$overlap $coenc compress -m "$M" "${C[@]}" -o "$out-$way" --device cuda \
-      --batch 256 --json -q --force >"$OUT/bulk-$way-$run.json" || exit 1
-    echo "$name, batch 256, COENC_PAD_ROWS=$pad COENC_BULK_OVERLAP=$overlap, run $run: $(num \
+    COENC_CONTEXT_GRAPHS=$graphs COENC_BULK_OVERLAP=$overlap $coenc compress -m "$M" "${C[@]}" -o "$out-$way" \
+      --device cuda --batch 256 --json -q --force >"$OUT/bulk-$way-$run.json" || exit 1
+    echo "$name, batch 256, COENC_CONTEXT_GRAPHS=$graphs COENC_BULK_OVERLAP=$overlap, run $run: $(num \
       "$OUT/bulk-$way-$run.json" documents tokens seconds tokens_per_s model_seconds tokenize_wait_seconds \
       write_wait_seconds)"
   done
 done
-for way in pad0 seq; do
-  diff -rq "$out-pad1" "$out-$way" >/dev/null && echo "$way wrote the same files as pad1" ||
-    echo "$way's files DIFFER from pad1's: $(diff -rq "$out-pad1" "$out-$way" | wc -l) files"
+for way in graph0 seq; do
+  diff -rq "$out-ship" "$out-$way" >/dev/null && echo "$way wrote the same files as ship" ||
+    echo "$way's files DIFFER from ship's: $(diff -rq "$out-ship" "$out-$way" | wc -l) files"
 done
-rm -rf "$out-seq"
+rm -rf "$out-seq" "$out-graph0"
 # Where the host's time goes in each group's compress_chunks (COENC_TRACE_BATCHES=1), summed over the groups.
-COENC_TRACE_BATCHES=1 $coenc compress -m "$M" "${C[@]}" -o "$out-pad0" --device cuda --batch 256 --json -q \
+COENC_TRACE_BATCHES=1 $coenc compress -m "$M" "${C[@]}" -o "$out-trace" --device cuda --batch 256 --json -q \
   --force >"$OUT/bulk-trace.json" 2>"$OUT/bulk-trace.log" || exit 1
 python3 - "$OUT/bulk-trace.log" "$OUT/bulk-trace.json" <<'PY'
 import json, re, sys
@@ -73,10 +77,10 @@ print("traced run: %d groups, %d chunks in %d batches (%d masked, %d rows); mode
        tot["ids"] / 1e3, tot["forward"] / 1e3, tot["copy"] / 1e3, tot["away"] / 1e3, tot["wait"] / 1e3,
        tot["gather"] / 1e3, r["tokens_per_s"]))
 PY
-$coenc compress -m "$M" "${C[@]}" -o "$out-pad1" --device cuda --json -q >"$OUT/bulk-again.json"
+$coenc compress -m "$M" "${C[@]}" -o "$out-ship" --device cuda --json -q >"$OUT/bulk-again.json"
 echo "$name, rerun: $(num "$OUT/bulk-again.json" documents skipped seconds)"
-echo "$name: $(du -sh "$out-pad1" | cut -f1) in $(find "$out-pad1" -name '*.coctx' | wc -l) files"
-rm -rf "$out-pad1" "$out-pad0"
+echo "$name: $(du -sh "$out-ship" | cut -f1) in $(find "$out-ship" -name '*.coctx' | wc -l) files"
+rm -rf "$out-ship" "$out-trace"
 # Several GPUs: --nproc N (one process a GPU, each every N-th document) against one, alternated; the aggregate
 # rate is all processes' tokens over the slowest one's seconds (model load excluded, as for one process).
 ngpu=$(nvidia-smi -L | wc -l)
