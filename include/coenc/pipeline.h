@@ -117,8 +117,10 @@ struct BulkResult {
   int64_t skipped = 0;    // up to date already: their .coctx was made by this model from the same tokens
   int64_t tokens = 0, vectors = 0, chunks = 0;  // of the documents compressed now
   double seconds = 0;     // tokenizing, compressing and writing, model load not included
-  // Of `seconds`: compressing (the tower, and copying its vectors to the host), and waiting for the tokenizer
-  // threads or for the writer threads; tokenizing and writing run beside the model, so these say what bounds.
+  // Of `seconds`, the main thread's: queueing the model's work (batching the chunks, launching the tower and the
+  // copies of its vectors to the host; on a GPU the host waits there only when the device's queue is full), and
+  // waiting for the tokenizer threads or for the writer threads (which wait for each group's vectors, describe its
+  // documents and write them). Tokenizing and writing run beside the model, so these say what bounds.
   double model_seconds = 0, tokenize_wait_seconds = 0, write_wait_seconds = 0;
 };
 

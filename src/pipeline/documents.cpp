@@ -284,7 +284,7 @@ struct BulkPrepared {
   bool current = false;
 };
 
-// COENC_BULK_OVERLAP=0: each group is described and handed to the writers before the next is queued (to measure
+// COENC_BULK_OVERLAP=0: each group is collected, described and written before the next is queued (to measure
 // what the overlap brings; docs/benchmarks.md).
 bool overlap_groups() {
   static const bool on = [] {
@@ -353,38 +353,46 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
     return out;
   };
 
-  std::deque<std::future<void>> writing;  // groups being written, oldest first
+  // What a group's writer reports once its documents are on disk.
+  struct Written {
+    int64_t documents = 0, tokens = 0, vectors = 0, chunks = 0;
+  };
+  std::deque<std::future<Written>> writing;  // groups being collected, described and written, oldest first
   auto wait_writes = [&](size_t keep) {
     while (writing.size() > keep) {
-      writing.front().get();
+      const Written w = writing.front().get();
       writing.pop_front();
+      result.documents += w.documents, result.tokens += w.tokens, result.vectors += w.vectors;
+      result.chunks += w.chunks;
     }
   };
-  // A group of documents queued on the device; it is described and handed to the writers once the next group is
-  // queued behind it, so that the device computes while the host does that.
+  // A group of documents queued on the device. Once the next group is queued behind it, a writer takes it: waits
+  // for its vectors, describes its documents and writes them, while the main thread goes on queueing. (When the
+  // main thread described the groups itself, per chunk a few tensor operations and a hash, its cycle per group of
+  // ~1,600 chunks took ~27 ms on an H100 machine while the device needed ~21 ms: the device waited.
+  // docs/benchmarks.md.)
   struct Group {
     QueuedDocuments queued;
     std::vector<size_t> targets;  // its documents (indices into docs)
   };
   std::optional<Group> in_flight;
   auto finish_group = [&](Group& g) {
-    std::shared_ptr<std::vector<CompressedDocument>> out;
-    waited(result.model_seconds,
-           [&] { out = std::make_shared<std::vector<CompressedDocument>>(describe_documents(model, g.queued)); });
-    for (const CompressedDocument& c : *out) {
-      result.documents += 1;
-      result.tokens += c.n_tokens();
-      result.vectors += c.n_vectors();
-      result.chunks += static_cast<int64_t>(c.chunks.size());
-    }
     waited(result.write_wait_seconds, [&] { wait_writes(1); });  // at most two groups on their way to disk
     done += static_cast<int64_t>(g.targets.size());
-    writing.push_back(std::async(std::launch::async, [&docs, out, targets = std::move(g.targets), threads] {
+    writing.push_back(std::async(std::launch::async, [&model, &docs, queued = std::move(g.queued),
+                                                      targets = std::move(g.targets), threads]() mutable {
+      const std::vector<CompressedDocument> out = describe_documents(model, queued);
+      Written w;
+      for (const CompressedDocument& c : out) {
+        w.documents += 1, w.tokens += c.n_tokens(), w.vectors += c.n_vectors();
+        w.chunks += static_cast<int64_t>(c.chunks.size());
+      }
       parallel_for(0, targets.size(), threads, [&](size_t i) {
         const fs::path& path = docs[targets[i]].output;
         if (path.has_parent_path()) fs::create_directories(path.parent_path());
-        write_coctx(path, (*out)[i]);
+        write_coctx(path, out[i]);
       });
+      return w;
     }));
     bar.update(done, note());
   };
@@ -407,7 +415,10 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
       g.targets = std::move(pending);
       if (in_flight) finish_group(*in_flight);  // the device computes `g` meanwhile
       in_flight = std::move(g);
-      if (!overlap_groups()) finish_group(*in_flight), in_flight.reset();
+      if (!overlap_groups()) {
+        finish_group(*in_flight), in_flight.reset();
+        waited(result.write_wait_seconds, [&] { wait_writes(0); });
+      }
       ids.clear(), sources.clear(), pending.clear(), pending_chunks = 0;
     };
     for (size_t i = first; i < last; ++i) {
