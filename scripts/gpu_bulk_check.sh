@@ -10,11 +10,10 @@
 # Times the tower alone and compress's batches of it (`coenc bench --tower-chunks`: tower, connector, vectors to
 # the host; with and without the CUDA graphs of full batches), then the library written to memory (/dev/shm, where
 # it has room; else the machine's disk) at batch 256 as shipped, without the graphs (COENC_CONTEXT_GRAPHS=0) and
-# each group written before the next is queued (COENC_BULK_OVERLAP=0), alternated twice, checks that all wrote the same files, times
-# one traced run
-# (COENC_TRACE_BATCHES=1), and reruns it with every document up to date; on a machine of several
-# GPUs, --nproc N against one GPU; then the disk's own rate for files of a .coctx's size, flushed one by one
-# (fsync) against one flush for all (sync).
+# each group written before the next is queued (COENC_BULK_OVERLAP=0), alternated twice, checks that all wrote the
+# same files, times one traced run (COENC_TRACE_BATCHES=1), and reruns it with every document up to date; on a
+# machine of several GPUs, --nproc N against one GPU; then the disk's own rate for files of a .coctx's size, flushed
+# one by one (fsync) against one flush for all (sync).
 set -u
 scripts/offline_deps.sh unpack >/dev/null  # the libraries build-gpu/coenc links (a fresh call unpacks them again)
 coenc=${COENC:-build-gpu/coenc}
