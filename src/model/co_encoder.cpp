@@ -93,9 +93,10 @@ ContextTowerImpl::ContextTowerImpl(DecoderLm tower_lm) { tower = register_module
 // A full batch (n_batch chunks of chunk_size tokens, no mask) of the tower and connector, captured once per row
 // count and ratio and replayed with one launch. Batches of a small tower are short on the GPU: launched op by op,
 // the host took about as long as the device, and any other work of the host left the device idle (the default
-// model's tower on an H100: a library of long documents took 2.0 s of model time instead of 2.9 s with graphs,
-// docs/benchmarks.md). A graph keeps its batch's activation memory while the model lives. Replays read the static ids and write the static outputs: the batch's ids are copied in on the
-// current stream, and the caller copies the outputs out on it before the next batch may be queued (`free`).
+// model's tower on an H100: a library of long documents took 2.0 s of model time with graphs, 2.9 s without;
+// docs/benchmarks.md). A graph keeps its batch's activation memory while the model lives. Replays read the static
+// ids and write the static outputs: the batch's ids are copied in on the current stream, and the caller copies the
+// outputs out on it before the next batch may be queued (`free`).
 struct CoEncoderImpl::ContextGraphs {
   struct Graph {
     torch::Tensor ids;       // [rows, chunk_size] int64 on the device, the replays' input
