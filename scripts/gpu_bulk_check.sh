@@ -35,8 +35,8 @@ shm_free=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)
 if [ "${shm_free:-0}" -gt 12000000 ]; then name=memory out=/dev/shm/bulk; else name=disk out=$PWD/.gl/bulk; fi
 # Three ways, alternated twice: as shipped (full batches from CUDA graphs, each group queued before the one before
 # it is written), without the graphs (COENC_CONTEXT_GRAPHS=0), and each group collected, described and written
-# before the next is queued (COENC_BULK_OVERLAP=0). (Without the padding of short masked batches, COENC_PAD_ROWS=0,
-# it took 1.7 times as long on an H100: docs/benchmarks.md.)
+# before the next is queued (COENC_BULK_OVERLAP=0). (Without the padding of short masked batches, the since removed
+# COENC_PAD_ROWS=0, it took 1.7-2.0 times as long on an H100: docs/benchmarks.md.)
 rm -rf "$out-ship" "$out-graph0" "$out-seq"
 for run in 1 2; do
   for way in ship graph0 seq; do

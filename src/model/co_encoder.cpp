@@ -228,15 +228,6 @@ int64_t next_power_of_two(int64_t n) {
   return p;
 }
 
-// COENC_PAD_ROWS=0: a GPU batch has as many rows as chunks (to measure what the padding brings).
-bool pad_rows() {
-  static const bool on = [] {
-    const char* env = std::getenv("COENC_PAD_ROWS");
-    return env == nullptr || std::string(env) != "0";
-  }();
-  return on;
-}
-
 // COENC_TRACE_BATCHES=1: one line on stderr per compress_chunks call or collected queue_chunks with where the host's
 // time went (to find what bulk compression loses between the tower's batches; docs/benchmarks.md).
 struct BatchTrace {
@@ -374,7 +365,7 @@ QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, i
     // per shape on the host (cuDNN), and a new row count at every group's end would plan again each time. A batch of
     // full chunks takes no mask and no plan (flash), and is not padded.
     const bool masked = static_cast<int64_t>(chunks[order[first + b - 1]].size()) < width;  // longest first
-    const int64_t rows = gpu && masked && pad_rows() ? std::min(n_batch, next_power_of_two(b)) : b;
+    const int64_t rows = gpu && masked ? std::min(n_batch, next_power_of_two(b)) : b;
     // The batch's ids in one host buffer, zero-padded to `width` (page-locked for a GPU, so that they go over
     // without a wait).
     const auto host = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(gpu);
