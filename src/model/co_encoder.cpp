@@ -362,8 +362,9 @@ QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, i
     if (gpu) width = config_.chunk_size;
     // On a GPU a masked batch (one holding a short chunk: each group's last in bulk compression) of fewer than
     // n_batch chunks is padded with rows of one token up to the next power of two: masked attention plans its kernel
-    // per shape on the host (cuDNN), and a new row count at every group's end would plan again each time. A batch of
-    // full chunks takes no mask and no plan (flash), and is not padded.
+    // per shape on the host (cuDNN), and a new row count at every group's end would plan again each time (without
+    // the padding a library compressed at half the speed on an H100, docs/benchmarks.md). A batch of full chunks
+    // takes no mask and no plan (flash), and is not padded.
     const bool masked = static_cast<int64_t>(chunks[order[first + b - 1]].size()) < width;  // longest first
     const int64_t rows = gpu && masked ? std::min(n_batch, next_power_of_two(b)) : b;
     // The batch's ids in one host buffer, zero-padded to `width` (page-locked for a GPU, so that they go over
