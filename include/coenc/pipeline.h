@@ -110,6 +110,8 @@ struct BulkOptions {
   int64_t group_chunks = 0;  // documents are compressed in groups of about this many chunks (0: 8 x n_batch)
   bool force = false;        // compress documents whose .coctx is up to date too
   bool progress = true;      // a progress bar over the documents on stderr (documents, tokens/s, ETA)
+  int threads = 0;  // threads tokenizing the next documents, and writing each finished group (0: half the cores,
+                    // at most 8)
 };
 
 struct BulkResult {
@@ -122,6 +124,7 @@ struct BulkResult {
   // waiting for the tokenizer threads or for the writer threads (which wait for each group's vectors, describe its
   // documents and write them). Tokenizing and writing run beside the model, so these say what bounds.
   double model_seconds = 0, tokenize_wait_seconds = 0, write_wait_seconds = 0;
+  int threads = 0;  // BulkOptions::threads as used
 };
 
 // Compresses `docs` into their .coctx files (written atomically; folders made as needed), batching chunks across

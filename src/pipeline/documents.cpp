@@ -314,9 +314,13 @@ BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenize
   const int64_t chunk_size = model.config().chunk_size;
   // The CPU's share runs beside the model's: while a block of documents is compressed, the next is tokenized and
   // checked against its .coctx, and finished groups are written, each on a few threads.
-  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency() / 2));
+  COENC_CHECK(options.threads >= 0, "the number of threads must be positive (or 0 for the default), got {}",
+              options.threads);
+  const unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads)
+                                               : std::max(1u, std::min(8u, std::thread::hardware_concurrency() / 2));
   const size_t block = 256;
   BulkResult result;
+  result.threads = static_cast<int>(threads);
   const auto start = std::chrono::steady_clock::now();
   ProgressBar bar("compressing", static_cast<int64_t>(docs.size()), "docs", options.progress);
   int64_t done = 0;

@@ -338,6 +338,8 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   EXPECT_EQ(j["documents"], 6);
   EXPECT_EQ(j["skipped"], 0);
   EXPECT_EQ(j["batch"], 3);
+  EXPECT_GE(j["threads"].get<int>(), 1);  // the default: half the cores, at most 8
+  EXPECT_LE(j["threads"].get<int>(), 8);
   EXPECT_FALSE(fs::exists(d / "out" / "skip.coctx"));
   // Where the time went (the model, waiting for tokenizers or writers: parts of the whole), and every file renamed
   // into place, no temporary one left.
@@ -408,12 +410,15 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   EXPECT_GE(traced_lines, 2);  // several groups, so the overlap of one group with the next is exercised
   EXPECT_EQ(traced_chunks, json::parse(r.out)["chunks"].get<int64_t>());
 
-  // COENC_BULK_OVERLAP=0 (each group written before the next is queued, to measure the overlap): the same files.
+  // COENC_BULK_OVERLAP=0 (each group written before the next is queued, to measure the overlap), on one tokenizer
+  // and writer thread: the same files.
   ::setenv("COENC_BULK_OVERLAP", "0", 1);
-  r = run_coenc(base + "-o " + q(d / "in-turn") + " --json -q");
+  r = run_coenc(base + "-o " + q(d / "in-turn") + " --json -q --threads 1");
   ::unsetenv("COENC_BULK_OVERLAP");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["documents"], 6);
+  EXPECT_EQ(json::parse(r.out)["threads"], 1);
+  expect_one_line_error(run_coenc(base + "-o " + q(d / "none") + " --threads 0"), "--threads: must be positive, got 0");
   for (const auto& [source, name] : expected) {
     const CompressedDocument a = read_coctx(d / "out" / name), b = read_coctx(d / "in-turn" / name);
     EXPECT_EQ(a.chunk_hashes, b.chunk_hashes) << name;

@@ -29,6 +29,7 @@ struct CompressArgs {
   std::string output;  // the .coctx file to write (bulk: the folder)
   int64_t batch = 0;   // chunks a forward pass (0: 8 on the CPU, 64 on CUDA)
   int nproc = 1;       // bulk: processes, one a GPU with --device cuda
+  int threads = 0;     // bulk: tokenizer / writer threads (0: half the cores, at most 8)
   bool force = false;  // bulk: compress up-to-date documents too
   bool json = false;   // bulk: the summary as one JSON object on stdout
   bool quiet = false;  // no progress bar, no summary
@@ -75,6 +76,7 @@ int run_bulk(const CompressArgs& a) {
   BulkOptions bo;
   bo.n_batch = a.batch > 0 ? a.batch : (options.device.is_cuda() ? 64 : 8);
   bo.force = a.force;
+  bo.threads = a.threads;
   bo.progress = !a.quiet && !a.json && rank == 0;
   const BulkResult r = compress_bulk(*model, *tok.context, mine, bo);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0;
@@ -85,7 +87,7 @@ int run_bulk(const CompressArgs& a) {
                                 {"model_seconds", r.model_seconds},
                                 {"tokenize_wait_seconds", r.tokenize_wait_seconds},
                                 {"write_wait_seconds", r.write_wait_seconds},
-                                {"batch", bo.n_batch},   {"output", a.output}}
+                                {"batch", bo.n_batch},   {"threads", r.threads},    {"output", a.output}}
                      .dump()
               << "\n";
   } else if (!a.quiet) {
@@ -179,7 +181,8 @@ CommandFn setup_compress(CLI::App& app) {
       "already made from the same text (--force: all again), so an interrupted run resumes. --nproc N starts\n"
       "N processes, each taking every N-th document (on its own GPU with --device cuda). --json prints\n"
       "{\"rank\", \"world_size\", \"documents\", \"skipped\", \"tokens\", \"chunks\", \"vectors\", \"seconds\",\n"
-      "\"tokens_per_s\", \"model_seconds\", \"tokenize_wait_seconds\", \"write_wait_seconds\", \"batch\", \"output\"}\n"
+      "\"tokens_per_s\", \"model_seconds\", \"tokenize_wait_seconds\", \"write_wait_seconds\", \"batch\",\n"
+      "\"threads\", \"output\"}\n"
       "per process: of \"seconds\", the model step (batching, queueing the tower and the copies of its vectors to\n"
       "the host) and the time spent waiting for the tokenizer and writer threads (which run beside it; a writer\n"
       "waits for its group's vectors, then describes and writes them): what bounds the run.\n\n"
@@ -202,6 +205,10 @@ CommandFn setup_compress(CLI::App& app) {
   cmd->add_option("--batch", a->batch, "chunks a forward pass of the tower (default: 8 on the CPU, 64 on CUDA)")
       ->check(positive());
   cmd->add_option("--nproc", a->nproc, "a library: this many processes, each on its own GPU with --device cuda")
+      ->check(positive());
+  cmd->add_option("--threads", a->threads,
+                  "a library: threads tokenizing the next documents, and writing each finished group (default: half "
+                  "the cores, at most 8)")
       ->check(positive());
   cmd->add_flag("--force", a->force, "a library: compress documents whose .coctx is up to date too");
   cmd->add_flag("--json", a->json, "a library: the summary as one JSON object (per process) on stdout");
