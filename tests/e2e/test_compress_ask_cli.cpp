@@ -457,7 +457,9 @@ TEST_F(CompressAskCli, CompressesALibraryResumablyAndAsOneByOne) {
   expect_one_line_error(run_coenc(base + "-o " + q(d / "out") + " --export npy"),
                         "--export and --question take one document, not a library");
   expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " -o x.coctx --force"),
-                        "--nproc, --force and --json are for compressing a library");
+                        "--nproc, --threads, --force and --json are for compressing a library");
+  expect_one_line_error(run_coenc("compress -m " + q(chat()) + " --doc " + q(doc()) + " -o x.coctx --threads 2"),
+                        "--nproc, --threads, --force and --json are for compressing a library");
   expect_one_line_error(run_coenc("compress -m " + q(chat()) + " -o x.coctx"),
                         "give a document to compress (--doc) or a corpus (--corpus)");
 }

@@ -102,7 +102,8 @@ int run_bulk(const CompressArgs& a) {
 
 int run_compress(const CompressArgs& a) {
   if (is_bulk(a)) return run_bulk(a);
-  COENC_CHECK(a.nproc == 1 && !a.force && !a.json, "--nproc, --force and --json are for compressing a library "
+  COENC_CHECK(a.nproc == 1 && a.threads == 0 && !a.force && !a.json,
+              "--nproc, --threads, --force and --json are for compressing a library "
               "(several --doc, a folder or --corpus)");
   // Everything that can fail on user input is checked before the (slow) model load.
   CoEncoderConfig config = CoEncoderConfig::load(a.model);
