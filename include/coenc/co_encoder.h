@@ -130,9 +130,9 @@ class CoEncoderImpl : public torch::nn::Module {
   // Records the prompt layout the model was trained with ("raw" or "chat"; config prompt_layout).
   void set_prompt_layout(const std::string& layout);
   // On CUDA, compress_chunks / queue_chunks run each full batch (n_batch chunks of chunk_size tokens) from a CUDA
-  // graph captured on first use (pooling "mean" and "attn"; not under training): on by default,
-  // COENC_CONTEXT_GRAPHS=0 turns it off for a run. The vectors equal the eager batch's to float rounding (the
-  // same kernels; unit test Chunking.CudaGraphedFullBatchesEqualEagerOnes).
+  // graph captured on first use (pooling "mean" and "attn"): on by default, COENC_CONTEXT_GRAPHS=0 turns it off
+  // for a run. The vectors equal the eager batch's to float rounding (the same kernels; unit test
+  // Chunking.CudaGraphedFullBatchesEqualEagerOnes).
   void set_context_graphs(bool on);
   // How many such graphs are captured (one per row count and ratio used so far).
   int64_t captured_context_graphs() const;

@@ -129,9 +129,9 @@ struct BulkResult {
 
 // Compresses `docs` into their .coctx files (written atomically; folders made as needed), batching chunks across
 // documents, `n_batch` a forward pass, so that a corpus of short documents still fills the batches (each file is
-// what compress_document gives for that document). Resumable: a document whose .coctx reads back whole, was made by `model`
-// and holds the same chunks (token hashes) is skipped unless options.force; one that is damaged or stale is
-// compressed again. An empty or non-text document is an InvalidInput error naming it (nothing after it is lost:
+// what compress_document gives for that document). Resumable: a document whose .coctx reads back whole, was made
+// by `model` and holds the same chunks (token hashes) is skipped unless options.force; one that is damaged or stale
+// is compressed again. An empty or non-text document is an InvalidInput error naming it (nothing after it is lost:
 // what was written stays, and a rerun skips it).
 BulkResult compress_bulk(CoEncoderImpl& model, const Tokenizer& context_tokenizer,
                          const std::vector<BulkDocument>& docs, const BulkOptions& options);

@@ -104,7 +104,7 @@ struct CoEncoderImpl::ContextGraphs {
     CapturedGraph captured;  // outputs: vectors [rows, K, d_text], sizes [rows]
   };
   std::mutex mutex;  // one batch at a time goes through a graph's buffers
-  std::map<std::pair<int64_t, int64_t>, Graph> graphs;  // by (rows, ratio)
+  std::map<std::pair<int64_t, int64_t>, Graph> graphs;  // by (rows, ratio); captured on first use
   GraphPool pool;
   std::optional<at::cuda::CUDAEvent> free;  // recorded once the last replay's outputs were copied out
 };
@@ -266,7 +266,8 @@ void CoEncoderImpl::set_context_graphs(bool on) { context_graphs_on_ = on; }
 int64_t CoEncoderImpl::captured_context_graphs() const {
 #if defined(COENC_WITH_CUDA)
   std::lock_guard<std::mutex> lock(context_graphs_->mutex);
-  return static_cast<int64_t>(context_graphs_->graphs.size());
+  const auto& graphs = context_graphs_->graphs;
+  return std::count_if(graphs.begin(), graphs.end(), [](const auto& g) { return g.second.captured.graph != nullptr; });
 #else
   return 0;
 #endif
@@ -419,10 +420,9 @@ QueuedChunks CoEncoderImpl::queue_batches(const std::vector<TokenIds>& chunks, i
 
 bool CoEncoderImpl::graphs_usable() const {
 #if defined(COENC_WITH_CUDA)
-  // Dynamic pooling reads its sizes back to the host (a wait, which a capture cannot hold); training needs the
-  // autograd graph of every batch.
-  return context_graphs_on_ && options_.device.is_cuda() && config_.pooling != PoolingMode::Dynamic &&
-         !torch::GradMode::is_enabled();
+  // Dynamic pooling reads its sizes back to the host (a wait, which a capture cannot hold). (queue_batches runs
+  // without gradients, so training never reaches a graph.)
+  return context_graphs_on_ && options_.device.is_cuda() && config_.pooling != PoolingMode::Dynamic;
 #else
   return false;
 #endif
@@ -444,23 +444,23 @@ ConnectorOutput CoEncoderImpl::replay_context_graph(const torch::Tensor& host_id
     ContextGraphs::Graph graph;
     const auto dev = torch::TensorOptions().device(options_.device);
     graph.ids = torch::zeros({rows, width}, dev.dtype(torch::kInt64));
-    graph.ids.copy_(host_ids, /*non_blocking=*/host_ids.is_pinned());
-    // Every row is full: the mask is all true, the lengths (read on the host only) chunk_size.
-    graph.mask = torch::ones({rows, width}, dev.dtype(torch::kBool));
-    torch::Tensor lens = torch::full({rows}, width, torch::kInt64);
+    graph.mask = torch::ones({rows, width}, dev.dtype(torch::kBool));  // every row is full
+    it = g.graphs.emplace(key, std::move(graph)).first;
+  }
+  ContextGraphs::Graph& graph = it->second;
+  graph.ids.copy_(host_ids, /*non_blocking=*/host_ids.is_pinned());
+  if (!graph.captured.graph) {  // captured on first use (its warm-up reads the ids just copied)
     torch::Tensor ids = graph.ids, mask = graph.mask;
+    torch::Tensor lens = torch::full({rows}, width, torch::kInt64);  // read on the host only
     graph.captured = g.pool.capture([this, ids, lens, mask] {
       ConnectorOutput o = pool_context(ids, lens, mask);
       return std::vector<torch::Tensor>{o.vectors, o.sizes};
     });
-    it = g.graphs.emplace(key, std::move(graph)).first;
-  } else {
-    it->second.ids.copy_(host_ids, /*non_blocking=*/host_ids.is_pinned());
   }
-  it->second.captured.graph->replay();
+  graph.captured.graph->replay();
   ConnectorOutput out;
-  out.vectors = it->second.captured.outputs[0];
-  out.sizes = it->second.captured.outputs[1];
+  out.vectors = graph.captured.outputs[0];
+  out.sizes = graph.captured.outputs[1];
   return out;
 #else
   (void)host_ids, (void)lock;
