@@ -6,6 +6,7 @@
 # machine is given back 30 s after a call, so a second call to fetch the rest can find a fresh machine.
 #
 #   gpu_call.sh decoder                      build, stage 1 (decoder pretraining), pack .train/decoder
+#   gpu_call.sh decoder_all | decoder_all_more  stage 21's two parts the same way (.train/decoder_all, _more)
 #   gpu_call.sh co_encoder TOTAL_SECONDS     stage 2 within this call; interrupted and checkpointed at the call's
 #                                            deadline, resumed by the next call with the same TOTAL_SECONDS; packs
 #                                            .train/co_encoder once the run has finished
@@ -70,14 +71,14 @@ pieces() {
 cmd=${1:-}
 resumable_stage "$cmd" && cmd=train
 case "$cmd" in
-  decoder)
+  decoder | decoder_all | decoder_all_more)
     ensure_built
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     budget=$((deadline - SECONDS - 70))
-    echo "gpu_call: stage 1 with a ${budget}s training budget"
-    scripts/default_model/train.sh decoder "$build" "$budget" 2>&1 | tee "$out/decoder.log" | grep -v '^tokenizing'
-    pack decoder
-    pieces decoder 1 all
+    echo "gpu_call: $cmd with a ${budget}s training budget"
+    scripts/default_model/train.sh "$cmd" "$build" "$budget" 2>&1 | tee "$out/$cmd.log" | grep -v '^tokenizing'
+    pack "$cmd"
+    pieces "$cmd" 1 all
     ;;
   train)  # a resumable stage: `gpu_call.sh STAGE TOTAL_SECONDS` comes here (below)
     stage=$1 total=${2:?usage: gpu_call.sh $1 TOTAL_SECONDS}

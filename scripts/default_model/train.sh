@@ -5,6 +5,10 @@
 #   scripts/default_model/train.sh decoder BUILD [SECONDS]
 #       stage 1: pretrain the decoder (decoder.json) on Wikipedia, State-of-the-Union and Gutenberg text; SECONDS
 #       is the training-loop budget (time_budget_s), the step count is fitted to it after 25 timed steps
+#   scripts/default_model/train.sh decoder_all BUILD [SECONDS], then decoder_all_more BUILD [SECONDS]
+#       stage 21: a 10-layer decoder pretrained from scratch on all the training text (Wikipedia, SOTU, Gutenberg
+#       00, 02, 03; decoder_all.json -> .train/decoder_all), then continued from it on 2,048-token windows
+#       (decoder_all_more.json -> .train/decoder_all_more): one call each
 #   scripts/default_model/train.sh co_encoder BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 2: tower (the decoder's first 3 layers, bidirectional), connector and decoder trained together on
 #       reconstruction, continuation, compressed and plain-text QA and plain LM (co_encoder.json). With
@@ -66,6 +70,10 @@
 #       stage 20: stage 19's recipe and its 149 steps on chunks of 512 tokens instead of 128, from
 #       .train/co_encoder9-c512, which set_chunk_size.py makes from stage 10's model (co_encoder_chunk512.json) ->
 #       .train/co_encoder22
+#   scripts/default_model/train.sh co_encoder_v2 | co_encoder_v2_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stages 22 and 23, on stage 21's decoder (.train/decoder_all_more): a tower of its first 3 layers and a
+#       fresh connector trained with it, stages 2-5's objectives in one run (co_encoder_v2.json ->
+#       .train/co_encoder_v2), then stage 10's recipe from there (co_encoder_v2_mix.json -> .train/co_encoder_v2_mix)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
@@ -85,8 +93,8 @@ args=()
 [ "${NPROC:-1}" -gt 1 ] && args+=(--nproc "$NPROC")
 [ -n "$budget" ] && args+=(--set "time_budget_s=$budget")
 case "$stage" in
-  decoder)
-    "$coenc" train scripts/default_model/decoder.json "${args[@]}"
+  decoder | decoder_all | decoder_all_more)
+    "$coenc" train "scripts/default_model/$stage.json" "${args[@]}"
     ;;
   co_encoder_more)
     "$coenc" train scripts/default_model/co_encoder_more.json

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Puts a plain decoder into a Co-Encoder checkpoint in place of its own (standard library).
+
+    python3 scripts/default_model/swap_decoder.py SRC DECODER DST
+
+SRC is a Co-Encoder folder, DECODER a Llama decoder folder as `coenc train` writes it (config.json, safetensors,
+tokenizer.json) of the same width and tokenizer. DST gets SRC's tower and connector with DECODER as the language
+model. It exists to measure a newly pretrained decoder with `coenc eval`: the conditions `none` and `full` read
+the decoder alone, so they measure DECODER; the compressed ones pair it with a connector trained for another
+decoder and mean nothing (docs/default-model.md, "Stage 21").
+"""
+
+import filecmp
+import json
+import os
+
+from grow_tower import fail, read_model, write_model_folder
+
+WIDTH_KEYS = ("hidden_size", "vocab_size")
+
+
+def main():
+    import sys
+
+    if len(sys.argv) != 4:
+        fail(f"usage: {os.path.basename(sys.argv[0])} SRC DECODER DST")
+    src, decoder, dst = sys.argv[1:]
+    config = json.load(open(os.path.join(src, "config.json")))
+    decoder_config = json.load(open(os.path.join(decoder, "config.json")))
+    for key in WIDTH_KEYS:
+        if config["text_config"].get(key) != decoder_config.get(key):
+            fail(f"{decoder}: {key} {decoder_config.get(key)} differs from {src}'s decoder "
+                 f"({config['text_config'].get(key)})")
+    src_tokenizer = os.path.join(src, "text_tokenizer", "tokenizer.json")
+    if not filecmp.cmp(src_tokenizer, os.path.join(decoder, "tokenizer.json"), shallow=False):
+        fail(f"{decoder}/tokenizer.json differs from {src_tokenizer}")
+    tensors = {name: t for name, t in read_model(src).items() if not name.startswith("language_model.")}
+    for name, t in read_model(decoder).items():
+        tensors["language_model." + name] = t
+    config["text_config"] = decoder_config
+    write_model_folder(src, dst, tensors, config)
+    print(f"swap_decoder: {dst}: {src}'s tower and connector, {decoder}'s decoder "
+          f"({decoder_config['num_hidden_layers']} layers), {len(tensors)} tensors")
+
+
+if __name__ == "__main__":
+    main()
