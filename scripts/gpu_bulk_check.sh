@@ -11,7 +11,8 @@
 # the host; with and without the CUDA graphs of full batches), then the library written to memory (/dev/shm, where
 # it has room; else the machine's disk) at batch 256 as shipped, without the graphs (COENC_CONTEXT_GRAPHS=0) and
 # each group written before the next is queued (COENC_BULK_OVERLAP=0), alternated twice, checks that all wrote the
-# same files, times one traced run (COENC_TRACE_BATCHES=1), and reruns it with every document up to date; on a
+# same files, times the first corpus file against 4 copies of it (the steady rate and the cost paid once per run),
+# times one traced run (COENC_TRACE_BATCHES=1), and reruns it with every document up to date; on a
 # machine of several GPUs, --nproc N against one GPU; then the disk's own rate for files of a .coctx's size, flushed
 # one by one (fsync) against one flush for all (sync).
 set -u
@@ -55,6 +56,28 @@ for way in graph0 seq; do
     echo "$way's files DIFFER from ship's: $(diff -rq "$out-ship" "$out-$way" | wc -l) files"
 done
 rm -rf "$out-seq" "$out-graph0"
+# A library 4 times as long (the first corpus file said 4 times) against the file once, alternated twice: the
+# difference of the two runs is the steady rate, what each token costs once the run is going; the rest of a run's
+# time is what it pays once (the first groups' cuDNN plans and graph captures, the first block's tokenizing).
+python3 - "$1" "$out-one.txt" "$out-four.txt" <<'PY'
+import lzma, sys
+src = sys.argv[1]
+text = (lzma.open(src, "rt") if src.endswith(".xz") else open(src)).read()
+open(sys.argv[2], "w").write(text)
+open(sys.argv[3], "w").write("\n\n<|doc|>\n".join([text] * 4))
+PY
+for run in 1 2; do
+  for n in four one; do
+    $coenc compress -m "$M" --corpus "$out-$n.txt" -o "$out-$n" --device cuda --batch 256 --json -q --force \
+      >"$OUT/bulk-$n-$run.json" || exit 1
+    echo "$name, the first corpus file x $n, run $run: $(num "$OUT/bulk-$n-$run.json" documents tokens seconds \
+      tokens_per_s write_wait_seconds tokenize_wait_seconds)"
+  done
+  python3 -c "import json,sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); r = (a['tokens'] - b['tokens']) / \
+(a['seconds'] - b['seconds']); print('steady rate %.0f tokens/s; paid once %.2f s' % (r, b['seconds'] - b['tokens'] / r))" \
+    "$OUT/bulk-four-$run.json" "$OUT/bulk-one-$run.json"
+done
+rm -rf "$out-one" "$out-four" "$out-one.txt" "$out-four.txt"
 # Where the host's time goes in each group's compress_chunks (COENC_TRACE_BATCHES=1), summed over the groups.
 COENC_TRACE_BATCHES=1 $coenc compress -m "$M" "${C[@]}" -o "$out-trace" --device cuda --batch 256 --json -q \
   --force >"$OUT/bulk-trace.json" 2>"$OUT/bulk-trace.log" || exit 1
