@@ -13,6 +13,7 @@ decoder and mean nothing (docs/default-model.md, "Stage 21").
 import filecmp
 import json
 import os
+import sys
 
 from grow_tower import fail, read_model, write_model_folder
 
@@ -20,8 +21,6 @@ WIDTH_KEYS = ("hidden_size", "vocab_size")
 
 
 def main():
-    import sys
-
     if len(sys.argv) != 4:
         fail(f"usage: {os.path.basename(sys.argv[0])} SRC DECODER DST")
     src, decoder, dst = sys.argv[1:]
