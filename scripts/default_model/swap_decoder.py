@@ -24,8 +24,15 @@ def main():
     if len(sys.argv) != 4:
         fail(f"usage: {os.path.basename(sys.argv[0])} SRC DECODER DST")
     src, decoder, dst = sys.argv[1:]
+    for folder in (src, decoder):
+        for name in ("config.json", "model.safetensors.index.json"):
+            if not os.path.exists(os.path.join(folder, name)) and not (
+                    name.endswith("index.json") and os.path.exists(os.path.join(folder, "model.safetensors"))):
+                fail(f"{folder}: no {name}: expected a model folder as `coenc train` writes it")
     config = json.load(open(os.path.join(src, "config.json")))
     decoder_config = json.load(open(os.path.join(decoder, "config.json")))
+    if "text_config" not in config:
+        fail(f"{src}/config.json: no \"text_config\": expected a Co-Encoder folder")
     for key in WIDTH_KEYS:
         if config["text_config"].get(key) != decoder_config.get(key):
             fail(f"{decoder}: {key} {decoder_config.get(key)} differs from {src}'s decoder "
