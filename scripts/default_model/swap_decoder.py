@@ -5,14 +5,16 @@
 
 SRC is a Co-Encoder folder, DECODER a Llama decoder folder as `coenc train` writes it (config.json, safetensors,
 tokenizer.json) of the same width and tokenizer. DST gets SRC's tower and connector with DECODER as the language
-model. It exists to measure a newly pretrained decoder with `coenc eval`: the conditions `none` and `full` read
-the decoder alone, so they measure DECODER; the compressed ones pair it with a connector trained for another
-decoder and mean nothing (docs/default-model.md, "Stage 21").
+model (written under a temporary name and renamed; an existing DST is refused). It exists to measure a newly
+pretrained decoder with `coenc eval`: the conditions `none` and `full` read the decoder alone, so they measure
+DECODER; the compressed ones pair it with a connector trained for another decoder and mean nothing
+(docs/default-model.md, "Stage 21").
 """
 
 import filecmp
 import json
 import os
+import shutil
 import sys
 
 from grow_tower import fail, read_model, write_model_folder
@@ -24,6 +26,8 @@ def main():
     if len(sys.argv) != 4:
         fail(f"usage: {os.path.basename(sys.argv[0])} SRC DECODER DST")
     src, decoder, dst = sys.argv[1:]
+    if os.path.exists(dst):
+        fail(f"{dst}: exists already (remove it or name another folder)")
     for folder in (src, decoder):
         for name in ("config.json", "model.safetensors.index.json"):
             if not os.path.exists(os.path.join(folder, name)) and not (
@@ -44,7 +48,14 @@ def main():
     for name, t in read_model(decoder).items():
         tensors["language_model." + name] = t
     config["text_config"] = decoder_config
-    write_model_folder(src, dst, tensors, config)
+    tmp = dst.rstrip("/") + ".tmp"  # written whole, then renamed
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_model_folder(src, tmp, tensors, config)
+        os.rename(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     print(f"swap_decoder: {dst}: {src}'s tower and connector, {decoder}'s decoder "
           f"({decoder_config['num_hidden_layers']} layers), {len(tensors)} tensors")
 
