@@ -22,6 +22,13 @@ class ScriptTest(unittest.TestCase):
         return subprocess.run([sys.executable, os.path.join(SCRIPTS, self.SCRIPT), *args], capture_output=True,
                               text=True)
 
+    def expect_one_line_error(self, args, words):
+        """Runs the script on `args`: it fails (status 1) with one line on stderr that holds `words`."""
+        r = self.run_script(*args)
+        self.assertEqual(r.returncode, 1, (args, r.stderr))
+        self.assertIn(words, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
     def write(self, name, lines):
         path = os.path.join(self.dir.name, name)
         with open(path, "w", encoding="utf-8") as f:

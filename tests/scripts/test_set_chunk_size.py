@@ -56,10 +56,7 @@ class SetChunkSize(ScriptTest):
                             ((MODEL, dst, "many"), "expected a whole number"),
                             ((DOC, dst, "512"), "sample-document.txt/config.json"),
                             ((MODEL, self.dir.name, "512"), "exists already")]:
-            r = self.run_script(*args)
-            self.assertEqual(r.returncode, 1, args)
-            self.assertIn(words, r.stderr)
-            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.expect_one_line_error(args, words)
             self.assertFalse(os.path.exists(dst))
 
 

@@ -82,10 +82,7 @@ class SkeletonCheckpoint(ScriptTest):
             with open(os.path.join(src, "model.safetensors"), "wb") as f:
                 f.write(data)
             for command in ("strip", "fill"):
-                r = self.run_script(command, src, os.path.join(self.dir.name, "out-" + command))
-                self.assertEqual(r.returncode, 1, (command, words))
-                self.assertIn(words, r.stderr)
-                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.expect_one_line_error((command, src, os.path.join(self.dir.name, "out-" + command)), words)
 
 if __name__ == "__main__":
     unittest.main()

@@ -64,10 +64,7 @@ class SwapDecoder(ScriptTest):
                             ((SMALL, SMALL, dst), "no \"text_config\": expected a Co-Encoder folder"),
                             ((MODEL, SMALL, self.dir.name), "exists already"),
                             ((MODEL, SMALL), "usage: swap_decoder.py SRC DECODER DST")]:
-            r = self.run_script(*args)
-            self.assertEqual(r.returncode, 1, args)
-            self.assertIn(words, r.stderr)
-            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.expect_one_line_error(args, words)
             self.assertFalse(os.path.exists(dst))
 
 
