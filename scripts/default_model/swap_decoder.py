@@ -20,6 +20,19 @@ import sys
 from grow_tower import fail, read_model, write_model_folder
 
 WIDTH_KEYS = ("hidden_size", "vocab_size")
+WEIGHTS = ("model.safetensors.index.json", "model.safetensors")
+
+
+def read_config(folder):
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except ValueError as e:
+        fail(f"{path}: not JSON ({e})")
+    if not isinstance(config, dict):
+        fail(f"{path}: expected a JSON object")
+    return config
 
 
 def main():
@@ -28,13 +41,14 @@ def main():
     src, decoder, dst = sys.argv[1:]
     if os.path.exists(dst):
         fail(f"{dst}: exists already (remove it or name another folder)")
-    for folder in (src, decoder):
-        for name in ("config.json", "model.safetensors.index.json"):
-            if not os.path.exists(os.path.join(folder, name)) and not (
-                    name.endswith("index.json") and os.path.exists(os.path.join(folder, "model.safetensors"))):
-                fail(f"{folder}: no {name}: expected a model folder as `coenc train` writes it")
-    config = json.load(open(os.path.join(src, "config.json")))
-    decoder_config = json.load(open(os.path.join(decoder, "config.json")))
+    for folder, tokenizer, what in ((src, os.path.join("text_tokenizer", "tokenizer.json"), "a Co-Encoder folder"),
+                                    (decoder, "tokenizer.json", "a decoder folder as `coenc train` writes it")):
+        for name in ("config.json", tokenizer):
+            if not os.path.isfile(os.path.join(folder, name)):
+                fail(f"{os.path.join(folder, name)}: not found: expected {what}")
+        if not any(os.path.isfile(os.path.join(folder, w)) for w in WEIGHTS):
+            fail(f"{folder}: neither {' nor '.join(WEIGHTS)}: expected {what}")
+    config, decoder_config = read_config(src), read_config(decoder)
     if "text_config" not in config:
         fail(f"{src}/config.json: no \"text_config\": expected a Co-Encoder folder")
     for key in WIDTH_KEYS:

@@ -59,9 +59,28 @@ class SwapDecoder(ScriptTest):
 
     def test_bad_input_is_one_line_and_writes_nothing(self):
         dst = os.path.join(self.dir.name, "out")
+        own = self.own_decoder()
+        other_tokenizer = os.path.join(self.dir.name, "other-tokenizer")
+        shutil.copytree(own, other_tokenizer)
+        with open(os.path.join(other_tokenizer, "tokenizer.json"), "a") as f:
+            f.write(" ")  # a byte more: another tokenizer as far as the check knows
+        not_json = os.path.join(self.dir.name, "not-json")
+        shutil.copytree(own, not_json)
+        with open(os.path.join(not_json, "config.json"), "w") as f:
+            f.write("{")
+        no_text_config = os.path.join(self.dir.name, "no-text-config")  # all a Co-Encoder folder has but that
+        shutil.copytree(os.path.join(MODEL, "text_tokenizer"), os.path.join(no_text_config, "text_tokenizer"))
+        for name, text in (("config.json", "{}"), ("model.safetensors", "")):
+            with open(os.path.join(no_text_config, name), "w") as f:
+                f.write(text)
         for args, words in [((MODEL, SMALL, dst), "hidden_size 320 differs from"),
-                            ((MODEL, os.path.join(self.dir.name, "none"), dst), "none: no config.json"),
-                            ((SMALL, SMALL, dst), "no \"text_config\": expected a Co-Encoder folder"),
+                            ((MODEL, other_tokenizer, dst), "other-tokenizer/tokenizer.json differs from"),
+                            ((MODEL, not_json, dst), "not-json/config.json: not JSON"),
+                            ((no_text_config, own, dst), "no \"text_config\": expected a Co-Encoder folder"),
+                            ((MODEL, os.path.join(self.dir.name, "none"), dst),
+                             "none/config.json: not found: expected a decoder folder"),
+                            ((SMALL, own, dst),
+                             "text_tokenizer/tokenizer.json: not found: expected a Co-Encoder folder"),
                             ((MODEL, SMALL, self.dir.name), "exists already"),
                             ((MODEL, SMALL), "usage: swap_decoder.py SRC DECODER DST")]:
             self.expect_one_line_error(args, words)
