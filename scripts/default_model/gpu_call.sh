@@ -21,6 +21,7 @@
 #                                            .train/pretrain, qa-train.jsonl.xz into .train, pieces NAME.tar.xz.* of a
 #                                            packed model (with NAME.count: their number) into .train/pieces, joined
 #                                            into .train/NAME once all are there: a model may travel over several calls
+#                                            (*.log and metrics.jsonl, which come back beside pieces, are skipped)
 #   gpu_call.sh eval VAL_DIR MODEL...        the validation evaluation of each model on the GPU (bf16) into $OUT, its
 #                                            jobs spread over all the machine's GPUs
 #   gpu_call.sh pack NAME                    packs .train/NAME into .train/pack/NAME (pieces and NAME.count); also
@@ -130,6 +131,7 @@ case "$cmd" in
           *.txt.xz) cp "$f" .train/pretrain/ ;;
           qa-train.jsonl.xz) cp "$f" .train/ ;;
           *.tar.* | *.count) cp "$f" .train/pieces/ ;;
+          *.log | metrics.jsonl) ;;  # a training run's log, fetched with its pieces from the call that packed them
           *) echo "gpu_call: stash: $f is not a shard, the QA file or a model piece" >&2; exit 2 ;;
         esac
       done
@@ -171,7 +173,7 @@ case "$cmd" in
     # the repeat probe (in-context copying: docs/default-model.md, "The decoder does not copy what it reads")
     scripts/make_repeat_probe.py "$val/gutenberg-01-part-full.txt.xz" .train/eval-parts/repeat.txt >/dev/null
     # questions about examples/sample-document.txt, text outside the corpus (docs/default-model.md, "Text it never saw")
-    scripts/sample_questions.py .train/eval-parts/sample-questions.jsonl 2>/dev/null
+    scripts/sample_questions.py .train/eval-parts/sample-questions.jsonl
     for m in "$@"; do
       name=$(basename "$m") ratios=4,8 needle=4,8,16
       items=.train/eval-out/$name
