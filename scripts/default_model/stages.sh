@@ -24,7 +24,8 @@ declare -A STAGE_DIRS=(
   [co_encoder_cloze]=co_encoder21    # stage 19 (measured, not shipped): stage 18 with cloze / cloze_text
   [co_encoder_chunk512]=co_encoder22 # stage 20: stage 19 on chunks of 512 (from .train/co_encoder9-c512)
   [co_encoder_v2]=co_encoder_v2      # stage 22: stages 2-5 in one, on stage 21's decoder (.train/decoder_all_more)
-  [co_encoder_v2_mix]=co_encoder_v2_mix  # stage 23: stage 10's recipe from stage 22
+  [co_encoder_v2_recon]=co_encoder_v2b  # stage 22b: stage 3's move on stage 22 (contexts of 256, reconstruction up)
+  [co_encoder_v2_mix]=co_encoder_v2_mix  # stage 23: stage 10's recipe from stage 22b
 )
 
 # The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).

@@ -70,10 +70,12 @@
 #       stage 20: stage 19's recipe and its 149 steps on chunks of 512 tokens instead of 128, from
 #       .train/co_encoder9-c512, which set_chunk_size.py makes from stage 10's model (co_encoder_chunk512.json) ->
 #       .train/co_encoder22
-#   scripts/default_model/train.sh co_encoder_v2 | co_encoder_v2_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]
-#       stages 22 and 23, on stage 21's decoder (.train/decoder_all_more): a tower of its first 3 layers and a
+#   scripts/default_model/train.sh co_encoder_v2 | co_encoder_v2_recon | co_encoder_v2_mix BUILD [SECONDS] [STOP_AFTER]
+#       stages 22, 22b and 23, on stage 21's decoder (.train/decoder_all_more): a tower of its first 3 layers and a
 #       fresh connector trained with it, stages 2-5's objectives in one run (co_encoder_v2.json ->
-#       .train/co_encoder_v2), then stage 10's recipe from there (co_encoder_v2_mix.json -> .train/co_encoder_v2_mix)
+#       .train/co_encoder_v2); from it, stage 3's move: contexts of 256 tokens, reconstruction weighted above the
+#       rest (co_encoder_v2_recon.json -> .train/co_encoder_v2b); then stage 10's recipe from there
+#       (co_encoder_v2_mix.json -> .train/co_encoder_v2_mix)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
@@ -84,6 +86,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/default_model/stages.sh  # stage_dir, resumable_stage, resumable_stages
+# Contexts, haystacks and LM windows change length every step: expandable segments keep the CUDA allocator's cache
+# from fragmenting (stage 22 at batch 32 ran out of an H100's 80 GB with 15 GB reserved but unused; as 2
+# micro-batches of 16 with them it peaked at 37 GB).
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 stage=${1:?usage: train.sh decoder|co_encoder_more|STAGE BUILD [SECONDS] [STOP_AFTER_SECONDS], STAGE one of: $(resumable_stages)}
 coenc=${2:-build}/coenc
 budget=${3:-}
