@@ -27,12 +27,29 @@ def fail(message):
     sys.exit(f"{script}: {message}")
 
 
+def read_config(folder):
+    """FOLDER/config.json as a dict, or one line naming it and a non-zero exit."""
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except OSError as e:
+        fail(f"{path}: cannot read it ({e.strerror})")
+    except ValueError as e:
+        fail(f"{path}: not JSON ({e})")
+    if not isinstance(config, dict):
+        fail(f"{path}: expected a JSON object")
+    return config
+
+
 def read_arguments():
     """SRC DST LAYERS from the command line, and SRC's config.json."""
     if len(sys.argv) != 4:
         fail(f"usage: {os.path.basename(sys.argv[0])} SRC DST LAYERS")
-    src, dst, layers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    return src, dst, layers, json.load(open(os.path.join(src, "config.json")))
+    src, dst, layers = sys.argv[1:]
+    if not layers.isdigit():
+        fail(f"LAYERS: expected a whole number of layers, got '{layers}'")
+    return src, dst, int(layers), read_config(src)
 
 
 def read_shard(path):
@@ -109,6 +126,8 @@ def write_model_folder(src, dst, tensors, config):
 
 def main():
     src, dst, layers, config = read_arguments()
+    if not all(isinstance(config.get(k), dict) for k in ("context_config", "text_config")):
+        fail(f"{src}/config.json: no \"context_config\" and \"text_config\": expected a Co-Encoder folder")
     tower_layers = config["context_config"]["num_hidden_layers"]
     decoder_layers = config["text_config"]["num_hidden_layers"]
     if not tower_layers < layers <= decoder_layers:

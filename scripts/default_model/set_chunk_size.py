@@ -14,10 +14,7 @@ import os
 import shutil
 import sys
 
-
-def fail(message):
-    print(f"set_chunk_size.py: {message}", file=sys.stderr)
-    sys.exit(1)
+from grow_tower import fail, read_config
 
 
 def main():
@@ -29,11 +26,7 @@ def main():
     except ValueError:
         fail(f"N: expected a whole number of tokens, got '{n}'")
     config_path = os.path.join(src, "config.json")
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        fail(f"{config_path}: cannot read a Co-Encoder config ({e})")
+    config = read_config(src)
     if config.get("model_type") != "co_encoder" or not isinstance(config.get("context_config"), dict):
         fail(f"{config_path}: not a Co-Encoder config (model_type \"co_encoder\" with a context_config)")
     limit = config["context_config"].get("max_position_embeddings")
@@ -47,7 +40,7 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(src, tmp)
-        config["chunk_size"] = n
+        old, config["chunk_size"] = config.get("chunk_size"), n
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(config, f, indent=2)
             f.write("\n")
@@ -55,7 +48,7 @@ def main():
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         fail(f"{dst}: cannot write the copy ({e})")
-    print(f"{dst}: {src} with chunks of {n} tokens (was {json.load(open(config_path)).get('chunk_size')})")
+    print(f"{dst}: {src} with chunks of {n} tokens (was {old})")
 
 
 if __name__ == "__main__":

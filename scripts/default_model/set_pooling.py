@@ -17,13 +17,12 @@ gets the same tower, connector and decoder with config.json's "pooling" set to t
 
 docs/default-model.md, "Stage 12", compares the three poolings at equal steps.
 """
-import json
 import os
 import random
 import struct
 import sys
 
-from grow_tower import fail, read_model, write_model_folder
+from grow_tower import fail, read_config, read_model, write_model_folder
 
 POOL = "connector.dynamic_pooling."
 
@@ -63,7 +62,7 @@ def main():
     seed = int(sys.argv[4]) if len(sys.argv) == 5 else 0
     if mode not in ("attn", "dynamic"):
         fail(f"the pooling must be attn or dynamic, got '{mode}'")
-    config = json.load(open(os.path.join(src, "config.json")))
+    config = read_config(src)
     if config.get("pooling") != "mean":
         fail(f"{src}/config.json: pooling is '{config.get('pooling')}', expected 'mean'")
     tensors = read_model(src)

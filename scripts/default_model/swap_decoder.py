@@ -12,27 +12,14 @@ DECODER; the compressed ones pair it with a connector trained for another decode
 """
 
 import filecmp
-import json
 import os
 import shutil
 import sys
 
-from grow_tower import fail, read_model, write_model_folder
+from grow_tower import fail, read_config, read_model, write_model_folder
 
 WIDTH_KEYS = ("hidden_size", "vocab_size")
 WEIGHTS = ("model.safetensors.index.json", "model.safetensors")
-
-
-def read_config(folder):
-    path = os.path.join(folder, "config.json")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except ValueError as e:
-        fail(f"{path}: not JSON ({e})")
-    if not isinstance(config, dict):
-        fail(f"{path}: expected a JSON object")
-    return config
 
 
 def main():
@@ -49,7 +36,7 @@ def main():
         if not any(os.path.isfile(os.path.join(folder, w)) for w in WEIGHTS):
             fail(f"{folder}: neither {' nor '.join(WEIGHTS)}: expected {what}")
     config, decoder_config = read_config(src), read_config(decoder)
-    if "text_config" not in config:
+    if not isinstance(config.get("text_config"), dict):
         fail(f"{src}/config.json: no \"text_config\": expected a Co-Encoder folder")
     for key in WIDTH_KEYS:
         if config["text_config"].get(key) != decoder_config.get(key):

@@ -68,15 +68,19 @@ class SwapDecoder(ScriptTest):
         shutil.copytree(own, not_json)
         with open(os.path.join(not_json, "config.json"), "w") as f:
             f.write("{")
-        no_text_config = os.path.join(self.dir.name, "no-text-config")  # all a Co-Encoder folder has but that
-        shutil.copytree(os.path.join(MODEL, "text_tokenizer"), os.path.join(no_text_config, "text_tokenizer"))
-        for name, text in (("config.json", "{}"), ("model.safetensors", "")):
-            with open(os.path.join(no_text_config, name), "w") as f:
-                f.write(text)
+        def co_encoder_like(name, config):  # all a Co-Encoder folder has, its config aside
+            folder = os.path.join(self.dir.name, name)
+            shutil.copytree(os.path.join(MODEL, "text_tokenizer"), os.path.join(folder, "text_tokenizer"))
+            for file, text in (("config.json", config), ("model.safetensors", "")):
+                with open(os.path.join(folder, file), "w") as f:
+                    f.write(text)
+            return folder
         for args, words in [((MODEL, SMALL, dst), "hidden_size 320 differs from"),
                             ((MODEL, other_tokenizer, dst), "other-tokenizer/tokenizer.json differs from"),
                             ((MODEL, not_json, dst), "not-json/config.json: not JSON"),
-                            ((no_text_config, own, dst), "no \"text_config\": expected a Co-Encoder folder"),
+                            ((co_encoder_like("a", "{}"), own, dst), "no \"text_config\": expected a Co-Encoder"),
+                            ((co_encoder_like("b", '{"text_config": 1}'), own, dst), "no \"text_config\""),
+                            ((co_encoder_like("c", "[]"), own, dst), "c/config.json: expected a JSON object"),
                             ((MODEL, os.path.join(self.dir.name, "none"), dst),
                              "none/config.json: not found: expected a decoder folder"),
                             ((SMALL, own, dst),
