@@ -19,7 +19,7 @@ DECODER = "language_model.model.layers."
 def grown_order(old, new):
     """Which old layer each of the new decoder's layers starts from, and whether it is a zeroed copy.
 
-    The (new - old) copies follow old layers spread evenly: 8 -> 10 copies layers 2 and 5."""
+    The (new - old) copies follow old layers spread evenly: 8 -> 10 copies layers 1 and 4 (counted from 0)."""
     extra = new - old
     copied = {((k + 1) * old) // (extra + 1) - 1 for k in range(extra)}
     order = []

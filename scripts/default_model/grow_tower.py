@@ -49,6 +49,7 @@ def read_arguments():
     src, dst, layers = sys.argv[1:]
     if not layers.isdigit():
         fail(f"LAYERS: expected a whole number of layers, got '{layers}'")
+    refuse_existing(dst)
     return src, dst, int(layers), read_config(src)
 
 
@@ -112,16 +113,34 @@ def write_model(folder, tensors):
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
 
 
+def refuse_existing(dst):
+    """One line and a non-zero exit where DST exists: these scripts never write over a folder."""
+    if os.path.exists(dst):
+        fail(f"{dst}: exists already (remove it or name another folder)")
+
+
 def write_model_folder(src, dst, tensors, config):
-    """DST gets `tensors` (shards and index), `config` as config.json and SRC's two tokenizer folders."""
-    os.makedirs(dst, exist_ok=True)
-    write_model(dst, tensors)
-    with open(os.path.join(dst, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    for folder in ("context_tokenizer", "text_tokenizer"):
-        if os.path.isdir(os.path.join(src, folder)):
-            shutil.copytree(os.path.join(src, folder), os.path.join(dst, folder), dirs_exist_ok=True)
+    """DST gets `tensors` (shards and index), `config` as config.json and SRC's two tokenizer folders, written
+    whole under DST.tmp and then renamed: an existing DST is refused, and a failed write leaves nothing behind."""
+    refuse_existing(dst)
+    tmp = dst.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        os.makedirs(tmp)
+        write_model(tmp, tensors)
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+            f.write("\n")
+        for folder in ("context_tokenizer", "text_tokenizer"):
+            if os.path.isdir(os.path.join(src, folder)):
+                shutil.copytree(os.path.join(src, folder), os.path.join(tmp, folder))
+        os.rename(tmp, dst)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        fail(f"{dst}: cannot write the model folder ({e})")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def main():

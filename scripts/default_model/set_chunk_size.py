@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 
-from grow_tower import fail, read_config
+from grow_tower import fail, read_config, refuse_existing
 
 
 def main():
@@ -34,8 +34,7 @@ def main():
         fail(f"{config_path}: context_config.max_position_embeddings: expected a whole number, got {limit!r}")
     if not 1 <= n <= limit:
         fail(f"N = {n}: a chunk must be 1 to {limit} tokens (context_config.max_position_embeddings of {config_path})")
-    if os.path.exists(dst):
-        fail(f"{dst}: exists already (remove it or name another folder)")
+    refuse_existing(dst)
     tmp = dst.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -22,7 +22,7 @@ import random
 import struct
 import sys
 
-from grow_tower import fail, read_config, read_model, write_model_folder
+from grow_tower import fail, read_config, read_model, refuse_existing, write_model_folder
 
 POOL = "connector.dynamic_pooling."
 
@@ -59,9 +59,12 @@ def main():
     if len(sys.argv) not in (4, 5):
         fail("usage: set_pooling.py SRC DST attn|dynamic [SEED]")
     src, dst, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    seed = int(sys.argv[4]) if len(sys.argv) == 5 else 0
     if mode not in ("attn", "dynamic"):
         fail(f"the pooling must be attn or dynamic, got '{mode}'")
+    if len(sys.argv) == 5 and not sys.argv[4].isdigit():
+        fail(f"SEED: expected a whole number, got '{sys.argv[4]}'")
+    seed = int(sys.argv[4]) if len(sys.argv) == 5 else 0
+    refuse_existing(dst)
     config = read_config(src)
     if config.get("pooling") != "mean":
         fail(f"{src}/config.json: pooling is '{config.get('pooling')}', expected 'mean'")

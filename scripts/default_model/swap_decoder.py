@@ -13,10 +13,9 @@ DECODER; the compressed ones pair it with a connector trained for another decode
 
 import filecmp
 import os
-import shutil
 import sys
 
-from grow_tower import fail, read_config, read_model, write_model_folder
+from grow_tower import fail, read_config, read_model, refuse_existing, write_model_folder
 
 WIDTH_KEYS = ("hidden_size", "vocab_size")
 WEIGHTS = ("model.safetensors.index.json", "model.safetensors")
@@ -26,8 +25,7 @@ def main():
     if len(sys.argv) != 4:
         fail(f"usage: {os.path.basename(sys.argv[0])} SRC DECODER DST")
     src, decoder, dst = sys.argv[1:]
-    if os.path.exists(dst):
-        fail(f"{dst}: exists already (remove it or name another folder)")
+    refuse_existing(dst)
     for folder, tokenizer, what in ((src, os.path.join("text_tokenizer", "tokenizer.json"), "a Co-Encoder folder"),
                                     (decoder, "tokenizer.json", "a decoder folder as `coenc train` writes it")):
         for name in ("config.json", tokenizer):
@@ -49,14 +47,7 @@ def main():
     for name, t in read_model(decoder).items():
         tensors["language_model." + name] = t
     config["text_config"] = decoder_config
-    tmp = dst.rstrip("/") + ".tmp"  # written whole, then renamed
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        write_model_folder(src, tmp, tensors, config)
-        os.rename(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_model_folder(src, dst, tensors, config)
     print(f"swap_decoder: {dst}: {src}'s tower and connector, {decoder}'s decoder "
           f"({decoder_config['num_hidden_layers']} layers), {len(tensors)} tensors")
 
