@@ -76,6 +76,9 @@
 #       .train/co_encoder_v2); from it, stage 3's move: contexts of 256 tokens, reconstruction weighted above the
 #       rest (co_encoder_v2_recon.json -> .train/co_encoder_v2b); then stage 10's recipe from there
 #       (co_encoder_v2_mix.json -> .train/co_encoder_v2_mix)
+#   scripts/default_model/train.sh co_encoder_dec10_cloze BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 24: stage 13's 10-layer decoder (.train/co_encoder9-dec10, grow_decoder.py) with QA at 0.7 and
+#       stage 19's cloze drill on both readings (co_encoder_dec10_cloze.json -> .train/co_encoder24)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
