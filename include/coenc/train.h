@@ -66,6 +66,13 @@ struct TrainConfig {
   // "decoder": "frozen" | "full" | "lora".
   bool train_connector = true;
   std::string train_tower = "frozen", train_decoder = "frozen";
+  // "lr_scale": {"connector": x, "tower": y, "decoder": z}: each trained part's learning rate is lr x its scale
+  // (default 1; 0 holds a part still while its gradients still flow): e.g. a decoder that must learn to read
+  // vectors without forgetting text moves slower than a fresh connector.
+  struct PartScales {
+    double connector = 1, tower = 1, decoder = 1;
+    bool all_one() const { return connector == 1 && tower == 1 && decoder == 1; }
+  } lr_scale;
   // "lora": {"rank", "alpha", "targets"} for the parts trained with "lora". Adapters are merged into the weights
   // when the trained model is written, so the checkpoint stays in the seed's layout (the part is then embedded).
   LoraOptions lora;

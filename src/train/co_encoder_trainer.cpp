@@ -335,19 +335,45 @@ Trainable select_trainable(CoEncoderImpl& model, const TrainConfig& c) {
   return t;
 }
 
-// AdamW with weight decay on matrices only, not on norms or biases.
-std::unique_ptr<torch::optim::AdamW> make_optimizer(const Trainable& t, const TrainConfig& c) {
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& [name, p] : t.named) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+// AdamW with weight decay on matrices only, not on norms or biases, and each group's multiple of the scheduled
+// learning rate (the config's lr_scale of the part it trains).
+struct Optimizer {
+  std::unique_ptr<torch::optim::AdamW> adamw;
+  std::vector<double> lr_scale;  // one per parameter group
+
+  // The scheduled learning rate `lr`, times each group's scale.
+  void set_lr(double lr) {
+    auto& groups = adamw->param_groups();
+    for (size_t i = 0; i < groups.size(); ++i)
+      static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(lr * lr_scale[i]);
+  }
+};
+
+Optimizer make_optimizer(const Trainable& t, const TrainConfig& c) {
+  // With every scale 1 the parts share two groups (decay, no decay), as checkpoints of earlier runs hold them;
+  // otherwise two per part.
+  const std::vector<std::pair<std::string, double>> parts =
+      c.lr_scale.all_one() ? std::vector<std::pair<std::string, double>>{{"", 1.0}}
+                           : std::vector<std::pair<std::string, double>>{{"connector.", c.lr_scale.connector},
+                                                                          {"context_tower.", c.lr_scale.tower},
+                                                                          {"language_model.", c.lr_scale.decoder}};
   using torch::optim::AdamWOptions;
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decay.empty())
-    groups.emplace_back(decay, std::make_unique<AdamWOptions>(
-                                   AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(c.weight_decay)));
-  if (!no_decay.empty())
-    groups.emplace_back(no_decay,
-                        std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).weight_decay(0)));
-  return std::make_unique<torch::optim::AdamW>(groups, AdamWOptions(c.lr));
+  Optimizer opt;
+  for (const auto& [prefix, scale] : parts) {
+    std::vector<torch::Tensor> decay, no_decay;
+    for (const auto& [name, p] : t.named)
+      if (name.rfind(prefix, 0) == 0) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    for (auto* list : {&decay, &no_decay}) {
+      if (list->empty()) continue;
+      const double wd = list == &decay ? c.weight_decay : 0.0;
+      groups.emplace_back(*list, std::make_unique<AdamWOptions>(
+                                     AdamWOptions(c.lr * scale).betas({c.beta1, c.beta2}).weight_decay(wd)));
+      opt.lr_scale.push_back(scale);
+    }
+  }
+  opt.adamw = std::make_unique<torch::optim::AdamW>(groups, AdamWOptions(c.lr));
+  return opt;
 }
 
 // Held-out losses: the same examples every time (a fresh generator), plus continuation, QA, passkey, lookup and
@@ -614,7 +640,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
 
   Examples examples(run, built, progress);
   const Trainable trainable = select_trainable(model, c);
-  std::unique_ptr<torch::optim::AdamW> opt = make_optimizer(trainable, c);
+  Optimizer opt = make_optimizer(trainable, c);
   // Every process starts from the first one's weights (they agree already when built from the same seed).
   if (dp) dp->broadcast_from_first(trainable.all);
   COENC_CHECK_CODE(c.compression_ratios.empty() || !run.dynamic, Unsupported,
@@ -626,7 +652,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
   std::mt19937_64 rng(c.seed);
   TrainResult result;
   Window window;
-  const Resumed resumed = start_or_resume(run, ckpt, metrics_path, trainable, *opt, rng, result, window);
+  const Resumed resumed = start_or_resume(run, ckpt, metrics_path, trainable, *opt.adamw, rng, result, window);
   const int64_t step0 = resumed.step;
   std::ofstream metrics;
   if (lead) metrics.open(metrics_path, std::ios::app);
@@ -663,7 +689,7 @@ TrainResult train_co_encoder(const TrainConfig& config) {
                   {"initial_eval_loss", result.initial_eval_loss},
                   {"window", window.to_json()},
                   {"config", c.source}};
-    save_run_checkpoint(ckpt, trainable.named, *opt, state);
+    save_run_checkpoint(ckpt, trainable.named, *opt.adamw, state);
   };
 
   ProgressBar bar("training", c.steps, "steps", progress);
@@ -676,15 +702,15 @@ TrainResult train_co_encoder(const TrainConfig& config) {
     for (; step < c.steps; ++step) {
       rng_at_start = rng_state(rng);
       const double lr = learning_rate(c, step);
-      for (auto& g : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      opt.set_lr(lr);
       const StepStats s = accumulate_step(run, examples, trainable, rng);
       window_tokens += s.tokens;
       result.tokens_seen += s.tokens;
       COENC_CHECK_CODE(std::isfinite(s.loss), Internal, "training diverged at step {} (loss {}); lower lr", step,
                        s.loss);
       if (c.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable.all, c.grad_clip);
-      opt->step();
-      opt->zero_grad();
+      opt.adamw->step();
+      opt.adamw->zero_grad();
       result.final_train_loss = s.loss;
       ++window.steps;
       window.loss += s.loss;

@@ -158,6 +158,26 @@ void read_train_parts(const json& j, TrainConfig& c, const std::string& where) {
   }
 }
 
+// "lr_scale": {"connector": x, "tower": y, "decoder": z}, each a number >= 0
+void read_lr_scale(const json& j, TrainConfig& c, const std::string& where) {
+  const json& t = j["lr_scale"];
+  COENC_CHECK(t.is_object(), "{}: field \"lr_scale\" must be an object such as {{\"decoder\": 0.3}}, got {}", where,
+              t.dump());
+  for (const auto& item : t.items()) {
+    const std::string key = item.key();
+    double* scale = key == "connector" ? &c.lr_scale.connector
+                    : key == "tower"   ? &c.lr_scale.tower
+                    : key == "decoder" ? &c.lr_scale.decoder
+                                       : nullptr;
+    COENC_CHECK(scale, "{}: unknown field \"lr_scale.{}\" (expected connector, tower, decoder)", where, key);
+    COENC_CHECK(item.value().is_number() && std::isfinite(item.value().get<double>()) &&
+                    item.value().get<double>() >= 0,
+                "{}: field \"lr_scale.{}\" must be a number >= 0 (a multiple of lr), got {}", where, key,
+                item.value().dump());
+    *scale = item.value().get<double>();
+  }
+}
+
 void read_lora(const json& j, TrainConfig& c, const std::string& where) {
   const json& l = j["lora"];
   COENC_CHECK(l.is_object(), "{}: field \"lora\" must be an object such as {{\"rank\": 8, \"alpha\": 16}}, got {}",
@@ -234,6 +254,7 @@ const std::vector<Field>& fields() {
       {"text_tokenizer", kCoEncoder, &C::text_tokenizer},
       {"qa_files", kCoEncoder, &C::qa_files},
       {"train", kCoEncoder, Reader{read_train_parts}},
+      {"lr_scale", kCoEncoder, Reader{read_lr_scale}},
       {"context_tokens", kCoEncoder, &C::context_tokens},
       {"min_context_tokens", kCoEncoder, &C::min_context_tokens},
       {"continuation_tokens", kCoEncoder, &C::continuation_tokens},

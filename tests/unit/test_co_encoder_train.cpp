@@ -632,7 +632,49 @@ TEST(CoEncoderTrain, LoraTowerAndReferencedDecoder) {
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lora\" is given but");
 }
 
-// Training reads the corpus files as they ship, .xz included, through the reader coenc eval uses.
+// "lr_scale": each part learns at lr times its scale; a part at 0 stays exactly where it was while the others move
+// (its gradients still flow to them). A bad scale names its field.
+TEST(CoEncoderTrain, LrScaleSetsEachPartsLearningRate) {
+  TempDir dir;
+  test::write_file(dir / "train.txt", random_docs(60, 12, 9));
+  json c = base_config(dir);
+  c["train_files"] = {(dir / "train.txt").string()};
+  c["objectives"] = {{"reconstruction", 1.0}};
+  c["train"] = {{"tower", "full"}, {"decoder", "full"}};
+  c["steps"] = 3;
+  c["lr"] = 1e-2;
+  c["out"] = (dir / "first").string();
+  train(TrainConfig::from_json(c, "run.json"));  // a checkpoint to start from
+
+  json next = c;
+  next.erase("co_encoder_config");
+  next["co_encoder"] = (dir / "first").string();
+  next["out"] = (dir / "second").string();
+  next["lr_scale"] = {{"decoder", 0.0}, {"tower", 0.5}};
+  train(TrainConfig::from_json(next, "run.json"));
+
+  auto before = SafetensorsFile::open(dir / "first" / "model.safetensors");
+  auto after = SafetensorsFile::open(dir / "second" / "model.safetensors");
+  std::map<std::string, int> moved, total;
+  for (const auto& entry : before->entries()) {
+    const std::string part = entry.name.substr(0, entry.name.find('.'));
+    ++total[part];
+    if (!torch::equal(before->tensor(entry.name), after->tensor(entry.name))) ++moved[part];
+  }
+  ASSERT_GT(total["language_model"], 0);
+  EXPECT_EQ(moved["language_model"], 0) << "the decoder at lr_scale 0 moved";
+  EXPECT_GT(moved["context_tower"], 0);
+  EXPECT_GT(moved["connector"], 0);
+
+  json bad = next;
+  bad["lr_scale"] = {{"decoder", -1}};
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lr_scale.decoder\" must be a number >= 0");
+  bad["lr_scale"] = {{"projector", 0.5}};
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "unknown field \"lr_scale.projector\"");
+  bad["lr_scale"] = 0.5;
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lr_scale\" must be an object");
+}
+
 TEST(CoEncoderTrain, ReadsXzCompressedTextAndQa) {
   TempDir d;
   test::write_file(d / "t.txt", test::sample_document_text(300) + "\n\n<|doc|>\n" + test::sample_document_text(300));
