@@ -10,6 +10,7 @@ output projections (self_attn.o_proj, mlp.down_proj) set to zero. A pre-norm res
 projections are zero adds nothing to the residual stream, so DST's tower, connector and answers equal SRC's
 exactly; training then has the new layers' capacity to use (docs/default-model.md, "Stage 11").
 """
+import contextlib
 import json
 import os
 import shutil
@@ -119,21 +120,15 @@ def refuse_existing(dst):
         fail(f"{dst}: exists already (remove it or name another folder)")
 
 
-def write_model_folder(src, dst, tensors, config):
-    """DST gets `tensors` (shards and index), `config` as config.json and SRC's two tokenizer folders, written
-    whole under DST.tmp and then renamed: an existing DST is refused, and a failed write leaves nothing behind."""
+@contextlib.contextmanager
+def written_whole(dst):
+    """Yields DST.tmp to write a new folder into, then renames it DST: an existing DST is refused, and a failed
+    write (one line naming DST) leaves nothing behind."""
     refuse_existing(dst)
     tmp = dst.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        os.makedirs(tmp)
-        write_model(tmp, tensors)
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(config, f, indent=2)
-            f.write("\n")
-        for folder in ("context_tokenizer", "text_tokenizer"):
-            if os.path.isdir(os.path.join(src, folder)):
-                shutil.copytree(os.path.join(src, folder), os.path.join(tmp, folder))
+        yield tmp
         os.rename(tmp, dst)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -141,6 +136,24 @@ def write_model_folder(src, dst, tensors, config):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_model_folder(src, dst, tensors, config):
+    """DST gets `tensors` (shards and index), `config` as config.json and SRC's two tokenizer folders, written
+    whole (`written_whole`)."""
+    with written_whole(dst) as tmp:
+        os.makedirs(tmp)
+        write_model(tmp, tensors)
+        write_config(tmp, config)
+        for folder in ("context_tokenizer", "text_tokenizer"):
+            if os.path.isdir(os.path.join(src, folder)):
+                shutil.copytree(os.path.join(src, folder), os.path.join(tmp, folder))
+
+
+def write_config(folder, config):
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
 
 
 def main():

@@ -9,12 +9,11 @@ with config.json's "chunk_size" set to N: the tower then reads a document N toke
 tower's rotary positions then reach N - 1, so N runs from 1 to the tower's max_position_embeddings. DST is written
 under a temporary name and renamed. docs/default-model.md, "Stage 20", trains stage 10's model on chunks of 512.
 """
-import json
 import os
 import shutil
 import sys
 
-from grow_tower import fail, read_config, refuse_existing
+from grow_tower import fail, read_config, write_config, written_whole
 
 
 def main():
@@ -34,19 +33,10 @@ def main():
         fail(f"{config_path}: context_config.max_position_embeddings: expected a whole number, got {limit!r}")
     if not 1 <= n <= limit:
         fail(f"N = {n}: a chunk must be 1 to {limit} tokens (context_config.max_position_embeddings of {config_path})")
-    refuse_existing(dst)
-    tmp = dst.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with written_whole(dst) as tmp:
         shutil.copytree(src, tmp)
         old, config["chunk_size"] = config.get("chunk_size"), n
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(config, f, indent=2)
-            f.write("\n")
-        os.rename(tmp, dst)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        fail(f"{dst}: cannot write the copy ({e})")
+        write_config(tmp, config)
     print(f"{dst}: {src} with chunks of {n} tokens (was {old})")
 
 

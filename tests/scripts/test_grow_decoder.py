@@ -61,15 +61,20 @@ class GrowDecoder(ScriptTest):
         dst = os.path.join(self.dir.name, "out")
         existing = os.path.join(self.dir.name, "existing")
         os.makedirs(existing)
+        a_file = os.path.join(self.dir.name, "a-file")
+        with open(a_file, "w") as f:
+            f.write("not a folder")
         for args, words in [((MODEL, dst, "ten"), "LAYERS: expected a whole number of layers, got 'ten'"),
                             ((MODEL, dst, "8"), "LAYERS must be more than the decoder's 8"),
                             ((MODEL, dst, "17"), "at most twice as many"),
                             ((os.path.join(self.dir.name, "none"), dst, "10"), "none/config.json: cannot read it"),
                             ((MODEL, existing, "10"), "existing: exists already"),
+                            ((MODEL, os.path.join(a_file, "grown"), "10"), "cannot write the model folder"),
                             ((MODEL, dst), "usage: grow_decoder.py SRC DST LAYERS")]:
             self.expect_one_line_error(args, words)
             self.assertFalse(os.path.exists(dst))
         self.assertEqual(os.listdir(existing), [])
+        self.assertEqual(sorted(os.listdir(self.dir.name)), ["a-file", "existing"])  # no DST.tmp left behind
 
 
 if __name__ == "__main__":
