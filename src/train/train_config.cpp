@@ -6,6 +6,7 @@
 #include <limits>
 #include <set>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -374,6 +375,12 @@ void check_co_encoder_run(TrainConfig& c, const json& j, const std::string& wher
               "{}: field \"qa_files\" is given but objectives qa / qa_text have no weight", where);
   COENC_CHECK(c.train_connector || c.train_tower != "frozen" || c.train_decoder != "frozen",
               "{}: field \"train\" leaves nothing to train", where);
+  for (const auto& [part, scale, trains] :
+       {std::tuple<const char*, double, bool>{"connector", c.lr_scale.connector, c.train_connector},
+        {"tower", c.lr_scale.tower, c.train_tower != "frozen"},
+        {"decoder", c.lr_scale.decoder, c.train_decoder != "frozen"}})
+    COENC_CHECK(scale == 1 || trains, "{}: field \"lr_scale.{}\" is given but \"train\" leaves the {} frozen", where,
+                part, part);
   for (const char* o : {"lm", "qa_text", "lookup_text", "cloze_text"})
     COENC_CHECK(!c.objectives.count(o) || c.train_decoder != "frozen",
                 "{}: objective \"{}\" trains the decoder alone: it needs \"train\": {{\"decoder\": \"full\"}} or "

@@ -673,6 +673,10 @@ TEST(CoEncoderTrain, LrScaleSetsEachPartsLearningRate) {
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "unknown field \"lr_scale.projector\"");
   bad["lr_scale"] = 0.5;
   EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"), "field \"lr_scale\" must be an object");
+  bad["lr_scale"] = {{"decoder", 0.3}};
+  bad["train"] = {{"tower", "full"}, {"decoder", "frozen"}};
+  EXPECT_COENC_ERROR(TrainConfig::from_json(bad, "run.json"),
+                     "field \"lr_scale.decoder\" is given but \"train\" leaves the decoder frozen");
 }
 
 TEST(CoEncoderTrain, ReadsXzCompressedTextAndQa) {
