@@ -27,6 +27,7 @@ declare -A STAGE_DIRS=(
   [co_encoder_v2_recon]=co_encoder_v2b  # stage 22b: stage 3's move on stage 22 (contexts of 256, reconstruction up)
   [co_encoder_v2_mix]=co_encoder_v2_mix  # stage 23: stage 10's recipe from stage 22b
   [co_encoder_dec10_cloze]=co_encoder24  # stage 24: stage 13 (10-layer decoder) with QA 0.7 and stage 19's cloze
+  [co_encoder_v3]=co_encoder_v3      # stage 25: stage 22b's recipe straight from stage 21's decoder (no stage 22)
 )
 
 # The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).

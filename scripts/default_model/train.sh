@@ -79,6 +79,10 @@
 #   scripts/default_model/train.sh co_encoder_dec10_cloze BUILD [SECONDS] [STOP_AFTER_SECONDS]
 #       stage 24: stage 13's 10-layer decoder (.train/co_encoder9-dec10, grow_decoder.py) with QA at 0.7 and
 #       stage 19's cloze drill on both readings (co_encoder_dec10_cloze.json -> .train/co_encoder24)
+#   scripts/default_model/train.sh co_encoder_v3 BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 25: stage 22b's recipe (contexts of 256 tokens, reconstruction leading) straight from stage 21's
+#       decoder with a fresh tower (its first 3 layers) and connector, stage 22 skipped; all five training shards
+#       with the decoder at 0.3 of the rate (co_encoder_v3.json -> .train/co_encoder_v3)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
