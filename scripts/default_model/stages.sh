@@ -28,6 +28,8 @@ declare -A STAGE_DIRS=(
   [co_encoder_v2_mix]=co_encoder_v2_mix  # stage 23: stage 10's recipe from stage 22b
   [co_encoder_dec10_cloze]=co_encoder24  # stage 24: stage 13 (10-layer decoder) with QA 0.7 and stage 19's cloze
   [co_encoder_v3]=co_encoder_v3      # stage 25: stage 22b's recipe straight from stage 21's decoder (no stage 22)
+  [co_encoder_v3_more]=co_encoder_v3b  # stage 25b: 601 more steps of stage 25 at half the rate
+  [co_encoder_v3_mix]=co_encoder_v3_mix  # stage 26: stage 10's recipe from stage 25b, the decoder at 0.3
 )
 
 # The output folder's name of a stage (the stage's own name for the others: decoder, co_encoder_more).

@@ -83,6 +83,10 @@
 #       stage 25: stage 22b's recipe (contexts of 256 tokens, reconstruction leading) straight from stage 21's
 #       decoder with a fresh tower (its first 3 layers) and connector, stage 22 skipped; all five training shards
 #       with the decoder at 0.3 of the rate (co_encoder_v3.json -> .train/co_encoder_v3)
+#   scripts/default_model/train.sh co_encoder_v3_more | co_encoder_v3_mix BUILD [SECONDS] [STOP_AFTER_SECONDS]
+#       stage 25b: stage 25 for 270 s more at half its rate (co_encoder_v3_more.json -> .train/co_encoder_v3b);
+#       stage 26: stage 10's recipe (contexts of 128-512 tokens, ratios up to 16, long haystacks) from there, the
+#       decoder still at 0.3 of the rate (co_encoder_v3_mix.json -> .train/co_encoder_v3_mix)
 #
 # NPROC=N (environment) trains data parallel on N GPUs (`coenc train --nproc N`): the config's grad_accum must be a
 # multiple of N; the global batch and so the run are the same on any N (stage 7's config: batch 128 as 8 micro-batches of 16 a objective, which fit an 80 GB H100 with 16,000-token haystacks).
